@@ -1,0 +1,5 @@
+"""`python -m charlstm ...` (and `torchrun -m charlstm ...`) run the same CLI as `charlstm`."""
+
+from charlstm.cli import main
+
+main()

@@ -1,0 +1,66 @@
+"""Truncated-BPTT batches: B contiguous streams, read bptt characters at a time.
+
+The training ids are cut into `batch_size` rows, each a contiguous stretch of the text
+(as word_language_model's `batchify` does). With the text "abcdefghijklmnopqrstuvwx"
+and batch_size 4:
+
+    ┌ a b c d e f ┐
+    │ g h i j k l │   window 0 (bptt 2): inputs  a b | g h | m n | s t
+    │ m n o p q r │                      targets b c | h i | n o | t u
+    └ s t u v w x ┘   window 1:          inputs  c d | i j | o p | u v ...
+
+Row b of window k+1 starts exactly where row b of window k stopped, so the hidden state
+that window k ends in is the right initial state for window k+1. The state is reset only
+when the rows wrap around at the end of an epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from charlstm.errors import CorpusError
+
+
+@dataclass(frozen=True)
+class Window:
+    inputs: torch.Tensor  # (batch_size, bptt) int64
+    targets: torch.Tensor  # (batch_size, bptt) int64, inputs shifted by one character
+    starts_epoch: bool  # True for the first window of an epoch: begin from a zero state
+
+
+class TBPTTBatches:
+    def __init__(self, ids: np.ndarray, batch_size: int, bptt: int, device: torch.device | str):
+        row_length = len(ids) // batch_size
+        if row_length < bptt + 1:
+            raise CorpusError(
+                f"training text has {len(ids)} characters, fewer than one window of "
+                f"batch_size x (bptt + 1) = {batch_size} x {bptt + 1} = {batch_size * (bptt + 1)};"
+                " use a longer corpus or lower train.batch_size / train.bptt"
+            )
+        self.batch_size = batch_size
+        self.bptt = bptt
+        # Only whole windows: every step has the same shape (no recompiles, fair averages).
+        self.windows_per_epoch = (row_length - 1) // bptt
+        used = batch_size * row_length
+        rows = np.ascontiguousarray(ids[:used]).reshape(batch_size, row_length)
+        # Kept in the compact dtype on the device; widened to int64 one window at a time.
+        self.rows = torch.from_numpy(rows.astype(_torch_compatible(rows.dtype))).to(device)
+
+    def window(self, index: int) -> Window:
+        """Window number `index`, counting from the first step of training (any epoch)."""
+        k = index % self.windows_per_epoch
+        start = k * self.bptt
+        chunk = self.rows[:, start : start + self.bptt + 1].long()
+        return Window(chunk[:, :-1], chunk[:, 1:], starts_epoch=k == 0)
+
+    @property
+    def chars_per_window(self) -> int:
+        return self.batch_size * self.bptt
+
+
+def _torch_compatible(dtype: np.dtype) -> np.dtype:
+    # torch has uint8, int16 and int32 but only partial support for uint16/uint32.
+    return dtype if dtype in (np.uint8, np.int16, np.int32) else np.dtype(np.int32)

@@ -1,0 +1,184 @@
+"""The `charlstm` command: parse options, call one function, report.
+
+A CharlstmError (a user's mistake) leaves as one line on stderr and exit code 1; so do
+the command-line parser's own complaints when run through `main`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from charlstm.errors import CharlstmError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Character-level LSTM language models: train, sample, eval, info.",
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+CheckpointOpt = Annotated[
+    Optional[Path],
+    typer.Option("--checkpoint", "-c", help="A checkpoint file or run folder (default: newest run under runs/)."),
+]
+
+
+def fail(error: CharlstmError) -> typer.Exit:
+    err.print(f"error: {error}", markup=False, soft_wrap=True)
+    return typer.Exit(getattr(error, "exit_code", 1))
+
+
+@app.command()
+def train(
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config file.")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Override: section.key=value (repeatable).")] = [],
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder from its last.pt.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines, no bar.")] = False,
+) -> None:  # fmt: skip
+    """Train a model (see configs/ for examples)."""
+    from charlstm.config import load_config
+    from charlstm.resume import resume_payload
+    from charlstm.train import Trainer
+
+    try:
+        payload, overrides = None, list(set_)
+        if resume is not None:
+            payload, base = resume_payload(resume)
+            overrides = [f"train.out_dir={resume}", *overrides]
+            cfg = load_config(config, overrides) if config else base.with_overrides(overrides)
+        else:
+            cfg = load_config(config, overrides)
+        summary = Trainer(cfg, resume=payload, console=out, quiet=quiet).run()
+    except CharlstmError as error:
+        raise fail(error) from None
+    best = summary.out_dir / "checkpoints" / "best.pt"
+    out.print(
+        f"done: {summary.steps} steps in {summary.seconds:.0f}s, best val loss "
+        f"{summary.best_val_loss:.4f} ({summary.best_val_loss / math.log(2):.4f} bpc)\n"
+        f"checkpoints: {best} and {best.with_name('last.pt')}\n"
+        f"sample with: charlstm sample --checkpoint {summary.out_dir} --prime \"...\""
+    )
+
+
+@app.command()
+def sample(
+    checkpoint: CheckpointOpt = None,
+    prime: Annotated[str, typer.Option("--prime", "-p", help="Text to start from; the output begins with it.")] = "",
+    length: Annotated[int, typer.Option("--length", "-n", help="Characters to generate.")] = 500,
+    temperature: Annotated[float, typer.Option("--temperature", "-t", help="> 0; lower is more conservative.")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample among the k likeliest characters.")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Sample among the likeliest characters holding p of the mass.")] = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the likeliest character.")] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Same seed, same text.")] = None,
+    num_samples: Annotated[int, typer.Option("--num-samples", help="Samples generated together as one batch.")] = 1,
+    stop: Annotated[Optional[str], typer.Option("--stop", help="End a sample where this string appears.")] = None,
+    unknown: Annotated[str, typer.Option("--unknown", help="Prime characters outside the vocabulary: error or skip.")] = "error",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the samples to this file.")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
+) -> None:  # fmt: skip
+    """Generate text from a checkpoint, streaming it as it is generated."""
+    from charlstm.checkpoint import load_for_inference
+    from charlstm.sample import SampleSettings, generate
+    from charlstm.train import pick_device
+
+    try:
+        settings = SampleSettings(length, temperature, top_k, top_p, greedy, seed, num_samples, stop, unknown)
+        model, vocab, _, _ = load_for_inference(checkpoint, pick_device(device))
+        stream = num_samples == 1
+
+        def show(_index: int, piece: str) -> None:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+        texts = generate(model, vocab, prime, settings, on_text=show if stream else None)
+    except CharlstmError as error:
+        raise fail(error) from None
+    separator = "\n" + "-" * 40 + "\n"
+    if stream:
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(separator.join(texts) + "\n")
+    if output is not None:
+        try:
+            output.write_text(separator.join(texts) + "\n", encoding="utf-8")
+        except OSError as error:
+            raise fail(CharlstmError(f"cannot write {output}: {error.strerror}")) from None
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: CheckpointOpt = None,
+    text: Annotated[Optional[Path], typer.Option("--text", help="A file to score.")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="'val': the training corpus's validation split.")] = None,
+    streams: Annotated[int, typer.Option("--streams", help="Parallel streams (1 = one exact pass).")] = 16,
+    window: Annotated[int, typer.Option("--window", help="Characters per forward pass (memory bound only).")] = 512,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
+) -> None:  # fmt: skip
+    """Loss, bits per character and perplexity of a checkpoint on a text."""
+    from charlstm.checkpoint import load_for_inference
+    from charlstm.evaluate import evaluate_on
+    from charlstm.train import pick_device
+
+    try:
+        model, vocab, cfg, _ = load_for_inference(checkpoint, pick_device(device))
+        result = evaluate_on(model, vocab, cfg, text=text, split=split, streams=streams, window=window)
+    except CharlstmError as error:
+        raise fail(error) from None
+    numbers = {"loss": result.loss, "bpc": result.bpc, "perplexity": result.perplexity,
+               "chars": result.chars, "chars_per_sec": result.chars_per_sec}  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(numbers) + "\n")
+        return
+    out.print(
+        f"loss {result.loss:.4f} nats/char  bpc {result.bpc:.4f}  perplexity {result.perplexity:.3f}\n"
+        f"{result.chars:,} characters scored at {result.chars_per_sec:,.0f} chars/s"
+    )
+    if result.unknown:
+        out.print(f"{result.unknown:,} characters outside the vocabulary were left out")
+
+
+@app.command()
+def info(checkpoint: CheckpointOpt = None) -> None:
+    """What a checkpoint holds: config, vocabulary, size, step, best validation loss."""
+    import yaml
+
+    from charlstm.checkpoint import load_for_inference
+
+    try:
+        model, vocab, cfg, payload = load_for_inference(checkpoint)
+    except CharlstmError as error:
+        raise fail(error) from None
+    best = payload.get("best_val_loss", float("nan"))
+    out.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True).rstrip(), markup=False)
+    out.print(
+        f"vocabulary: {vocab.size} ({vocab.mode})\nparameters: {model.num_parameters():,}\n"
+        f"step: {payload.get('step')}\nbest val loss: {best:.4f} ({best / math.log(2):.4f} bpc)"
+    )
+
+
+def main() -> None:
+    """Console entry point: parser errors become one line and exit code 1 too."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        err.print("error: aborted", markup=False)
+        sys.exit(130)
+    except Exception as error:  # the parser's UsageError family (click's, or Typer's copy)
+        format_message = getattr(error, "format_message", None)
+        if format_message is None:
+            raise
+        if type(error).__name__ == "NoArgsIsHelpError":  # a bare `charlstm`: help was shown
+            sys.exit(0)
+        err.print(f"error: {format_message()}", markup=False, soft_wrap=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

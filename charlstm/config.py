@@ -1,0 +1,306 @@
+"""Configuration: YAML file -> dotted `--set` overrides -> frozen dataclasses, validated once.
+
+Each section owns its defaults (with a comment on why) and its range checks, so a
+`Config` that exists is a config that is safe to train with. Unknown keys are errors
+that suggest the closest valid key; values are typed by the dataclass field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from charlstm.errors import ConfigError
+
+
+def _require(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"config: {key} must be {rule} (got {value!r})")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # A text file, a directory, `python-stdlib` (this interpreter's own .py sources:
+    # a code corpus present on every machine) or `task:NAME` for a synthetic language.
+    path: str = "python-stdlib"
+    # Globs a directory's files must match (by name or relative path); empty = all files.
+    include: tuple[str, ...] = ()
+    # `char`: one id per code point seen in the corpus; `byte`: 256 ids, reads any file.
+    vocab: Literal["char", "byte"] = "char"
+    # The last fraction of the text is held out for validation (contiguous, never shuffled).
+    val_fraction: float = 0.05
+    # Where encoded corpora are cached; null = $XDG_CACHE_HOME/charlstm or ~/.cache/charlstm.
+    cache_dir: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", "in (0, 1)", self.val_fraction)
+        _require(bool(self.path.strip()), "data.path", "a non-empty path", self.path)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # LSTM is the default because it is what char-rnn made famous; gru/rnn for comparison.
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    # Characters are few; a small embedding loses nothing against one-hot inputs.
+    embedding_dim: int = 64
+    hidden_size: int = 256
+    num_layers: int = 2
+    # Dropout between recurrent layers and before the decoder; 0 for small corpora/models.
+    dropout: float = 0.0
+    # Share the embedding and decoder matrices (needs embedding_dim == hidden_size).
+    tie_weights: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.embedding_dim > 0, "model.embedding_dim", "> 0", self.embedding_dim)
+        _require(self.hidden_size > 0, "model.hidden_size", "> 0", self.hidden_size)
+        _require(self.num_layers >= 1, "model.num_layers", ">= 1", self.num_layers)
+        _require(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ConfigError(
+                "config: model.tie_weights needs model.embedding_dim == model.hidden_size "
+                f"(got {self.embedding_dim} and {self.hidden_size})"
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # Number of contiguous streams trained side by side (the TBPTT batch).
+    batch_size: int = 32
+    # Characters per window; gradients stop at window edges, the hidden state does not.
+    bptt: int = 64
+    # Training stops at whichever of max_steps / max_seconds comes first (null = no limit).
+    max_steps: Optional[int] = 2000
+    max_seconds: Optional[float] = None
+    # Adam-family rates near 2e-3 are the long-standing char-rnn sweet spot.
+    lr: float = 2e-3
+    # Linear warm-up avoids early blow-ups of the recurrent weights.
+    warmup_steps: int = 100
+    # Cosine decay length; null = max_steps (and a constant rate if that is null too).
+    decay_steps: Optional[int] = None
+    # The cosine ends at lr * final_lr_fraction rather than 0, as nanoGPT does.
+    final_lr_fraction: float = 0.1
+    weight_decay: float = 0.01
+    # Gradient-norm clipping keeps exploding gradients in check; 0 disables clipping.
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    # Validation walks the held-out text as this many contiguous streams, each warmed up
+    # on the text before it, so the number matches one in-order pass closely and quickly.
+    eval_streams: int = 16
+    checkpoint_every: int = 250
+    seed: int = 1337
+    # auto = cuda, then mps, then cpu.
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    out_dir: str = "runs/default"
+    # CPU threads for PyTorch; null = PyTorch's own choice.
+    threads: Optional[int] = None
+    # A non-finite loss or gradient skips that update; this many in a row stop training.
+    max_nonfinite: int = 5
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "train.batch_size", ">= 1", self.batch_size)
+        _require(self.bptt >= 1, "train.bptt", ">= 1", self.bptt)
+        for key in ("max_steps", "decay_steps", "threads"):
+            value = getattr(self, key)
+            _require(value is None or value >= 1, f"train.{key}", ">= 1 or null", value)
+        _require(
+            self.max_seconds is None or self.max_seconds > 0,
+            "train.max_seconds", "> 0 or null", self.max_seconds,
+        )  # fmt: skip
+        _require(self.lr > 0, "train.lr", "> 0", self.lr)
+        _require(self.warmup_steps >= 0, "train.warmup_steps", ">= 0", self.warmup_steps)
+        _require(
+            0.0 <= self.final_lr_fraction <= 1.0,
+            "train.final_lr_fraction", "in [0, 1]", self.final_lr_fraction,
+        )  # fmt: skip
+        _require(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
+        _require(self.grad_clip >= 0, "train.grad_clip", ">= 0", self.grad_clip)
+        _require(self.eval_every >= 1, "train.eval_every", ">= 1", self.eval_every)
+        _require(self.eval_streams >= 1, "train.eval_streams", ">= 1", self.eval_streams)
+        _require(self.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", self.checkpoint_every)
+        _require(self.max_nonfinite >= 1, "train.max_nonfinite", ">= 1", self.max_nonfinite)
+        _require(bool(self.out_dir.strip()), "train.out_dir", "a non-empty path", self.out_dir)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    # Scalars and progress every this many steps; the only place training reads losses
+    # back from the device, so a larger value means fewer synchronisations.
+    log_every: int = 10
+    # A sample is written to TensorBoard at each validation.
+    sample_length: int = 300
+    sample_temperature: float = 0.8
+    sample_prime: str = "\n"
+
+    def __post_init__(self) -> None:
+        _require(self.log_every >= 1, "log.log_every", ">= 1", self.log_every)
+        _require(self.sample_length >= 0, "log.sample_length", ">= 0", self.sample_length)
+        _require(
+            self.sample_temperature > 0,
+            "log.sample_temperature", "> 0", self.sample_temperature,
+        )  # fmt: skip
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "log": LogConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (lists, not tuples): YAML- and checkpoint-safe."""
+        return {
+            name: {k: list(v) if isinstance(v, tuple) else v for k, v in vars(section).items()}
+            for name, section in vars(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any, overrides: list[str] = ()) -> Config:
+        """Build a validated Config from a nested mapping plus `section.key=value` strings."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError("config: the top level must be a mapping of sections (data, model, train, log)")
+        merged: dict[str, dict[str, Any]] = {}
+        for section, values in raw.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"config: unknown section {section!r}{_suggest(str(section))}")
+            if values is None:
+                values = {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"config: section {section!r} must be a mapping of keys to values")
+            merged[section] = {}
+            for key, value in values.items():
+                _field_type(f"{section}.{key}")  # rejects unknown keys
+                merged[section][key] = value
+        for item in overrides:
+            key, value = _parse_override(item)
+            merged.setdefault(key.split(".")[0], {})[key.split(".")[1]] = value
+        sections = {
+            name: SECTIONS[name](**{k: _coerce(v, _field_type(f"{name}.{k}"), f"{name}.{k}")
+                                    for k, v in merged.get(name, {}).items()})
+            for name in SECTIONS
+        }  # fmt: skip
+        return cls(**sections)
+
+    def with_overrides(self, overrides: list[str]) -> Config:
+        return Config.from_dict(self.to_dict(), overrides)
+
+    def write_yaml(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def load_config(path: Optional[Path], overrides: list[str] = ()) -> Config:
+    """Read a YAML config file (or start from the defaults) and apply the overrides."""
+    raw: Any = {}
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            where = ""
+            mark = getattr(err, "problem_mark", None)
+            if mark is not None:
+                where = f" at line {mark.line + 1}, column {mark.column + 1}"
+            problem = getattr(err, "problem", None) or "not valid YAML"
+            raise ConfigError(f"invalid YAML in {path}{where}: {problem}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    return Config.from_dict(raw, overrides)
+
+
+def all_keys() -> list[str]:
+    return [f"{name}.{f.name}" for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+def _suggest(key: str) -> str:
+    keys = all_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    if not close:  # a bare or misplaced field name: match on the part after the dot
+        by_name = {k.split(".")[1]: k for k in keys}
+        names = difflib.get_close_matches(key.split(".")[-1], list(by_name), n=1, cutoff=0.6)
+        close = [by_name[n] for n in names]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _field_type(key: str) -> Any:
+    section, _, name = key.partition(".")
+    cls = SECTIONS.get(section)
+    hints = typing.get_type_hints(cls) if cls else {}
+    if name not in hints:
+        raise ConfigError(f"config: unknown key {key!r}{_suggest(key)}")
+    return hints[name]
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, eq, text = item.partition("=")
+    key = key.strip()
+    if not eq or key.count(".") != 1:
+        raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.lr=1e-3)")
+    tp = _field_type(key)
+    if _strip_optional(tp) is str and text.strip().lower() not in ("null", "none", "~"):
+        return key, text  # strings stay verbatim: no YAML guessing on paths like 1e3.txt
+    try:
+        return key, yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+
+
+def _strip_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check and convert one value to the field's type, with an error that names the key."""
+    inner = _strip_optional(tp)
+    if inner is not tp and (value is None or str(value).strip().lower() in ("null", "none", "~")):
+        return None
+    origin = typing.get_origin(inner)
+    if origin is Literal:
+        choices = typing.get_args(inner)
+        _require(value in choices, key, "one of " + ", ".join(choices), value)
+        return value
+    if origin is tuple:  # tuple[str, ...]: a list of strings, or one string
+        items = [value] if isinstance(value, str) else value
+        ok = isinstance(items, list) and all(isinstance(i, str) for i in items)
+        _require(ok, key, "a list of strings", value)
+        return tuple(items)
+    if inner is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        _require(isinstance(value, bool), key, "true or false", value)
+        return value
+    if inner in (int, float):
+        number = value
+        if isinstance(value, str):  # YAML 1.1 reads `2e-3` as a string
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        ok = isinstance(number, (int, float)) and not isinstance(number, bool)
+        if ok and inner is int:
+            ok = float(number).is_integer()
+        _require(ok, key, "an integer" if inner is int else "a number", value)
+        return inner(number)
+    if inner is str:
+        _require(isinstance(value, str), key, "a string", value)
+        return value
+    raise TypeError(f"unsupported config field type {tp!r} for {key}")  # a charlstm bug

@@ -1,0 +1,129 @@
+"""Loss, bits per character and perplexity of a model over a whole text, in order.
+
+The text is scored once, every character exactly once, with the hidden state carried
+from window to window. To use the hardware, the text can be walked as S contiguous
+streams side by side; each stream after the first starts `BURN_IN` characters early and
+does not score them, so it enters its own stretch with a warm state, as a single pass
+would. `streams=1` is the exact single pass. The window length only bounds memory: the
+result does not depend on it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charlstm.config import Config
+from charlstm.corpus import load_corpus
+from charlstm.errors import CharlstmError, CorpusError
+from charlstm.model import CharRNN
+from charlstm.vocab import Vocab
+
+# Characters of context each stream reads before its first scored character. An LSTM's
+# state forgets most of what lies further back than this.
+BURN_IN = 256
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float  # mean negative log-likelihood, nats per character
+    chars: int  # characters scored
+    seconds: float
+    unknown: int = 0  # characters left out because the vocabulary lacks them
+
+    @property
+    def bpc(self) -> float:
+        return self.loss / math.log(2)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(min(self.loss, 700.0))
+
+    @property
+    def chars_per_sec(self) -> float:
+        return self.chars / max(self.seconds, 1e-9)
+
+
+@torch.no_grad()
+def evaluate_ids(
+    model: CharRNN,
+    ids: np.ndarray,
+    streams: int = 16,
+    window: int = 512,
+    burn_in: int = BURN_IN,
+) -> EvalResult:
+    """Score ids[1:] given everything before each character."""
+    n = len(ids) - 1
+    if n < 1:
+        raise CorpusError("text to evaluate needs at least two characters")
+    device = next(model.parameters()).device
+    started = time.perf_counter()
+    was_training = model.training
+    model.eval()
+
+    seg = math.ceil(n / streams)
+    starts = np.arange(0, n, seg)  # first scored target of each stream
+    ends = np.minimum(starts + seg, n)
+    burns = np.minimum(burn_in, starts)
+    width = int((burns + ends - starts).max())
+    # Row r reads ids[starts[r] - burns[r] :] and scores columns [burns[r], burns[r] + len).
+    rows = np.zeros((len(starts), width + 1), dtype=ids.dtype)
+    for r, (a, b, burn) in enumerate(zip(starts, ends, burns)):
+        rows[r, : burn + (b - a) + 1] = ids[a - burn : b + 1]
+    lo = torch.as_tensor(burns, device=device)[:, None]
+    hi = lo + torch.as_tensor(ends - starts, device=device)[:, None]
+
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    state = None
+    for c0 in range(0, width, window):
+        chunk = torch.from_numpy(rows[:, c0 : c0 + window + 1].astype(np.int64)).to(device)
+        logits, state = model(chunk[:, :-1], state)
+        nll = F.cross_entropy(logits.float().transpose(1, 2), chunk[:, 1:], reduction="none")
+        cols = torch.arange(c0, c0 + nll.shape[1], device=device)[None, :]
+        scored = (cols >= lo) & (cols < hi)
+        total += (nll.double() * scored).sum()
+    model.train(was_training)
+    return EvalResult(total.item() / n, n, time.perf_counter() - started)
+
+
+def evaluate_text(model: CharRNN, vocab: Vocab, text: str, **kwargs) -> EvalResult:
+    """Score a text; characters outside the vocabulary are counted, then left out."""
+    symbols = vocab.code_point_array(text)
+    known = vocab.known_mask(symbols)
+    result = evaluate_ids(model, vocab.ids_of(symbols[known]), **kwargs)
+    return EvalResult(result.loss, result.chars, result.seconds, unknown=int((~known).sum()))
+
+
+def evaluate_on(model: CharRNN, vocab: Vocab, cfg: Config, text: Path | None = None,
+                split: str | None = None, **kwargs) -> EvalResult:  # fmt: skip
+    """`charlstm eval`'s choice of what to score: a file, or the training corpus's
+    validation split (rebuilt from the corpus on this machine, which must still match)."""
+    if (text is None) == (split is None):
+        raise CharlstmError("give exactly one of --text FILE or --split val")
+    if text is not None:
+        try:
+            content = text.read_bytes()
+        except OSError as err:
+            raise CorpusError(f"cannot read {text}: {err.strerror}") from None
+        if vocab.mode == "byte":  # any file: score its bytes as they are
+            return evaluate_ids(model, np.frombuffer(content, dtype=np.uint8), **kwargs)
+        return evaluate_text(model, vocab, _decode_strict(content, text), **kwargs)
+    if split != "val":
+        raise CharlstmError(f"--split must be 'val' (got {split!r})")
+    corpus = load_corpus(cfg.data)
+    if corpus.vocab != vocab:
+        raise CorpusError(f"the corpus at {cfg.data.path} no longer matches the checkpoint's vocabulary")
+    return evaluate_ids(model, np.asarray(corpus.split(cfg.data.val_fraction)[1]), **kwargs)
+
+
+def _decode_strict(content: bytes, path: Path) -> str:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{path} is not valid UTF-8 (byte {err.start})") from None

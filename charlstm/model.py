@@ -1,0 +1,83 @@
+"""CharRNN: embedding -> multi-layer LSTM / GRU / RNN -> dropout -> linear decoder.
+
+`forward(ids, state) -> (logits, state)`; the loss is computed by the caller. The
+recurrent layers are PyTorch's fused modules (cuDNN on GPU, oneDNN on CPU): no Python
+loop over time steps anywhere in training.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import nn
+
+from charlstm.config import ModelConfig
+
+# LSTM state is (h, c); GRU and RNN state is h alone. Each is (num_layers, batch, hidden).
+State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+class CharRNN(nn.Module):
+    def __init__(self, vocab_size: int, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim)
+        self.rnn = CELLS[cfg.cell](
+            cfg.embedding_dim,
+            cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            # nn.LSTM applies dropout between layers only; it warns when there is one layer.
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.decoder = nn.Linear(cfg.hidden_size, vocab_size)
+        if cfg.tie_weights:
+            self.decoder.weight = self.embedding.weight
+        if cfg.cell == "lstm":
+            self._init_forget_bias()
+
+    def _init_forget_bias(self) -> None:
+        # A forget-gate bias of 1 lets gradients flow through the cell state from the
+        # start (Jozefowicz et al., 2015). PyTorch keeps two bias vectors; the gate order
+        # is input, forget, cell, output, so the forget slice is [H:2H].
+        hidden = self.cfg.hidden_size
+        with torch.no_grad():
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    param[hidden : 2 * hidden].fill_(1.0)
+                elif name.startswith("bias_hh"):
+                    param[hidden : 2 * hidden].fill_(0.0)
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """ids: (batch, time) int64 -> logits (batch, time, vocab) and the final state."""
+        x = self.embedding(ids)
+        out, state = self.rnn(x, state)
+        return self.decoder(self.dropout(out)), state
+
+    def init_state(self, batch_size: int, device: torch.device | str) -> State:
+        shape = (self.cfg.num_layers, batch_size, self.cfg.hidden_size)
+        h = torch.zeros(shape, device=device)
+        return (h, torch.zeros_like(h)) if self.cfg.cell == "lstm" else h
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph at a window edge: the values carry on, the gradients stop."""
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def state_tensors(state: State) -> list[torch.Tensor]:
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def state_from_tensors(tensors: list[torch.Tensor], cell: str) -> State:
+    return (tensors[0], tensors[1]) if cell == "lstm" else tensors[0]

@@ -1,0 +1,55 @@
+"""TensorBoard output of a run: scalars, text samples and the hyperparameters.
+
+All events go to one folder (the run's out_dir), so `tensorboard --logdir runs/` shows
+one run per training. A resumed run purges events past its resume step, so curves
+continue without overlapping points.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from charlstm.config import Config
+
+LN2 = math.log(2)
+
+
+class RunWriter:
+    def __init__(self, out_dir: Path, cfg: Config, purge_step: int | None = None):
+        self.writer = SummaryWriter(log_dir=str(out_dir), purge_step=purge_step)
+        if purge_step is None:
+            self._write_hparams(cfg)
+
+    def _write_hparams(self, cfg: Config) -> None:
+        # TensorBoard's HParams tab pairs these with the val/* scalars of the same run.
+        flat = {
+            f"{section}.{key}": value if isinstance(value, (int, float, str, bool)) else str(value)
+            for section, values in cfg.to_dict().items()
+            for key, value in values.items()
+        }
+        for summary in hparams(flat, {"val/loss": math.nan, "val/bpc": math.nan}):
+            self.writer.file_writer.add_summary(summary)
+
+    def train_scalars(self, step: int, loss: float, grad_norm: float, lr: float,
+                      chars_per_sec: float, skipped_updates: int) -> None:  # fmt: skip
+        w = self.writer
+        w.add_scalar("train/loss", loss, step)
+        w.add_scalar("train/bpc", loss / LN2, step)
+        w.add_scalar("train/grad_norm", grad_norm, step)
+        w.add_scalar("train/lr", lr, step)
+        w.add_scalar("train/chars_per_sec", chars_per_sec, step)
+        w.add_scalar("train/skipped_updates", skipped_updates, step)
+
+    def validation(self, step: int, loss: float, sample: str) -> None:
+        self.writer.add_scalar("val/loss", loss, step)
+        self.writer.add_scalar("val/bpc", loss / LN2, step)
+        # TensorBoard renders text as Markdown: indent to keep it verbatim.
+        self.writer.add_text("samples", "\n".join("    " + line for line in sample.split("\n")), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,61 @@
+"""What may change when a run is resumed, and what may not.
+
+A resumed run must continue the same learning problem: the same model shape, the same
+vocabulary and the same stream layout (corpus, split, batch_size, bptt), or the weights,
+optimizer moments and carried hidden state no longer fit. Everything else (max_steps,
+max_seconds, eval_every, lr schedule, logging) may change and is reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from charlstm.checkpoint import LAST, load_checkpoint
+from charlstm.config import Config
+from charlstm.errors import CheckpointError
+from charlstm.vocab import Vocab
+
+# Keys that fix the learning problem; `model` as a whole is fixed too.
+FIXED_KEYS = (
+    "data.path", "data.include", "data.vocab", "data.val_fraction",
+    "train.batch_size", "train.bptt",
+)  # fmt: skip
+
+
+def _flat(cfg: Config) -> dict[str, Any]:
+    return {f"{section}.{k}": v for section, values in cfg.to_dict().items() for k, v in values.items()}
+
+
+def check_resumable(payload: dict[str, Any], cfg: Config, vocab: Vocab) -> list[str]:
+    """Raise CheckpointError when `cfg` cannot continue the checkpoint; else list the
+    settings that changed, as `key: old -> new`."""
+    try:
+        saved = Config.from_dict(payload["config"])
+        saved_vocab = Vocab.from_dict(payload["vocab"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError("checkpoint has no usable config or vocabulary to resume from") from None
+    old, new = _flat(saved), _flat(cfg)
+    changed = [k for k in new if old.get(k) != new[k]]
+    fixed = [k for k in changed if k.startswith("model.") or k in FIXED_KEYS]
+    if fixed:
+        shown = ", ".join(f"{k} ({old.get(k)!r} -> {new[k]!r})" for k in fixed)
+        raise CheckpointError(f"cannot resume with a changed {shown}: start a new run (a new train.out_dir)")
+    if saved_vocab != vocab:
+        raise CheckpointError(
+            f"cannot resume: the corpus now has a different vocabulary ({vocab.size} symbols, "
+            f"checkpoint {saved_vocab.size}); resume on the same corpus"
+        )
+    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed if k != "train.out_dir"]
+
+
+def resume_payload(run: Path) -> tuple[dict[str, Any], Config]:
+    """The last.pt of a run folder (or a checkpoint file) and the config it was saved with."""
+    path = run / "checkpoints" / LAST if run.is_dir() else run
+    if run.is_dir() and not path.is_file():
+        raise CheckpointError(f"nothing to resume in {run}: no checkpoints/{LAST} there")
+    payload = load_checkpoint(path)
+    try:
+        return payload, Config.from_dict(payload["config"])
+    except KeyError:
+        raise CheckpointError(f"{path} holds no config to resume with") from None

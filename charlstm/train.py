@@ -1,0 +1,323 @@
+"""The training loop: truncated BPTT with carried state, AdamW with warm-up and cosine
+decay, clipping, validation, atomic checkpoints, TensorBoard and progress.
+
+Everything a resumed run needs is in last.pt (weights, optimizer, step, carried state,
+RNG states), and the schedule is a pure function of the step, so a run stopped and
+resumed produces the same parameters as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+
+from charlstm import checkpoint as ckpt
+from charlstm.batches import TBPTTBatches
+from charlstm.config import Config, TrainConfig
+from charlstm.corpus import load_corpus
+from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.evaluate import evaluate_ids
+from charlstm.model import CharRNN, detach_state, state_from_tensors, state_tensors
+from charlstm.progress import TrainingProgress
+from charlstm.resume import check_resumable
+from charlstm.sample import SampleSettings, generate
+from charlstm.monitor import RunWriter
+
+# Exit codes of a run stopped by a signal, as shells report them (128 + signal number).
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Interrupted(CharlstmError):
+    """Training stopped by a signal after saving last.pt; carries the exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    steps: int
+    best_val_loss: float
+    last_val_loss: float
+    out_dir: Path
+    seconds: float
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to lr * final_lr_fraction: a pure function of step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    decay_steps = cfg.decay_steps or cfg.max_steps
+    if decay_steps is None:
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, decay_steps - cfg.warmup_steps))
+    floor = cfg.lr * cfg.final_lr_fraction
+    return floor + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - floor)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[name]:
+        raise CharlstmError(f"train.device={name} but no {name} device is available (use auto or cpu)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, resume: dict[str, Any] | None = None,
+                 console: Console | None = None, quiet: bool = False):  # fmt: skip
+        self.cfg = cfg
+        self.console = console or Console()
+        self.quiet = quiet
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        seed_everything(t.seed)
+        self.device = pick_device(t.device)
+        self.out_dir = Path(t.out_dir)
+        self.ckpt_dir = ckpt.checkpoint_dir(self.out_dir)
+
+        corpus = load_corpus(cfg.data)
+        self.vocab = corpus.vocab
+        train_ids, self.val_ids = corpus.split(cfg.data.val_fraction)
+        self.batches = TBPTTBatches(train_ids, t.batch_size, t.bptt, self.device)
+        self.corpus_note = (
+            f"{corpus.source}: {len(corpus.ids):,} chars in {corpus.num_files} file(s), "
+            f"vocab {self.vocab.size} ({self.vocab.mode}), {len(train_ids):,} train / "
+            f"{len(self.val_ids):,} val"
+        )
+        self.model = CharRNN(self.vocab.size, cfg.model).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.99)
+        )
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        )
+        self.step = 0
+        self.state = None
+        self.best_val_loss = math.inf
+        self.last_val_loss = math.nan
+        self.elapsed_before = 0.0  # training seconds spent by earlier runs of this training
+        self.nonfinite_in_row = 0
+        self.skipped_updates = 0
+        self._signal: int | None = None
+        self.resume_changes: list[str] = []
+        if resume is not None:
+            self._restore(resume)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _restore(self, payload: dict[str, Any]) -> None:
+        self.resume_changes = check_resumable(payload, self.cfg, self.vocab)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.step = int(payload["step"])
+        tensors = [s.to(self.device) for s in payload["state"]]
+        self.state = state_from_tensors(tensors, self.cfg.model.cell) if tensors else None
+        self.best_val_loss = float(payload["best_val_loss"])
+        self.last_val_loss = float(payload.get("last_val_loss", math.nan))
+        self.elapsed_before = float(payload["elapsed_seconds"])
+        ckpt.restore_rng(payload["rng"])
+
+    def _payload(self, elapsed: float) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "state": [s.detach().cpu() for s in state_tensors(self.state)] if self.state is not None else [],
+            "rng": ckpt.capture_rng(),
+            "vocab": self.vocab.to_dict(),
+            "config": self.cfg.to_dict(),
+            "best_val_loss": self.best_val_loss,
+            "last_val_loss": self.last_val_loss,
+            "elapsed_seconds": elapsed,
+        }
+
+    def save(self, name: str, elapsed: float) -> Path:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise CharlstmError(f"refusing to save {name}: the weights are not finite")
+        path = self.ckpt_dir / name
+        ckpt.save_checkpoint(path, self._payload(elapsed))
+        return path
+
+    # -- one step ----------------------------------------------------------------------
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """One TBPTT window: returns (loss, grad norm, whether the update was applied)."""
+        window = self.batches.window(self.step)
+        if window.starts_epoch or self.state is None:
+            self.state = self.model.init_state(self.cfg.train.batch_size, self.device)
+        lr = lr_at(self.step, self.cfg.train)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self.autocast:
+            logits, state = self.model(window.inputs, self.state)
+        loss = F.cross_entropy(logits.float().reshape(-1, self.vocab.size), window.targets.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.cfg.train.grad_clip or math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        applied = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))
+        if applied:
+            self.optimizer.step()
+            self.state = detach_state(state)
+            self.nonfinite_in_row = 0
+        else:  # keep the weights and the carried state as they were; count it
+            self.skipped_updates += 1
+            self.nonfinite_in_row += 1
+            if self.nonfinite_in_row >= self.cfg.train.max_nonfinite:
+                raise CharlstmError(
+                    f"{self.nonfinite_in_row} non-finite losses or gradients in a row at step "
+                    f"{self.step}: lower train.lr or train.grad_clip (last.pt holds the last good weights)"
+                )
+        self.step += 1
+        return loss.detach(), grad_norm.detach(), applied
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> TrainSummary:
+        t, log = self.cfg.train, self.cfg.log
+        self._prepare_out_dir()
+        writer = RunWriter(self.out_dir, self.cfg, purge_step=self.step if self.step else None)
+        progress = TrainingProgress(self.console, quiet=self.quiet)
+        progress.message(self.corpus_note)
+        progress.message(
+            f"model: {self.cfg.model.num_layers}x{self.cfg.model.hidden_size} {self.cfg.model.cell}, "
+            f"{self.model.num_parameters():,} parameters, on {self.device}"
+            + (f"; resuming at step {self.step}" if self.step else "")
+        )
+        for change in self.resume_changes:
+            progress.message(f"changed on resume: {change}")
+        started = time.perf_counter()
+        elapsed = lambda: self.elapsed_before + time.perf_counter() - started  # noqa: E731
+        loss_sum = torch.zeros((), device=self.device)
+        norm_sum = torch.zeros((), device=self.device)
+        counted, window_started, step_at_window = 0, time.perf_counter(), self.step
+        previous = self._install_signal_handlers()
+        try:
+            while not self._done(elapsed()):
+                loss, grad_norm, applied = self.train_step()
+                if applied:
+                    loss_sum += loss
+                    norm_sum += grad_norm
+                    counted += 1
+                if self.step % log.log_every == 0 and counted:
+                    now = time.perf_counter()
+                    chars_per_sec = (self.step - step_at_window) * self.batches.chars_per_window / (now - window_started)
+                    mean_loss = (loss_sum / counted).item()
+                    writer.train_scalars(self.step, mean_loss, (norm_sum / counted).item(),
+                                         lr_at(self.step - 1, t), chars_per_sec, self.skipped_updates)  # fmt: skip
+                    fraction, left = self._progress(elapsed(), now - started)
+                    progress.update(self.step, fraction, left,
+                                    f"loss {mean_loss:.3f} bpc {mean_loss / math.log(2):.3f} "
+                                    f"{chars_per_sec:,.0f} chars/s")  # fmt: skip
+                    loss_sum.zero_(), norm_sum.zero_()
+                    counted, window_started, step_at_window = 0, now, self.step
+                if self.step % t.eval_every == 0:
+                    self._validate(writer, progress, elapsed())
+                if self.step % t.checkpoint_every == 0:
+                    self.save(ckpt.LAST, elapsed())
+                if self._signal is not None:
+                    self._stop_for_signal(progress, elapsed())
+            if self.step % t.eval_every != 0:
+                self._validate(writer, progress, elapsed())
+            self.save(ckpt.LAST, elapsed())
+        finally:
+            self._restore_signal_handlers(previous)
+            progress.close()
+            writer.close()
+        return TrainSummary(self.step, self.best_val_loss, self.last_val_loss, self.out_dir, elapsed())
+
+    def _done(self, elapsed: float) -> bool:
+        t = self.cfg.train
+        return (t.max_steps is not None and self.step >= t.max_steps) or (
+            t.max_seconds is not None and elapsed >= t.max_seconds
+        )
+
+    def _progress(self, elapsed: float, this_run: float) -> tuple[float, float | None]:
+        """Fraction done and seconds left, by whichever limit comes first."""
+        t = self.cfg.train
+        fractions, lefts = [], []
+        if t.max_steps is not None:
+            fractions.append(self.step / t.max_steps)
+            steps_here = max(1, self.step - self._first_step)
+            lefts.append((t.max_steps - self.step) * this_run / steps_here)
+        if t.max_seconds is not None:
+            fractions.append(elapsed / t.max_seconds)
+            lefts.append(t.max_seconds - elapsed)
+        return (min(1.0, max(fractions)) if fractions else 0.0), (min(lefts) if lefts else None)
+
+    def _validate(self, writer: RunWriter, progress: TrainingProgress, elapsed: float) -> None:
+        result = evaluate_ids(self.model, self.val_ids, streams=self.cfg.train.eval_streams)
+        self.last_val_loss = result.loss
+        improved = result.loss < self.best_val_loss
+        if improved:
+            self.best_val_loss = result.loss
+            self.save(ckpt.BEST, elapsed)
+        log = self.cfg.log
+        text = generate(self.model, self.vocab, log.sample_prime,
+                        SampleSettings(length=log.sample_length, temperature=log.sample_temperature,
+                                       seed=self.step))[0]  # fmt: skip
+        writer.validation(self.step, result.loss, text)
+        progress.message(
+            f"step {self.step}: val loss {result.loss:.4f} bpc {result.bpc:.4f}"
+            + (" (best, saved best.pt)" if improved else "")
+        )
+
+    def _prepare_out_dir(self) -> None:
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            self.cfg.write_yaml(self.out_dir / "config.yaml")
+        except OSError as err:
+            raise CheckpointError(
+                f"train.out_dir {self.out_dir} is not writable: {err.strerror or err}"
+            ) from None
+        self._first_step = self.step
+
+    # -- signals -----------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        def remember(signum, _frame):
+            self._signal = signum
+
+        previous = {}
+        try:
+            for signum in EXIT_CODES:
+                previous[signum] = signal.signal(signum, remember)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _stop_for_signal(self, progress: TrainingProgress, elapsed: float) -> None:
+        path = self.save(ckpt.LAST, elapsed)
+        name = signal.Signals(self._signal).name
+        progress.close()
+        raise Interrupted(
+            f"{name}: stopped after step {self.step}, saved {path}; "
+            f"resume with: charlstm train --resume {self.out_dir}",
+            EXIT_CODES[self._signal],
+        )
