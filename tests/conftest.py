@@ -1,0 +1,74 @@
+"""Shared fixtures: small corpora written by the tests, and one tiny trained model."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from charlstm.config import Config
+
+WORDS = "the a cat dog sat ran on under mat log big small red blue and then".split()
+
+
+def make_text(lines: int = 400, seed: int = 0) -> str:
+    """Sentences from a small grammar: easy to learn, impossible to learn by rote alone."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(lines):
+        n = rng.randint(3, 8)
+        out.append(" ".join(rng.choice(WORDS) for _ in range(n)) + ".")
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Encoded corpora go to a per-session temporary cache, never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
+@pytest.fixture
+def corpus_file(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(make_text(), encoding="utf-8")
+    return path
+
+
+def small_config(corpus: Path, out_dir: Path, *overrides: str) -> Config:
+    """A config that trains a small LSTM on `corpus` in a few seconds."""
+    base = [
+        f"data.path={corpus}",
+        "data.val_fraction=0.1",
+        "model.embedding_dim=16",
+        "model.hidden_size=64",
+        "model.num_layers=2",
+        "train.batch_size=8",
+        "train.bptt=32",
+        "train.max_steps=200",
+        "train.lr=1e-2",
+        "train.warmup_steps=10",
+        "train.eval_every=100",
+        "train.checkpoint_every=100",
+        "train.device=cpu",
+        f"train.out_dir={out_dir}",
+        "log.log_every=10",
+        "log.sample_length=50",
+    ]
+    return Config.from_dict({}, base + list(overrides))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One small model trained once for the whole session (sample/eval/info tests)."""
+    from rich.console import Console
+
+    from charlstm.train import Trainer
+
+    root = tmp_path_factory.mktemp("trained")
+    corpus = root / "corpus.txt"
+    corpus.write_text(make_text(), encoding="utf-8")
+    cfg = small_config(corpus, root / "run", "train.max_steps=300",
+                       f"data.cache_dir={root / 'cache'}")  # fmt: skip
+    Trainer(cfg, console=Console(file=open(root / "log.txt", "w")), quiet=True).run()
+    return root / "run"

@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+
+from charlstm import corpus as corpus_mod
+from charlstm.config import DataConfig
+from charlstm.corpus import find_files, load_corpus
+from charlstm.errors import CorpusError
+
+
+def cfg(path, tmp_path, **kw) -> DataConfig:
+    return DataConfig(path=str(path), cache_dir=str(tmp_path / "cache"), **kw)
+
+
+def test_file_encodes_and_decodes_back(tmp_path):
+    text = "naïve café\nline two ✓\n" * 50
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    c = load_corpus(cfg(tmp_path / "a.txt", tmp_path))
+    assert c.vocab.decode(c.ids) == text
+    assert c.ids.dtype == np.uint8
+
+
+def test_chunk_boundaries_inside_multibyte_characters(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", 7)  # splits most multi-byte characters
+    text = "€uro 🙂 ünïcödé 你好\n" * 20
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    c = load_corpus(cfg(tmp_path / "a.txt", tmp_path))
+    assert c.vocab.decode(c.ids) == text
+
+
+def test_directory_sorted_recursive_and_filtered(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "b.py").write_text("B\n")
+    (tmp_path / "d" / "a.py").write_text("A\n")
+    (tmp_path / "d" / "sub" / "c.py").write_text("C\n")
+    (tmp_path / "d" / "notes.md").write_text("M\n")
+    c = load_corpus(cfg(tmp_path / "d", tmp_path, include=("*.py",)))
+    assert c.vocab.decode(c.ids) == "A\nB\nC\n"
+    assert c.num_files == 3
+    with pytest.raises(CorpusError, match=r"no files matching \['\*.rs'\] in .*d"):
+        find_files(str(tmp_path / "d"), ("*.rs",))
+
+
+def test_python_stdlib_is_the_builtin_code_corpus():
+    files = find_files("python-stdlib")
+    names = {f.name for f in files}
+    assert {"os.py", "decoder.py", "textwrap.py"} <= names
+    assert all(f.suffix == ".py" for f in files)
+    assert not any("site-packages" in f.parts or "test" in f.parts for f in files)
+    assert find_files("python-stdlib") == files  # a fixed order, run after run
+
+
+def test_cache_hit_skips_encoding(tmp_path, monkeypatch):
+    (tmp_path / "a.txt").write_text("hello cache\n" * 100)
+    first = load_corpus(cfg(tmp_path / "a.txt", tmp_path))
+
+    def no_encoding(*_):
+        raise AssertionError("encoded again despite the cache")
+
+    monkeypatch.setattr(corpus_mod, "_encode", no_encoding)
+    second = load_corpus(cfg(tmp_path / "a.txt", tmp_path))
+    assert np.array_equal(first.ids, second.ids) and first.vocab == second.vocab
+    # a change of content or of vocab mode is a different cache entry
+    (tmp_path / "a.txt").write_text("hello cache!\n" * 100)
+    with pytest.raises(AssertionError, match="encoded again"):
+        load_corpus(cfg(tmp_path / "a.txt", tmp_path))
+
+
+def test_contiguous_split(tmp_path):
+    (tmp_path / "a.txt").write_text("".join(chr(97 + i % 26) for i in range(1000)))
+    c = load_corpus(cfg(tmp_path / "a.txt", tmp_path))
+    train, val = c.split(0.1)
+    assert len(val) == 100 and len(train) == 900
+    assert np.array_equal(np.concatenate([train, val]), c.ids)
+
+
+def test_invalid_utf8_suggests_byte_mode_and_byte_mode_reads_it(tmp_path):
+    (tmp_path / "bin.dat").write_bytes(b"abc\xff\xfedef" * 10)
+    with pytest.raises(CorpusError, match=r"bin.dat is not valid UTF-8 \(byte 3\); set data.vocab=byte"):
+        load_corpus(cfg(tmp_path / "bin.dat", tmp_path))
+    c = load_corpus(cfg(tmp_path / "bin.dat", tmp_path, vocab="byte"))
+    assert c.vocab.size == 256 and bytes(c.ids.tolist()) == b"abc\xff\xfedef" * 10
+
+
+def test_missing_and_empty_corpora(tmp_path):
+    with pytest.raises(CorpusError, match="data.path not found: .*nothing.txt"):
+        load_corpus(cfg(tmp_path / "nothing.txt", tmp_path))
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(CorpusError, match="is empty"):
+        load_corpus(cfg(tmp_path / "empty.txt", tmp_path))
+
+
+def test_encoding_memory_stays_near_the_output_size(tmp_path):
+    """A 20 MB corpus encodes without ever holding a per-character Python object."""
+    import tracemalloc
+
+    line = "def f(x):\n    return x * 2  # ünïcode\n"
+    (tmp_path / "big.txt").write_text(line * (20_000_000 // len(line)))
+    tracemalloc.start()
+    c = load_corpus(cfg(tmp_path / "big.txt", tmp_path))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(c.ids) > 19_000_000
+    assert peak < 4 * len(c.ids) + 120_000_000  # the array plus a few chunk buffers
