@@ -10,7 +10,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,12 +23,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Character-level LSTM language models: train, sample, eval, info.",
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # long paths stay on one line
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 CheckpointOpt = Annotated[
-    Optional[Path],
-    typer.Option("--checkpoint", "-c", help="A checkpoint file or run folder (default: newest run under runs/)."),
+    Path | None,
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="A checkpoint file or run folder (default: newest run under runs/).",
+    ),
 ]
 
 
@@ -39,18 +43,25 @@ def fail(error: CharlstmError) -> typer.Exit:
 
 @app.command()
 def train(
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config file.")] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="Override: section.key=value (repeatable).")] = [],
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder from its last.pt.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines, no bar.")] = False,
-) -> None:  # fmt: skip
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue the run in this folder from its last.pt."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Plain progress lines, no bar.")
+    ] = False,
+) -> None:
     """Train a model (see configs/ for examples)."""
     from charlstm.config import load_config
     from charlstm.resume import resume_payload
     from charlstm.train import Trainer
 
     try:
-        payload, overrides = None, list(set_)
+        payload, overrides = None, list(set_ or [])
         if resume is not None:
             payload, base = resume_payload(resume)
             overrides = [f"train.out_dir={resume}", *overrides]
@@ -65,33 +76,57 @@ def train(
         f"done: {summary.steps} steps in {summary.seconds:.0f}s, best val loss "
         f"{summary.best_val_loss:.4f} ({summary.best_val_loss / math.log(2):.4f} bpc)\n"
         f"checkpoints: {best} and {best.with_name('last.pt')}\n"
-        f"sample with: charlstm sample --checkpoint {summary.out_dir} --prime \"...\""
+        f'sample with: charlstm sample --checkpoint {summary.out_dir} --prime "..."'
     )
 
 
 @app.command()
 def sample(
     checkpoint: CheckpointOpt = None,
-    prime: Annotated[str, typer.Option("--prime", "-p", help="Text to start from; the output begins with it.")] = "",
+    prime: Annotated[
+        str, typer.Option("--prime", "-p", help="Text to start from; the output begins with it.")
+    ] = "",
     length: Annotated[int, typer.Option("--length", "-n", help="Characters to generate.")] = 500,
-    temperature: Annotated[float, typer.Option("--temperature", "-t", help="> 0; lower is more conservative.")] = 0.8,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample among the k likeliest characters.")] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Sample among the likeliest characters holding p of the mass.")] = None,
-    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the likeliest character.")] = False,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Same seed, same text.")] = None,
-    num_samples: Annotated[int, typer.Option("--num-samples", help="Samples generated together as one batch.")] = 1,
-    stop: Annotated[Optional[str], typer.Option("--stop", help="End a sample where this string appears.")] = None,
-    unknown: Annotated[str, typer.Option("--unknown", help="Prime characters outside the vocabulary: error or skip.")] = "error",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the samples to this file.")] = None,
+    temperature: Annotated[
+        float, typer.Option("--temperature", "-t", help="> 0; lower is more conservative.")
+    ] = 0.8,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", help="Sample among the k likeliest characters.")
+    ] = None,
+    top_p: Annotated[
+        float | None,
+        typer.Option(
+            "--top-p", help="Sample among the likeliest characters holding p of the mass."
+        ),
+    ] = None,
+    greedy: Annotated[
+        bool, typer.Option("--greedy", help="Always take the likeliest character.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Same seed, same text.")] = None,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", help="Samples generated together as one batch.")
+    ] = 1,
+    stop: Annotated[
+        str | None, typer.Option("--stop", help="End a sample where this string appears.")
+    ] = None,
+    unknown: Annotated[
+        str,
+        typer.Option("--unknown", help="Prime characters outside the vocabulary: error or skip."),
+    ] = "error",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the samples to this file.")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
-) -> None:  # fmt: skip
+) -> None:
     """Generate text from a checkpoint, streaming it as it is generated."""
     from charlstm.checkpoint import load_for_inference
     from charlstm.sample import SampleSettings, generate
     from charlstm.train import pick_device
 
     try:
-        settings = SampleSettings(length, temperature, top_k, top_p, greedy, seed, num_samples, stop, unknown)
+        settings = SampleSettings(
+            length, temperature, top_k, top_p, greedy, seed, num_samples, stop, unknown
+        )
         model, vocab, _, _ = load_for_inference(checkpoint, pick_device(device))
         stream = num_samples == 1
 
@@ -117,13 +152,22 @@ def sample(
 @app.command("eval")
 def evaluate(
     checkpoint: CheckpointOpt = None,
-    text: Annotated[Optional[Path], typer.Option("--text", help="A file to score.")] = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="'val': the training corpus's validation split.")] = None,
-    streams: Annotated[int, typer.Option("--streams", help="Parallel streams (1 = one exact pass).")] = 16,
-    window: Annotated[int, typer.Option("--window", help="Characters per forward pass (memory bound only).")] = 512,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+    text: Annotated[Path | None, typer.Option("--text", help="A file to score.")] = None,
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="'val': the training corpus's validation split."),
+    ] = None,
+    streams: Annotated[
+        int, typer.Option("--streams", help="Parallel streams (1 = one exact pass).")
+    ] = 16,
+    window: Annotated[
+        int, typer.Option("--window", help="Characters per forward pass (memory bound only).")
+    ] = 512,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object and nothing else.")
+    ] = False,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
-) -> None:  # fmt: skip
+) -> None:
     """Loss, bits per character and perplexity of a checkpoint on a text."""
     from charlstm.checkpoint import load_for_inference
     from charlstm.evaluate import evaluate_on
@@ -131,16 +175,24 @@ def evaluate(
 
     try:
         model, vocab, cfg, _ = load_for_inference(checkpoint, pick_device(device))
-        result = evaluate_on(model, vocab, cfg, text=text, split=split, streams=streams, window=window)
+        result = evaluate_on(
+            model, vocab, cfg, text=text, split=split, streams=streams, window=window
+        )
     except CharlstmError as error:
         raise fail(error) from None
-    numbers = {"loss": result.loss, "bpc": result.bpc, "perplexity": result.perplexity,
-               "chars": result.chars, "chars_per_sec": result.chars_per_sec}  # fmt: skip
+    numbers = {
+        "loss": result.loss,
+        "bpc": result.bpc,
+        "perplexity": result.perplexity,
+        "chars": result.chars,
+        "chars_per_sec": result.chars_per_sec,
+    }
     if as_json:
         sys.stdout.write(json.dumps(numbers) + "\n")
         return
     out.print(
-        f"loss {result.loss:.4f} nats/char  bpc {result.bpc:.4f}  perplexity {result.perplexity:.3f}\n"
+        f"loss {result.loss:.4f} nats/char  bpc {result.bpc:.4f}  "
+        f"perplexity {result.perplexity:.3f}\n"
         f"{result.chars:,} characters scored at {result.chars_per_sec:,.0f} chars/s"
     )
     if result.unknown:
@@ -159,7 +211,9 @@ def info(checkpoint: CheckpointOpt = None) -> None:
     except CharlstmError as error:
         raise fail(error) from None
     best = payload.get("best_val_loss", float("nan"))
-    out.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True).rstrip(), markup=False)
+    out.print(
+        yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True).rstrip(), markup=False
+    )
     out.print(
         f"vocabulary: {vocab.size} ({vocab.mode})\nparameters: {model.num_parameters():,}\n"
         f"step: {payload.get('step')}\nbest val loss: {best:.4f} ({best / math.log(2):.4f} bpc)"

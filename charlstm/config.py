@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
@@ -37,7 +37,7 @@ class DataConfig:
     # The last fraction of the text is held out for validation (contiguous, never shuffled).
     val_fraction: float = 0.05
     # Where encoded corpora are cached; null = $XDG_CACHE_HOME/charlstm or ~/.cache/charlstm.
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", "in (0, 1)", self.val_fraction)
@@ -76,14 +76,14 @@ class TrainConfig:
     # Characters per window; gradients stop at window edges, the hidden state does not.
     bptt: int = 64
     # Training stops at whichever of max_steps / max_seconds comes first (null = no limit).
-    max_steps: Optional[int] = 2000
-    max_seconds: Optional[float] = None
+    max_steps: int | None = 2000
+    max_seconds: float | None = None
     # Adam-family rates near 2e-3 are the long-standing char-rnn sweet spot.
     lr: float = 2e-3
     # Linear warm-up avoids early blow-ups of the recurrent weights.
     warmup_steps: int = 100
     # Cosine decay length; null = max_steps (and a constant rate if that is null too).
-    decay_steps: Optional[int] = None
+    decay_steps: int | None = None
     # The cosine ends at lr * final_lr_fraction rather than 0, as nanoGPT does.
     final_lr_fraction: float = 0.1
     weight_decay: float = 0.01
@@ -99,7 +99,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     out_dir: str = "runs/default"
     # CPU threads for PyTorch; null = PyTorch's own choice.
-    threads: Optional[int] = None
+    threads: int | None = None
     # A non-finite loss or gradient skips that update; this many in a row stop training.
     max_nonfinite: int = 5
 
@@ -111,19 +111,25 @@ class TrainConfig:
             _require(value is None or value >= 1, f"train.{key}", ">= 1 or null", value)
         _require(
             self.max_seconds is None or self.max_seconds > 0,
-            "train.max_seconds", "> 0 or null", self.max_seconds,
-        )  # fmt: skip
+            "train.max_seconds",
+            "> 0 or null",
+            self.max_seconds,
+        )
         _require(self.lr > 0, "train.lr", "> 0", self.lr)
         _require(self.warmup_steps >= 0, "train.warmup_steps", ">= 0", self.warmup_steps)
         _require(
             0.0 <= self.final_lr_fraction <= 1.0,
-            "train.final_lr_fraction", "in [0, 1]", self.final_lr_fraction,
-        )  # fmt: skip
+            "train.final_lr_fraction",
+            "in [0, 1]",
+            self.final_lr_fraction,
+        )
         _require(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
         _require(self.grad_clip >= 0, "train.grad_clip", ">= 0", self.grad_clip)
         _require(self.eval_every >= 1, "train.eval_every", ">= 1", self.eval_every)
         _require(self.eval_streams >= 1, "train.eval_streams", ">= 1", self.eval_streams)
-        _require(self.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", self.checkpoint_every)
+        _require(
+            self.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", self.checkpoint_every
+        )
         _require(self.max_nonfinite >= 1, "train.max_nonfinite", ">= 1", self.max_nonfinite)
         _require(bool(self.out_dir.strip()), "train.out_dir", "a non-empty path", self.out_dir)
 
@@ -143,8 +149,10 @@ class LogConfig:
         _require(self.sample_length >= 0, "log.sample_length", ">= 0", self.sample_length)
         _require(
             self.sample_temperature > 0,
-            "log.sample_temperature", "> 0", self.sample_temperature,
-        )  # fmt: skip
+            "log.sample_temperature",
+            "> 0",
+            self.sample_temperature,
+        )
 
 
 SECTIONS: dict[str, type] = {
@@ -175,7 +183,9 @@ class Config:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            raise ConfigError("config: the top level must be a mapping of sections (data, model, train, log)")
+            raise ConfigError(
+                "config: the top level must be a mapping of sections (data, model, train, log)"
+            )
         merged: dict[str, dict[str, Any]] = {}
         for section, values in raw.items():
             if section not in SECTIONS:
@@ -183,7 +193,9 @@ class Config:
             if values is None:
                 values = {}
             if not isinstance(values, dict):
-                raise ConfigError(f"config: section {section!r} must be a mapping of keys to values")
+                raise ConfigError(
+                    f"config: section {section!r} must be a mapping of keys to values"
+                )
             merged[section] = {}
             for key, value in values.items():
                 _field_type(f"{section}.{key}")  # rejects unknown keys
@@ -192,10 +204,14 @@ class Config:
             key, value = _parse_override(item)
             merged.setdefault(key.split(".")[0], {})[key.split(".")[1]] = value
         sections = {
-            name: SECTIONS[name](**{k: _coerce(v, _field_type(f"{name}.{k}"), f"{name}.{k}")
-                                    for k, v in merged.get(name, {}).items()})
+            name: SECTIONS[name](
+                **{
+                    k: _coerce(v, _field_type(f"{name}.{k}"), f"{name}.{k}")
+                    for k, v in merged.get(name, {}).items()
+                }
+            )
             for name in SECTIONS
-        }  # fmt: skip
+        }
         return cls(**sections)
 
     def with_overrides(self, overrides: list[str]) -> Config:
@@ -205,7 +221,7 @@ class Config:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
 
 
-def load_config(path: Optional[Path], overrides: list[str] = ()) -> Config:
+def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
     """Read a YAML config file (or start from the defaults) and apply the overrides."""
     raw: Any = {}
     if path is not None:
@@ -252,7 +268,9 @@ def _parse_override(item: str) -> tuple[str, Any]:
     key, eq, text = item.partition("=")
     key = key.strip()
     if not eq or key.count(".") != 1:
-        raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.lr=1e-3)")
+        raise ConfigError(
+            f"override {item!r} must look like section.key=value (e.g. train.lr=1e-3)"
+        )
     tp = _field_type(key)
     if _strip_optional(tp) is str and text.strip().lower() not in ("null", "none", "~"):
         return key, text  # strings stay verbatim: no YAML guessing on paths like 1e3.txt

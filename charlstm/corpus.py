@@ -76,14 +76,17 @@ def find_files(path: str, include: tuple[str, ...] = ()) -> list[Path]:
         if root.is_file():
             return [root]
         if not root.is_dir():
-            raise CorpusError(f"data.path not found: {path} (a text file, a directory, or {STDLIB})")
+            raise CorpusError(
+                f"data.path not found: {path} (a text file, a directory, or {STDLIB})"
+            )
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in skip and not d.startswith("."))
         for name in sorted(filenames):
             rel = (Path(dirpath) / name).relative_to(root).as_posix()
-            if not patterns or any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p)
-                                   for p in patterns):  # fmt: skip
+            if not patterns or any(
+                fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns
+            ):
                 files.append(Path(dirpath) / name)
     if not files:
         wanted = f" matching {list(patterns)}" if patterns else ""

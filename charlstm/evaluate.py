@@ -74,7 +74,7 @@ def evaluate_ids(
     width = int((burns + ends - starts).max())
     # Row r reads ids[starts[r] - burns[r] :] and scores columns [burns[r], burns[r] + len).
     rows = np.zeros((len(starts), width + 1), dtype=ids.dtype)
-    for r, (a, b, burn) in enumerate(zip(starts, ends, burns)):
+    for r, (a, b, burn) in enumerate(zip(starts, ends, burns, strict=True)):
         rows[r, : burn + (b - a) + 1] = ids[a - burn : b + 1]
     lo = torch.as_tensor(burns, device=device)[:, None]
     hi = lo + torch.as_tensor(ends - starts, device=device)[:, None]
@@ -100,8 +100,14 @@ def evaluate_text(model: CharRNN, vocab: Vocab, text: str, **kwargs) -> EvalResu
     return EvalResult(result.loss, result.chars, result.seconds, unknown=int((~known).sum()))
 
 
-def evaluate_on(model: CharRNN, vocab: Vocab, cfg: Config, text: Path | None = None,
-                split: str | None = None, **kwargs) -> EvalResult:  # fmt: skip
+def evaluate_on(
+    model: CharRNN,
+    vocab: Vocab,
+    cfg: Config,
+    text: Path | None = None,
+    split: str | None = None,
+    **kwargs,
+) -> EvalResult:
     """`charlstm eval`'s choice of what to score: a file, or the training corpus's
     validation split (rebuilt from the corpus on this machine, which must still match)."""
     if (text is None) == (split is None):
@@ -118,7 +124,9 @@ def evaluate_on(model: CharRNN, vocab: Vocab, cfg: Config, text: Path | None = N
         raise CharlstmError(f"--split must be 'val' (got {split!r})")
     corpus = load_corpus(cfg.data)
     if corpus.vocab != vocab:
-        raise CorpusError(f"the corpus at {cfg.data.path} no longer matches the checkpoint's vocabulary")
+        raise CorpusError(
+            f"the corpus at {cfg.data.path} no longer matches the checkpoint's vocabulary"
+        )
     return evaluate_ids(model, np.asarray(corpus.split(cfg.data.val_fraction)[1]), **kwargs)
 
 

@@ -7,15 +7,13 @@ loop over time steps anywhere in training.
 
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 from torch import nn
 
 from charlstm.config import ModelConfig
 
 # LSTM state is (h, c); GRU and RNN state is h alone. Each is (num_layers, batch, hidden).
-State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 

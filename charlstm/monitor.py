@@ -34,8 +34,15 @@ class RunWriter:
         for summary in hparams(flat, {"val/loss": math.nan, "val/bpc": math.nan}):
             self.writer.file_writer.add_summary(summary)
 
-    def train_scalars(self, step: int, loss: float, grad_norm: float, lr: float,
-                      chars_per_sec: float, skipped_updates: int) -> None:  # fmt: skip
+    def train_scalars(
+        self,
+        step: int,
+        loss: float,
+        grad_norm: float,
+        lr: float,
+        chars_per_sec: float,
+        skipped_updates: int,
+    ) -> None:
         w = self.writer
         w.add_scalar("train/loss", loss, step)
         w.add_scalar("train/bpc", loss / LN2, step)
@@ -48,7 +55,9 @@ class RunWriter:
         self.writer.add_scalar("val/loss", loss, step)
         self.writer.add_scalar("val/bpc", loss / LN2, step)
         # TensorBoard renders text as Markdown: indent to keep it verbatim.
-        self.writer.add_text("samples", "\n".join("    " + line for line in sample.split("\n")), step)
+        self.writer.add_text(
+            "samples", "\n".join("    " + line for line in sample.split("\n")), step
+        )
         self.writer.flush()
 
     def close(self) -> None:

@@ -44,7 +44,9 @@ class TrainingProgress:
             self._bar.update(self._task, completed=fraction, step=step, stats=stats, left=left)
         elif time.monotonic() - self._last_plain >= PLAIN_INTERVAL_S or fraction >= 1.0:
             self._last_plain = time.monotonic()
-            self.console.print(f"step {step} ({fraction:4.0%}) {stats} left {left}", highlight=False)
+            self.console.print(
+                f"step {step} ({fraction:4.0%}) {stats} left {left}", highlight=False
+            )
 
     def message(self, text: str) -> None:
         """A line that stays (validation results, checkpoints), printed above the bar."""

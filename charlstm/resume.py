@@ -18,13 +18,19 @@ from charlstm.vocab import Vocab
 
 # Keys that fix the learning problem; `model` as a whole is fixed too.
 FIXED_KEYS = (
-    "data.path", "data.include", "data.vocab", "data.val_fraction",
-    "train.batch_size", "train.bptt",
-)  # fmt: skip
+    "data.path",
+    "data.include",
+    "data.vocab",
+    "data.val_fraction",
+    "train.batch_size",
+    "train.bptt",
+)
 
 
 def _flat(cfg: Config) -> dict[str, Any]:
-    return {f"{section}.{k}": v for section, values in cfg.to_dict().items() for k, v in values.items()}
+    return {
+        f"{section}.{k}": v for section, values in cfg.to_dict().items() for k, v in values.items()
+    }
 
 
 def check_resumable(payload: dict[str, Any], cfg: Config, vocab: Vocab) -> list[str]:
@@ -34,13 +40,17 @@ def check_resumable(payload: dict[str, Any], cfg: Config, vocab: Vocab) -> list[
         saved = Config.from_dict(payload["config"])
         saved_vocab = Vocab.from_dict(payload["vocab"])
     except (KeyError, TypeError, ValueError):
-        raise CheckpointError("checkpoint has no usable config or vocabulary to resume from") from None
+        raise CheckpointError(
+            "checkpoint has no usable config or vocabulary to resume from"
+        ) from None
     old, new = _flat(saved), _flat(cfg)
     changed = [k for k in new if old.get(k) != new[k]]
     fixed = [k for k in changed if k.startswith("model.") or k in FIXED_KEYS]
     if fixed:
         shown = ", ".join(f"{k} ({old.get(k)!r} -> {new[k]!r})" for k in fixed)
-        raise CheckpointError(f"cannot resume with a changed {shown}: start a new run (a new train.out_dir)")
+        raise CheckpointError(
+            f"cannot resume with a changed {shown}: start a new run (a new train.out_dir)"
+        )
     if saved_vocab != vocab:
         raise CheckpointError(
             f"cannot resume: the corpus now has a different vocabulary ({vocab.size} symbols, "

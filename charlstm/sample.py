@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -23,12 +22,12 @@ from charlstm.vocab import Vocab
 class SampleSettings:
     length: int = 500
     temperature: float = 1.0
-    top_k: Optional[int] = None
-    top_p: Optional[float] = None
+    top_k: int | None = None
+    top_p: float | None = None
     greedy: bool = False
-    seed: Optional[int] = None
+    seed: int | None = None
     num_samples: int = 1
-    stop: Optional[str] = None  # a sample ends where this first appears (not included)
+    stop: str | None = None  # a sample ends where this first appears (not included)
     unknown: str = "error"  # prime characters outside the vocabulary: "error" or "skip"
 
     def __post_init__(self) -> None:
@@ -36,11 +35,17 @@ class SampleSettings:
             (self.length >= 0, f"--length must be >= 0 (got {self.length})"),
             (self.temperature > 0, f"--temperature must be > 0 (got {self.temperature})"),
             (self.top_k is None or self.top_k >= 1, f"--top-k must be >= 1 (got {self.top_k})"),
-            (self.top_p is None or 0 < self.top_p <= 1, f"--top-p must be in (0, 1] (got {self.top_p})"),
+            (
+                self.top_p is None or 0 < self.top_p <= 1,
+                f"--top-p must be in (0, 1] (got {self.top_p})",
+            ),
             (self.num_samples >= 1, f"--num-samples must be >= 1 (got {self.num_samples})"),
-            (self.unknown in ("error", "skip"), f"--unknown must be error or skip (got {self.unknown!r})"),
+            (
+                self.unknown in ("error", "skip"),
+                f"--unknown must be error or skip (got {self.unknown!r})",
+            ),
             (self.stop is None or self.stop != "", "--stop must not be empty"),
-        ]  # fmt: skip
+        ]
         for ok, message in checks:
             if not ok:
                 raise CharlstmError(message)
@@ -89,8 +94,6 @@ class _SampleText:
         return self._show(len(self.text))
 
     def finish(self) -> str:
-        if not self.done:
-            self.text += self.decoder.flush()
         return self._show(len(self.text))
 
     def _show(self, upto: int) -> str:

@@ -29,10 +29,10 @@ from charlstm.corpus import load_corpus
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.evaluate import evaluate_ids
 from charlstm.model import CharRNN, detach_state, state_from_tensors, state_tensors
+from charlstm.monitor import RunWriter
 from charlstm.progress import TrainingProgress
 from charlstm.resume import check_resumable
 from charlstm.sample import SampleSettings, generate
-from charlstm.monitor import RunWriter
 
 # Exit codes of a run stopped by a signal, as shells report them (128 + signal number).
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -74,9 +74,15 @@ def pick_device(name: str) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
     if not available[name]:
-        raise CharlstmError(f"train.device={name} but no {name} device is available (use auto or cpu)")
+        raise CharlstmError(
+            f"train.device={name} but no {name} device is available (use auto or cpu)"
+        )
     return torch.device(name)
 
 
@@ -87,8 +93,13 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, resume: dict[str, Any] | None = None,
-                 console: Console | None = None, quiet: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        resume: dict[str, Any] | None = None,
+        console: Console | None = None,
+        quiet: bool = False,
+    ):
         self.cfg = cfg
         self.console = console or Console()
         self.quiet = quiet
@@ -114,7 +125,9 @@ class Trainer:
             self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.99)
         )
         self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda"
+            else nullcontext()
         )
         self.step = 0
         self.state = None
@@ -146,7 +159,9 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
-            "state": [s.detach().cpu() for s in state_tensors(self.state)] if self.state is not None else [],
+            "state": [s.detach().cpu() for s in state_tensors(self.state)]
+            if self.state is not None
+            else [],
             "rng": ckpt.capture_rng(),
             "vocab": self.vocab.to_dict(),
             "config": self.cfg.to_dict(),
@@ -173,7 +188,9 @@ class Trainer:
             group["lr"] = lr
         with self.autocast:
             logits, state = self.model(window.inputs, self.state)
-        loss = F.cross_entropy(logits.float().reshape(-1, self.vocab.size), window.targets.reshape(-1))
+        loss = F.cross_entropy(
+            logits.float().reshape(-1, self.vocab.size), window.targets.reshape(-1)
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip = self.cfg.train.grad_clip or math.inf
@@ -189,20 +206,23 @@ class Trainer:
             if self.nonfinite_in_row >= self.cfg.train.max_nonfinite:
                 raise CharlstmError(
                     f"{self.nonfinite_in_row} non-finite losses or gradients in a row at step "
-                    f"{self.step}: lower train.lr or train.grad_clip (last.pt holds the last good weights)"
+                    f"{self.step}: lower train.lr or train.grad_clip "
+                    "(last.pt holds the last good weights)"
                 )
         self.step += 1
         return loss.detach(), grad_norm.detach(), applied
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> TrainSummary:
-        t, log = self.cfg.train, self.cfg.log
+        t, log, m = self.cfg.train, self.cfg.log, self.cfg.model
         self._prepare_out_dir()
-        writer = RunWriter(self.out_dir, self.cfg, purge_step=self.step if self.step else None)
+        # A resumed run drops events logged after its checkpoint's step (a crash may have
+        # left some): the curves continue without overlapping points.
+        writer = RunWriter(self.out_dir, self.cfg, purge_step=self.step + 1 if self.step else None)
         progress = TrainingProgress(self.console, quiet=self.quiet)
         progress.message(self.corpus_note)
         progress.message(
-            f"model: {self.cfg.model.num_layers}x{self.cfg.model.hidden_size} {self.cfg.model.cell}, "
+            f"model: {m.num_layers}x{m.hidden_size} {m.cell}, "
             f"{self.model.num_parameters():,} parameters, on {self.device}"
             + (f"; resuming at step {self.step}" if self.step else "")
         )
@@ -223,14 +243,28 @@ class Trainer:
                     counted += 1
                 if self.step % log.log_every == 0 and counted:
                     now = time.perf_counter()
-                    chars_per_sec = (self.step - step_at_window) * self.batches.chars_per_window / (now - window_started)
+                    chars_per_sec = (
+                        (self.step - step_at_window)
+                        * self.batches.chars_per_window
+                        / (now - window_started)
+                    )
                     mean_loss = (loss_sum / counted).item()
-                    writer.train_scalars(self.step, mean_loss, (norm_sum / counted).item(),
-                                         lr_at(self.step - 1, t), chars_per_sec, self.skipped_updates)  # fmt: skip
+                    writer.train_scalars(
+                        self.step,
+                        mean_loss,
+                        (norm_sum / counted).item(),
+                        lr_at(self.step - 1, t),
+                        chars_per_sec,
+                        self.skipped_updates,
+                    )
                     fraction, left = self._progress(elapsed(), now - started)
-                    progress.update(self.step, fraction, left,
-                                    f"loss {mean_loss:.3f} bpc {mean_loss / math.log(2):.3f} "
-                                    f"{chars_per_sec:,.0f} chars/s")  # fmt: skip
+                    progress.update(
+                        self.step,
+                        fraction,
+                        left,
+                        f"loss {mean_loss:.3f} bpc {mean_loss / math.log(2):.3f} "
+                        f"{chars_per_sec:,.0f} chars/s",
+                    )
                     loss_sum.zero_(), norm_sum.zero_()
                     counted, window_started, step_at_window = 0, now, self.step
                 if self.step % t.eval_every == 0:
@@ -246,7 +280,9 @@ class Trainer:
             self._restore_signal_handlers(previous)
             progress.close()
             writer.close()
-        return TrainSummary(self.step, self.best_val_loss, self.last_val_loss, self.out_dir, elapsed())
+        return TrainSummary(
+            self.step, self.best_val_loss, self.last_val_loss, self.out_dir, elapsed()
+        )
 
     def _done(self, elapsed: float) -> bool:
         t = self.cfg.train
@@ -275,9 +311,14 @@ class Trainer:
             self.best_val_loss = result.loss
             self.save(ckpt.BEST, elapsed)
         log = self.cfg.log
-        text = generate(self.model, self.vocab, log.sample_prime,
-                        SampleSettings(length=log.sample_length, temperature=log.sample_temperature,
-                                       seed=self.step))[0]  # fmt: skip
+        text = generate(
+            self.model,
+            self.vocab,
+            log.sample_prime,
+            SampleSettings(
+                length=log.sample_length, temperature=log.sample_temperature, seed=self.step
+            ),
+        )[0]
         writer.validation(self.step, result.loss, text)
         progress.message(
             f"step {self.step}: val loss {result.loss:.4f} bpc {result.bpc:.4f}"

@@ -120,7 +120,8 @@ class Vocab:
 
 class StreamDecoder:
     """Turns ids into text one at a time; in byte mode it holds back the bytes of a
-    character until the character is complete, so streamed output never splits one."""
+    character until the character is complete, so streamed output never splits one.
+    A character still incomplete when generation ends is dropped."""
 
     def __init__(self, vocab: Vocab):
         self.vocab = vocab
@@ -130,6 +131,3 @@ class StreamDecoder:
         if self.vocab.mode == "byte":
             return self._utf8.decode(bytes([token]))
         return chr(self.vocab.code_points[token])
-
-    def flush(self) -> str:
-        return self._utf8.decode(b"", final=True) if self.vocab.mode == "byte" else ""

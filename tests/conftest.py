@@ -68,7 +68,8 @@ def trained_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("trained")
     corpus = root / "corpus.txt"
     corpus.write_text(make_text(), encoding="utf-8")
-    cfg = small_config(corpus, root / "run", "train.max_steps=300",
-                       f"data.cache_dir={root / 'cache'}")  # fmt: skip
+    cfg = small_config(
+        corpus, root / "run", "train.max_steps=300", f"data.cache_dir={root / 'cache'}"
+    )
     Trainer(cfg, console=Console(file=open(root / "log.txt", "w")), quiet=True).run()
     return root / "run"

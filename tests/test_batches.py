@@ -29,5 +29,7 @@ def test_epoch_wraps_and_only_then_starts_fresh():
 
 
 def test_corpus_shorter_than_one_batch_of_windows():
-    with pytest.raises(CorpusError, match=r"fewer than one window of batch_size x \(bptt \+ 1\) = 8 x 11"):
+    with pytest.raises(
+        CorpusError, match=r"fewer than one window of batch_size x \(bptt \+ 1\) = 8 x 11"
+    ):
         TBPTTBatches(np.arange(80, dtype=np.uint8), batch_size=8, bptt=10, device="cpu")

@@ -19,8 +19,16 @@ def test_defaults_are_valid_and_round_trip():
 
 def test_yaml_then_overrides_typed_by_field(tmp_path):
     path = write(tmp_path, "model:\n  hidden_size: 32\ntrain:\n  lr: 2e-3\n  max_steps: null\n")
-    cfg = load_config(path, ["train.batch_size=4", "model.tie_weights=false", "data.include=['*.py', '*.md']",
-                             "train.max_seconds=1.5", "data.path=123"])  # fmt: skip
+    cfg = load_config(
+        path,
+        [
+            "train.batch_size=4",
+            "model.tie_weights=false",
+            "data.include=['*.py', '*.md']",
+            "train.max_seconds=1.5",
+            "data.path=123",
+        ],
+    )
     assert cfg.model.hidden_size == 32
     assert cfg.train.lr == pytest.approx(2e-3)  # YAML 1.1 reads 2e-3 as a string
     assert cfg.train.max_steps is None
@@ -37,7 +45,11 @@ def test_later_override_wins():
 
 @pytest.mark.parametrize(
     "override, suggestion",
-    [("train.lrr=1", "train.lr"), ("model.hidden=3", "model.hidden_size"), ("trian.bptt=3", "train.bptt")],
+    [
+        ("train.lrr=1", "train.lr"),
+        ("model.hidden=3", "model.hidden_size"),
+        ("trian.bptt=3", "train.bptt"),
+    ],
 )
 def test_unknown_key_suggests_closest(override, suggestion):
     with pytest.raises(ConfigError, match=f"did you mean '{suggestion}'"):
@@ -89,9 +101,15 @@ def test_wrong_types_name_the_key(override, message):
 
 
 def test_tie_weights_needs_matching_sizes():
-    with pytest.raises(ConfigError, match="tie_weights needs model.embedding_dim == model.hidden_size"):
-        Config.from_dict({}, ["model.tie_weights=true", "model.embedding_dim=8", "model.hidden_size=16"])
-    cfg = Config.from_dict({}, ["model.tie_weights=true", "model.embedding_dim=16", "model.hidden_size=16"])
+    with pytest.raises(
+        ConfigError, match="tie_weights needs model.embedding_dim == model.hidden_size"
+    ):
+        Config.from_dict(
+            {}, ["model.tie_weights=true", "model.embedding_dim=8", "model.hidden_size=16"]
+        )
+    cfg = Config.from_dict(
+        {}, ["model.tie_weights=true", "model.embedding_dim=16", "model.hidden_size=16"]
+    )
     assert cfg.model.tie_weights
 
 

@@ -75,7 +75,9 @@ def test_contiguous_split(tmp_path):
 
 def test_invalid_utf8_suggests_byte_mode_and_byte_mode_reads_it(tmp_path):
     (tmp_path / "bin.dat").write_bytes(b"abc\xff\xfedef" * 10)
-    with pytest.raises(CorpusError, match=r"bin.dat is not valid UTF-8 \(byte 3\); set data.vocab=byte"):
+    with pytest.raises(
+        CorpusError, match=r"bin.dat is not valid UTF-8 \(byte 3\); set data.vocab=byte"
+    ):
         load_corpus(cfg(tmp_path / "bin.dat", tmp_path))
     c = load_corpus(cfg(tmp_path / "bin.dat", tmp_path, vocab="byte"))
     assert c.vocab.size == 256 and bytes(c.ids.tolist()) == b"abc\xff\xfedef" * 10

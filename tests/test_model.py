@@ -7,7 +7,9 @@ from charlstm.model import CharRNN, detach_state
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_shapes_and_carried_state(cell):
-    model = CharRNN(30, ModelConfig(cell=cell, embedding_dim=8, hidden_size=16, num_layers=3, dropout=0.1))
+    model = CharRNN(
+        30, ModelConfig(cell=cell, embedding_dim=8, hidden_size=16, num_layers=3, dropout=0.1)
+    )
     ids = torch.randint(0, 30, (4, 7))
     logits, state = model(ids, model.init_state(4, "cpu"))
     assert logits.shape == (4, 7, 30)

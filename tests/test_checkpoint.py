@@ -1,0 +1,100 @@
+import os
+
+import pytest
+import torch
+
+from charlstm.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    resolve_checkpoint,
+    restore_model,
+    save_checkpoint,
+)
+from charlstm.errors import CheckpointError
+
+
+def test_atomic_save_leaves_only_the_real_name(tmp_path):
+    path = tmp_path / "ck" / "last.pt"
+    save_checkpoint(path, {"step": 3, "weights": torch.ones(2)})
+    assert os.listdir(path.parent) == ["last.pt"]
+    payload = load_checkpoint(path)
+    assert payload["step"] == 3 and payload["format_version"] == FORMAT_VERSION
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"step": 1})
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(
+        CheckpointError, match="could not write checkpoint .*No space left.*previous checkpoint"
+    ):
+        save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["last.pt"]
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "charlstm-checkpoint", "x": RunsCode()}, path)
+    with pytest.raises(CheckpointError, match="refused .*evil.pt.*could run code"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "cannot read .*truncated, corrupt"),
+        (b"hello, I am not a checkpoint", "cannot read"),
+        ({"something": "else"}, "not a charlstm checkpoint"),
+        ({"format": "charlstm-checkpoint", "format_version": 99}, "format version 99"),
+    ],
+)
+def test_broken_or_foreign_files_are_clear_errors(tmp_path, content, message):
+    path = tmp_path / "x.pt"
+    if content is None:  # a real checkpoint cut in half
+        save_checkpoint(path, {"w": torch.randn(1000)})
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        with open(path, "wb") as f:
+            torch.save(content, f)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_resolve_run_folder_prefers_best(tmp_path, trained_run):
+    assert resolve_checkpoint(trained_run).name == "best.pt"
+    assert resolve_checkpoint(trained_run / "checkpoints" / "last.pt").name == "last.pt"
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        resolve_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="no best.pt or last.pt"):
+        resolve_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="no runs under"):
+        resolve_checkpoint(None, runs_dir=tmp_path / "runs")
+
+
+def test_restores_the_model_on_cpu(trained_run):
+    payload = load_checkpoint(trained_run / "checkpoints" / "best.pt", map_location="cpu")
+    model, vocab, cfg = restore_model(payload)
+    assert not model.training and vocab.size == model.vocab_size
+    assert next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_checkpoint_loads_on_cpu(tmp_path):
+    path = tmp_path / "gpu.pt"
+    save_checkpoint(path, {"w": torch.ones(3, device="cuda")})
+    assert load_checkpoint(path, map_location="cpu")["w"].device.type == "cpu"

@@ -1,0 +1,167 @@
+"""The command line, through Typer's CliRunner (and `python -m charlstm` for the parser)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from charlstm.cli import app
+
+ROOT = Path(__file__).parent.parent
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_train_tiny_writes_checkpoints_and_events(tmp_path):
+    out = tmp_path / "tiny"
+    result = invoke(
+        "train",
+        "--config",
+        ROOT / "configs/tiny.yaml",
+        "--set",
+        f"train.out_dir={out}",
+        "--set",
+        "train.max_steps=20",
+        "--set",
+        "train.eval_every=10",
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "checkpoints/best.pt").is_file() and (out / "checkpoints/last.pt").is_file()
+    assert list(out.glob("events.out.tfevents.*"))
+    assert (
+        "step 20: val loss" in result.output
+        and f"sample with: charlstm sample --checkpoint {out}" in result.output
+    )
+
+
+def test_sample_eval_info(trained_run, tmp_path):
+    result = invoke(
+        "sample",
+        "-c",
+        trained_run,
+        "--prime",
+        "the dog",
+        "--length",
+        40,
+        "--seed",
+        1,
+        "--output",
+        tmp_path / "s.txt",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("the dog") and len(result.output.strip()) >= 40
+    assert (tmp_path / "s.txt").read_text().strip() == result.output.strip()
+
+    many = invoke("sample", "-c", trained_run, "--num-samples", 3, "--length", 20, "--seed", 1)
+    assert many.exit_code == 0 and many.output.count("-" * 40) == 2
+
+    result = invoke("eval", "-c", trained_run, "--split", "val", "--json")
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(result.output)
+    assert set(numbers) == {"loss", "bpc", "perplexity", "chars", "chars_per_sec"}
+    assert numbers["bpc"] < 3
+
+    result = invoke("eval", "-c", trained_run, "--text", trained_run.parent / "corpus.txt")
+    assert result.exit_code == 0 and "bpc" in result.output and "characters scored" in result.output
+
+    result = invoke("info", "-c", trained_run)
+    assert result.exit_code == 0
+    assert (
+        "step: 300" in result.output
+        and "hidden_size: 64" in result.output
+        and "parameters:" in result.output
+    )
+
+
+def test_bad_config_inputs_are_one_line_errors(tmp_path):
+    assert_one_line_error(
+        invoke("train", "--config", tmp_path / "nope.yaml"), "config file not found"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: [\n")
+    assert_one_line_error(invoke("train", "--config", bad), "invalid YAML")
+    assert_one_line_error(invoke("train", "--set", "train.lrr=1"), "did you mean 'train.lr'")
+    assert_one_line_error(
+        invoke("train", "--set", "model.hidden_size=0"), "model.hidden_size must be > 0"
+    )
+    assert_one_line_error(
+        invoke("train", "--set", "train.batch_size=x"), "train.batch_size must be an integer"
+    )
+
+
+def test_bad_corpora_are_one_line_errors(tmp_path):
+    def train(*sets):
+        return invoke(
+            "train",
+            *[a for s in sets for a in ("--set", s)],
+            "--set",
+            f"train.out_dir={tmp_path / 'run'}",
+            "--set",
+            "train.device=cpu",
+        )
+
+    (tmp_path / "empty.txt").write_text("")
+    assert_one_line_error(train(f"data.path={tmp_path / 'empty.txt'}"), "is empty")
+    (tmp_path / "short.txt").write_text("too short for a batch\n" * 3)
+    assert_one_line_error(train(f"data.path={tmp_path / 'short.txt'}"), "fewer than one window")
+    (tmp_path / "d").mkdir()
+    assert_one_line_error(
+        train(f"data.path={tmp_path / 'd'}", "data.include=['*.py']"), "no files matching"
+    )
+    (tmp_path / "bin").write_bytes(b"\xff\xfe" * 1000)
+    assert_one_line_error(
+        train(f"data.path={tmp_path / 'bin'}"), "not valid UTF-8", "data.vocab=byte"
+    )
+    assert_one_line_error(train("data.path=/no/such/file.txt"), "data.path not found")
+
+
+def test_unwritable_out_dir(tmp_path, corpus_file):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = invoke(
+        "train",
+        "--set",
+        f"data.path={corpus_file}",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        f"train.out_dir={blocker / 'run'}",
+    )
+    assert_one_line_error(result, "train.out_dir", "is not writable")
+
+
+def test_bad_sample_options_are_one_line_errors(trained_run, tmp_path):
+    c = ("-c", trained_run)
+    assert_one_line_error(invoke("sample", *c, "--temperature", 0), "--temperature must be > 0")
+    assert_one_line_error(invoke("sample", *c, "--top-p", 1.5), "--top-p must be in (0, 1]")
+    assert_one_line_error(invoke("sample", *c, "--top-k", 0), "--top-k must be >= 1")
+    assert_one_line_error(
+        invoke("sample", *c, "--prime", "XYZ"), "not in the model's vocabulary", "'X'"
+    )
+    assert_one_line_error(invoke("sample", "-c", tmp_path / "missing.pt"), "checkpoint not found")
+    ok = invoke("sample", *c, "--prime", "the X", "--unknown", "skip", "--length", 5)
+    assert ok.exit_code == 0 and ok.output.startswith("the ")
+
+
+@pytest.mark.parametrize("args", [["sample", "--length", "abc"], ["train", "--bogus"]])
+def test_parser_errors_through_the_entry_point(args):
+    proc = subprocess.run([sys.executable, "-m", "charlstm", *args], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,144 @@
+import math
+
+import pytest
+import torch
+
+from charlstm.checkpoint import load_for_inference
+from charlstm.errors import CharlstmError, VocabError
+from charlstm.sample import SampleSettings, generate, next_ids
+from tests.conftest import small_config
+
+
+@pytest.fixture(scope="module")
+def model_and_vocab(trained_run):
+    model, vocab, _, _ = load_for_inference(trained_run)
+    return model, vocab
+
+
+def test_greedy_is_deterministic_and_starts_with_the_prime(model_and_vocab):
+    model, vocab = model_and_vocab
+    s = SampleSettings(length=80, greedy=True)
+    first = generate(model, vocab, "the cat", s)[0]
+    assert first == generate(model, vocab, "the cat", s)[0]
+    assert first.startswith("the cat") and len(first) == len("the cat") + 80
+
+
+def test_seed_fixes_the_text(model_and_vocab):
+    model, vocab = model_and_vocab
+    a, b, c = (
+        generate(model, vocab, "a ", SampleSettings(length=100, temperature=1.0, seed=seed))[0]
+        for seed in (5, 5, 6)
+    )
+    assert a == b and a != c
+
+
+def test_top_k_one_and_tiny_top_p_equal_greedy(model_and_vocab):
+    model, vocab = model_and_vocab
+    greedy = generate(model, vocab, "the ", SampleSettings(length=60, greedy=True))[0]
+    assert generate(model, vocab, "the ", SampleSettings(length=60, top_k=1, seed=3))[0] == greedy
+    assert (
+        generate(model, vocab, "the ", SampleSettings(length=60, top_p=1e-6, seed=4))[0] == greedy
+    )
+
+
+def test_learned_text_looks_like_the_corpus(model_and_vocab):
+    model, vocab = model_and_vocab
+    text = generate(model, vocab, "the ", SampleSettings(length=300, temperature=0.5, seed=0))[0]
+    words = text.replace(".", " ").split()
+    known = {
+        "the",
+        "a",
+        "cat",
+        "dog",
+        "sat",
+        "ran",
+        "on",
+        "under",
+        "mat",
+        "log",
+        "big",
+        "small",
+        "red",
+        "blue",
+        "and",
+        "then",
+    }
+    assert sum(w in known for w in words) >= 0.8 * len(words)
+
+
+def test_unknown_prime_characters_error_or_skip(model_and_vocab):
+    model, vocab = model_and_vocab
+    with pytest.raises(VocabError, match=r"not in the model's vocabulary: 'Z', '€'"):
+        generate(model, vocab, "the Z€ cat", SampleSettings(length=5))
+    text = generate(model, vocab, "the Z€ cat", SampleSettings(length=5, unknown="skip", seed=1))[0]
+    assert text.startswith("the  cat")
+
+
+def test_stop_string_ends_the_sample_and_streaming_matches(model_and_vocab):
+    model, vocab = model_and_vocab
+    pieces = []
+    text = generate(
+        model,
+        vocab,
+        "the",
+        SampleSettings(length=500, seed=2, stop="."),
+        on_text=lambda i, p: pieces.append(p),
+    )[0]
+    assert "".join(pieces) == text
+    assert "." not in text and len(text) < 500
+
+
+def test_no_prime_and_batches_of_samples(model_and_vocab):
+    model, vocab = model_and_vocab
+    texts = generate(
+        model, vocab, "", SampleSettings(length=50, num_samples=4, seed=9, temperature=1.0)
+    )
+    assert len(texts) == 4 and all(len(t) == 50 for t in texts)
+    assert len(set(texts)) > 1
+
+
+def test_low_temperature_cannot_overflow():
+    logits = torch.tensor([[1000.0, 999.0, -1000.0]])
+    chosen = next_ids(
+        logits, SampleSettings(temperature=1e-4, seed=0), torch.Generator().manual_seed(0)
+    )
+    assert chosen.tolist() == [0]
+    assert math.isfinite(torch.log_softmax(logits / 1e-4, -1)[0, 0].item())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"temperature": 0}, "--temperature must be > 0"),
+        ({"top_p": 1.5}, r"--top-p must be in \(0, 1\]"),
+        ({"top_p": 0}, r"--top-p must be in \(0, 1\]"),
+        ({"top_k": 0}, "--top-k must be >= 1"),
+        ({"num_samples": 0}, "--num-samples must be >= 1"),
+        ({"unknown": "drop"}, "--unknown must be"),
+    ],
+)
+def test_bad_settings_are_named(kwargs, message):
+    with pytest.raises(CharlstmError, match=message):
+        SampleSettings(**kwargs)
+
+
+def test_byte_model_prints_multibyte_characters_whole(tmp_path):
+    from rich.console import Console
+
+    from charlstm.train import Trainer
+
+    corpus = tmp_path / "u.txt"
+    corpus.write_text("é🙂€ ü你\n" * 400, encoding="utf-8")
+    cfg = small_config(corpus, tmp_path / "run", "data.vocab=byte", "train.max_steps=300")
+    Trainer(cfg, console=Console(file=open(tmp_path / "log", "w")), quiet=True).run()
+    model, vocab, _, _ = load_for_inference(tmp_path / "run")
+    pieces = []
+    text = generate(
+        model,
+        vocab,
+        "é",
+        SampleSettings(length=60, greedy=True),
+        on_text=lambda i, p: pieces.append(p),
+    )[0]
+    assert "🙂€ ü你" in text and "\ufffd" not in text
+    assert all("\ufffd" not in p for p in pieces) and "".join(pieces) == text
