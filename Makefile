@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 # Train the built-in default (the Python standard library's own source) for a few
 # minutes, then print a sample from the best checkpoint.
 demo: $(STAMP)
-	$(BIN)/charlstm train --config configs/python-code.yaml
+	$(BIN)/charlstm train --config configs/python-code.yaml --overwrite
 	$(BIN)/charlstm sample --checkpoint runs/python-code --prime "def " --length 600 --temperature 0.8
 
 # The whole suite, slow tests included (what CI runs).

@@ -37,8 +37,8 @@ CheckpointOpt = Annotated[
 
 
 def fail(error: CharlstmError) -> typer.Exit:
-    err.print(f"error: {error}", markup=False, soft_wrap=True)
-    return typer.Exit(getattr(error, "exit_code", 1))
+    err.print(f"{error.prefix}{error}", markup=False, soft_wrap=True)
+    return typer.Exit(error.exit_code)
 
 
 @app.command()
@@ -54,6 +54,9 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Plain progress lines, no bar.")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the run already in train.out_dir.")
+    ] = False,
 ) -> None:
     """Train a model (see configs/ for examples)."""
     from charlstm.config import load_config
@@ -68,7 +71,8 @@ def train(
             cfg = load_config(config, overrides) if config else base.with_overrides(overrides)
         else:
             cfg = load_config(config, overrides)
-        summary = Trainer(cfg, resume=payload, console=out, quiet=quiet).run()
+        trainer = Trainer(cfg, resume=payload, console=out, quiet=quiet, overwrite=overwrite)
+        summary = trainer.run()
     except CharlstmError as error:
         raise fail(error) from None
     best = summary.out_dir / "checkpoints" / "best.pt"
@@ -210,13 +214,14 @@ def info(checkpoint: CheckpointOpt = None) -> None:
         model, vocab, cfg, payload = load_for_inference(checkpoint)
     except CharlstmError as error:
         raise fail(error) from None
-    best = payload.get("best_val_loss", float("nan"))
+    best = payload.get("best_val_loss", math.inf)
     out.print(
         yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True).rstrip(), markup=False
     )
     out.print(
         f"vocabulary: {vocab.size} ({vocab.mode})\nparameters: {model.num_parameters():,}\n"
-        f"step: {payload.get('step')}\nbest val loss: {best:.4f} ({best / math.log(2):.4f} bpc)"
+        f"step: {payload.get('step')}\nbest val loss: "
+        + (f"{best:.4f} ({best / math.log(2):.4f} bpc)" if math.isfinite(best) else "none yet")
     )
 
 

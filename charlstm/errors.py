@@ -7,6 +7,9 @@ Anything else that escapes is a bug in charlstm and keeps its traceback.
 class CharlstmError(Exception):
     """A mistake in what the user asked for, explained in one line that names the fix."""
 
+    prefix = "error: "
+    exit_code = 1
+
 
 class ConfigError(CharlstmError):
     """A config file or override that cannot be used."""

@@ -8,8 +8,10 @@ continue without overlapping points.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
+import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
@@ -62,3 +64,31 @@ class RunWriter:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class TrainMeter:
+    """Sums losses on the device between log points (one host sync per log line, not
+    per step) and times training alone, without validation or checkpoint saves."""
+
+    def __init__(self, device: torch.device, step: int):
+        self.loss_sum = torch.zeros((), device=device)
+        self.norm_sum = torch.zeros((), device=device)
+        self.restart(step)
+
+    def restart(self, step: int) -> None:
+        self.count, self.since, self.since_step = 0, time.perf_counter(), step
+        self.loss_sum.zero_()
+        self.norm_sum.zero_()
+
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.loss_sum += loss
+        self.norm_sum += grad_norm
+        self.count += 1
+
+    def read(self, step: int, chars_per_step: int) -> tuple[float, float, float]:
+        """(mean loss, mean grad norm, chars/s) since the last read, then restart."""
+        seconds = max(time.perf_counter() - self.since, 1e-9)
+        chars_per_sec = (step - self.since_step) * chars_per_step / seconds
+        loss, norm = (self.loss_sum / self.count).item(), (self.norm_sum / self.count).item()
+        self.restart(step)
+        return loss, norm, chars_per_sec

@@ -55,7 +55,10 @@ def next_ids(logits: torch.Tensor, s: SampleSettings, generator: torch.Generator
     """Draw one id per row of `logits` (batch, vocab)."""
     if s.greedy:
         return logits.argmax(dim=-1)
-    logp = torch.log_softmax(logits.float() / s.temperature, dim=-1)
+    # Shifting by the max first keeps every scaled logit <= 0, and float64 keeps tiny
+    # temperatures from rounding to 0: no overflow or NaN at any temperature.
+    logits = logits.double()
+    logp = torch.log_softmax((logits - logits.amax(dim=-1, keepdim=True)) / s.temperature, dim=-1)
     if s.top_k is not None and s.top_k < logp.shape[-1]:
         kth = logp.topk(s.top_k, dim=-1).values[:, -1:]
         logp = logp.masked_fill(logp < kth, float("-inf"))

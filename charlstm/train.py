@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -28,22 +27,12 @@ from charlstm.config import Config, TrainConfig
 from charlstm.corpus import load_corpus
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.evaluate import evaluate_ids
+from charlstm.interrupt import StopRequests
 from charlstm.model import CharRNN, detach_state, state_from_tensors, state_tensors
-from charlstm.monitor import RunWriter
+from charlstm.monitor import RunWriter, TrainMeter
 from charlstm.progress import TrainingProgress
 from charlstm.resume import check_resumable
 from charlstm.sample import SampleSettings, generate
-
-# Exit codes of a run stopped by a signal, as shells report them (128 + signal number).
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class Interrupted(CharlstmError):
-    """Training stopped by a signal after saving last.pt; carries the exit code."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -99,6 +88,7 @@ class Trainer:
         resume: dict[str, Any] | None = None,
         console: Console | None = None,
         quiet: bool = False,
+        overwrite: bool = False,
     ):
         self.cfg = cfg
         self.console = console or Console()
@@ -110,6 +100,13 @@ class Trainer:
         self.device = pick_device(t.device)
         self.out_dir = Path(t.out_dir)
         self.ckpt_dir = ckpt.checkpoint_dir(self.out_dir)
+        self.overwrite = overwrite
+        previous_run = self.ckpt_dir / ckpt.LAST
+        if resume is None and previous_run.exists() and not overwrite:
+            raise CheckpointError(
+                f"{self.out_dir} already holds a run ({previous_run}): resume it with "
+                f"--resume {self.out_dir}, pick another train.out_dir, or pass --overwrite"
+            )
 
         corpus = load_corpus(cfg.data)
         self.vocab = corpus.vocab
@@ -136,7 +133,6 @@ class Trainer:
         self.elapsed_before = 0.0  # training seconds spent by earlier runs of this training
         self.nonfinite_in_row = 0
         self.skipped_updates = 0
-        self._signal: int | None = None
         self.resume_changes: list[str] = []
         if resume is not None:
             self._restore(resume)
@@ -230,59 +226,52 @@ class Trainer:
             progress.message(f"changed on resume: {change}")
         started = time.perf_counter()
         elapsed = lambda: self.elapsed_before + time.perf_counter() - started  # noqa: E731
-        loss_sum = torch.zeros((), device=self.device)
-        norm_sum = torch.zeros((), device=self.device)
-        counted, window_started, step_at_window = 0, time.perf_counter(), self.step
-        previous = self._install_signal_handlers()
+        meter = TrainMeter(self.device, self.step)
         try:
-            while not self._done(elapsed()):
-                loss, grad_norm, applied = self.train_step()
-                if applied:
-                    loss_sum += loss
-                    norm_sum += grad_norm
-                    counted += 1
-                if self.step % log.log_every == 0 and counted:
-                    now = time.perf_counter()
-                    chars_per_sec = (
-                        (self.step - step_at_window)
-                        * self.batches.chars_per_window
-                        / (now - window_started)
-                    )
-                    mean_loss = (loss_sum / counted).item()
-                    writer.train_scalars(
-                        self.step,
-                        mean_loss,
-                        (norm_sum / counted).item(),
-                        lr_at(self.step - 1, t),
-                        chars_per_sec,
-                        self.skipped_updates,
-                    )
-                    fraction, left = self._progress(elapsed(), now - started)
-                    progress.update(
-                        self.step,
-                        fraction,
-                        left,
-                        f"loss {mean_loss:.3f} bpc {mean_loss / math.log(2):.3f} "
-                        f"{chars_per_sec:,.0f} chars/s",
-                    )
-                    loss_sum.zero_(), norm_sum.zero_()
-                    counted, window_started, step_at_window = 0, now, self.step
-                if self.step % t.eval_every == 0:
+            with StopRequests() as stop:
+                while not self._done(elapsed()):
+                    loss, grad_norm, applied = self.train_step()
+                    if applied:
+                        meter.add(loss, grad_norm)
+                    if self.step % log.log_every == 0 and meter.count:
+                        self._log(meter, writer, progress, elapsed(), time.perf_counter() - started)
+                    validating = self.step % t.eval_every == 0
+                    saving = self.step % t.checkpoint_every == 0 or stop.signum is not None
+                    if validating:
+                        self._validate(writer, progress, elapsed())
+                    if saving:
+                        path = self.save(ckpt.LAST, elapsed())
+                    if stop.signum is not None:
+                        raise stop.interrupted(
+                            f"stopped after step {self.step}, saved {path}; "
+                            f"resume with: charlstm train --resume {self.out_dir}"
+                        )
+                    if validating or saving:  # chars/s measures training alone
+                        meter.restart(self.step)
+                if self.step % t.eval_every != 0:
                     self._validate(writer, progress, elapsed())
-                if self.step % t.checkpoint_every == 0:
-                    self.save(ckpt.LAST, elapsed())
-                if self._signal is not None:
-                    self._stop_for_signal(progress, elapsed())
-            if self.step % t.eval_every != 0:
-                self._validate(writer, progress, elapsed())
-            self.save(ckpt.LAST, elapsed())
+                self.save(ckpt.LAST, elapsed())
         finally:
-            self._restore_signal_handlers(previous)
             progress.close()
             writer.close()
         return TrainSummary(
             self.step, self.best_val_loss, self.last_val_loss, self.out_dir, elapsed()
         )
+
+    def _log(
+        self,
+        meter: TrainMeter,
+        writer: RunWriter,
+        progress: TrainingProgress,
+        elapsed: float,
+        this_run: float,
+    ) -> None:
+        loss, grad_norm, chars_per_sec = meter.read(self.step, self.batches.chars_per_window)
+        lr = lr_at(self.step - 1, self.cfg.train)
+        writer.train_scalars(self.step, loss, grad_norm, lr, chars_per_sec, self.skipped_updates)
+        fraction, left = self._progress(elapsed, this_run)
+        stats = f"loss {loss:.3f} bpc {loss / math.log(2):.3f} {chars_per_sec:,.0f} chars/s"
+        progress.update(self.step, fraction, left, stats)
 
     def _done(self, elapsed: float) -> bool:
         t = self.cfg.train
@@ -327,6 +316,12 @@ class Trainer:
 
     def _prepare_out_dir(self) -> None:
         try:
+            if self.overwrite and self.step == 0:  # a fresh start: no stale curves or weights
+                for old in [
+                    *self.out_dir.glob("events.out.tfevents.*"),
+                    *self.ckpt_dir.glob("*.pt"),
+                ]:
+                    old.unlink()
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             self.cfg.write_yaml(self.out_dir / "config.yaml")
         except OSError as err:
@@ -334,31 +329,3 @@ class Trainer:
                 f"train.out_dir {self.out_dir} is not writable: {err.strerror or err}"
             ) from None
         self._first_step = self.step
-
-    # -- signals -----------------------------------------------------------------------
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        def remember(signum, _frame):
-            self._signal = signum
-
-        previous = {}
-        try:
-            for signum in EXIT_CODES:
-                previous[signum] = signal.signal(signum, remember)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-        return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    def _stop_for_signal(self, progress: TrainingProgress, elapsed: float) -> None:
-        path = self.save(ckpt.LAST, elapsed)
-        name = signal.Signals(self._signal).name
-        progress.close()
-        raise Interrupted(
-            f"{name}: stopped after step {self.step}, saved {path}; "
-            f"resume with: charlstm train --resume {self.out_dir}",
-            EXIT_CODES[self._signal],
-        )

@@ -1,0 +1,214 @@
+"""Never lose a run: signals, kills, failed saves, non-finite numbers, resume guards."""
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from charlstm import checkpoint as ckpt_mod
+from charlstm.checkpoint import load_checkpoint
+from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.train import Trainer
+from tests.conftest import small_config
+
+
+def start_training(corpus: Path, out: Path, *sets: str, resume: bool = False) -> subprocess.Popen:
+    args = [
+        f"data.path={corpus}",
+        f"train.out_dir={out}",
+        "train.max_steps=100000",
+        "train.batch_size=8",
+        "train.bptt=32",
+        "train.device=cpu",
+        "train.eval_every=100000",
+        "model.hidden_size=64",
+        *sets,
+    ]
+    cmd = [sys.executable, "-m", "charlstm", "train", "--quiet"]
+    if resume:
+        cmd += ["--resume", str(out)]
+    for a in args:
+        cmd += ["--set", a]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_last_and_says_how_to_resume(corpus_file, tmp_path, signum, code):
+    out = tmp_path / "run"
+    proc = start_training(corpus_file, out, "train.checkpoint_every=20")
+    wait_for(out / "checkpoints" / "last.pt", proc)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code
+    line = stderr.strip()
+    assert line.startswith(signal.Signals(signum).name) and "Traceback" not in stderr
+    assert f"resume with: charlstm train --resume {out}" in line
+    saved = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert f"stopped after step {saved['step']}," in line  # the step it stopped at, not older
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_always_leaves_a_loadable_last(corpus_file, tmp_path):
+    """SIGKILL (no handler can run) at random points, many of them inside a save: the
+    real name always holds a whole checkpoint, and the run resumes from it."""
+    out = tmp_path / "run"
+    rng = random.Random(0)
+    steps_seen, mid_save = [], 0
+    for attempt in range(12):
+        # a checkpoint at every step, big enough that saving takes a good share of the time
+        sets = ("train.checkpoint_every=1", "model.hidden_size=384")
+        proc = start_training(corpus_file, out, *sets, resume=attempt > 0)
+        if attempt == 0:
+            wait_for(out / "checkpoints" / "last.pt", proc)
+        time.sleep(rng.uniform(3.5, 7.0))  # past start-up (~3 s), into the step/save loop
+        proc.kill()
+        proc.communicate()
+        names = sorted(p.name for p in (out / "checkpoints").iterdir())
+        assert set(names) <= {"last.pt", "last.pt.tmp"}, names
+        mid_save += "last.pt.tmp" in names  # this kill landed inside a save
+        steps_seen.append(load_checkpoint(out / "checkpoints" / "last.pt")["step"])
+    assert steps_seen == sorted(steps_seen) and steps_seen[-1] > steps_seen[0] + 5
+    print(f"{len(steps_seen)} kills, {mid_save} inside a save, last.pt steps {steps_seen}")
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "charlstm",
+            "train",
+            "--resume",
+            str(out),
+            "--quiet",
+            "--set",
+            f"train.max_steps={steps_seen[-1] + 3}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == steps_seen[-1] + 3
+
+
+def quiet(tmp_path):
+    return Console(file=open(tmp_path / "log.txt", "a"))
+
+
+def test_failed_save_keeps_previous_checkpoint_and_stops_clearly(
+    corpus_file, tmp_path, monkeypatch
+):
+    cfg = small_config(
+        corpus_file,
+        tmp_path / "run",
+        "train.max_steps=40",
+        "train.checkpoint_every=10",
+        "train.eval_every=1000",
+    )
+    trainer = Trainer(cfg, console=quiet(tmp_path), quiet=True)
+    real_save = torch.save
+    calls = []
+
+    def fail_after_first(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            f.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", fail_after_first)
+    with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint"):
+        trainer.run()
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 10
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt.tmp").exists()
+
+
+def test_non_finite_updates_are_skipped_counted_and_stop_in_a_row(corpus_file, tmp_path):
+    cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=30", "train.max_nonfinite=3")
+    trainer = Trainer(cfg, console=quiet(tmp_path), quiet=True)
+    poisoned = {5, 6, 12}
+    weight = trainer.model.decoder.weight
+    weight.register_hook(lambda g: g * float("nan") if trainer.step in poisoned else g)
+    trainer.run()
+    assert trainer.skipped_updates == 3
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+    poisoned.update(range(100))
+    trainer2 = Trainer(
+        small_config(corpus_file, tmp_path / "run2", "train.max_nonfinite=3"),
+        console=quiet(tmp_path),
+        quiet=True,
+    )
+    trainer2.model.decoder.weight.register_hook(lambda g: g * float("nan"))
+    with pytest.raises(CharlstmError, match="3 non-finite losses or gradients in a row at step 2"):
+        trainer2.run()
+
+
+def test_resume_refuses_a_changed_model_or_layout(corpus_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=10")
+    Trainer(cfg, console=quiet(tmp_path), quiet=True).run()
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    for change, named in [
+        ("model.hidden_size=32", "model.hidden_size (64 -> 32)"),
+        ("train.batch_size=4", "train.batch_size (8 -> 4)"),
+    ]:
+        result = CliRunner().invoke(
+            app, ["train", "--resume", str(tmp_path / "run"), "--set", change]
+        )
+        assert result.exit_code == 1
+        assert f"cannot resume with a changed {named}" in result.output
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "checkpoint not found" in result.output
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_a_new_run_never_replaces_an_old_one_unasked(corpus_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    Trainer(
+        small_config(corpus_file, tmp_path / "run", "train.max_steps=10"),
+        console=quiet(tmp_path),
+        quiet=True,
+    ).run()
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    args = [
+        "train",
+        "--set",
+        f"data.path={corpus_file}",
+        "--set",
+        f"train.out_dir={tmp_path / 'run'}",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.max_steps=5",
+        "--quiet",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert (
+        result.exit_code == 1
+        and "already holds a run" in result.output
+        and "--resume" in result.output
+    )
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 5
+    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 1
