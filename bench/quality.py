@@ -1,0 +1,73 @@
+"""Quality per wall-clock time: validation loss on tiny Shakespeare after 180 seconds.
+
+    .venv/bin/python bench/quality.py [--seconds 180] [--set key=value ...] [--no-reference]
+
+charlstm trains configs/shakespeare-cpu.yaml (its train.max_seconds is the budget); the
+reference is the hand-written 2x256 LSTM loop of bench/common.py (batch 32, bptt 64,
+AdamW 2e-3, clipping) for the same number of seconds. Both are then scored the same way:
+one in-order pass over the whole validation split (the last 10%) with carried state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from bench.common import ROOT, ReferenceLoop, machine, shakespeare_path
+from charlstm.checkpoint import load_checkpoint, restore_model
+from charlstm.config import load_config
+from charlstm.corpus import load_corpus
+from charlstm.evaluate import evaluate_ids
+from charlstm.train import Trainer
+
+
+def charlstm_val_loss(seconds: float, overrides: list[str], out: Path) -> tuple[float, int]:
+    cfg = load_config(ROOT / "configs/shakespeare-cpu.yaml", [
+        f"data.path={shakespeare_path()}", f"train.max_seconds={seconds}", f"train.out_dir={out}",
+        *overrides,
+    ])  # fmt: skip
+    trainer = Trainer(cfg, console=Console(file=io.StringIO()), overwrite=True)
+    trainer.run()
+    model, _, _ = restore_model(load_checkpoint(out / "checkpoints" / "last.pt"))
+    val = np.asarray(trainer.val_ids)
+    return evaluate_ids(model, val, streams=1, window=1024).loss, trainer.step
+
+
+def reference_val_loss(seconds: float) -> tuple[float, int]:
+    corpus = load_corpus(load_config(None, [f"data.path={shakespeare_path()}"]).data)
+    train, val = corpus.split(0.1)
+    loop = ReferenceLoop(np.asarray(train), corpus.vocab.size, 64, 256, 2, 32, 64, lr=2e-3)
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        loop.train_step()
+    return loop.val_loss(np.asarray(val)), loop.step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--no-reference", action="store_true")
+    args = parser.parse_args()
+    print(f"# quality in {args.seconds:.0f} s, {time.strftime('%Y-%m-%d')}, {machine()}")
+    if args.overrides:
+        print("overrides: " + " ".join(args.overrides))
+    print("\n| what | steps | val loss (nats/char) | val bpc |")
+    print("| --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as tmp:
+        loss, steps = charlstm_val_loss(args.seconds, args.overrides, Path(tmp) / "run")
+        print(f"| charlstm configs/shakespeare-cpu.yaml | {steps} | {loss:.4f} | {loss / np.log(2):.4f} |", flush=True)
+    if not args.no_reference:
+        loss, steps = reference_val_loss(args.seconds)
+        print(f"| hand-written 2x256 LSTM loop | {steps} | {loss:.4f} | {loss / np.log(2):.4f} |")
+    print("| nanoGPT CPU recipe (published, not run here) | | ~1.88 | |")
+
+
+if __name__ == "__main__":
+    main()
