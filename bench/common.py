@@ -70,7 +70,11 @@ class ReferenceLoop:
         self.embedding = nn.Embedding(vocab, emb).to(device)
         self.lstm = nn.LSTM(emb, hidden, layers, batch_first=True).to(device)
         self.decoder = nn.Linear(hidden, vocab).to(device)
-        self.params = [*self.embedding.parameters(), *self.lstm.parameters(), *self.decoder.parameters()]
+        self.params = [
+            *self.embedding.parameters(),
+            *self.lstm.parameters(),
+            *self.decoder.parameters(),
+        ]
         self.optimizer = torch.optim.AdamW(self.params, lr=lr)
         n = len(ids) // batch
         self.rows = torch.from_numpy(ids[: n * batch].astype(np.int64).reshape(batch, n)).to(device)

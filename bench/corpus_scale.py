@@ -35,7 +35,20 @@ print(json.dumps({"seconds": seconds, "base_kb": base, "peak_kb": peak, "chars":
 def write_corpus(path: Path, megabytes: int) -> None:
     """Code-like text with some non-ASCII, from a fixed seed."""
     rng = random.Random(megabytes)
-    words = ["def", "return", "self", "value", "index", "naïve", "größe", "λ", "→", "data", "for", "in"]
+    words = [
+        "def",
+        "return",
+        "self",
+        "value",
+        "index",
+        "naïve",
+        "größe",
+        "λ",
+        "→",
+        "data",
+        "for",
+        "in",
+    ]
     lines = [("    " * rng.randint(0, 3)) + " ".join(rng.choice(words) for _ in range(rng.randint(2, 9)))
              for _ in range(5000)]  # fmt: skip
     block = ("\n".join(lines) + "\n").encode()

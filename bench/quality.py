@@ -62,7 +62,10 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         loss, steps = charlstm_val_loss(args.seconds, args.overrides, Path(tmp) / "run")
-        print(f"| charlstm configs/shakespeare-cpu.yaml | {steps} | {loss:.4f} | {loss / np.log(2):.4f} |", flush=True)
+        print(
+            f"| charlstm configs/shakespeare-cpu.yaml | {steps} | {loss:.4f} | {loss / np.log(2):.4f} |",
+            flush=True,
+        )
     if not args.no_reference:
         loss, steps = reference_val_loss(args.seconds)
         print(f"| hand-written 2x256 LSTM loop | {steps} | {loss:.4f} | {loss / np.log(2):.4f} |")

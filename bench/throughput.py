@@ -19,8 +19,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.common import (ReferenceLoop, chars_per_sec, fmt_ratio, lstm_train_flops_per_char,
-                          machine, matmul_gflops, shakespeare_path)  # fmt: skip
+from bench.common import (
+    ReferenceLoop,
+    chars_per_sec,
+    fmt_ratio,
+    lstm_train_flops_per_char,
+    machine,  # fmt: skip
+    matmul_gflops,
+    shakespeare_path,
+)
 from charlstm.config import Config
 from charlstm.corpus import load_corpus
 from charlstm.train import Trainer
@@ -59,7 +66,9 @@ def main() -> None:
     ceiling = matmul_gflops(device=args.device)
     print(f"# training throughput, {time.strftime('%Y-%m-%d')}, {machine()}, device {args.device}")
     print(f"float32 matmul: {ceiling:.1f} GFLOP/s\n")
-    print("| shape | batch x bptt | hand-written chars/s | charlstm chars/s | ratio | charlstm GFLOP/s | of matmul |")
+    print(
+        "| shape | batch x bptt | hand-written chars/s | charlstm chars/s | ratio | charlstm GFLOP/s | of matmul |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):
@@ -71,7 +80,9 @@ def main() -> None:
             t_short = charlstm_seconds(shape, short, args.device, Path(tmp) / "a")
             t_long = charlstm_seconds(shape, long, args.device, Path(tmp) / "b")
             ours = (long - short) * batch * bptt / (t_long - t_short)
-            gflops = ours * lstm_train_flops_per_char(corpus.vocab.size, EMBEDDING, hidden, layers) / 1e9
+            gflops = (
+                ours * lstm_train_flops_per_char(corpus.vocab.size, EMBEDDING, hidden, layers) / 1e9
+            )
             print(f"| {shape} | {batch} x {bptt} | {ref_cps:,.0f} | {ours:,.0f} | {fmt_ratio(ours, ref_cps)} "
                   f"| {gflops:.1f} | {gflops / ceiling:.0%} |", flush=True)  # fmt: skip
 

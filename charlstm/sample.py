@@ -1,16 +1,18 @@
 """Generation: warm the state on a prime, then one recurrent step per new character.
 
 The state is carried from step to step, so each character costs the same whatever the
-sample length. Sampling works in log space (log_softmax of logits / T): no overflow at
-low temperatures. top-k and top-p cut the distribution before the draw. Several samples
+sample length. Sampling works in log space (Gumbel-max over logits / T): no overflow at
+any temperature. top-k and top-p cut the distribution before the draw. Several samples
 are generated together as one batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from charlstm.errors import CharlstmError
@@ -51,57 +53,108 @@ class SampleSettings:
                 raise CharlstmError(message)
 
 
-def next_ids(logits: torch.Tensor, s: SampleSettings, generator: torch.Generator) -> torch.Tensor:
-    """Draw one id per row of `logits` (batch, vocab)."""
-    if s.greedy:
-        return logits.argmax(dim=-1)
-    # Shifting by the max first keeps every scaled logit <= 0, and float64 keeps tiny
-    # temperatures from rounding to 0: no overflow or NaN at any temperature.
-    logits = logits.double()
-    logp = torch.log_softmax((logits - logits.amax(dim=-1, keepdim=True)) / s.temperature, dim=-1)
-    if s.top_k is not None and s.top_k < logp.shape[-1]:
-        kth = logp.topk(s.top_k, dim=-1).values[:, -1:]
-        logp = logp.masked_fill(logp < kth, float("-inf"))
-    if s.top_p is not None and s.top_p < 1.0:
-        sorted_logp, order = logp.sort(dim=-1, descending=True)
-        probs = sorted_logp.exp()
-        # Drop a token when the tokens ranked above it already hold top_p of the mass:
-        # the most likely token always survives.
-        drop = (probs.cumsum(dim=-1) - probs) >= s.top_p
-        logp = logp.scatter(-1, order, sorted_logp.masked_fill(drop, float("-inf")))
-    return torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+class Sampler:
+    """Draws one id per row of logits (batch, vocab) from softmax(logits / T), after the
+    top-k and top-p cuts.
+
+    Gumbel-max: argmax(logits / T + G) with G standard Gumbel noise is an exact draw from
+    that softmax, computed entirely in log space: no exp, no normalisation, nothing to
+    overflow. The noise is drawn in blocks, so a step costs a divide, an add and an argmax
+    on a vector of a few hundred numbers; NumPy does that in microseconds, and it runs
+    once per generated character."""
+
+    BLOCK = 256  # steps of noise drawn at once
+
+    def __init__(self, settings: SampleSettings, seed: int | None = None):
+        self.s = settings
+        self.rng = np.random.default_rng(seed)  # None: fresh entropy
+        self._noise = np.empty((0,))
+        self._used = 0
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        s = self.s
+        if s.greedy:
+            return logits.argmax(axis=-1)
+        with np.errstate(over="ignore"):  # a tiny T sends logits to +-inf: the right limit
+            x = logits.astype(np.float64) / s.temperature
+        if s.top_k is not None and s.top_k < x.shape[-1]:
+            kth = np.partition(x, -s.top_k, axis=-1)[:, -s.top_k, None]
+            x = np.where(x < kth, -np.inf, x)
+        if s.top_p is not None and s.top_p < 1.0:
+            x = self._nucleus(x, s.top_p)
+        if self._used == len(self._noise) or self._noise.shape[1:] != x.shape:
+            self._noise = self.rng.gumbel(size=(self.BLOCK, *x.shape))
+            self._used = 0
+        self._used += 1
+        return (x + self._noise[self._used - 1]).argmax(axis=-1)
+
+    @staticmethod
+    def _nucleus(x: np.ndarray, top_p: float) -> np.ndarray:
+        """Keep the likeliest ids holding top_p of the mass (the likeliest always stays)."""
+        order = np.argsort(-x, axis=-1, kind="stable")
+        sorted_x = np.take_along_axis(x, order, axis=-1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            probs = np.exp(sorted_x - sorted_x[:, :1])  # max-shifted: no overflow
+            probs /= probs.sum(axis=-1, keepdims=True)
+        # Drop an id when the ids ranked above it already hold top_p of the mass.
+        sorted_x[(probs.cumsum(axis=-1) - probs) >= top_p] = -np.inf
+        out = np.empty_like(x)
+        np.put_along_axis(out, order, sorted_x, axis=-1)
+        return out
 
 
 class _SampleText:
     """One sample's text as it grows: decoding, the stop string, and what may be shown.
 
-    Text that could be the start of the stop string is held back until it is not."""
+    Pieces are kept in a list (joined once at the end), so a long sample costs the same
+    per character as a short one. Text that could be the start of the stop string is held
+    back until it is not; the stop string is searched for in the generated text only."""
 
     def __init__(self, vocab: Vocab, prime: str, stop: str | None):
         self.decoder = vocab.stream_decoder()
-        self.text = prime
-        self.shown = 0
+        self.pieces = [prime]
+        self.pending = ""
         self.stop = stop
         self.done = False
-        self._search_from = len(prime)
 
     def add(self, piece: str) -> str:
-        self.text += piece
-        if self.stop:
-            hit = self.text.find(self.stop, self._search_from)
-            if hit >= 0:
-                self.text, self.done = self.text[:hit], True
-                return self._show(len(self.text))
-            self._search_from = max(self._search_from, len(self.text) - len(self.stop) + 1)
-            return self._show(self._search_from)
-        return self._show(len(self.text))
+        """Take newly decoded text; return what is now safe to show."""
+        if not self.stop:
+            self.pieces.append(piece)
+            return piece
+        text = self.pending + piece
+        hit = text.find(self.stop)
+        if hit >= 0:
+            shown, self.pending, self.done = text[:hit], "", True
+        else:
+            cut = len(text) - (len(self.stop) - 1)
+            shown, self.pending = text[:cut], text[cut:]
+        self.pieces.append(shown)
+        return shown
 
     def finish(self) -> str:
-        return self._show(len(self.text))
+        shown, self.pending = self.pending, ""
+        self.pieces.append(shown)
+        return shown
 
-    def _show(self, upto: int) -> str:
-        piece, self.shown = self.text[self.shown : upto], max(self.shown, upto)
-        return piece
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+@contextmanager
+def one_char_steps(device: torch.device):
+    """oneDNN's CPU RNN re-packs its weights on every call, which dominates a step of one
+    character; PyTorch's native kernel is about 1.5x faster there (bench/sampling.py)."""
+    if device.type != "cpu":
+        yield
+        return
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
 
 
 def _line_start_id(vocab: Vocab) -> int:
@@ -129,34 +182,41 @@ def generate(
     prime = vocab.decode(prime_ids)
     # Without a prime, condition on a newline (the start of a line), not shown.
     context = prime_ids or [_line_start_id(vocab)]
-    generator = torch.Generator(device=device)
-    if settings.seed is not None:
-        generator.manual_seed(settings.seed)
-    else:
-        generator.seed()
+    sampler = Sampler(settings, settings.seed)
 
     batch = settings.num_samples
     samples = [_SampleText(vocab, prime, settings.stop) for _ in range(batch)]
-    for i, sample in enumerate(samples):
-        if on_text and prime:
-            on_text(i, sample.add(""))
+    if on_text and prime:
+        for i in range(batch):
+            on_text(i, prime)
     state = None
     if len(context) > 1:  # warm the state on all but the last prime character at once
         warm = torch.tensor(context[:-1], device=device).expand(batch, -1)
         _, state = model(warm, state)
     last = torch.full((batch, 1), context[-1], dtype=torch.long, device=device)
-    for _ in range(settings.length):
-        logits, state = model(last, state)
-        chosen = next_ids(logits[:, -1], settings, generator)
-        last = chosen[:, None]
-        for i, token in enumerate(chosen.tolist()):
-            sample = samples[i]
-            if not sample.done:
-                piece = sample.add(sample.decoder.feed(token))
-                if on_text and piece:
-                    on_text(i, piece)
-        if all(s.done for s in samples):
-            break
+    # Text is decoded step by step only when someone watches it (streaming) or a stop
+    # string may end it; otherwise the ids are kept and decoded once at the end.
+    step_by_step = on_text is not None or settings.stop is not None
+    drawn: list[np.ndarray] = []
+    with one_char_steps(device):
+        for _ in range(settings.length):
+            logits, state = model(last, state)
+            chosen = sampler(logits[:, -1].float().cpu().numpy())
+            last = torch.from_numpy(chosen[:, None]).to(device)
+            if not step_by_step:
+                drawn.append(chosen)
+                continue
+            for i, token in enumerate(chosen.tolist()):
+                sample = samples[i]
+                if not sample.done:
+                    piece = sample.add(sample.decoder.feed(token))
+                    if on_text and piece:
+                        on_text(i, piece)
+            if settings.stop is not None and all(s.done for s in samples):
+                break
+    if drawn:
+        for sample, row in zip(samples, np.stack(drawn, axis=1).tolist(), strict=True):
+            sample.add("".join(map(sample.decoder.feed, row)))
     for i, sample in enumerate(samples):
         piece = sample.finish()
         if on_text and piece:

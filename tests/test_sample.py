@@ -1,11 +1,9 @@
-import math
-
+import numpy as np
 import pytest
-import torch
 
 from charlstm.checkpoint import load_for_inference
 from charlstm.errors import CharlstmError, VocabError
-from charlstm.sample import SampleSettings, generate, next_ids
+from charlstm.sample import Sampler, SampleSettings, generate
 from tests.conftest import small_config
 
 
@@ -98,12 +96,23 @@ def test_no_prime_and_batches_of_samples(model_and_vocab):
 
 
 def test_low_temperature_cannot_overflow():
-    logits = torch.tensor([[1000.0, 999.0, -1000.0]])
-    chosen = next_ids(
-        logits, SampleSettings(temperature=1e-4, seed=0), torch.Generator().manual_seed(0)
+    logits = np.array([[1000.0, 999.0, -1000.0]], dtype=np.float32)
+    for t in (1e-4, 1e-300, 5e-324):
+        assert Sampler(SampleSettings(temperature=t), seed=0)(logits).tolist() == [0]
+
+
+def test_draws_follow_the_distribution_and_its_cuts():
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]] * 20000))
+    freq = np.bincount(Sampler(SampleSettings(temperature=1.0), 1)(logits), minlength=4) / 20000
+    assert np.allclose(freq, [0.5, 0.3, 0.15, 0.05], atol=0.015)
+    hot = np.bincount(Sampler(SampleSettings(temperature=2.0), 2)(logits), minlength=4) / 20000
+    assert np.allclose(
+        hot, np.sqrt([0.5, 0.3, 0.15, 0.05]) / np.sqrt([0.5, 0.3, 0.15, 0.05]).sum(), atol=0.015
     )
-    assert chosen.tolist() == [0]
-    assert math.isfinite(torch.log_softmax(logits / 1e-4, -1)[0, 0].item())
+    top2 = np.bincount(Sampler(SampleSettings(top_k=2), 3)(logits), minlength=4) / 20000
+    assert np.allclose(top2, [0.625, 0.375, 0, 0], atol=0.015)
+    nucleus = Sampler(SampleSettings(top_p=0.85), 4)(logits)  # 0.5 + 0.3 < 0.85: keeps 3
+    assert set(nucleus.tolist()) == {0, 1, 2}
 
 
 @pytest.mark.parametrize(
