@@ -32,7 +32,15 @@ class Window:
 
 
 class TBPTTBatches:
-    def __init__(self, ids: np.ndarray, batch_size: int, bptt: int, device: torch.device | str):
+    def __init__(
+        self,
+        ids: np.ndarray,
+        batch_size: int,
+        bptt: int,
+        device: torch.device | str,
+        streams: slice = slice(None),
+    ):
+        """`streams` picks this process's rows (data-parallel ranks own a block each)."""
         row_length = len(ids) // batch_size
         if row_length < bptt + 1:
             raise CorpusError(
@@ -40,12 +48,12 @@ class TBPTTBatches:
                 f"batch_size x (bptt + 1) = {batch_size} x {bptt + 1} = {batch_size * (bptt + 1)};"
                 " use a longer corpus or lower train.batch_size / train.bptt"
             )
-        self.batch_size = batch_size
+        self.batch_size = len(range(batch_size)[streams])
         self.bptt = bptt
         # Only whole windows: every step has the same shape (no recompiles, fair averages).
         self.windows_per_epoch = (row_length - 1) // bptt
         used = batch_size * row_length
-        rows = np.ascontiguousarray(ids[:used]).reshape(batch_size, row_length)
+        rows = np.ascontiguousarray(ids[:used].reshape(batch_size, row_length)[streams])
         # Kept in the compact dtype on the device; widened to int64 one window at a time.
         self.rows = torch.from_numpy(rows.astype(_torch_compatible(rows.dtype))).to(device)
 

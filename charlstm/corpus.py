@@ -179,12 +179,12 @@ def _write_cache(cfg: DataConfig, key: str, ids: np.ndarray, vocab: Vocab) -> No
     folder = cache_dir(cfg)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{key}.npy.tmp"
+        tmp = folder / f"{key}.npy.{os.getpid()}.tmp"  # ranks may write at once
         with open(tmp, "wb") as f:
             np.save(f, ids)
         os.replace(tmp, folder / f"{key}.npy")
         meta = {"length": int(len(ids)), "vocab": vocab.to_dict()}
-        tmp = folder / f"{key}.json.tmp"
+        tmp = folder / f"{key}.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, folder / f"{key}.json")
     except OSError:

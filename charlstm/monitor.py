@@ -21,7 +21,13 @@ LN2 = math.log(2)
 
 
 class RunWriter:
-    def __init__(self, out_dir: Path, cfg: Config, purge_step: int | None = None):
+    def __init__(
+        self, out_dir: Path, cfg: Config, purge_step: int | None = None, enabled: bool = True
+    ):
+        """`enabled=False` (ranks other than the main one) writes nothing at all."""
+        self.enabled = enabled
+        if not enabled:
+            return
         self.writer = SummaryWriter(log_dir=str(out_dir), purge_step=purge_step)
         if purge_step is None:
             self._write_hparams(cfg)
@@ -45,6 +51,8 @@ class RunWriter:
         chars_per_sec: float,
         skipped_updates: int,
     ) -> None:
+        if not self.enabled:
+            return
         w = self.writer
         w.add_scalar("train/loss", loss, step)
         w.add_scalar("train/bpc", loss / LN2, step)
@@ -54,6 +62,8 @@ class RunWriter:
         w.add_scalar("train/skipped_updates", skipped_updates, step)
 
     def validation(self, step: int, loss: float, sample: str) -> None:
+        if not self.enabled:
+            return
         self.writer.add_scalar("val/loss", loss, step)
         self.writer.add_scalar("val/bpc", loss / LN2, step)
         # TensorBoard renders text as Markdown: indent to keep it verbatim.
@@ -63,6 +73,8 @@ class RunWriter:
         self.writer.flush()
 
     def close(self) -> None:
+        if not self.enabled:
+            return
         self.writer.close()
 
 
@@ -85,10 +97,14 @@ class TrainMeter:
         self.norm_sum += grad_norm
         self.count += 1
 
-    def read(self, step: int, chars_per_step: int) -> tuple[float, float, float]:
-        """(mean loss, mean grad norm, chars/s) since the last read, then restart."""
+    def read(
+        self, step: int, chars_per_step: int, reduce=lambda t: t
+    ) -> tuple[float, float, float]:
+        """(mean loss, mean grad norm, chars/s) since the last read, then restart.
+        `reduce` averages over data-parallel ranks."""
         seconds = max(time.perf_counter() - self.since, 1e-9)
         chars_per_sec = (step - self.since_step) * chars_per_step / seconds
-        loss, norm = (self.loss_sum / self.count).item(), (self.norm_sum / self.count).item()
+        means = reduce(torch.stack([self.loss_sum, self.norm_sum]) / self.count)
+        loss, norm = means.tolist()
         self.restart(step)
         return loss, norm, chars_per_sec

@@ -25,10 +25,11 @@ from charlstm import checkpoint as ckpt
 from charlstm.batches import TBPTTBatches
 from charlstm.config import Config, TrainConfig
 from charlstm.corpus import load_corpus
+from charlstm.distributed import Ranks
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.evaluate import evaluate_ids
 from charlstm.interrupt import StopRequests
-from charlstm.model import CharRNN, detach_state, state_from_tensors, state_tensors
+from charlstm.model import CharRNN, State, detach_state, state_from_tensors, state_tensors
 from charlstm.monitor import RunWriter, TrainMeter
 from charlstm.progress import TrainingProgress
 from charlstm.resume import check_resumable
@@ -96,13 +97,16 @@ class Trainer:
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
-        seed_everything(t.seed)
-        self.device = pick_device(t.device)
+        self.ranks = Ranks()
+        self.device = self.ranks.start(pick_device(t.device))
+        self.is_main = self.ranks.is_main
+        # Rank 0 draws exactly what a single process would; other ranks their own dropout.
+        seed_everything(t.seed + self.ranks.rank)
         self.out_dir = Path(t.out_dir)
         self.ckpt_dir = ckpt.checkpoint_dir(self.out_dir)
         self.overwrite = overwrite
         previous_run = self.ckpt_dir / ckpt.LAST
-        if resume is None and previous_run.exists() and not overwrite:
+        if self.is_main and resume is None and previous_run.exists() and not overwrite:
             raise CheckpointError(
                 f"{self.out_dir} already holds a run ({previous_run}): resume it with "
                 f"--resume {self.out_dir}, pick another train.out_dir, or pass --overwrite"
@@ -111,13 +115,16 @@ class Trainer:
         corpus = load_corpus(cfg.data)
         self.vocab = corpus.vocab
         train_ids, self.val_ids = corpus.split(cfg.data.val_fraction)
-        self.batches = TBPTTBatches(train_ids, t.batch_size, t.bptt, self.device)
+        streams = self.ranks.my_streams(t.batch_size)
+        self.local_batch = streams.stop - streams.start
+        self.batches = TBPTTBatches(train_ids, t.batch_size, t.bptt, self.device, streams)
         self.corpus_note = (
             f"{corpus.source}: {len(corpus.ids):,} chars in {corpus.num_files} file(s), "
             f"vocab {self.vocab.size} ({self.vocab.mode}), {len(train_ids):,} train / "
             f"{len(self.val_ids):,} val"
         )
         self.model = CharRNN(self.vocab.size, cfg.model).to(self.device)
+        self.net = self.ranks.wrap(self.model, self.device)  # what training steps call
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.99)
         )
@@ -143,22 +150,27 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.step = int(payload["step"])
-        tensors = [s.to(self.device) for s in payload["state"]]
-        self.state = state_from_tensors(tensors, self.cfg.model.cell) if tensors else None
+        cell = self.cfg.model.cell
+        if payload["state"]:  # saved for all streams; this rank carries its own
+            full = state_from_tensors([s.to(self.device) for s in payload["state"]], cell)
+            self.state = self.ranks.my_state(full, self.cfg.train.batch_size, cell)
         self.best_val_loss = float(payload["best_val_loss"])
         self.last_val_loss = float(payload.get("last_val_loss", math.nan))
         self.elapsed_before = float(payload["elapsed_seconds"])
-        ckpt.restore_rng(payload["rng"])
+        rank_rngs = payload.get("rank_rngs") or [payload["rng"]]
+        if len(rank_rngs) == self.ranks.world:
+            ckpt.restore_rng(rank_rngs[self.ranks.rank])
+        else:  # another world size: the state carries on, the dropout streams start anew
+            seed_everything(self.cfg.train.seed + self.ranks.rank + self.step)
 
-    def _payload(self, elapsed: float) -> dict[str, Any]:
+    def _payload(self, elapsed: float, state: State | None, rngs: list[dict]) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
-            "state": [s.detach().cpu() for s in state_tensors(self.state)]
-            if self.state is not None
-            else [],
-            "rng": ckpt.capture_rng(),
+            "state": [s.detach().cpu() for s in state_tensors(state)] if state is not None else [],
+            "rng": rngs[0],
+            "rank_rngs": rngs,
             "vocab": self.vocab.to_dict(),
             "config": self.cfg.to_dict(),
             "best_val_loss": self.best_val_loss,
@@ -167,10 +179,17 @@ class Trainer:
         }
 
     def save(self, name: str, elapsed: float) -> Path:
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            raise CharlstmError(f"refusing to save {name}: the weights are not finite")
+        """Every rank takes part (the carried state and RNG states are gathered); the
+        main rank writes."""
+        state = None
+        if self.state is not None:
+            state = self.ranks.gather_state(self.state, self.cfg.model.cell)
+        rngs = self.ranks.gather_objects(ckpt.capture_rng())
         path = self.ckpt_dir / name
-        ckpt.save_checkpoint(path, self._payload(elapsed))
+        if self.is_main:
+            if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+                raise CharlstmError(f"refusing to save {name}: the weights are not finite")
+            ckpt.save_checkpoint(path, self._payload(elapsed, state, rngs))
         return path
 
     # -- one step ----------------------------------------------------------------------
@@ -178,12 +197,12 @@ class Trainer:
         """One TBPTT window: returns (loss, grad norm, whether the update was applied)."""
         window = self.batches.window(self.step)
         if window.starts_epoch or self.state is None:
-            self.state = self.model.init_state(self.cfg.train.batch_size, self.device)
+            self.state = self.model.init_state(self.local_batch, self.device)
         lr = lr_at(self.step, self.cfg.train)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with self.autocast:
-            logits, state = self.model(window.inputs, self.state)
+            logits, state = self.net(window.inputs, self.state)
         loss = F.cross_entropy(
             logits.float().reshape(-1, self.vocab.size), window.targets.reshape(-1)
         )
@@ -191,7 +210,9 @@ class Trainer:
         loss.backward()
         clip = self.cfg.train.grad_clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        applied = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))
+        # All ranks must take the same decision, or their weights would drift apart.
+        (nonfinite,) = self.ranks.any(~(torch.isfinite(loss) & torch.isfinite(grad_norm)))
+        applied = not nonfinite
         if applied:
             self.optimizer.step()
             self.state = detach_state(state)
@@ -211,15 +232,20 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> TrainSummary:
         t, log, m = self.cfg.train, self.cfg.log, self.cfg.model
-        self._prepare_out_dir()
+        if self.is_main:
+            self._prepare_out_dir()
+        self._first_step = self.step
         # A resumed run drops events logged after its checkpoint's step (a crash may have
         # left some): the curves continue without overlapping points.
-        writer = RunWriter(self.out_dir, self.cfg, purge_step=self.step + 1 if self.step else None)
-        progress = TrainingProgress(self.console, quiet=self.quiet)
+        purge = self.step + 1 if self.step else None
+        writer = RunWriter(self.out_dir, self.cfg, purge_step=purge, enabled=self.is_main)
+        console = self.console if self.is_main else Console(quiet=True)
+        progress = TrainingProgress(console, quiet=self.quiet)
         progress.message(self.corpus_note)
         progress.message(
             f"model: {m.num_layers}x{m.hidden_size} {m.cell}, "
             f"{self.model.num_parameters():,} parameters, on {self.device}"
+            + (f" x {self.ranks.world} ranks" if self.ranks.active else "")
             + (f"; resuming at step {self.step}" if self.step else "")
         )
         for change in self.resume_changes:
@@ -229,23 +255,30 @@ class Trainer:
         meter = TrainMeter(self.device, self.step)
         try:
             with StopRequests() as stop:
-                while not self._done(elapsed()):
+                while True:
+                    # Between steps, and agreed by all ranks: time up, or asked to stop.
+                    time_up, signalled = self.ranks.any(
+                        self._done(elapsed()), stop.signum is not None
+                    )
+                    if signalled:
+                        path = self.save(ckpt.LAST, elapsed())
+                        raise stop.interrupted(
+                            f"stopped after step {self.step}, saved {path}; "
+                            f"resume with: charlstm train --resume {self.out_dir}"
+                        )
+                    if time_up:
+                        break
                     loss, grad_norm, applied = self.train_step()
                     if applied:
                         meter.add(loss, grad_norm)
                     if self.step % log.log_every == 0 and meter.count:
                         self._log(meter, writer, progress, elapsed(), time.perf_counter() - started)
                     validating = self.step % t.eval_every == 0
-                    saving = self.step % t.checkpoint_every == 0 or stop.signum is not None
+                    saving = self.step % t.checkpoint_every == 0
                     if validating:
                         self._validate(writer, progress, elapsed())
                     if saving:
-                        path = self.save(ckpt.LAST, elapsed())
-                    if stop.signum is not None:
-                        raise stop.interrupted(
-                            f"stopped after step {self.step}, saved {path}; "
-                            f"resume with: charlstm train --resume {self.out_dir}"
-                        )
+                        self.save(ckpt.LAST, elapsed())
                     if validating or saving:  # chars/s measures training alone
                         meter.restart(self.step)
                 if self.step % t.eval_every != 0:
@@ -254,6 +287,7 @@ class Trainer:
         finally:
             progress.close()
             writer.close()
+            self.ranks.stop()
         return TrainSummary(
             self.step, self.best_val_loss, self.last_val_loss, self.out_dir, elapsed()
         )
@@ -266,7 +300,8 @@ class Trainer:
         elapsed: float,
         this_run: float,
     ) -> None:
-        loss, grad_norm, chars_per_sec = meter.read(self.step, self.batches.chars_per_window)
+        chars_per_step = self.batches.chars_per_window * self.ranks.world
+        loss, grad_norm, chars_per_sec = meter.read(self.step, chars_per_step, self.ranks.mean)
         lr = lr_at(self.step - 1, self.cfg.train)
         writer.train_scalars(self.step, loss, grad_norm, lr, chars_per_sec, self.skipped_updates)
         fraction, left = self._progress(elapsed, this_run)
@@ -299,6 +334,8 @@ class Trainer:
         if improved:
             self.best_val_loss = result.loss
             self.save(ckpt.BEST, elapsed)
+        if not self.is_main:
+            return
         log = self.cfg.log
         text = generate(
             self.model,
@@ -328,4 +365,3 @@ class Trainer:
             raise CheckpointError(
                 f"train.out_dir {self.out_dir} is not writable: {err.strerror or err}"
             ) from None
-        self._first_step = self.step

@@ -1,0 +1,117 @@
+"""Data-parallel training under torchrun: one process per device, PyTorch's own DDP.
+
+The global `batch_size` streams are split among the ranks in contiguous blocks: rank r
+owns streams [r*B/W, (r+1)*B/W) and carries their hidden state. Each rank's loss is the
+mean over its own streams and DDP averages gradients, so with equal shares the update is
+the single-process update. Checkpoints store the carried state of all B streams in the
+single-process layout (and every rank's RNG state), so a checkpoint does not depend on
+how many ranks wrote it.
+
+Outside torchrun (`WORLD_SIZE` unset or 1) everything here is the identity, so the
+trainer has one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from charlstm.errors import ConfigError
+from charlstm.model import State, state_from_tensors, state_tensors
+
+# A rank that stops answering (killed, hung) ends the others' collectives after this.
+TIMEOUT = timedelta(minutes=10)
+
+
+class Ranks:
+    """This process's place among the ranks, and the few collectives training needs."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.active = self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def start(self, device: torch.device) -> torch.device:
+        """Join the process group (gloo on CPU, nccl on CUDA); the device this rank uses."""
+        if not self.active:
+            return device
+        if device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend, timeout=TIMEOUT)
+        return device
+
+    def stop(self) -> None:
+        if self.active and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def my_streams(self, batch_size: int) -> slice:
+        if batch_size % self.world:
+            raise ConfigError(
+                f"config: train.batch_size ({batch_size}) must be divisible by the number of "
+                f"ranks ({self.world}): each rank owns an equal share of the streams"
+            )
+        share = batch_size // self.world
+        return slice(self.rank * share, (self.rank + 1) * share)
+
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        if not self.active:
+            return model
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def any(self, *flags: bool | torch.Tensor) -> list[bool]:
+        """For each flag: is it true on any rank? One small collective for all of them."""
+        values = torch.stack([torch.as_tensor(f, dtype=torch.float32).reshape(()) for f in flags])
+        if self.active:
+            values = values.to(self._collective_device())
+            dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return [bool(v) for v in values.tolist()]
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        if self.active:
+            value = value.detach().clone()
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+            value /= self.world
+        return value
+
+    def gather_state(self, state: State, cell: str) -> State:
+        """The carried state of all streams, in rank order (the single-process layout)."""
+        if not self.active:
+            return state
+        gathered = []
+        for part in state_tensors(state):
+            pieces = [torch.empty_like(part) for _ in range(self.world)]
+            dist.all_gather(pieces, part.contiguous())
+            gathered.append(torch.cat(pieces, dim=1))
+        return state_from_tensors(gathered, cell)
+
+    def my_state(self, full: State, batch_size: int, cell: str) -> State:
+        streams = self.my_streams(batch_size)
+        return state_from_tensors([t[:, streams].contiguous() for t in state_tensors(full)], cell)
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        if not self.active:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def _collective_device(self) -> torch.device:
+        return (
+            torch.device("cuda", torch.cuda.current_device())
+            if dist.get_backend() == "nccl"
+            else torch.device("cpu")
+        )

@@ -1,0 +1,111 @@
+"""Data-parallel training under torchrun, on CPU with gloo: 2 ranks x B/2 streams train
+exactly like 1 process x B streams, resume exactly, and never hang when a rank dies."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from charlstm.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def train_cmd(nproc: int, corpus: Path, out: Path, *sets: str, resume: bool = False) -> list[str]:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={nproc}", "-m", "charlstm"] if nproc > 1 else \
+               [sys.executable, "-m", "charlstm"]  # fmt: skip
+    cmd = [*launcher, "train", "--quiet"] + (["--resume", str(out)] if resume else [])
+    base = [f"data.path={corpus}", f"train.out_dir={out}", "train.batch_size=8", "train.bptt=32",
+            "model.hidden_size=32", "model.embedding_dim=16", "train.lr=1e-2", "train.device=cpu",
+            "train.eval_every=10", "train.checkpoint_every=5", "log.log_every=1",
+            "train.decay_steps=20", "train.warmup_steps=2", "log.sample_length=20"]  # fmt: skip
+    for s in base + list(sets):
+        cmd += ["--set", s]
+    return cmd
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars("train/loss")]
+
+
+def test_two_ranks_equal_one_process(corpus_file, tmp_path):
+    run(train_cmd(1, corpus_file, tmp_path / "one", "train.max_steps=20"))
+    two = run(train_cmd(2, corpus_file, tmp_path / "two", "train.max_steps=20"))
+    assert "x 2 ranks" in two.stdout
+    one_l, two_l = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert [s for s, _ in one_l] == [s for s, _ in two_l] == list(range(1, 21))
+    table = "\n".join(
+        f"{s:>4} {a:.6f} {b:.6f} {b - a:+.1e}" for (s, a), (_, b) in zip(one_l, two_l)
+    )
+    print("\nstep  1 rank   2 ranks  diff\n" + table)
+    for (_, a), (_, b) in zip(one_l, two_l, strict=True):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
+    p1 = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
+    p2 = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")
+    for name, tensor in p1["model"].items():
+        assert torch.allclose(tensor, p2["model"][name], atol=1e-5), name
+    # the carried state of all 8 streams, in the single-process layout
+    for a, b in zip(p1["state"], p2["state"], strict=True):
+        assert a.shape == b.shape == (2, 8, 32) and torch.allclose(a, b, atol=1e-5)
+
+
+def test_resume_under_two_ranks_continues_exactly(corpus_file, tmp_path):
+    run(train_cmd(2, corpus_file, tmp_path / "straight", "train.max_steps=20", "model.dropout=0.1"))
+    run(train_cmd(2, corpus_file, tmp_path / "split", "train.max_steps=10", "model.dropout=0.1"))
+    run(train_cmd(2, corpus_file, tmp_path / "split", "train.max_steps=20", resume=True))
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert len(b["rank_rngs"]) == 2 and b["step"] == 20
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert losses(tmp_path / "split") == losses(tmp_path / "straight")
+
+
+def worker_pids(launcher_pid: int) -> dict[int, int]:
+    """rank -> pid of the launcher's worker processes."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        rank = [e for e in env if e.startswith(b"RANK=")]
+        if ppid == launcher_pid and rank:
+            found[int(rank[0][5:])] = int(entry.name)
+    return found
+
+
+def test_a_dead_rank_stops_all_ranks_without_hanging(corpus_file, tmp_path):
+    cmd = train_cmd(2, corpus_file, tmp_path / "run", "train.max_steps=100000")
+    launcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run" / "checkpoints" / "last.pt").exists():
+        assert launcher.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    os.kill(worker_pids(launcher.pid)[1], signal.SIGKILL)
+    _, stderr = launcher.communicate(timeout=120)  # no hang: everything ends
+    assert launcher.returncode != 0
+    assert "charlstm" in stderr and (
+        "SIGKILL" in stderr or "Signal 9" in stderr or "exitcode" in stderr
+    )
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] >= 5
