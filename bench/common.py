@@ -18,8 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def shakespeare_path() -> Path:
     """tiny Shakespeare: $CHARLSTM_SHAKESPEARE, data/, or the shared folder beside the repo."""
-    candidates = [os.environ.get("CHARLSTM_SHAKESPEARE"), ROOT / "data/tinyshakespeare.txt",
-                  ROOT.parent / "shared/data/tinyshakespeare.txt"]  # fmt: skip
+    candidates = [
+        os.environ.get("CHARLSTM_SHAKESPEARE"),
+        ROOT / "data/tinyshakespeare.txt",
+        ROOT.parent / "shared/data/tinyshakespeare.txt",
+    ]
     for c in candidates:
         if c and Path(c).is_file():
             return Path(c)
@@ -63,8 +66,19 @@ class ReferenceLoop:
     """The minimal hand-written PyTorch char-LSTM: embedding, nn.LSTM, linear, AdamW,
     clipping, TBPTT over pre-built contiguous rows. What charlstm is measured against."""
 
-    def __init__(self, ids: np.ndarray, vocab: int, emb: int, hidden: int, layers: int,
-                 batch: int, bptt: int, lr: float = 2e-3, device: str = "cpu", seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        ids: np.ndarray,
+        vocab: int,
+        emb: int,
+        hidden: int,
+        layers: int,
+        batch: int,
+        bptt: int,
+        lr: float = 2e-3,
+        device: str = "cpu",
+        seed: int = 0,
+    ):
         torch.manual_seed(seed)
         self.vocab, self.batch, self.bptt, self.device = vocab, batch, bptt, device
         self.embedding = nn.Embedding(vocab, emb).to(device)

@@ -49,8 +49,10 @@ def write_corpus(path: Path, megabytes: int) -> None:
         "for",
         "in",
     ]
-    lines = [("    " * rng.randint(0, 3)) + " ".join(rng.choice(words) for _ in range(rng.randint(2, 9)))
-             for _ in range(5000)]  # fmt: skip
+    lines = [
+        ("    " * rng.randint(0, 3)) + " ".join(rng.choice(words) for _ in range(rng.randint(2, 9)))
+        for _ in range(5000)
+    ]
     block = ("\n".join(lines) + "\n").encode()
     with open(path, "wb") as f:
         for _ in range(megabytes * 2**20 // len(block) + 1):
@@ -58,8 +60,12 @@ def write_corpus(path: Path, megabytes: int) -> None:
 
 
 def measure(path: Path, cache: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(cache)], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(cache)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -68,8 +74,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,50,200")
     args = parser.parse_args()
     print(f"# corpus scale, {time.strftime('%Y-%m-%d')}\n")
-    print("| corpus MB | chars | first encode s | s per MB | peak RSS over baseline MB | "
-          "encoded array MB | cached run s |")  # fmt: skip
+    print(
+        "| corpus MB | chars | first encode s | s per MB | peak RSS over baseline MB | "
+        "encoded array MB | cached run s |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for mb in (int(s) for s in args.sizes.split(",")):
@@ -79,9 +87,12 @@ def main() -> None:
             first = measure(path, cache)
             again = measure(path, cache)
             extra = (first["peak_kb"] - first["base_kb"]) / 1024
-            print(f"| {size_mb:.0f} | {first['chars']:,} | {first['seconds']:.1f} | "
-                  f"{first['seconds'] / size_mb:.3f} | {extra:.0f} | {first['bytes'] / 2**20:.0f} | "
-                  f"{again['seconds']:.2f} |", flush=True)  # fmt: skip
+            print(
+                f"| {size_mb:.0f} | {first['chars']:,} | {first['seconds']:.1f} | "
+                f"{first['seconds'] / size_mb:.3f} | {extra:.0f} | {first['bytes'] / 2**20:.0f} | "
+                f"{again['seconds']:.2f} |",
+                flush=True,
+            )
             path.unlink()
 
 

@@ -28,10 +28,15 @@ from charlstm.train import Trainer
 
 
 def charlstm_val_loss(seconds: float, overrides: list[str], out: Path) -> tuple[float, int]:
-    cfg = load_config(ROOT / "configs/shakespeare-cpu.yaml", [
-        f"data.path={shakespeare_path()}", f"train.max_seconds={seconds}", f"train.out_dir={out}",
-        *overrides,
-    ])  # fmt: skip
+    cfg = load_config(
+        ROOT / "configs/shakespeare-cpu.yaml",
+        [
+            f"data.path={shakespeare_path()}",
+            f"train.max_seconds={seconds}",
+            f"train.out_dir={out}",
+            *overrides,
+        ],
+    )
     trainer = Trainer(cfg, console=Console(file=io.StringIO()), overwrite=True)
     trainer.run()
     model, _, _ = restore_model(load_checkpoint(out / "checkpoints" / "last.pt"))

@@ -65,8 +65,10 @@ def main() -> None:
     print(
         f"model: {model.cfg.num_layers}x{model.cfg.hidden_size} {model.cfg.cell}, vocab {vocab.size}\n"
     )
-    print("| batch | bare step chars/s | sample 1,000 chars/s | sample 10,000 chars/s | "
-          "10k vs 1k cost per char | overhead over bare step |")  # fmt: skip
+    print(
+        "| batch | bare step chars/s | sample 1,000 chars/s | sample 10,000 chars/s | "
+        "10k vs 1k cost per char | overhead over bare step |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for batch in (1, 16):
         # best of three, measured in turns, so a noisy neighbour hits each alike
@@ -76,8 +78,11 @@ def main() -> None:
             short.append(sample_seconds_per_step(model, vocab, batch, 1000))
             long.append(sample_seconds_per_step(model, vocab, batch, 10000))
         bare, short, long = min(bare), min(short), min(long)
-        print(f"| {batch} | {batch / bare:,.0f} | {batch / short:,.0f} | {batch / long:,.0f} | "
-              f"{long / short:.3f} | {long / bare - 1:+.1%} |", flush=True)  # fmt: skip
+        print(
+            f"| {batch} | {batch / bare:,.0f} | {batch / short:,.0f} | {batch / long:,.0f} | "
+            f"{long / short:.3f} | {long / bare - 1:+.1%} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

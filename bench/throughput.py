@@ -24,7 +24,7 @@ from bench.common import (
     chars_per_sec,
     fmt_ratio,
     lstm_train_flops_per_char,
-    machine,  # fmt: skip
+    machine,
     matmul_gflops,
     shakespeare_path,
 )
@@ -43,13 +43,24 @@ EMBEDDING = 64
 
 def charlstm_seconds(shape: str, steps: int, device: str, out: Path) -> float:
     layers, hidden, batch, bptt, *_ = SHAPES[shape]
-    cfg = Config.from_dict({}, [
-        f"data.path={shakespeare_path()}", "data.val_fraction=0.02",
-        f"model.num_layers={layers}", f"model.hidden_size={hidden}", f"model.embedding_dim={EMBEDDING}",
-        f"train.batch_size={batch}", f"train.bptt={bptt}", f"train.max_steps={steps}",
-        "train.eval_every=1000000", "train.checkpoint_every=100", f"train.device={device}",
-        f"train.out_dir={out}", "log.log_every=10",
-    ])  # fmt: skip
+    cfg = Config.from_dict(
+        {},
+        [
+            f"data.path={shakespeare_path()}",
+            "data.val_fraction=0.02",
+            f"model.num_layers={layers}",
+            f"model.hidden_size={hidden}",
+            f"model.embedding_dim={EMBEDDING}",
+            f"train.batch_size={batch}",
+            f"train.bptt={bptt}",
+            f"train.max_steps={steps}",
+            "train.eval_every=1000000",
+            "train.checkpoint_every=100",
+            f"train.device={device}",
+            f"train.out_dir={out}",
+            "log.log_every=10",
+        ],
+    )
     trainer = Trainer(cfg, console=Console(file=io.StringIO()), overwrite=True)
     start = time.perf_counter()
     trainer.run()
@@ -97,8 +108,11 @@ def main() -> None:
             gflops = (
                 ours * lstm_train_flops_per_char(corpus.vocab.size, EMBEDDING, hidden, layers) / 1e9
             )
-            print(f"| {shape} | {batch} x {bptt} | {ref_cps:,.0f} | {ours:,.0f} | {fmt_ratio(ours, ref_cps)} "
-                  f"| {gflops:.1f} | {gflops / ceiling:.0%} |", flush=True)  # fmt: skip
+            print(
+                f"| {shape} | {batch} x {bptt} | {ref_cps:,.0f} | {ours:,.0f} | {fmt_ratio(ours, ref_cps)} "
+                f"| {gflops:.1f} | {gflops / ceiling:.0%} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -36,20 +36,6 @@ class CharRNN(nn.Module):
         self.decoder = nn.Linear(cfg.hidden_size, vocab_size)
         if cfg.tie_weights:
             self.decoder.weight = self.embedding.weight
-        if cfg.cell == "lstm":
-            self._init_forget_bias()
-
-    def _init_forget_bias(self) -> None:
-        # A forget-gate bias of 1 lets gradients flow through the cell state from the
-        # start (Jozefowicz et al., 2015). PyTorch keeps two bias vectors; the gate order
-        # is input, forget, cell, output, so the forget slice is [H:2H].
-        hidden = self.cfg.hidden_size
-        with torch.no_grad():
-            for name, param in self.rnn.named_parameters():
-                if name.startswith("bias_ih"):
-                    param[hidden : 2 * hidden].fill_(1.0)
-                elif name.startswith("bias_hh"):
-                    param[hidden : 2 * hidden].fill_(0.0)
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """ids: (batch, time) int64 -> logits (batch, time, vocab) and the final state."""

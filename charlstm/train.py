@@ -126,7 +126,7 @@ class Trainer:
         self.model = CharRNN(self.vocab.size, cfg.model).to(self.device)
         self.net = self.ranks.wrap(self.model, self.device)  # what training steps call
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.99)
+            self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay
         )
         self.autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)

@@ -51,7 +51,7 @@ def test_two_ranks_equal_one_process(corpus_file, tmp_path):
     one_l, two_l = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert [s for s, _ in one_l] == [s for s, _ in two_l] == list(range(1, 21))
     table = "\n".join(
-        f"{s:>4} {a:.6f} {b:.6f} {b - a:+.1e}" for (s, a), (_, b) in zip(one_l, two_l)
+        f"{s:>4} {a:.6f} {b:.6f} {b - a:+.1e}" for (s, a), (_, b) in zip(one_l, two_l, strict=True)
     )
     print("\nstep  1 rank   2 ranks  diff\n" + table)
     for (_, a), (_, b) in zip(one_l, two_l, strict=True):

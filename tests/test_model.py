@@ -28,8 +28,3 @@ def test_tied_weights_share_storage():
     assert model.decoder.weight is model.embedding.weight
     untied = CharRNN(20, ModelConfig(embedding_dim=16, hidden_size=16))
     assert model.num_parameters() == untied.num_parameters() - 20 * 16
-
-
-def test_lstm_forget_gate_starts_open():
-    model = CharRNN(10, ModelConfig(hidden_size=8, num_layers=2))
-    assert torch.all(model.rnn.bias_ih_l1[8:16] == 1) and torch.all(model.rnn.bias_hh_l1[8:16] == 0)
