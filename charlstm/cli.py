@@ -171,14 +171,33 @@ def evaluate(
         bool, typer.Option("--json", help="Print one JSON object and nothing else.")
     ] = False,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
+    task: Annotated[
+        str | None, typer.Option("--task", help="Exact-match score on a synthetic task instead.")
+    ] = None,
+    n_min: Annotated[int, typer.Option("--n-min", help="Task examples: smallest N.")] = 1,
+    n_max: Annotated[int, typer.Option("--n-max", help="Task examples: largest N.")] = 10,
+    count: Annotated[int, typer.Option("--count", help="Task examples to score.")] = 200,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Task examples' seed (not the training one).")
+    ] = 1_000_003,
 ) -> None:
-    """Loss, bits per character and perplexity of a checkpoint on a text."""
+    """Loss, bits per character and perplexity of a checkpoint on a text (or, with
+    --task, its exact-match accuracy on fresh examples of a synthetic language)."""
     from charlstm.checkpoint import load_for_inference
-    from charlstm.evaluate import evaluate_on
+    from charlstm.evaluate import evaluate_on, score_task
     from charlstm.train import pick_device
 
     try:
         model, vocab, cfg, _ = load_for_inference(checkpoint, pick_device(device))
+        if task is not None:
+            score = score_task(model, vocab, task, count, seed, n_min, n_max)
+            if as_json:
+                sys.stdout.write(json.dumps(score.to_dict()) + "\n")
+                return
+            out.print(f"{task}: {score.accuracy:.1%} exact ({score.correct}/{score.total})")
+            for n, (c, t) in sorted(score.per_n.items()):
+                out.print(f"  N={n:>3}: {c / t:6.1%} ({c}/{t})")
+            return
         result = evaluate_on(
             model, vocab, cfg, text=text, split=split, streams=streams, window=window
         )
@@ -201,6 +220,32 @@ def evaluate(
     )
     if result.unknown:
         out.print(f"{result.unknown:,} characters outside the vocabulary were left out")
+
+
+tasks_app = typer.Typer(help="Synthetic languages from the exploring-LSTMs experiments.")
+app.add_typer(tasks_app, name="tasks")
+
+
+@tasks_app.command("generate")
+def tasks_generate(
+    name: Annotated[str, typer.Argument(help="counter, selective-counter, state or copy.")],
+    out_file: Annotated[Path, typer.Option("--out", help="File to write, one example per line.")],
+    count: Annotated[int, typer.Option("--count", help="Examples.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same examples.")] = 0,
+    n_min: Annotated[int, typer.Option("--n-min", help="Smallest N.")] = 1,
+    n_max: Annotated[int, typer.Option("--n-max", help="Largest N.")] = 10,
+) -> None:
+    """Write examples of a synthetic task (train on them with data.path: task:NAME)."""
+    from charlstm.tasks import corpus_text
+
+    try:
+        text = corpus_text(name, count, seed, n_min, n_max)
+        out_file.write_text(text, encoding="utf-8")
+    except CharlstmError as error:
+        raise fail(error) from None
+    except OSError as error:
+        raise fail(CharlstmError(f"cannot write {out_file}: {error.strerror}")) from None
+    out.print(f"wrote {count} {name} examples to {out_file}")
 
 
 @app.command()

@@ -38,10 +38,23 @@ class DataConfig:
     val_fraction: float = 0.05
     # Where encoded corpora are cached; null = $XDG_CACHE_HOME/charlstm or ~/.cache/charlstm.
     cache_dir: str | None = None
+    # For `task:NAME` corpora: how many example lines, from which seed, and the range of N.
+    task_count: int = 20000
+    task_seed: int = 0
+    task_n_min: int = 1
+    task_n_max: int = 10
 
     def __post_init__(self) -> None:
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", "in (0, 1)", self.val_fraction)
         _require(bool(self.path.strip()), "data.path", "a non-empty path", self.path)
+        _require(self.task_count >= 1, "data.task_count", ">= 1", self.task_count)
+        _require(self.task_n_min >= 1, "data.task_n_min", ">= 1", self.task_n_min)
+        _require(
+            self.task_n_max >= self.task_n_min,
+            "data.task_n_max",
+            ">= data.task_n_min",
+            self.task_n_max,
+        )
 
 
 @dataclass(frozen=True)

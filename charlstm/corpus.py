@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from charlstm import tasks
 from charlstm.config import DataConfig
 from charlstm.errors import CorpusError
 from charlstm.vocab import Vocab
@@ -50,6 +51,15 @@ class Corpus:
 
 
 def load_corpus(cfg: DataConfig) -> Corpus:
+    if cfg.path.startswith(tasks.PREFIX):  # generated on the spot: nothing to cache
+        name = cfg.path[len(tasks.PREFIX) :]
+        text = tasks.corpus_text(
+            name, cfg.task_count, cfg.task_seed, cfg.task_n_min, cfg.task_n_max
+        )
+        vocab = (
+            Vocab.bytes() if cfg.vocab == "byte" else Vocab.from_code_points(map(ord, set(text)))
+        )
+        return Corpus(vocab.encode(text), vocab, cfg.path, 0)
     files = find_files(cfg.path, cfg.include)
     key = _content_key(files, cfg.vocab)
     cached = _read_cache(cfg, key)

@@ -135,3 +135,54 @@ def _decode_strict(content: bytes, path: Path) -> str:
         return content.decode("utf-8")
     except UnicodeDecodeError as err:
         raise CorpusError(f"{path} is not valid UTF-8 (byte {err.start})") from None
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    task: str
+    per_n: dict[int, tuple[int, int]]  # N -> (exact matches, examples)
+
+    @property
+    def correct(self) -> int:
+        return sum(c for c, _ in self.per_n.values())
+
+    @property
+    def total(self) -> int:
+        return sum(t for _, t in self.per_n.values())
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "accuracy": self.accuracy,
+            "examples": self.total,
+            "per_n": {str(n): c / t for n, (c, t) in sorted(self.per_n.items())},
+        }
+
+
+def score_task(
+    model: CharRNN,
+    vocab: Vocab,
+    name: str,
+    count: int = 200,
+    seed: int = 1_000_003,
+    n_min: int = 1,
+    n_max: int = 10,
+) -> TaskScore:
+    """Exact-match score on fresh examples: prime with the given part (after a newline, as
+    in training), decode greedily up to the next newline, compare the determined part."""
+    from charlstm.sample import SampleSettings, generate
+    from charlstm.tasks import examples
+
+    per_n: dict[int, list[int]] = {}
+    for example in examples(name, count, seed, n_min, n_max):
+        prime = "\n" + example.given
+        settings = SampleSettings(length=len(example.determined) + 2, greedy=True, stop="\n")
+        answer = generate(model, vocab, prime, settings)[0][len(prime) :]
+        tally = per_n.setdefault(example.n, [0, 0])
+        tally[0] += answer == example.determined
+        tally[1] += 1
+    return TaskScore(name, {n: (c, t) for n, (c, t) in per_n.items()})

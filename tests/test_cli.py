@@ -165,3 +165,20 @@ def test_parser_errors_through_the_entry_point(args):
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("model.hidden_size=0", "model.hidden_size must be > 0"),
+        ("model.num_layers=0", "model.num_layers must be >= 1"),
+        ("model.dropout=1.0", "model.dropout must be in [0, 1)"),
+        ("train.bptt=0", "train.bptt must be >= 1"),
+        ("train.batch_size=0", "train.batch_size must be >= 1"),
+        ("data.val_fraction=1.5", "data.val_fraction must be in (0, 1)"),
+        ("train.lr=0", "train.lr must be > 0"),
+        ("model.cell=lstmm", "model.cell must be one of lstm, gru, rnn"),
+    ],
+)
+def test_every_out_of_range_value_is_one_line_at_the_command_line(override, named):
+    assert_one_line_error(invoke("train", "--set", override), named)
