@@ -163,6 +163,9 @@ class TaskScore:
         }
 
 
+CONTEXT_LINES = 4  # correct lines read before each test example
+
+
 def score_task(
     model: CharRNN,
     vocab: Vocab,
@@ -172,14 +175,20 @@ def score_task(
     n_min: int = 1,
     n_max: int = 10,
 ) -> TaskScore:
-    """Exact-match score on fresh examples: prime with the given part (after a newline, as
-    in training), decode greedily up to the next newline, compare the determined part."""
+    """Exact-match score on fresh examples: prime with the given part, decode greedily up
+    to the next newline, compare the determined part.
+
+    A model trained with carried state has only ever read a line after other lines, never
+    from a zero state, so each example is primed as it would appear in a corpus: after
+    the CONTEXT_LINES correct lines before it (drawn with the test set, never scored)."""
     from charlstm.sample import SampleSettings, generate
     from charlstm.tasks import examples
 
+    drawn = examples(name, count + CONTEXT_LINES, seed, n_min, n_max)
     per_n: dict[int, list[int]] = {}
-    for example in examples(name, count, seed, n_min, n_max):
-        prime = "\n" + example.given
+    for i, example in enumerate(drawn[CONTEXT_LINES:]):
+        context = "".join(e.line + "\n" for e in drawn[i : i + CONTEXT_LINES])
+        prime = "\n" + context + example.given
         settings = SampleSettings(length=len(example.determined) + 2, greedy=True, stop="\n")
         answer = generate(model, vocab, prime, settings)[0][len(prime) :]
         tally = per_n.setdefault(example.n, [0, 0])
