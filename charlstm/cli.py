@@ -249,6 +249,68 @@ def tasks_generate(
 
 
 @app.command()
+def inspect(
+    out_file: Annotated[
+        Path, typer.Option("--out", help="Where to write the report (.html, .npz or .json).")
+    ],
+    checkpoint: CheckpointOpt = None,
+    text_file: Annotated[
+        Path | None, typer.Option("--text", help="A file to run through the model.")
+    ] = None,
+    prime: Annotated[str | None, typer.Option("--prime", help="Or a text given here.")] = None,
+    feature: Annotated[
+        list[str] | None,
+        typer.Option("--feature", help="name=REGEX: characters inside a match count as 1."),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="html, npz or json (default: from --out's suffix)."),
+    ] = None,
+    max_chars: Annotated[
+        int, typer.Option("--max-chars", help="Read at most this many characters.")
+    ] = 4000,
+    top: Annotated[int, typer.Option("--top", help="Units listed per feature.")] = 8,
+    unknown: Annotated[
+        str,
+        typer.Option("--unknown", help="Characters outside the vocabulary: error or skip."),
+    ] = "error",
+) -> None:
+    """Record h, c and the gates of every LSTM unit on a text, rank the units that follow
+    features of it (strings, brackets, indentation, ...) and write a report."""
+    from charlstm.activations import builtin_features, parse_feature, rank_units, record
+    from charlstm.checkpoint import load_for_inference
+    from charlstm.evaluate import read_text_file
+    from charlstm.report import write_report
+
+    try:
+        if (text_file is None) == (prime is None):
+            raise CharlstmError("inspect needs exactly one of --text FILE and --prime TEXT")
+        if max_chars < 1 or top < 1:
+            raise CharlstmError("--max-chars and --top must be >= 1")
+        text = (read_text_file(text_file) if text_file is not None else prime)[:max_chars]
+        model, vocab, _, _ = load_for_inference(checkpoint)
+        acts = record(model, vocab, text, unknown=unknown)
+        shown = "".join(acts.chars)  # the text as the model read it (skips dropped)
+        features = builtin_features(shown)
+        features.update(parse_feature(spec, shown) for spec in feature or [])
+        ranking = rank_units(acts, features, top)
+        chosen = fmt or out_file.suffix.lstrip(".") or "html"
+        title = f"{text_file.name if text_file else 'prime'}, {model.cfg.num_layers}x"
+        title += f"{model.cfg.hidden_size} {model.cfg.cell}"
+        write_report(out_file, acts, features, ranking, chosen, title)
+    except CharlstmError as error:
+        raise fail(error) from None
+    out.print(
+        f"wrote {out_file}: {len(acts.chars):,} characters, {acts.shape[1]} layer(s) x "
+        f"{acts.shape[2]} units"
+    )
+    for name, found in ranking.items():
+        if found:
+            c = found[0]
+            out.print(f"  {name}: {c.quantity} layer {c.layer} unit {c.unit} (r = {c.r:+.2f})")
+
+
+@app.command()
 def info(checkpoint: CheckpointOpt = None) -> None:
     """What a checkpoint holds: config, vocabulary, size, step, best validation loss."""
     import yaml

@@ -60,7 +60,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     # LSTM is the default because it is what char-rnn made famous; gru/rnn for comparison.
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    cell: Literal["lstm", "gru", "rnn", "peephole"] = "lstm"
     # Characters are few; a small embedding loses nothing against one-hot inputs.
     embedding_dim: int = 64
     hidden_size: int = 256

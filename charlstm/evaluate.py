@@ -113,13 +113,10 @@ def evaluate_on(
     if (text is None) == (split is None):
         raise CharlstmError("give exactly one of --text FILE or --split val")
     if text is not None:
-        try:
-            content = text.read_bytes()
-        except OSError as err:
-            raise CorpusError(f"cannot read {text}: {err.strerror}") from None
         if vocab.mode == "byte":  # any file: score its bytes as they are
+            content = _read_bytes(text)
             return evaluate_ids(model, np.frombuffer(content, dtype=np.uint8), **kwargs)
-        return evaluate_text(model, vocab, _decode_strict(content, text), **kwargs)
+        return evaluate_text(model, vocab, read_text_file(text), **kwargs)
     if split != "val":
         raise CharlstmError(f"--split must be 'val' (got {split!r})")
     corpus = load_corpus(cfg.data)
@@ -130,9 +127,16 @@ def evaluate_on(
     return evaluate_ids(model, np.asarray(corpus.split(cfg.data.val_fraction)[1]), **kwargs)
 
 
-def _decode_strict(content: bytes, path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     try:
-        return content.decode("utf-8")
+        return path.read_bytes()
+    except OSError as err:
+        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+
+
+def read_text_file(path: Path) -> str:
+    try:
+        return _read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as err:
         raise CorpusError(f"{path} is not valid UTF-8 (byte {err.start})") from None
 

@@ -2,7 +2,8 @@
 
 `forward(ids, state) -> (logits, state)`; the loss is computed by the caller. The
 recurrent layers are PyTorch's fused modules (cuDNN on GPU, oneDNN on CPU): no Python
-loop over time steps anywhere in training.
+loop over time steps anywhere in training. The one exception is `peephole`, a cell from
+the literature that no fused kernel implements (charlstm/peephole.py).
 """
 
 from __future__ import annotations
@@ -11,11 +12,17 @@ import torch
 from torch import nn
 
 from charlstm.config import ModelConfig
+from charlstm.peephole import PeepholeLSTM
 
 # LSTM state is (h, c); GRU and RNN state is h alone. Each is (num_layers, batch, hidden).
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "peephole": PeepholeLSTM}
+
+
+def has_cell_state(cell: str) -> bool:
+    """Whether the cell carries a memory c beside its output h."""
+    return cell in ("lstm", "peephole")
 
 
 class CharRNN(nn.Module):
@@ -46,7 +53,7 @@ class CharRNN(nn.Module):
     def init_state(self, batch_size: int, device: torch.device | str) -> State:
         shape = (self.cfg.num_layers, batch_size, self.cfg.hidden_size)
         h = torch.zeros(shape, device=device)
-        return (h, torch.zeros_like(h)) if self.cfg.cell == "lstm" else h
+        return (h, torch.zeros_like(h)) if has_cell_state(self.cfg.cell) else h
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -64,4 +71,4 @@ def state_tensors(state: State) -> list[torch.Tensor]:
 
 
 def state_from_tensors(tensors: list[torch.Tensor], cell: str) -> State:
-    return (tensors[0], tensors[1]) if cell == "lstm" else tensors[0]
+    return (tensors[0], tensors[1]) if has_cell_state(cell) else tensors[0]

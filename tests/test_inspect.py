@@ -1,0 +1,250 @@
+"""charlstm inspect: recorded activations, text features, ranking, reports, the page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from charlstm.activations import (
+    Activations,
+    builtin_features,
+    rank_units,
+    record,
+    regex_feature,
+    string_literal_mask,
+)
+from charlstm.cli import app
+from charlstm.config import ModelConfig
+from charlstm.model import CharRNN
+from charlstm.vocab import Vocab
+
+CODE = "def f(x):\n    s = \"a(b\"  # it's\n    if (x[0]):\n        return 'q\\''\n"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "peephole"])
+def test_recorded_h_and_c_match_the_network(cell):
+    torch.manual_seed(0)
+    vocab = Vocab.from_code_points(map(ord, sorted(set(CODE))))
+    model = CharRNN(
+        vocab.size, ModelConfig(cell=cell, embedding_dim=8, hidden_size=12, num_layers=3)
+    )
+    with torch.no_grad():  # larger weights than the default, so the gates saturate too
+        for weight in model.rnn.parameters():
+            weight.mul_(3)
+    acts = record(model, vocab, CODE)
+    ids = torch.as_tensor(vocab.encode(CODE).astype(np.int64))[None]
+    with torch.no_grad():
+        out, (h_n, c_n) = model.rnn(model.embedding(ids))
+    assert acts.shape == (len(CODE), 3, 12)
+    np.testing.assert_allclose(acts.values["h"][:, -1], out[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(acts.values["h"][-1], h_n[:, 0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(acts.values["c"][-1], c_n[:, 0].numpy(), atol=1e-5)
+    for gate in ("input", "forget", "output"):
+        assert 0 <= acts.values[gate].min() and acts.values[gate].max() <= 1
+    assert np.abs(acts.values["c"]).max() > 1  # c is not squashed; h is
+    assert np.abs(acts.values["h"]).max() <= 1
+
+
+def test_text_features():
+    strings = string_literal_mask(CODE)
+    inside = "".join(ch for ch, s in zip(CODE, strings, strict=True) if s)
+    # the '(' in the string and the quote in the comment are not code; the escape is kept
+    assert inside == "\"a(b\"'q\\''"
+    features = builtin_features(CODE)
+    depth = features["bracket depth"]
+    assert depth[CODE.index("(x)")] == 1 and depth[CODE.index("x[0]") + 1] == 2
+    assert depth[CODE.index('"a(b"') + 2] == 0  # inside the string
+    assert features["indentation"][CODE.index("return")] == 8
+    assert features["indentation"][CODE.index("def")] == 0
+    assert features["position in line"][CODE.index("s =")] == 4
+    assert features["after newline"].sum() == CODE.count("\n")  # each line's first char
+    assert list(regex_feature("xaay", "a+")) == [0, 1, 1, 0]
+
+
+def test_ranking_finds_the_unit_that_follows_a_feature():
+    rng = np.random.default_rng(0)
+    feature = builtin_features(CODE)["string literal"]
+    values = {q: rng.normal(size=(len(CODE), 2, 16)).astype(np.float32) for q in ("h", "c")}
+    values["c"][:, 1, 9] = np.tanh(3 * feature - 1) + 0.05 * rng.normal(size=len(CODE))
+    acts = Activations(list(CODE), values, "lstm")
+    ranking = rank_units(acts, {"string literal": feature, "flat": np.ones(len(CODE))}, top=3)
+    best = ranking["string literal"][0]
+    assert (best.quantity, best.layer, best.unit) == ("c", 1, 9) and best.r > 0.95
+    assert len(ranking["string literal"]) == 3
+    assert ranking["flat"] == []  # a constant feature ranks nothing
+
+
+def test_inspect_cli_writes_each_format(trained_run, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat.\nthe dog ran.\n", encoding="utf-8")
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "inspect",
+            "-c",
+            str(trained_run),
+            "--text",
+            str(text),
+            "--out",
+            str(tmp_path / "r.html"),
+            "--feature",
+            "cat=cat|dog",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "cat:" in result.output
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<script>" in page and "http" not in page.replace("http-equiv", "")  # no network
+
+    result = runner.invoke(
+        app,
+        [
+            "inspect",
+            "-c",
+            str(trained_run),
+            "--prime",
+            "the cat.",
+            "--out",
+            str(tmp_path / "r.npz"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    saved = np.load(tmp_path / "r.npz")
+    assert saved["forget"].shape == (8, 2, 64) and "".join(saved["text"]) == "the cat."
+
+    out = tmp_path / "r.json"
+    result = runner.invoke(
+        app, ["inspect", "-c", str(trained_run), "--prime", "a dog", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    raw = json.loads(out.read_text())
+    assert raw["shape"] == {"time": 5, "layers": 2, "units": 64}
+    assert len(raw["values"]["candidate"]) == 5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prime", "cat", "--text", "x.txt"], "exactly one of"),
+        (["--prime", "cat", "--feature", "oops"], "name=REGEX"),
+        (["--prime", "cat", "--feature", "b=(("], "not a regular expression"),
+        (["--prime", "cat", "--format", "pdf"], "--format must be"),
+        (["--prime", "cat\u00e9"], "not in the model's vocabulary"),
+        (["--text", "/nonexistent/x.txt"], "cannot read"),
+    ],
+)
+def test_inspect_mistakes_are_one_line(trained_run, tmp_path, args, message):
+    result = CliRunner().invoke(
+        app, ["inspect", "-c", str(trained_run), "--out", str(tmp_path / "r.html"), *args]
+    )
+    assert result.exit_code == 1
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_inspect_refuses_cells_without_gates(tmp_path):
+    vocab = Vocab.from_code_points(map(ord, "ab"))
+    model = CharRNN(
+        vocab.size, ModelConfig(cell="gru", embedding_dim=4, hidden_size=4, num_layers=1)
+    )
+    with pytest.raises(Exception, match="model.cell is gru"):
+        record(model, vocab, "ab")
+
+
+# The page in a real browser ------------------------------------------------------------
+
+
+def read_png(path: Path) -> np.ndarray:
+    """Decode an 8-bit, non-interlaced RGB(A) PNG (what Chromium writes) to (h, w, 3)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and colour in (2, 6) and interlace == 0
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    channels = 4 if colour == 6 else 3
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    rows = np.zeros((height, stride), dtype=np.int32)
+    previous = np.zeros(stride, dtype=np.int32)
+    for y in range(height):
+        kind = raw[y * (stride + 1)]
+        line = np.frombuffer(raw, np.uint8, stride, y * (stride + 1) + 1).astype(np.int32)
+        if kind == 0:
+            row = line
+        elif kind == 2:
+            row = (line + previous) & 255
+        else:  # Sub, Average, Paeth depend on the left neighbour: byte by byte
+            row = np.zeros(stride, dtype=np.int32)
+            for x in range(stride):
+                left = row[x - channels] if x >= channels else 0
+                up = previous[x]
+                if kind == 1:
+                    pred = left
+                elif kind == 3:
+                    pred = (left + up) // 2
+                else:
+                    up_left = previous[x - channels] if x >= channels else 0
+                    p = left + up - up_left
+                    pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
+                    pred = left if pa <= pb and pa <= pc else up if pb <= pc else up_left
+                row[x] = (line[x] + pred) & 255
+        rows[y] = previous = row
+    return rows.reshape(height, width, channels)[:, :, :3]
+
+
+def screenshot(page: Path, fragment: str, out: Path) -> np.ndarray:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=900,700",
+            f"--screenshot={out}",
+            f"{page.as_uri()}#{fragment}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return read_png(out)
+
+
+@pytest.mark.skipif(
+    not (shutil.which("chromium") or shutil.which("chromium-browser")),
+    reason="needs Chromium (Debian: apt-get install chromium)",
+)
+def test_page_renders_coloured_text_in_chromium(trained_run, tmp_path):
+    page = tmp_path / "report.html"
+    text = tmp_path / "text.txt"
+    text.write_text("the big cat sat on the red mat.\nthen the dog ran under a log.\n" * 6)
+    result = CliRunner().invoke(
+        app, ["inspect", "-c", str(trained_run), "--text", str(text), "--out", str(page)]
+    )
+    assert result.exit_code == 0, result.output
+    first = screenshot(page, "layer=1&unit=3&quantity=h", tmp_path / "a.png")
+    second = screenshot(page, "layer=1&unit=40&quantity=h", tmp_path / "b.png")
+    r, g, b = (first[:, :, i] for i in range(3))
+    blue = (b - r > 60) & (b - g > 40)
+    red = (r - b > 60) & (r - g > 40)
+    assert blue.sum() + red.sum() > 2000, "no coloured character spans on the page"
+    changed = np.abs(first - second).sum(axis=2) > 30
+    assert changed.sum() > 1000, "another unit left the colours as they were"
