@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from charlstm.model import CELLS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,15 +80,17 @@ class ReferenceLoop:
         lr: float = 2e-3,
         device: str = "cpu",
         seed: int = 0,
+        cell: str = "lstm",
     ):
         torch.manual_seed(seed)
         self.vocab, self.batch, self.bptt, self.device = vocab, batch, bptt, device
         self.embedding = nn.Embedding(vocab, emb).to(device)
-        self.lstm = nn.LSTM(emb, hidden, layers, batch_first=True).to(device)
+        # nn.LSTM unless another cell is compared (bench/cells.py)
+        self.rnn = CELLS[cell](emb, hidden, layers, batch_first=True).to(device)
         self.decoder = nn.Linear(hidden, vocab).to(device)
         self.params = [
             *self.embedding.parameters(),
-            *self.lstm.parameters(),
+            *self.rnn.parameters(),
             *self.decoder.parameters(),
         ]
         self.optimizer = torch.optim.AdamW(self.params, lr=lr)
@@ -100,13 +104,15 @@ class ReferenceLoop:
         if k == 0:
             self.state = None
         chunk = self.rows[:, k * self.bptt : k * self.bptt + self.bptt + 1]
-        out, state = self.lstm(self.embedding(chunk[:, :-1]), self.state)
+        out, state = self.rnn(self.embedding(chunk[:, :-1]), self.state)
         loss = F.cross_entropy(self.decoder(out).reshape(-1, self.vocab), chunk[:, 1:].reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
-        self.state = tuple(s.detach() for s in state)
+        self.state = (
+            tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        )
         self.step += 1
         return loss
 
@@ -121,7 +127,7 @@ class ReferenceLoop:
         total, state = 0.0, None
         for c0 in range(0, x.shape[1] - 1, window):
             chunk = x[:, c0 : c0 + window + 1]
-            out, state = self.lstm(self.embedding(chunk[:, :-1]), state)
+            out, state = self.rnn(self.embedding(chunk[:, :-1]), state)
             logits = self.decoder(out)[0]
             total += F.cross_entropy(logits, chunk[0, 1:], reduction="sum").item()
         return total / (x.shape[1] - 1)
