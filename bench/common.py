@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -44,9 +45,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
 
 
-def matmul_gflops(n: int = 1024, device: str = "cpu", seconds: float = 2.0) -> float:
-    """float32 matmul GFLOP/s: a practical ceiling for this machine."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(
+    n: int = 1024, device: str = "cpu", seconds: float = 2.0, dtype: torch.dtype = torch.float32
+) -> float:
+    """Matmul GFLOP/s (float32 unless told): a practical ceiling for this machine."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -81,8 +85,13 @@ class ReferenceLoop:
         device: str = "cpu",
         seed: int = 0,
         cell: str = "lstm",
+        bf16: bool = False,
     ):
         torch.manual_seed(seed)
+        # bf16 autocast around the forward pass, as charlstm trains on CUDA
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        )
         self.vocab, self.batch, self.bptt, self.device = vocab, batch, bptt, device
         self.embedding = nn.Embedding(vocab, emb).to(device)
         # nn.LSTM unless another cell is compared (bench/cells.py)
@@ -104,8 +113,9 @@ class ReferenceLoop:
         if k == 0:
             self.state = None
         chunk = self.rows[:, k * self.bptt : k * self.bptt + self.bptt + 1]
-        out, state = self.rnn(self.embedding(chunk[:, :-1]), self.state)
-        loss = F.cross_entropy(self.decoder(out).reshape(-1, self.vocab), chunk[:, 1:].reshape(-1))
+        with self.autocast:
+            logits, state = self.forward(chunk[:, :-1], self.state)
+        loss = F.cross_entropy(logits.float().reshape(-1, self.vocab), chunk[:, 1:].reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
@@ -115,6 +125,10 @@ class ReferenceLoop:
         )
         self.step += 1
         return loss
+
+    def forward(self, ids: torch.Tensor, state):
+        out, state = self.rnn(self.embedding(ids), state)
+        return self.decoder(out), state
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -127,8 +141,8 @@ class ReferenceLoop:
         total, state = 0.0, None
         for c0 in range(0, x.shape[1] - 1, window):
             chunk = x[:, c0 : c0 + window + 1]
-            out, state = self.rnn(self.embedding(chunk[:, :-1]), state)
-            logits = self.decoder(out)[0]
+            logits, state = self.forward(chunk[:, :-1], state)
+            logits = logits[0]
             total += F.cross_entropy(logits, chunk[0, 1:], reduction="sum").item()
         return total / (x.shape[1] - 1)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,52 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
             f"could not write checkpoint {path}: {err.strerror or err}; "
             "the previous checkpoint (if any) is intact"
         ) from None
+
+
+def host_copy(obj: Any) -> Any:
+    """A copy of a payload whose tensors are new CPU tensors: what training goes on to
+    change in place (weights, optimizer moments) stays as it was at the save."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: host_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(host_copy(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes checkpoints on a background thread, so training goes on while the disk
+    catches up (the fsync of a large checkpoint takes most of a second; measured in
+    bench/RESULTS.md). Each write is still atomic and they happen in order. A failed
+    write is raised by the next call to `write` or `wait`, and its file is left as it was.
+    At most two writes wait at a time (best.pt and last.pt of one step): a third waits for
+    the oldest, which bounds the host memory held by copies."""
+
+    MAX_PENDING = 2
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: list[Future] = []
+
+    def write(self, path: Path, payload: dict[str, Any]) -> None:
+        self._collect(keep=self.MAX_PENDING - 1)
+        self._pending.append(self._pool.submit(save_checkpoint, path, host_copy(payload)))
+
+    def wait(self) -> None:
+        """Until every write is on disk; raises the first that failed."""
+        self._collect(keep=0)
+
+    def close(self) -> None:
+        """Finish the writes without raising (for cleanup while an error propagates)."""
+        for future in self._pending:
+            future.exception()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
+
+    def _collect(self, keep: int) -> None:
+        while len(self._pending) > keep or (self._pending and self._pending[0].done()):
+            self._pending.pop(0).result()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -151,9 +198,11 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(rng: dict[str, Any]) -> None:
+    """Inverse of capture_rng, wherever the payload was loaded to (map_location may have
+    put its tensors on a GPU)."""
     torch.set_rng_state(rng["torch"].cpu())
     kind, keys, pos, has_gauss, gauss = rng["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = rng["python"]
     random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in rng and torch.cuda.is_available():

@@ -8,11 +8,11 @@ are generated together as one batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from charlstm.errors import CharlstmError
@@ -54,53 +54,67 @@ class SampleSettings:
 
 
 class Sampler:
-    """Draws one id per row of logits (batch, vocab) from softmax(logits / T), after the
-    top-k and top-p cuts.
+    """Draws one id per row of logits (..., vocab) from softmax(logits / T), after the
+    top-k and top-p cuts, on the logits' own device: ids shaped (...).
 
-    Gumbel-max: argmax(logits / T + G) with G standard Gumbel noise is an exact draw from
-    that softmax, computed entirely in log space: no exp, no normalisation, nothing to
-    overflow. The noise is drawn in blocks, so a step costs a divide, an add and an argmax
-    on a vector of a few hundred numbers; NumPy does that in microseconds, and it runs
-    once per generated character."""
+    Gumbel-max: argmax(logits / T + G), with G standard Gumbel noise, is an exact draw
+    from that softmax; multiplying through by T > 0 keeps the argmax, so a step costs one
+    add and one argmax of logits + T * G, with no exp, no normalisation and nothing to
+    overflow (a tiny T gives greedy decoding, its limit). The noise is drawn in blocks on
+    the CPU from a seeded generator, so a seed gives the same draws on every device."""
 
-    BLOCK = 256  # steps of noise drawn at once
+    BLOCK_NUMBERS = 1 << 16  # noise numbers drawn at once (at most 256 steps' worth)
+    # Beyond this T the draw is uniform to float32 precision anyway; it keeps T * G finite.
+    MAX_SCALE = 1e36
 
     def __init__(self, settings: SampleSettings, seed: int | None = None):
         self.s = settings
-        self.rng = np.random.default_rng(seed)  # None: fresh entropy
-        self._noise = np.empty((0,))
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()  # fresh entropy
+        else:
+            self.generator.manual_seed(seed)
+        self._noise: tuple[torch.Tensor, ...] = ()
         self._used = 0
 
-    def __call__(self, logits: np.ndarray) -> np.ndarray:
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         s = self.s
         if s.greedy:
-            return logits.argmax(axis=-1)
-        with np.errstate(over="ignore"):  # a tiny T sends logits to +-inf: the right limit
-            x = logits.astype(np.float64) / s.temperature
+            return logits.argmax(dim=-1)
+        x = logits.float()
         if s.top_k is not None and s.top_k < x.shape[-1]:
-            kth = np.partition(x, -s.top_k, axis=-1)[:, -s.top_k, None]
-            x = np.where(x < kth, -np.inf, x)
+            kth = x.topk(s.top_k, dim=-1).values[..., -1:]
+            x = x.masked_fill(x < kth, -math.inf)
         if s.top_p is not None and s.top_p < 1.0:
-            x = self._nucleus(x, s.top_p)
-        if self._used == len(self._noise) or self._noise.shape[1:] != x.shape:
-            self._noise = self.rng.gumbel(size=(self.BLOCK, *x.shape))
+            x = self._nucleus(x, s.top_p, s.temperature)
+        return (x + self._next_noise(x)).argmax(dim=-1)
+
+    def _next_noise(self, x: torch.Tensor) -> torch.Tensor:
+        """T * G for one step, shaped like x."""
+        if self._used == len(self._noise) or self._noise[0].shape != x.shape:
+            steps = max(1, min(256, self.BLOCK_NUMBERS // x.numel()))
+            # -log(-log U) is standard Gumbel; vectorised logs of uniforms are ~3x faster
+            # than torch's exponential_ here
+            gumbel = torch.rand((steps, *x.shape), dtype=torch.float64, generator=self.generator)
+            gumbel.log_().neg_().log_().neg_()
+            gumbel *= min(self.s.temperature, self.MAX_SCALE)
+            # a list of per-step views: taking the next one costs no tensor operation
+            self._noise = gumbel.to(x.device, x.dtype).unbind(0)
             self._used = 0
         self._used += 1
-        return (x + self._noise[self._used - 1]).argmax(axis=-1)
+        return self._noise[self._used - 1]
 
     @staticmethod
-    def _nucleus(x: np.ndarray, top_p: float) -> np.ndarray:
-        """Keep the likeliest ids holding top_p of the mass (the likeliest always stays)."""
-        order = np.argsort(-x, axis=-1, kind="stable")
-        sorted_x = np.take_along_axis(x, order, axis=-1)
-        with np.errstate(invalid="ignore", over="ignore"):
-            probs = np.exp(sorted_x - sorted_x[:, :1])  # max-shifted: no overflow
-            probs /= probs.sum(axis=-1, keepdims=True)
+    def _nucleus(x: torch.Tensor, top_p: float, temperature: float) -> torch.Tensor:
+        """Keep the likeliest ids holding top_p of the mass at this temperature (the
+        likeliest always stays)."""
+        sorted_x, order = x.sort(dim=-1, descending=True, stable=True)
+        # shifted by the max before dividing: the exponent is <= 0, so nothing overflows
+        probs = ((sorted_x - sorted_x[..., :1]) / temperature).exp()
+        probs /= probs.sum(dim=-1, keepdim=True)
         # Drop an id when the ids ranked above it already hold top_p of the mass.
-        sorted_x[(probs.cumsum(axis=-1) - probs) >= top_p] = -np.inf
-        out = np.empty_like(x)
-        np.put_along_axis(out, order, sorted_x, axis=-1)
-        return out
+        sorted_x = sorted_x.masked_fill((probs.cumsum(dim=-1) - probs) >= top_p, -math.inf)
+        return torch.empty_like(x).scatter_(-1, order, sorted_x)
 
 
 class _SampleText:
@@ -157,6 +171,16 @@ def one_char_steps(device: torch.device):
         torch.backends.mkldnn.enabled = enabled
 
 
+def _read_back_every(device: torch.device, watched: bool) -> int:
+    """Steps between reads of the drawn ids back to the host. Each read waits for the
+    device, so an accelerator reads in blocks of 32 (a fraction of a millisecond of text
+    at a time), a CPU every step while someone watches the text or a stop string may end
+    it, and otherwise once, at the end."""
+    if not watched:
+        return 1 << 62
+    return 1 if device.type == "cpu" else 32
+
+
 def _line_start_id(vocab: Vocab) -> int:
     for char in ("\n", " "):
         found = vocab.id_of(char)
@@ -194,29 +218,24 @@ def generate(
         warm = torch.tensor(context[:-1], device=device).expand(batch, -1)
         _, state = model(warm, state)
     last = torch.full((batch, 1), context[-1], dtype=torch.long, device=device)
-    # Text is decoded step by step only when someone watches it (streaming) or a stop
-    # string may end it; otherwise the ids are kept and decoded once at the end.
-    step_by_step = on_text is not None or settings.stop is not None
-    drawn: list[np.ndarray] = []
+    every = _read_back_every(device, watched=on_text is not None or settings.stop is not None)
+    pending: list[torch.Tensor] = []
     with one_char_steps(device):
-        for _ in range(settings.length):
-            logits, state = model(last, state)
-            chosen = sampler(logits[:, -1].float().cpu().numpy())
-            last = torch.from_numpy(chosen[:, None]).to(device)
-            if not step_by_step:
-                drawn.append(chosen)
+        for step in range(settings.length):
+            logits, state = model(last, state)  # (batch, 1, vocab)
+            last = sampler(logits)  # (batch, 1), drawn on the device: it feeds the next step
+            pending.append(last)
+            if len(pending) < every and step < settings.length - 1:
                 continue
-            for i, token in enumerate(chosen.tolist()):
-                sample = samples[i]
+            rows = (pending[0] if every == 1 else torch.cat(pending, dim=1)).tolist()
+            pending.clear()
+            for i, (sample, row) in enumerate(zip(samples, rows, strict=True)):
                 if not sample.done:
-                    piece = sample.add(sample.decoder.feed(token))
+                    piece = sample.add("".join(map(sample.decoder.feed, row)))
                     if on_text and piece:
                         on_text(i, piece)
             if settings.stop is not None and all(s.done for s in samples):
                 break
-    if drawn:
-        for sample, row in zip(samples, np.stack(drawn, axis=1).tolist(), strict=True):
-            sample.add("".join(map(sample.decoder.feed, row)))
     for i, sample in enumerate(samples):
         piece = sample.finish()
         if on_text and piece:

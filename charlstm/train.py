@@ -128,11 +128,14 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay
         )
+        if self.device.type == "cuda":  # TF32 for the decoder's matmuls too, as cuDNN's RNNs
+            torch.set_float32_matmul_precision("high")
         self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if self.device.type == "cuda"
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if t.precision == "bf16"
             else nullcontext()
         )
+        self.checkpoints = ckpt.CheckpointWriter()
         self.step = 0
         self.state = None
         self.best_val_loss = math.inf
@@ -189,7 +192,7 @@ class Trainer:
         if self.is_main:
             if not all(torch.isfinite(p).all() for p in self.model.parameters()):
                 raise CharlstmError(f"refusing to save {name}: the weights are not finite")
-            ckpt.save_checkpoint(path, self._payload(elapsed, state, rngs))
+            self.checkpoints.write(path, self._payload(elapsed, state, rngs))
         return path
 
     # -- one step ----------------------------------------------------------------------
@@ -262,6 +265,7 @@ class Trainer:
                     )
                     if signalled:
                         path = self.save(ckpt.LAST, elapsed())
+                        self.checkpoints.wait()
                         raise stop.interrupted(
                             f"stopped after step {self.step}, saved {path}; "
                             f"resume with: charlstm train --resume {self.out_dir}"
@@ -284,7 +288,9 @@ class Trainer:
                 if self.step % t.eval_every != 0:
                     self._validate(writer, progress, elapsed())
                 self.save(ckpt.LAST, elapsed())
+                self.checkpoints.wait()
         finally:
+            self.checkpoints.close()  # no write is left behind, whatever ended the run
             progress.close()
             writer.close()
             self.ranks.stop()

@@ -1,10 +1,13 @@
 import os
+import threading
 
 import pytest
 import torch
 
+from charlstm import checkpoint as ckpt_mod
 from charlstm.checkpoint import (
     FORMAT_VERSION,
+    CheckpointWriter,
     load_checkpoint,
     resolve_checkpoint,
     restore_model,
@@ -19,6 +22,38 @@ def test_atomic_save_leaves_only_the_real_name(tmp_path):
     assert os.listdir(path.parent) == ["last.pt"]
     payload = load_checkpoint(path)
     assert payload["step"] == 3 and payload["format_version"] == FORMAT_VERSION
+
+
+def test_background_writes_keep_the_values_of_their_moment_and_their_order(tmp_path, monkeypatch):
+    gate, real_save = threading.Event(), ckpt_mod.save_checkpoint
+
+    def slow_disk(path, payload):
+        gate.wait(10)
+        real_save(path, payload)
+
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", slow_disk)
+    writer, weights = CheckpointWriter(), torch.zeros(3)
+    writer.write(tmp_path / "last.pt", {"step": 1, "w": weights})
+    weights += 1  # training goes on while the disk is busy
+    writer.write(tmp_path / "last.pt", {"step": 2, "w": weights})
+    assert not (tmp_path / "last.pt").exists()  # neither write has blocked training
+    gate.set()
+    writer.wait()
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["step"] == 2 and saved["w"].tolist() == [1.0, 1.0, 1.0]
+    writer.close()
+
+
+def test_a_failed_background_write_is_raised_at_the_next_call(tmp_path, monkeypatch):
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    writer = CheckpointWriter()
+    monkeypatch.setattr(torch, "save", disk_full)
+    writer.write(tmp_path / "last.pt", {"step": 1})
+    with pytest.raises(CheckpointError, match="No space left"):
+        writer.wait()
+    writer.close()
 
 
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
