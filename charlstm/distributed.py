@@ -80,6 +80,15 @@ class Ranks:
             dist.all_reduce(values, op=dist.ReduceOp.MAX)
         return [bool(v) for v in values.tolist()]
 
+    def any_on_device(self, flag: torch.Tensor) -> torch.Tensor:
+        """1.0 where `flag` is true on any rank, else 0.0, as a float tensor on flag's
+        device; unlike `any`, the host does not wait for it."""
+        value = flag.float()
+        if self.active:
+            value = value.to(self._collective_device())
+            dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return value.to(flag.device)
+
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         if self.active:
             value = value.detach().clone()

@@ -66,6 +66,14 @@ def detach_state(state: State) -> State:
     return state.detach()
 
 
+def keep_if(flag: torch.Tensor, old: State, new: State) -> State:
+    """`old` where flag (a 0-d tensor) is nonzero, else `new`: chosen on the device."""
+    keep = flag.bool()
+    if isinstance(new, tuple):
+        return tuple(torch.where(keep, o, n) for o, n in zip(old, new, strict=True))
+    return torch.where(keep, old, new)
+
+
 def state_tensors(state: State) -> list[torch.Tensor]:
     return list(state) if isinstance(state, tuple) else [state]
 

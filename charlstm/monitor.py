@@ -80,31 +80,34 @@ class RunWriter:
 
 class TrainMeter:
     """Sums losses on the device between log points (one host sync per log line, not
-    per step) and times training alone, without validation or checkpoint saves."""
+    per step) and times training alone, without validation or checkpoint saves. Skipped
+    updates count towards time, not towards the means."""
 
     def __init__(self, device: torch.device, step: int):
-        self.loss_sum = torch.zeros((), device=device)
-        self.norm_sum = torch.zeros((), device=device)
+        self.sums = torch.zeros(3, device=device)  # loss, grad norm, applied updates
         self.restart(step)
 
     def restart(self, step: int) -> None:
-        self.count, self.since, self.since_step = 0, time.perf_counter(), step
-        self.loss_sum.zero_()
-        self.norm_sum.zero_()
+        self.since, self.since_step = time.perf_counter(), step
+        self.sums.zero_()
 
-    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
-        self.loss_sum += loss
-        self.norm_sum += grad_norm
-        self.count += 1
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor, skipped: torch.Tensor) -> None:
+        applied = 1.0 - skipped
+        # zeroed first: a skipped step's loss may be NaN, and NaN * 0 is NaN
+        values = torch.stack([loss.float(), grad_norm.float()]).nan_to_num(0.0, 0.0, 0.0)
+        self.sums += torch.cat([values * applied, applied.reshape(1)])
 
     def read(
         self, step: int, chars_per_step: int, reduce=lambda t: t
-    ) -> tuple[float, float, float]:
-        """(mean loss, mean grad norm, chars/s) since the last read, then restart.
-        `reduce` averages over data-parallel ranks."""
+    ) -> tuple[float, float, float] | None:
+        """(mean loss, mean grad norm, chars/s) since the last read, then restart; None
+        when no update was applied since. `reduce` averages over data-parallel ranks."""
         seconds = max(time.perf_counter() - self.since, 1e-9)
         chars_per_sec = (step - self.since_step) * chars_per_step / seconds
-        means = reduce(torch.stack([self.loss_sum, self.norm_sum]) / self.count)
-        loss, norm = means.tolist()
+        applied = self.sums[2].item()  # equal on every rank: they skip together
+        means = self.sums[:2] / max(applied, 1.0)
         self.restart(step)
+        if applied == 0:
+            return None
+        loss, norm = reduce(means).tolist()
         return loss, norm, chars_per_sec

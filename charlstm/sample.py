@@ -60,8 +60,9 @@ class Sampler:
     Gumbel-max: argmax(logits / T + G), with G standard Gumbel noise, is an exact draw
     from that softmax; multiplying through by T > 0 keeps the argmax, so a step costs one
     add and one argmax of logits + T * G, with no exp, no normalisation and nothing to
-    overflow (a tiny T gives greedy decoding, its limit). The noise is drawn in blocks on
-    the CPU from a seeded generator, so a seed gives the same draws on every device."""
+    overflow (a tiny T gives greedy decoding, its limit). The noise is drawn in blocks
+    where the logits are, from a generator seeded on that device: the same seed gives
+    the same text every time on the same kind of device."""
 
     BLOCK_NUMBERS = 1 << 16  # noise numbers drawn at once (at most 256 steps' worth)
     # Beyond this T the draw is uniform to float32 precision anyway; it keeps T * G finite.
@@ -69,11 +70,8 @@ class Sampler:
 
     def __init__(self, settings: SampleSettings, seed: int | None = None):
         self.s = settings
-        self.generator = torch.Generator()
-        if seed is None:
-            self.generator.seed()  # fresh entropy
-        else:
-            self.generator.manual_seed(seed)
+        self.seed = seed
+        self.generator: torch.Generator | None = None
         self._noise: tuple[torch.Tensor, ...] = ()
         self._used = 0
 
@@ -92,14 +90,21 @@ class Sampler:
     def _next_noise(self, x: torch.Tensor) -> torch.Tensor:
         """T * G for one step, shaped like x."""
         if self._used == len(self._noise) or self._noise[0].shape != x.shape:
+            if self.generator is None:
+                self.generator = torch.Generator(x.device)
+                if self.seed is None:
+                    self.generator.seed()  # fresh entropy
+                else:
+                    self.generator.manual_seed(self.seed)
             steps = max(1, min(256, self.BLOCK_NUMBERS // x.numel()))
             # -log(-log U) is standard Gumbel; vectorised logs of uniforms are ~3x faster
-            # than torch's exponential_ here
-            gumbel = torch.rand((steps, *x.shape), dtype=torch.float64, generator=self.generator)
+            # than torch's exponential_ on a CPU
+            shape, device = (steps, *x.shape), x.device
+            gumbel = torch.rand(shape, dtype=torch.float64, device=device, generator=self.generator)
             gumbel.log_().neg_().log_().neg_()
             gumbel *= min(self.s.temperature, self.MAX_SCALE)
             # a list of per-step views: taking the next one costs no tensor operation
-            self._noise = gumbel.to(x.device, x.dtype).unbind(0)
+            self._noise = gumbel.to(x.dtype).unbind(0)
             self._used = 0
         self._used += 1
         return self._noise[self._used - 1]

@@ -29,7 +29,14 @@ from charlstm.distributed import Ranks
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.evaluate import evaluate_ids
 from charlstm.interrupt import StopRequests
-from charlstm.model import CharRNN, State, detach_state, state_from_tensors, state_tensors
+from charlstm.model import (
+    CharRNN,
+    State,
+    detach_state,
+    keep_if,
+    state_from_tensors,
+    state_tensors,
+)
 from charlstm.monitor import RunWriter, TrainMeter
 from charlstm.progress import TrainingProgress
 from charlstm.resume import check_resumable
@@ -74,6 +81,14 @@ def pick_device(name: str) -> torch.device:
             f"train.device={name} but no {name} device is available (use auto or cpu)"
         )
     return torch.device(name)
+
+
+def fused_optimizer_state(saved: dict[str, Any]) -> dict[str, Any]:
+    """An AdamW state dict set to load as the fused optimizer, whatever it was saved as
+    (loading keeps the saved group options, and only the fused kernel skips on the
+    device); its step counters then move to the parameters' device, as fused needs."""
+    groups = [{**g, "fused": True, "foreach": None} for g in saved["param_groups"]]
+    return {**saved, "param_groups": groups}
 
 
 def seed_everything(seed: int) -> None:
@@ -125,8 +140,9 @@ class Trainer:
         )
         self.model = CharRNN(self.vocab.size, cfg.model).to(self.device)
         self.net = self.ranks.wrap(self.model, self.device)  # what training steps call
+        # fused: one kernel for all parameters, and it can skip an update on the device
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay
+            self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True
         )
         if self.device.type == "cuda":  # TF32 for the decoder's matmuls too, as cuDNN's RNNs
             torch.set_float32_matmul_precision("high")
@@ -143,6 +159,7 @@ class Trainer:
         self.elapsed_before = 0.0  # training seconds spent by earlier runs of this training
         self.nonfinite_in_row = 0
         self.skipped_updates = 0
+        self._unread_skip: tuple[int, torch.Tensor] | None = None
         self.resume_changes: list[str] = []
         if resume is not None:
             self._restore(resume)
@@ -151,7 +168,7 @@ class Trainer:
     def _restore(self, payload: dict[str, Any]) -> None:
         self.resume_changes = check_resumable(payload, self.cfg, self.vocab)
         self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        self.optimizer.load_state_dict(fused_optimizer_state(payload["optimizer"]))
         self.step = int(payload["step"])
         cell = self.cfg.model.cell
         if payload["state"]:  # saved for all streams; this rank carries its own
@@ -196,8 +213,13 @@ class Trainer:
         return path
 
     # -- one step ----------------------------------------------------------------------
-    def train_step(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """One TBPTT window: returns (loss, grad norm, whether the update was applied)."""
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One TBPTT window: returns (loss, grad norm, skipped) as device tensors.
+
+        A non-finite loss or gradient skips the update on the device itself (fused AdamW
+        reads `found_inf`, as under a GradScaler; the carried state keeps its old value),
+        so no step waits for the device to finish. The host learns of a skip one step
+        later, while the device works on the next window."""
         window = self.batches.window(self.step)
         if window.starts_epoch or self.state is None:
             self.state = self.model.init_state(self.local_batch, self.device)
@@ -214,23 +236,32 @@ class Trainer:
         clip = self.cfg.train.grad_clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         # All ranks must take the same decision, or their weights would drift apart.
-        (nonfinite,) = self.ranks.any(~(torch.isfinite(loss) & torch.isfinite(grad_norm)))
-        applied = not nonfinite
-        if applied:
-            self.optimizer.step()
-            self.state = detach_state(state)
-            self.nonfinite_in_row = 0
-        else:  # keep the weights and the carried state as they were; count it
-            self.skipped_updates += 1
-            self.nonfinite_in_row += 1
-            if self.nonfinite_in_row >= self.cfg.train.max_nonfinite:
-                raise CharlstmError(
-                    f"{self.nonfinite_in_row} non-finite losses or gradients in a row at step "
-                    f"{self.step}: lower train.lr or train.grad_clip "
-                    "(last.pt holds the last good weights)"
-                )
+        skipped = self.ranks.any_on_device(~(torch.isfinite(loss) & torch.isfinite(grad_norm)))
+        self.optimizer.found_inf = skipped
+        self.optimizer.step()
+        self.state = keep_if(skipped, self.state, detach_state(state))
+        self._count_skips(pending=(self.step, skipped))
         self.step += 1
-        return loss.detach(), grad_norm.detach(), applied
+        return loss.detach(), grad_norm.detach(), skipped
+
+    def _count_skips(self, pending: tuple[int, torch.Tensor] | None = None) -> None:
+        """Count the skip flag waiting from the step before (reading it waits only for
+        that step), then keep `pending` for later. Too many in a row stop training."""
+        waiting, self._unread_skip = self._unread_skip, pending
+        if waiting is None:
+            return
+        step, skipped = waiting
+        if not skipped.item():
+            self.nonfinite_in_row = 0
+            return
+        self.skipped_updates += 1
+        self.nonfinite_in_row += 1
+        if self.nonfinite_in_row >= self.cfg.train.max_nonfinite:
+            raise CharlstmError(
+                f"{self.nonfinite_in_row} non-finite losses or gradients in a row at step "
+                f"{step}: lower train.lr or train.grad_clip "
+                "(last.pt holds the last good weights)"
+            )
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> TrainSummary:
@@ -272,10 +303,9 @@ class Trainer:
                         )
                     if time_up:
                         break
-                    loss, grad_norm, applied = self.train_step()
-                    if applied:
-                        meter.add(loss, grad_norm)
-                    if self.step % log.log_every == 0 and meter.count:
+                    loss, grad_norm, skipped = self.train_step()
+                    meter.add(loss, grad_norm, skipped)
+                    if self.step % log.log_every == 0:
                         self._log(meter, writer, progress, elapsed(), time.perf_counter() - started)
                     validating = self.step % t.eval_every == 0
                     saving = self.step % t.checkpoint_every == 0
@@ -285,6 +315,7 @@ class Trainer:
                         self.save(ckpt.LAST, elapsed())
                     if validating or saving:  # chars/s measures training alone
                         meter.restart(self.step)
+                self._count_skips()
                 if self.step % t.eval_every != 0:
                     self._validate(writer, progress, elapsed())
                 self.save(ckpt.LAST, elapsed())
@@ -306,8 +337,12 @@ class Trainer:
         elapsed: float,
         this_run: float,
     ) -> None:
+        self._count_skips()  # the log shows every skip so far
         chars_per_step = self.batches.chars_per_window * self.ranks.world
-        loss, grad_norm, chars_per_sec = meter.read(self.step, chars_per_step, self.ranks.mean)
+        read = meter.read(self.step, chars_per_step, self.ranks.mean)
+        if read is None:  # every update since the last line was skipped
+            return
+        loss, grad_norm, chars_per_sec = read
         lr = lr_at(self.step - 1, self.cfg.train)
         writer.train_scalars(self.step, loss, grad_norm, lr, chars_per_sec, self.skipped_updates)
         fraction, left = self._progress(elapsed, this_run)

@@ -156,6 +156,21 @@ def test_non_finite_updates_are_skipped_counted_and_stop_in_a_row(corpus_file, t
         trainer2.run()
 
 
+def test_a_skipped_update_leaves_weights_moments_and_state_as_they_were(corpus_file, tmp_path):
+    trainer = Trainer(small_config(corpus_file, tmp_path / "run"), console=quiet(tmp_path))
+    for _ in range(3):
+        trainer.train_step()
+    clone = lambda tensors: [t.clone() for t in tensors]  # noqa: E731
+    moments = lambda: [t for s in trainer.optimizer.state.values() for t in s.values()]  # noqa: E731
+    before = clone(trainer.model.parameters()), clone(moments()), clone(trainer.state)
+    trainer.model.decoder.weight.register_hook(lambda g: g * float("nan"))
+    _, _, skipped = trainer.train_step()
+    assert skipped.item() == 1
+    after = list(trainer.model.parameters()), moments(), list(trainer.state)
+    for old, new in zip(before, after, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(old, new, strict=True))
+
+
 def test_resume_refuses_a_changed_model_or_layout(corpus_file, tmp_path):
     from typer.testing import CliRunner
 
