@@ -114,8 +114,8 @@ class TrainConfig:
     # CPU threads for PyTorch; null = PyTorch's own choice.
     threads: int | None = None
     # fp32: float32 throughout (TF32 tensor cores on CUDA). bf16: bfloat16 autocast for
-    # the forward pass, half the activation memory; for cuDNN LSTMs on an H100 it measured
-    # slower than fp32 (bench/RESULTS.md), so it is not the default.
+    # the forward pass, half the activation memory; for cuDNN LSTMs on an H100 it was not
+    # faster than fp32 with TF32 (bench/RESULTS.md), so it is not the default.
     precision: Literal["fp32", "bf16"] = "fp32"
     # A non-finite loss or gradient skips that update; this many in a row stop training.
     max_nonfinite: int = 5
