@@ -64,7 +64,8 @@ class Sampler:
     where the logits are, from a generator seeded on that device: the same seed gives
     the same text every time on the same kind of device."""
 
-    BLOCK_NUMBERS = 1 << 16  # noise numbers drawn at once (at most 256 steps' worth)
+    BLOCK_NUMBERS = 1 << 16  # noise numbers drawn at once,
+    BLOCK_STEPS = 256  # but never more steps' worth than this
     # Beyond this T the draw is uniform to float32 precision anyway; it keeps T * G finite.
     MAX_SCALE = 1e36
 
@@ -91,12 +92,8 @@ class Sampler:
         """T * G for one step, shaped like x."""
         if self._used == len(self._noise) or self._noise[0].shape != x.shape:
             if self.generator is None:
-                self.generator = torch.Generator(x.device)
-                if self.seed is None:
-                    self.generator.seed()  # fresh entropy
-                else:
-                    self.generator.manual_seed(self.seed)
-            steps = max(1, min(256, self.BLOCK_NUMBERS // x.numel()))
+                self.generator = self._seeded_generator(x.device)
+            steps = max(1, min(self.BLOCK_STEPS, self.BLOCK_NUMBERS // x.numel()))
             # -log(-log U) is standard Gumbel; vectorised logs of uniforms are ~3x faster
             # than torch's exponential_ on a CPU
             shape, device = (steps, *x.shape), x.device
@@ -108,6 +105,14 @@ class Sampler:
             self._used = 0
         self._used += 1
         return self._noise[self._used - 1]
+
+    def _seeded_generator(self, device: torch.device) -> torch.Generator:
+        generator = torch.Generator(device)
+        if self.seed is None:
+            generator.seed()  # fresh entropy
+        else:
+            generator.manual_seed(self.seed)
+        return generator
 
     @staticmethod
     def _nucleus(x: torch.Tensor, top_p: float, temperature: float) -> torch.Tensor:

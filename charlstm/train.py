@@ -188,7 +188,8 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
-            "state": [s.detach().cpu() for s in state_tensors(state)] if state is not None else [],
+            # the writer copies every tensor to the host, detached, as it queues the save
+            "state": state_tensors(state) if state is not None else [],
             "rng": rngs[0],
             "rank_rngs": rngs,
             "vocab": self.vocab.to_dict(),

@@ -36,6 +36,7 @@ def test_background_writes_keep_the_values_of_their_moment_and_their_order(tmp_p
     writer.write(tmp_path / "last.pt", {"step": 1, "w": weights})
     weights += 1  # training goes on while the disk is busy
     writer.write(tmp_path / "last.pt", {"step": 2, "w": weights})
+    weights += 1  # and goes on: the queued writes must not see it
     assert not (tmp_path / "last.pt").exists()  # neither write has blocked training
     gate.set()
     writer.wait()
