@@ -75,6 +75,8 @@ def train(
         summary = trainer.run()
     except CharlstmError as error:
         raise fail(error) from None
+    if not trainer.is_main:  # under torchrun, one summary for the whole run
+        return
     best = summary.out_dir / "checkpoints" / "best.pt"
     out.print(
         f"done: {summary.steps} steps in {summary.seconds:.0f}s, best val loss "

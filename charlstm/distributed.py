@@ -53,9 +53,16 @@ class Ranks:
             dist.init_process_group(backend, timeout=TIMEOUT)
         return device
 
-    def stop(self) -> None:
-        if self.active and dist.is_initialized():
-            dist.destroy_process_group()
+    def stop(self, finished: bool) -> None:
+        """Leave the process group. After a finished run the ranks first wait for each
+        other, so none tears its connections down while a peer still uses them (a rank
+        that left early could abort at exit); after an error they leave at once, since
+        a failed peer would never reach the barrier."""
+        if not (self.active and dist.is_initialized()):
+            return
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()
 
     def my_streams(self, batch_size: int) -> slice:
         if batch_size % self.world:

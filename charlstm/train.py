@@ -274,6 +274,7 @@ class Trainer:
         # left some): the curves continue without overlapping points.
         purge = self.step + 1 if self.step else None
         writer = RunWriter(self.out_dir, self.cfg, purge_step=purge, enabled=self.is_main)
+        finished = False
         console = self.console if self.is_main else Console(quiet=True)
         progress = TrainingProgress(console, quiet=self.quiet)
         progress.message(self.corpus_note)
@@ -321,11 +322,12 @@ class Trainer:
                     self._validate(writer, progress, elapsed())
                 self.save(ckpt.LAST, elapsed())
                 self.checkpoints.wait()
+                finished = True
         finally:
             self.checkpoints.close()  # no write is left behind, whatever ended the run
             progress.close()
             writer.close()
-            self.ranks.stop()
+            self.ranks.stop(finished)
         return TrainSummary(
             self.step, self.best_val_loss, self.last_val_loss, self.out_dir, elapsed()
         )
