@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from charlstm import interrupt
 from charlstm.errors import CharlstmError
 from charlstm.model import CharRNN
 from charlstm.vocab import Vocab
@@ -77,6 +78,7 @@ def _layer_trace(x: torch.Tensor, w: dict[str, torch.Tensor]) -> dict[str, torch
     h, c = zero, zero
     trace: dict[str, list[torch.Tensor]] = {q: [] for q in QUANTITIES}
     for t in range(x.shape[0]):
+        interrupt.check("inspection")
         i, f, g, o = (x_gates[t] + w["weight_hh"] @ h).chunk(4)
         i = torch.sigmoid(i + peep["i"] * c)
         f = torch.sigmoid(f + peep["f"] * c)

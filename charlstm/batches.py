@@ -50,25 +50,28 @@ class TBPTTBatches:
             )
         self.batch_size = len(range(batch_size)[streams])
         self.bptt = bptt
+        self.device = torch.device(device)
         # Only whole windows: every step has the same shape (no recompiles, fair averages).
         self.windows_per_epoch = (row_length - 1) // bptt
         used = batch_size * row_length
-        rows = np.ascontiguousarray(ids[:used].reshape(batch_size, row_length)[streams])
-        # Kept in the compact dtype on the device; widened to int64 one window at a time.
-        self.rows = torch.from_numpy(rows.astype(_torch_compatible(rows.dtype))).to(device)
+        # A view, not a copy: with a memory-mapped corpus each window reads only its own
+        # batch_size x (bptt + 1) ids from the file, so memory does not grow with the
+        # corpus, and a rank's view holds only its own rows.
+        self.rows = ids[:used].reshape(batch_size, row_length)[streams]
 
     def window(self, index: int) -> Window:
         """Window number `index`, counting from the first step of training (any epoch)."""
         k = index % self.windows_per_epoch
         start = k * self.bptt
-        chunk = self.rows[:, start : start + self.bptt + 1].long()
+        chunk = torch.from_numpy(self.rows[:, start : start + self.bptt + 1].astype(np.int64))
+        if self.device.type == "cuda":
+            # From pinned memory the copy is queued without waiting for the GPU (the
+            # caching host allocator keeps the buffer until the copy is done).
+            chunk = chunk.pin_memory().to(self.device, non_blocking=True)
+        else:
+            chunk = chunk.to(self.device)
         return Window(chunk[:, :-1], chunk[:, 1:], starts_epoch=k == 0)
 
     @property
     def chars_per_window(self) -> int:
         return self.batch_size * self.bptt
-
-
-def _torch_compatible(dtype: np.dtype) -> np.dtype:
-    # torch has uint8, int16 and int32 but only partial support for uint16/uint32.
-    return dtype if dtype in (np.uint8, np.int16, np.int32) else np.dtype(np.int32)

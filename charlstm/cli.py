@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from charlstm.errors import CharlstmError
+from charlstm.interrupt import StopRequests
 
 app = typer.Typer(
     add_completion=False,
@@ -60,19 +61,22 @@ def train(
 ) -> None:
     """Train a model (see configs/ for examples)."""
     from charlstm.config import load_config
-    from charlstm.resume import resume_payload
+    from charlstm.resume import restart_run, resume_payload
     from charlstm.train import Trainer
 
     try:
         payload, overrides = None, list(set_ or [])
+        if resume is None:
+            cfg = load_config(config, overrides)
+            resume = restart_run(cfg)  # under torchrun, after a rank died
+            overwrite = overwrite and resume is None
         if resume is not None:
-            payload, base = resume_payload(resume)
+            payload, base, resume = resume_payload(resume)
             overrides = [f"train.out_dir={resume}", *overrides]
             cfg = load_config(config, overrides) if config else base.with_overrides(overrides)
-        else:
-            cfg = load_config(config, overrides)
-        trainer = Trainer(cfg, resume=payload, console=out, quiet=quiet, overwrite=overwrite)
-        summary = trainer.run()
+        with StopRequests():
+            trainer = Trainer(cfg, resume=payload, console=out, quiet=quiet, overwrite=overwrite)
+            summary = trainer.run()
     except CharlstmError as error:
         raise fail(error) from None
     if not trainer.is_main:  # under torchrun, one summary for the whole run
@@ -140,7 +144,8 @@ def sample(
             sys.stdout.write(piece)
             sys.stdout.flush()
 
-        texts = generate(model, vocab, prime, settings, on_text=show if stream else None)
+        with StopRequests():
+            texts = generate(model, vocab, prime, settings, on_text=show if stream else None)
     except CharlstmError as error:
         raise fail(error) from None
     separator = "\n" + "-" * 40 + "\n"
@@ -200,9 +205,18 @@ def evaluate(
             for n, (c, t) in sorted(score.per_n.items()):
                 out.print(f"  N={n:>3}: {c / t:6.1%} ({c}/{t})")
             return
-        result = evaluate_on(
-            model, vocab, cfg, text=text, split=split, streams=streams, window=window
-        )
+        with StopRequests():
+            result = evaluate_on(
+                model,
+                vocab,
+                cfg,
+                text=text,
+                split=split,
+                streams=streams,
+                window=window,
+                show_progress=True,
+                console=err,
+            )
     except CharlstmError as error:
         raise fail(error) from None
     numbers = {
@@ -291,7 +305,8 @@ def inspect(
             raise CharlstmError("--max-chars and --top must be >= 1")
         text = (read_text_file(text_file) if text_file is not None else prime)[:max_chars]
         model, vocab, _, _ = load_for_inference(checkpoint)
-        acts = record(model, vocab, text, unknown=unknown)
+        with StopRequests():
+            acts = record(model, vocab, text, unknown=unknown)
         shown = "".join(acts.chars)  # the text as the model read it (skips dropped)
         features = builtin_features(shown)
         features.update(parse_feature(spec, shown) for spec in feature or [])

@@ -1,9 +1,11 @@
 """Corpora: find the files, encode them once into a compact id array, cache it, split it.
 
-Encoding streams the files in chunks, so memory stays near the size of the output array
-(one byte per character for vocabularies up to 256) whatever the corpus size: a first
-pass finds the vocabulary and length, a second fills a preallocated array. The result is
-cached on disk under a hash of the content and settings; a second run memory-maps it.
+Encoding streams the files in chunks and writes the ids straight to the cache file, so
+memory stays near one chunk whatever the corpus size: a first pass reads every byte to
+find the vocabulary, the length and the content key; a second writes the ids in the
+smallest dtype (one byte per character for vocabularies up to 256). Later runs find the
+entry by the files' fingerprint without reading them, and memory-map it: training reads
+its windows from the map, so a corpus never has to fit in RAM (see corpus_cache.py).
 """
 
 from __future__ import annotations
@@ -11,23 +13,28 @@ from __future__ import annotations
 import codecs
 import fnmatch
 import hashlib
-import json
 import os
 import sysconfig
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from rich.console import Console
 
+from charlstm import corpus_cache as cache
 from charlstm import tasks
 from charlstm.config import DataConfig
 from charlstm.errors import CorpusError
+from charlstm.progress import Work
 from charlstm.vocab import Vocab
 
 STDLIB = "python-stdlib"
+# Bytes decoded at a time (small files are read together up to this much): memory for
+# encoding is a few times this, whatever the corpus size.
 CHUNK_BYTES = 8 << 20
-CACHE_VERSION = 1
 # Folders of the standard library that are not its own code: installed packages and
 # the test suites (which hold deliberately broken files).
 STDLIB_SKIP = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
@@ -35,10 +42,11 @@ STDLIB_SKIP = {"site-packages", "dist-packages", "test", "tests", "idle_test", "
 
 @dataclass(frozen=True)
 class Corpus:
-    ids: np.ndarray  # one id per character (or byte), compact dtype
+    ids: np.ndarray  # one id per character (or byte), compact dtype; memory-mapped
     vocab: Vocab
     source: str  # what was read, for logs
     num_files: int
+    key: str  # hash of the content and vocab mode: checkpoints record what they saw
 
     def split(self, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
         """Contiguous split: the last `val_fraction` of the text is validation."""
@@ -50,7 +58,8 @@ class Corpus:
         return self.ids[:-n_val], self.ids[-n_val:]
 
 
-def load_corpus(cfg: DataConfig) -> Corpus:
+def load_corpus(cfg: DataConfig, console: Console | None = None, quiet: bool = False) -> Corpus:
+    """The corpus `cfg` names, from the cache when its files did not change."""
     if cfg.path.startswith(tasks.PREFIX):  # generated on the spot: nothing to cache
         name = cfg.path[len(tasks.PREFIX) :]
         text = tasks.corpus_text(
@@ -59,18 +68,18 @@ def load_corpus(cfg: DataConfig) -> Corpus:
         vocab = (
             Vocab.bytes() if cfg.vocab == "byte" else Vocab.from_code_points(map(ord, set(text)))
         )
-        return Corpus(vocab.encode(text), vocab, cfg.path, 0)
+        key = hashlib.sha256(f"{cfg.vocab}\0{text}".encode()).hexdigest()[:32]
+        return Corpus(vocab.encode(text), vocab, cfg.path, 0, key)
     files = find_files(cfg.path, cfg.include)
-    key = _content_key(files, cfg.vocab)
-    cached = _read_cache(cfg, key)
-    if cached is not None:
-        ids, vocab = cached
-    else:
-        ids, vocab = _encode(files, cfg.vocab)
-        _write_cache(cfg, key, ids, vocab)
-    if len(ids) == 0:
-        raise CorpusError(f"corpus {cfg.path} is empty: give data.path a file with text in it")
-    return Corpus(ids, vocab, cfg.path, len(files))
+    folder = cache.cache_dir(cfg)
+    fp = cache.fingerprint(files, cfg.vocab)
+    key = cache.key_for(folder, fp)
+    entry = cache.read_entry(folder, key) if key else None
+    if entry is None:
+        key, entry = _encode(files, cfg, folder, Encoding(files, console, quiet))
+        cache.remember_key(folder, fp, key)
+    ids, vocab = entry
+    return Corpus(ids, vocab, cfg.path, len(files), key)
 
 
 def stdlib_root() -> Path:
@@ -104,98 +113,173 @@ def find_files(path: str, include: tuple[str, ...] = ()) -> list[Path]:
     return files
 
 
-def _chunks(path: Path) -> Iterator[bytes]:
+@dataclass
+class Encoding:
+    """What an encode reports as it goes: the files, and where to show progress."""
+
+    files: list[Path]
+    console: Console | None
+    quiet: bool
+
+    def work(self, what: str) -> Work:
+        total = sum(f.stat().st_size for f in self.files)
+        return Work(what, total, "bytes", self.console, self.quiet)
+
+
+def _encode(
+    files: list[Path], cfg: DataConfig, folder: Path, shown: Encoding
+) -> tuple[str, tuple[np.ndarray, Vocab]]:
+    """Pass 1 finds the content key, vocabulary and length; pass 2 (skipped when an entry
+    with that key exists: files touched, content unchanged) writes the ids file."""
+    digest = hashlib.sha256(f"charlstm-corpus/{cache.CACHE_VERSION}/{cfg.vocab}".encode())
+    seen = np.zeros(0x110000, dtype=bool) if cfg.vocab == "char" else None
+    total = 0
+    with shown.work("reading corpus") as work:
+        for symbols, raw, done in _symbol_chunks(files, cfg.vocab, digest):
+            if seen is not None:
+                seen[symbols] = True
+            total += len(symbols)
+            work.advance(raw, files=done)
+    if total == 0:
+        raise CorpusError(f"corpus {cfg.path} is empty: give data.path a file with text in it")
+    key = digest.hexdigest()[:32]
+    entry = cache.read_entry(folder, key)
+    if entry is not None:
+        return key, entry
+    vocab = Vocab.bytes() if seen is None else Vocab.from_code_points(np.flatnonzero(seen))
+    table = np.zeros(max(vocab.code_points) + 1, dtype=vocab.dtype)
+    table[list(vocab.code_points)] = np.arange(vocab.size)
+    written = _new_ids_file(folder, key)
+    try:
+        with open(written, "wb") as f, shown.work("encoding corpus") as work:
+            np.lib.format.write_array_header_1_0(
+                f,
+                {
+                    "descr": np.lib.format.dtype_to_descr(vocab.dtype),
+                    "fortran_order": False,
+                    "shape": (total,),
+                },
+            )
+            for symbols, raw, done in _symbol_chunks(files, cfg.vocab):
+                f.write(table[symbols].tobytes())
+                work.advance(raw, files=done)
+        if written.parent == folder:
+            cache.commit_entry(folder, key, written, total, vocab)
+            entry = cache.read_entry(folder, key)
+        if entry is None:  # no cache here: map the private file, which goes with its name
+            entry = np.load(written, mmap_mode="r"), vocab
+    finally:
+        written.unlink(missing_ok=True)  # a stop or failure leaves no half entry
+    return key, entry
+
+
+def _new_ids_file(folder: Path, key: str) -> Path:
+    """A temporary file for the ids: in the cache folder, or the system's temp folder
+    when the cache cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{key}.npy.{os.getpid()}.tmp"  # ranks may encode at once
+        path.touch()
+        return path
+    except OSError:
+        handle, name = tempfile.mkstemp(suffix=".npy", prefix="charlstm-")
+        os.close(handle)
+        return Path(name)
+
+
+def _symbol_chunks(
+    files: list[Path], mode: str, digest: Any | None = None
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    """(symbols, bytes read, files finished) chunk by chunk over all files, in order:
+    UTF-8 code points decoded strictly, or bytes. Small files are decoded together, as
+    one call per file would cost more than decoding them."""
+    batch: list[tuple[Path, bytes]] = []
+    size = 0
+    for path in files:
+        if path.stat().st_size >= CHUNK_BYTES:
+            if batch:
+                yield _batch_symbols(batch, mode), size, len(batch)
+                batch, size = [], 0
+            yield from _large_file_symbols(path, mode, digest)
+            continue
+        data = _read(path)
+        if digest is not None:
+            digest.update(f"\0{path.name}\0{len(data)}\0".encode())
+            digest.update(data)
+        batch.append((path, data))
+        size += len(data)
+        if size >= CHUNK_BYTES:
+            yield _batch_symbols(batch, mode), size, len(batch)
+            batch, size = [], 0
+    if batch:
+        yield _batch_symbols(batch, mode), size, len(batch)
+
+
+def _batch_symbols(batch: list[tuple[Path, bytes]], mode: str) -> np.ndarray:
+    data = b"".join(d for _, d in batch)
+    if mode == "byte":
+        return np.frombuffer(data, dtype=np.uint8)
+    # Text joined from valid files is valid, and a valid file never starts with a
+    # continuation byte (one that could complete the end of the file before): so one
+    # decode checks every file. When it fails, each file alone names the one at fault.
+    if not any(d[:1] and 0x80 <= d[0] < 0xC0 for _, d in batch[1:]):
+        try:
+            return _code_points(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    for path, d in batch:
+        _utf8_or_error(path, d, 0)
+    return _code_points(data.decode("utf-8"))
+
+
+def _large_file_symbols(
+    path: Path, mode: str, digest: Any | None
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0
+    if digest is not None:
+        digest.update(f"\0{path.name}\0{path.stat().st_size}\0".encode())
     try:
         with open(path, "rb") as f:
             while chunk := f.read(CHUNK_BYTES):
-                yield chunk
+                if digest is not None:
+                    digest.update(chunk)
+                offset += len(chunk)
+                if mode == "byte":
+                    yield np.frombuffer(chunk, dtype=np.uint8), len(chunk), 0
+                else:
+                    yield _code_points(decoder.decode(chunk)), len(chunk), 0
     except OSError as err:
         raise CorpusError(f"cannot read {path}: {err.strerror}") from None
-
-
-def _decoded_chunks(path: Path) -> Iterator[np.ndarray]:
-    """The file's code points, chunk by chunk, decoding UTF-8 strictly."""
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    offset = 0
-    try:
-        for chunk in _chunks(path):
-            text = decoder.decode(chunk)
-            offset += len(chunk)
-            yield np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        decoder.decode(b"", final=True)
     except UnicodeDecodeError as err:
-        at = offset + err.start
-        raise CorpusError(
-            f"{path} is not valid UTF-8 (byte {at}); set data.vocab=byte to read any file as bytes"
-        ) from None
+        _invalid_utf8(path, offset - len(chunk) + err.start)
+    if mode != "byte":
+        _utf8_or_error(path, b"", offset, decoder)
+    yield np.empty(0, dtype=np.uint32), 0, 1
 
 
-def _encode(files: list[Path], mode: str) -> tuple[np.ndarray, Vocab]:
-    if mode == "byte":
-        vocab = Vocab.bytes()
-        total = sum(f.stat().st_size for f in files)
-        ids = np.empty(total, dtype=vocab.dtype)
-        pos = 0
-        for f in files:
-            for chunk in _chunks(f):
-                ids[pos : pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
-                pos += len(chunk)
-        return ids[:pos], vocab
-    seen: set[int] = set()
-    total = 0
-    for f in files:  # pass 1: vocabulary and length
-        for cps in _decoded_chunks(f):
-            seen.update(np.unique(cps).tolist())
-            total += len(cps)
-    vocab = Vocab.from_code_points(seen)
-    ids = np.empty(total, dtype=vocab.dtype)
-    pos = 0
-    for f in files:  # pass 2: ids into the preallocated array
-        for cps in _decoded_chunks(f):
-            ids[pos : pos + len(cps)] = vocab.ids_of(cps)
-            pos += len(cps)
-    return ids, vocab
-
-
-def _content_key(files: list[Path], mode: str) -> str:
-    digest = hashlib.sha256(f"charlstm-corpus/{CACHE_VERSION}/{mode}".encode())
-    for f in files:
-        digest.update(f"\0{f.name}\0{f.stat().st_size}\0".encode())
-        for chunk in _chunks(f):
-            digest.update(chunk)
-    return digest.hexdigest()[:32]
-
-
-def cache_dir(cfg: DataConfig) -> Path:
-    if cfg.cache_dir:
-        return Path(cfg.cache_dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "charlstm"
-
-
-def _read_cache(cfg: DataConfig, key: str) -> tuple[np.ndarray, Vocab] | None:
-    folder = cache_dir(cfg)
+def _utf8_or_error(path: Path, data: bytes, offset: int, decoder=None) -> None:
     try:
-        meta = json.loads((folder / f"{key}.json").read_text())
-        ids = np.load(folder / f"{key}.npy", mmap_mode="r")
-        vocab = Vocab.from_dict(meta["vocab"])
-    except (OSError, ValueError, KeyError):
-        return None  # missing or damaged entries are simply rebuilt
-    return (ids, vocab) if len(ids) == meta.get("length") else None
+        if decoder is not None:
+            decoder.decode(data, final=True)
+        else:
+            data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        _invalid_utf8(path, offset + err.start)
 
 
-def _write_cache(cfg: DataConfig, key: str, ids: np.ndarray, vocab: Vocab) -> None:
-    """Best effort: a cache that cannot be written only costs the next run an encode."""
-    folder = cache_dir(cfg)
+def _invalid_utf8(path: Path, at: int) -> None:
+    raise CorpusError(
+        f"{path} is not valid UTF-8 (byte {at}); set data.vocab=byte to read any file as bytes"
+    ) from None
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _read(path: Path) -> bytes:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{key}.npy.{os.getpid()}.tmp"  # ranks may write at once
-        with open(tmp, "wb") as f:
-            np.save(f, ids)
-        os.replace(tmp, folder / f"{key}.npy")
-        meta = {"length": int(len(ids)), "vocab": vocab.to_dict()}
-        tmp = folder / f"{key}.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, folder / f"{key}.json")
-    except OSError:
-        pass
+        return path.read_bytes()
+    except OSError as err:
+        raise CorpusError(f"cannot read {path}: {err.strerror}") from None

@@ -14,8 +14,9 @@ trainer has one code path.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -23,6 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from charlstm.errors import ConfigError
 from charlstm.model import State, state_from_tensors, state_tensors
+
+T = TypeVar("T")
 
 # A rank that stops answering (killed, hung) ends the others' collectives after this.
 TIMEOUT = timedelta(minutes=10)
@@ -63,6 +66,20 @@ class Ranks:
         if finished:
             dist.barrier()
         dist.destroy_process_group()
+
+    def main_first(self, work: Callable[[], T]) -> T:
+        """Run `work` on the main rank, then on the others: what the main rank leaves
+        behind (an encoded corpus in the cache) the others then find. The main rank
+        meets the others even when its work fails, so none waits for a rank that left."""
+        if not self.active:
+            return work()
+        if self.is_main:
+            try:
+                return work()
+            finally:
+                dist.barrier()
+        dist.barrier()  # collective: waits for the main rank
+        return work()
 
     def my_streams(self, batch_size: int) -> slice:
         if batch_size % self.world:

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 
 from charlstm.config import Config
 from charlstm.corpus import load_corpus
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.model import CharRNN
+from charlstm.progress import Work
 from charlstm.vocab import Vocab
 
 # Characters of context each stream reads before its first scored character. An LSTM's
@@ -57,8 +59,14 @@ def evaluate_ids(
     streams: int = 16,
     window: int = 512,
     burn_in: int = BURN_IN,
+    show_progress: bool = False,
+    console: Console | None = None,
 ) -> EvalResult:
-    """Score ids[1:] given everything before each character."""
+    """Score ids[1:] given everything before each character.
+
+    `ids` may be a memory map: each window reads only its own columns from it. Stops
+    between windows when asked (Ctrl-C, SIGTERM); with `show_progress`, long inputs get
+    a progress bar with the time left."""
     n = len(ids) - 1
     if n < 1:
         raise CorpusError("text to evaluate needs at least two characters")
@@ -72,24 +80,30 @@ def evaluate_ids(
     ends = np.minimum(starts + seg, n)
     burns = np.minimum(burn_in, starts)
     width = int((burns + ends - starts).max())
-    # Row r reads ids[starts[r] - burns[r] :] and scores columns [burns[r], burns[r] + len).
-    rows = np.zeros((len(starts), width + 1), dtype=ids.dtype)
-    for r, (a, b, burn) in enumerate(zip(starts, ends, burns, strict=True)):
-        rows[r, : burn + (b - a) + 1] = ids[a - burn : b + 1]
-    lo = torch.as_tensor(burns, device=device)[:, None]
-    hi = lo + torch.as_tensor(ends - starts, device=device)[:, None]
+    # Row r reads ids[firsts[r] : lasts[r]] and scores columns [lo[r], hi[r]).
+    firsts, lasts = starts - burns, ends + 1
+    lo_np, hi_np = burns, burns + ends - starts
+    lo = torch.as_tensor(lo_np, device=device)[:, None]
+    hi = torch.as_tensor(hi_np, device=device)[:, None]
 
     total = torch.zeros((), dtype=torch.float64, device=device)
     state = None
-    for c0 in range(0, width, window):
-        chunk = torch.from_numpy(rows[:, c0 : c0 + window + 1].astype(np.int64)).to(device)
-        logits, state = model(chunk[:, :-1], state)
-        nll = F.cross_entropy(logits.float().transpose(1, 2), chunk[:, 1:], reduction="none")
-        cols = torch.arange(c0, c0 + nll.shape[1], device=device)[None, :]
-        scored = (cols >= lo) & (cols < hi)
-        total += (nll.double() * scored).sum()
+    with Work("evaluating", n, "chars", console, visible=show_progress) as work:
+        for c0 in range(0, width, window):
+            chunk = np.zeros((len(starts), min(window, width - c0) + 1), dtype=np.int64)
+            for r, (a, b) in enumerate(zip(firsts + c0, lasts, strict=True)):
+                part = ids[a : min(b, a + chunk.shape[1])]
+                chunk[r, : len(part)] = part
+            inputs = torch.from_numpy(chunk).to(device)
+            logits, state = model(inputs[:, :-1], state)
+            nll = F.cross_entropy(logits.float().transpose(1, 2), inputs[:, 1:], reduction="none")
+            cols = torch.arange(c0, c0 + nll.shape[1], device=device)[None, :]
+            scored = (cols >= lo) & (cols < hi)
+            total += (nll.double() * scored).sum()
+            c1 = c0 + nll.shape[1]
+            work.advance(int(np.clip(np.minimum(hi_np, c1) - np.maximum(lo_np, c0), 0, None).sum()))
     model.train(was_training)
-    return EvalResult(total.item() / n, n, time.perf_counter() - started)
+    return EvalResult(total.item() / n, n, time.perf_counter() - started)  # waits for the device
 
 
 def evaluate_text(model: CharRNN, vocab: Vocab, text: str, **kwargs) -> EvalResult:

@@ -1,7 +1,14 @@
-"""Ctrl-C and SIGTERM during training: finish the step, save, then stop with 130 / 143.
+"""Ctrl-C and SIGTERM: every long operation stops promptly, between two units of work.
 
-The handlers only remember the signal; the training loop checks it between steps, so a
-signal never lands in the middle of an optimizer update or a checkpoint write.
+While a `StopRequests` block is active the handlers only remember the signal. Loops
+that can run for long (encoding, validation, eval, inspect, sampling) call `check()`
+between units of work (a chunk, a window, a character), which raises `Interrupted`;
+the training loop instead polls `StopRequests.signum` between steps, so it can save
+last.pt first. A signal therefore never lands inside an optimizer update or a
+checkpoint write, and a command stops within one unit of work.
+
+Blocks nest (the CLI opens one per command, the trainer one more): the handlers are
+installed by the outermost and the remembered signal is shared, as signals are.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ from charlstm.errors import CharlstmError
 # Exit codes of a run stopped by a signal, as shells report them (128 + signal number).
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
+_received: int | None = None  # the signal remembered by the active blocks
+_depth = 0  # how many StopRequests blocks are open
+
 
 class Interrupted(CharlstmError):
-    """Training stopped by a signal after saving last.pt; carries the exit code."""
+    """Stopped by a signal (after saving what needed saving); carries the exit code."""
 
     prefix = ""  # not a mistake: the user asked for it
 
@@ -25,28 +35,52 @@ class Interrupted(CharlstmError):
         self.exit_code = exit_code
 
 
+def _remember(signum: int, _frame: Any) -> None:
+    global _received
+    _received = signum
+
+
+def check(what: str = "work") -> None:
+    """Raise Interrupted if a stop was requested; a no-op outside StopRequests blocks."""
+    if _received is not None:
+        raise interrupted(f"{what} stopped")
+
+
+def interrupted(what_happened: str) -> Interrupted:
+    signum = _received if _received is not None else signal.SIGINT
+    name = signal.Signals(signum).name
+    return Interrupted(f"{name}: {what_happened}", EXIT_CODES[signum])
+
+
 class StopRequests:
     """Context manager: while inside, SIGINT and SIGTERM are remembered, not raised."""
 
     def __init__(self) -> None:
-        self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
+    @property
+    def signum(self) -> int | None:
+        return _received
+
     def __enter__(self) -> StopRequests:
-        try:
-            for signum in EXIT_CODES:
-                self._previous[signum] = signal.signal(signum, self._remember)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
+        global _depth, _received
+        if _depth == 0:
+            _received = None
+            try:
+                for signum in EXIT_CODES:
+                    self._previous[signum] = signal.signal(signum, _remember)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        _depth += 1
         return self
 
-    def _remember(self, signum: int, _frame: Any) -> None:
-        self.signum = signum
-
     def __exit__(self, *_exc: object) -> None:
+        global _depth, _received
+        _depth -= 1
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        if _depth == 0:
+            _received = None
 
     def interrupted(self, what_happened: str) -> Interrupted:
-        name = signal.Signals(self.signum).name
-        return Interrupted(f"{name}: {what_happened}", EXIT_CODES[self.signum])
+        return interrupted(what_happened)

@@ -1,5 +1,6 @@
-"""What training shows while it runs: a rich progress bar on a terminal, plain lines
-elsewhere (CI logs, pipes, --quiet), so logs stay readable."""
+"""What long work shows while it runs: a rich progress bar on a terminal, plain lines
+elsewhere (CI logs, pipes, --quiet), so logs stay readable. `TrainingProgress` is the
+training loop's; `Work` is every other long operation's."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from charlstm import interrupt
 
 # Plain mode prints at most one progress line per this many seconds.
 PLAIN_INTERVAL_S = 10.0
@@ -51,6 +54,98 @@ class TrainingProgress:
     def message(self, text: str) -> None:
         """A line that stays (validation results, checkpoints), printed above the bar."""
         self.console.print(text, highlight=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+# A long operation shows nothing for its first second: most finish sooner.
+SHOW_AFTER_S = 1.0
+
+
+def _amount(value: float, unit: str) -> str:
+    if unit == "bytes":
+        return f"{value / 1e6:,.1f} MB"
+    return f"{value:,.0f} {unit}"
+
+
+class Work:
+    """Progress of one long operation (encoding, evaluation, inspection): nothing during
+    its first second, then a bar on a terminal or a plain line every PLAIN_INTERVAL_S
+    elsewhere, with rate and time left. `advance` is also where the operation honours a
+    stop request (see interrupt.py), so every loop that reports progress can be stopped.
+
+        with Work("encoding", total_bytes, "bytes") as work:
+            for chunk in chunks:
+                ...
+                work.advance(len(chunk), files=1)
+    """
+
+    def __init__(
+        self,
+        what: str,
+        total: int,
+        unit: str = "chars",
+        console: Console | None = None,
+        quiet: bool = False,
+        visible: bool = True,
+    ):
+        self.what, self.total, self.unit = what, max(1, total), unit
+        self.console = console or Console(stderr=True, highlight=False)
+        self.visible = visible
+        self.fancy = visible and self.console.is_terminal and not quiet
+        self.done = 0
+        self.files = 0
+        self.started = time.monotonic()
+        self._last_plain = self.started
+        self._bar: Progress | None = None
+
+    def __enter__(self) -> Work:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def advance(self, amount: int, files: int = 0) -> None:
+        interrupt.check(self.what)
+        self.done += amount
+        self.files += files
+        now = time.monotonic()
+        if not self.visible or now - self.started < SHOW_AFTER_S:
+            return
+        rate = self.done / max(now - self.started, 1e-9)
+        left = format_duration((self.total - self.done) / max(rate, 1e-9))
+        stats = f"{_amount(rate, self.unit)}/s"
+        if self.files:
+            stats = f"{self.files:,} files, {stats}"
+        if self.fancy:
+            if self._bar is None:
+                self._start_bar()
+            self._bar.update(self._task, completed=self.done, stats=stats, left=left)
+        elif now - self._last_plain >= PLAIN_INTERVAL_S:
+            self._last_plain = now
+            self.console.print(
+                f"{self.what}: {_amount(self.done, self.unit)} of "
+                f"{_amount(self.total, self.unit)} ({self.done / self.total:.0%}), "
+                f"{stats}, left {left}",
+                highlight=False,
+            )
+
+    def _start_bar(self) -> None:
+        self._bar = Progress(
+            TextColumn(f"[bold]{self.what}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("left {task.fields[left]}"),
+            console=self.console,
+            transient=True,  # the command's own result line replaces it
+        )
+        self._task = self._bar.add_task(self.what, total=self.total, stats="", left="?")
+        self._bar.start()
 
     def close(self) -> None:
         if self._bar is not None:

@@ -8,10 +8,11 @@ max_seconds, eval_every, lr schedule, logging) may change and is reported.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from charlstm.checkpoint import LAST, load_checkpoint
+from charlstm.checkpoint import LAST, checkpoint_dir, load_checkpoint
 from charlstm.config import Config
 from charlstm.errors import CheckpointError
 from charlstm.vocab import Vocab
@@ -59,13 +60,34 @@ def check_resumable(payload: dict[str, Any], cfg: Config, vocab: Vocab) -> list[
     return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed if k != "train.out_dir"]
 
 
-def resume_payload(run: Path) -> tuple[dict[str, Any], Config]:
-    """The last.pt of a run folder (or a checkpoint file) and the config it was saved with."""
-    path = run / "checkpoints" / LAST if run.is_dir() else run
-    if run.is_dir() and not path.is_file():
-        raise CheckpointError(f"nothing to resume in {run}: no checkpoints/{LAST} there")
+def resume_payload(run: Path) -> tuple[dict[str, Any], Config, Path]:
+    """The last.pt of a run folder (or a run's checkpoint file), the config it was saved
+    with, and the run folder it continues."""
+    if not run.exists():
+        raise CheckpointError(f"checkpoint not found: {run} (--resume takes a run folder)")
+    if run.is_dir():
+        path = checkpoint_dir(run) / LAST
+        if not path.is_file():
+            raise CheckpointError(f"nothing to resume in {run}: no checkpoints/{LAST} there")
+    elif run.parent.name == checkpoint_dir("").name:
+        path, run = run, run.parent.parent  # RUN/checkpoints/last.pt continues RUN
+    else:
+        raise CheckpointError(
+            f"--resume takes a run folder (or a checkpoint in its checkpoints/ folder), "
+            f"not {run}"
+        )
     payload = load_checkpoint(path)
     try:
-        return payload, Config.from_dict(payload["config"])
+        return payload, Config.from_dict(payload["config"]), run
     except KeyError:
         raise CheckpointError(f"{path} holds no config to resume with") from None
+
+
+def restart_run(cfg: Config) -> Path | None:
+    """The run to continue when torchrun restarted this worker group (a rank died and
+    --max-restarts allowed another attempt): train.out_dir, if it holds a last.pt by now.
+    A restart must continue the run it replaces, never start it over."""
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+        return None
+    out_dir = Path(cfg.train.out_dir)
+    return out_dir if (checkpoint_dir(out_dir) / LAST).is_file() else None

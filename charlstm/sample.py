@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from charlstm import interrupt
 from charlstm.errors import CharlstmError
 from charlstm.model import CharRNN
 from charlstm.vocab import Vocab
@@ -232,6 +233,7 @@ def generate(
     pending: list[torch.Tensor] = []
     with one_char_steps(device):
         for step in range(settings.length):
+            interrupt.check("sampling")
             logits, state = model(last, state)  # (batch, 1, vocab)
             last = sampler(logits)  # (batch, 1), drawn on the device: it feeds the next step
             pending.append(last)

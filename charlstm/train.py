@@ -28,7 +28,7 @@ from charlstm.corpus import load_corpus
 from charlstm.distributed import Ranks
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.evaluate import evaluate_ids
-from charlstm.interrupt import StopRequests
+from charlstm.interrupt import Interrupted, StopRequests, interrupted
 from charlstm.model import (
     CharRNN,
     State,
@@ -127,16 +127,20 @@ class Trainer:
                 f"--resume {self.out_dir}, pick another train.out_dir, or pass --overwrite"
             )
 
-        corpus = load_corpus(cfg.data)
+        shown = self.console if self.is_main else Console(quiet=True)
+        corpus = self.ranks.main_first(lambda: load_corpus(cfg.data, shown, quiet))
         self.vocab = corpus.vocab
-        train_ids, self.val_ids = corpus.split(cfg.data.val_fraction)
+        self.corpus_key = corpus.key
+        train_ids, val_ids = corpus.split(cfg.data.val_fraction)
+        # The same stretch every time (see TrainConfig.eval_chars); +1: targets of the last.
+        self.val_ids = val_ids[: t.eval_chars + 1] if t.eval_chars else val_ids
         streams = self.ranks.my_streams(t.batch_size)
         self.local_batch = streams.stop - streams.start
         self.batches = TBPTTBatches(train_ids, t.batch_size, t.bptt, self.device, streams)
         self.corpus_note = (
             f"{corpus.source}: {len(corpus.ids):,} chars in {corpus.num_files} file(s), "
             f"vocab {self.vocab.size} ({self.vocab.mode}), {len(train_ids):,} train / "
-            f"{len(self.val_ids):,} val"
+            f"{len(val_ids):,} val"
         )
         self.model = CharRNN(self.vocab.size, cfg.model).to(self.device)
         self.net = self.ranks.wrap(self.model, self.device)  # what training steps call
@@ -193,6 +197,7 @@ class Trainer:
             "rng": rngs[0],
             "rank_rngs": rngs,
             "vocab": self.vocab.to_dict(),
+            "corpus_key": self.corpus_key,
             "config": self.cfg.to_dict(),
             "best_val_loss": self.best_val_loss,
             "last_val_loss": self.last_val_loss,
@@ -312,14 +317,14 @@ class Trainer:
                     validating = self.step % t.eval_every == 0
                     saving = self.step % t.checkpoint_every == 0
                     if validating:
-                        self._validate(writer, progress, elapsed())
+                        self._validate_or_stop(writer, progress, elapsed())
                     if saving:
                         self.save(ckpt.LAST, elapsed())
                     if validating or saving:  # chars/s measures training alone
                         meter.restart(self.step)
                 self._count_skips()
                 if self.step % t.eval_every != 0:
-                    self._validate(writer, progress, elapsed())
+                    self._validate_or_stop(writer, progress, elapsed())
                 self.save(ckpt.LAST, elapsed())
                 self.checkpoints.wait()
                 finished = True
@@ -371,6 +376,21 @@ class Trainer:
             lefts.append(t.max_seconds - elapsed)
         return (min(1.0, max(fractions)) if fractions else 0.0), (min(lefts) if lefts else None)
 
+    def _validate_or_stop(
+        self, writer: RunWriter, progress: TrainingProgress, elapsed: float
+    ) -> None:
+        """Validate; a stop requested meanwhile ends it early and the run stops as between
+        steps (validation never touches the training state, so last.pt is exact)."""
+        try:
+            self._validate(writer, progress, elapsed)
+        except Interrupted:
+            path = self.save(ckpt.LAST, elapsed)
+            self.checkpoints.wait()
+            raise interrupted(
+                f"stopped during validation after step {self.step}, saved {path}; "
+                f"resume with: charlstm train --resume {self.out_dir}"
+            ) from None
+
     def _validate(self, writer: RunWriter, progress: TrainingProgress, elapsed: float) -> None:
         result = evaluate_ids(self.model, self.val_ids, streams=self.cfg.train.eval_streams)
         self.last_val_loss = result.loss
@@ -391,8 +411,8 @@ class Trainer:
         )[0]
         writer.validation(self.step, result.loss, text)
         progress.message(
-            f"step {self.step}: val loss {result.loss:.4f} bpc {result.bpc:.4f}"
-            + (" (best, saved best.pt)" if improved else "")
+            f"step {self.step}: val loss {result.loss:.4f} bpc {result.bpc:.4f} "
+            f"on {result.chars:,} chars" + (" (best, saved best.pt)" if improved else "")
         )
 
     def _prepare_out_dir(self) -> None:
