@@ -1,9 +1,20 @@
-"""Corpus scale: encoding generated corpora of 10, 50 and 200 MB, first run and cached.
+"""Corpus scale: generated code corpora of many files, from megabytes to gigabytes.
 
-    .venv/bin/python bench/corpus_scale.py [--sizes 10,50,200]
+    .venv/bin/python -m bench.corpus_scale [--sizes 10,200,1024,4096] [--dir /tmp]
 
-Each encode runs in a fresh process, so its peak resident memory (ru_maxrss) is its own;
-the baseline is the same process after importing everything and before encoding.
+Each corpus is a folder of ~20 KB files of code-like text, mostly ASCII, with one line
+in 40 in other scripts (Greek, Cyrillic, CJK, accented Latin), so the vocabulary has
+more than 256 characters and ids take two bytes, as in a real multilingual code base.
+For each size, in fresh processes:
+
+- first encode: seconds, MB/s of UTF-8, peak RSS;
+- warm start: a new `Trainer` (fingerprint lookup, memory map, model) up to the end of
+  its first training step, in seconds;
+- a 20-step training run of the default 2x256 LSTM with one validation of the default
+  train.eval_chars: peak RSS of the whole process, and the validation's seconds;
+- for reference, the size of the encoded array: what a full in-RAM copy would add.
+
+Corpora are written under --dir and deleted afterwards (never commit them).
 """
 
 from __future__ import annotations
@@ -11,89 +22,131 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-CHILD = r"""
+ENCODE = r"""
 import json, resource, sys, time
+from rich.console import Console
 from charlstm.config import DataConfig
 from charlstm.corpus import load_corpus
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
-c = load_corpus(DataConfig(path=sys.argv[1], cache_dir=sys.argv[2]))
-int(c.ids[-1])
+c = load_corpus(DataConfig(path=sys.argv[1], cache_dir=sys.argv[2]), Console(stderr=True))
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": seconds, "base_kb": base, "peak_kb": peak, "chars": len(c.ids),
-                  "bytes": c.ids.nbytes, "vocab": c.vocab.size}))
+print(json.dumps({"seconds": seconds, "chars": len(c.ids), "bytes": c.ids.nbytes,
+                  "vocab": c.vocab.size,
+                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
+TRAIN = r"""
+import time
+started = time.perf_counter()
+import json, resource, sys
+from rich.console import Console
+from charlstm.config import Config
+from charlstm.train import Trainer
+cfg = Config.from_dict({}, [f"data.path={sys.argv[1]}", f"data.cache_dir={sys.argv[2]}",
+    f"train.out_dir={sys.argv[3]}", "train.max_steps=20", "train.eval_every=20",
+    "train.checkpoint_every=20", "train.device=cpu", "log.sample_length=0"])
+trainer = Trainer(cfg, console=Console(stderr=True), quiet=True, overwrite=True)
+marks = {}
+step, validate = trainer.train_step, trainer._validate
+def first_step():
+    out = step()
+    marks.setdefault("first_step", time.perf_counter() - started)
+    return out
+def timed_validation(*args):
+    t = time.perf_counter()
+    validate(*args)
+    marks["validation"] = time.perf_counter() - t
+trainer.train_step, trainer._validate = first_step, timed_validation
+trainer.run()
+marks["eval_chars"] = len(trainer.val_ids) - 1
+marks["peak_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps(marks))
+"""
 
-def write_corpus(path: Path, megabytes: int) -> None:
-    """Code-like text with some non-ASCII, from a fixed seed."""
-    rng = random.Random(megabytes)
-    words = [
-        "def",
-        "return",
-        "self",
-        "value",
-        "index",
-        "naïve",
-        "größe",
-        "λ",
-        "→",
-        "data",
-        "for",
-        "in",
-    ]
-    lines = [
-        ("    " * rng.randint(0, 3)) + " ".join(rng.choice(words) for _ in range(rng.randint(2, 9)))
-        for _ in range(5000)
-    ]
-    block = ("\n".join(lines) + "\n").encode()
-    with open(path, "wb") as f:
-        for _ in range(megabytes * 2**20 // len(block) + 1):
-            f.write(block)
+ALPHABETS = [
+    range(0x391, 0x3CA),  # Greek
+    range(0x410, 0x450),  # Cyrillic
+    range(0x4E00, 0x4E00 + 160),  # CJK
+    range(0xC0, 0x180),  # accented Latin
+]
 
 
-def measure(path: Path, cache: Path) -> dict:
+def text_pool(megabytes: int = 8, seed: int = 0) -> bytes:
+    """Code-like lines, one in 40 with words in other scripts."""
+    rng = random.Random(seed)
+    words = "def return self value index data for in if else while None True len".split()
+    words += ["(", ")", "[", "]", ":", "=", "+=", "==", "#", "x", "y", "i", "0", "1"]
+    foreign = [chr(c) for a in ALPHABETS for c in a]
+    out, size = [], 0
+    while size < megabytes << 20:
+        n = rng.randint(2, 10)
+        if rng.random() < 1 / 40:
+            line = " ".join("".join(rng.choices(foreign, k=rng.randint(1, 6))) for _ in range(n))
+        else:
+            line = " ".join(rng.choices(words, k=n))
+        line = "    " * rng.randint(0, 3) + line + "\n"
+        out.append(line)
+        size += len(line.encode())
+    return "".join(out).encode()
+
+
+def write_corpus(root: Path, megabytes: int, file_kb: int = 20) -> int:
+    """A folder of `megabytes` MB in files of about `file_kb` KB; returns the file count."""
+    pool, rng = text_pool(), random.Random(megabytes)
+    total, count = 0, 0
+    while total < megabytes << 20:
+        start = pool.index(b"\n", rng.randrange(len(pool) - 2 * file_kb * 1024)) + 1
+        end = pool.index(b"\n", start + file_kb * 1024) + 1
+        folder = root / f"d{count // 1000:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{count:07d}.py").write_bytes(pool[start:end])
+        total, count = total + end - start, count + 1
+    return count
+
+
+def child(script: str, *args: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path), str(cache)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True
     )
-    return json.loads(out.stdout)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10,50,200")
+    parser.add_argument("--sizes", default="10,200,1024,4096", help="MB, comma-separated")
+    parser.add_argument("--dir", default="/tmp", help="where corpora are generated")
     args = parser.parse_args()
     print(f"# corpus scale, {time.strftime('%Y-%m-%d')}\n")
     print(
-        "| corpus MB | chars | first encode s | s per MB | peak RSS over baseline MB | "
-        "encoded array MB | cached run s |"
+        "| corpus MB | files | chars | vocab | encode s | encode MB/s | encode peak RSS MB "
+        "| warm start to step 1 s | 20-step train peak RSS MB | validation s (chars) "
+        "| ids array MB (an in-RAM copy) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    with tempfile.TemporaryDirectory() as tmp:
-        for mb in (int(s) for s in args.sizes.split(",")):
-            path, cache = Path(tmp) / f"c{mb}.txt", Path(tmp) / f"cache{mb}"
-            write_corpus(path, mb)
-            size_mb = path.stat().st_size / 2**20
-            first = measure(path, cache)
-            again = measure(path, cache)
-            extra = (first["peak_kb"] - first["base_kb"]) / 1024
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for mb in (int(s) for s in args.sizes.split(",")):
+        work = Path(args.dir) / f"charlstm-scale-{mb}"
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            files = write_corpus(work / "corpus", mb)
+            corpus, cache = str(work / "corpus"), str(work / "cache")
+            first = child(ENCODE, corpus, cache)
+            train = child(TRAIN, corpus, cache, str(work / "run"))
             print(
-                f"| {size_mb:.0f} | {first['chars']:,} | {first['seconds']:.1f} | "
-                f"{first['seconds'] / size_mb:.3f} | {extra:.0f} | {first['bytes'] / 2**20:.0f} | "
-                f"{again['seconds']:.2f} |",
+                f"| {mb:,} | {files:,} | {first['chars']:,} | {first['vocab']} | "
+                f"{first['seconds']:.1f} | {mb / first['seconds']:.0f} | "
+                f"{first['peak_kb'] / 1024:.0f} | {train['first_step']:.2f} | "
+                f"{train['peak_kb'] / 1024:.0f} | {train['validation']:.1f} "
+                f"({train['eval_chars']:,}) | {first['bytes'] / 2**20:,.0f} |",
                 flush=True,
             )
-            path.unlink()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,15 @@ class Ranks:
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
-            dist.init_process_group(backend, timeout=TIMEOUT)
+            # torchrun's store outlives a restart of the worker group, and the addresses
+            # the dead group's ranks left in it would be read again: each attempt gets
+            # keys of its own.
+            store, rank, world = next(dist.rendezvous("env://", timeout=TIMEOUT))
+            attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            store = dist.PrefixStore(f"charlstm/attempt-{attempt}", store)
+            dist.init_process_group(
+                backend, store=store, rank=rank, world_size=world, timeout=TIMEOUT
+            )
         return device
 
     def stop(self, finished: bool) -> None:

@@ -109,3 +109,61 @@ def test_a_dead_rank_stops_all_ranks_without_hanging(corpus_file, tmp_path):
         "SIGKILL" in stderr or "Signal 9" in stderr or "exitcode" in stderr
     )
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] >= 5
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_restart_after_a_dead_rank_continues_from_last_pt(corpus_file, tmp_path):
+    """torchrun --max-restarts: the restarted group resumes by itself and ends exactly
+    where a run that never lost a rank ends."""
+    steps = "train.max_steps=40"
+    run(train_cmd(2, corpus_file, tmp_path / "straight", steps))
+    cmd = train_cmd(2, corpus_file, tmp_path / "run", steps)
+    cmd.insert(cmd.index("--nproc_per_node=2"), "--max-restarts=1")
+    cmd.insert(cmd.index("--quiet"), "--overwrite")  # even so, a restart never starts over
+    launcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 60
+    while not last.exists():
+        assert launcher.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(worker_pids(launcher.pid)[1], signal.SIGKILL)
+    stdout, stderr = launcher.communicate(timeout=240)
+    assert launcher.returncode == 0, stdout + stderr
+    assert "resuming at step" in stdout  # the second attempt continued the first
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(last)
+    assert b["step"] == 40
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+
+
+def test_two_nodes_on_one_machine_equal_one_process(corpus_file, tmp_path):
+    """Two torchrun agents (--nnodes=2, one rank each) meet at a c10d rendezvous."""
+    run(train_cmd(1, corpus_file, tmp_path / "one", "train.max_steps=20"))
+    port = free_port()
+    agents = []
+    for _ in range(2):
+        cmd = train_cmd(2, corpus_file, tmp_path / "two", "train.max_steps=20")
+        at = cmd.index("--standalone")
+        cmd[at : at + 2] = ["--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
+                            f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=charlstm-test"]  # fmt: skip
+        agents.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}))  # fmt: skip
+    outputs = [a.communicate(timeout=240) for a in agents]
+    for agent, (stdout, stderr) in zip(agents, outputs, strict=True):
+        assert agent.returncode == 0, stdout + stderr
+    assert any("x 2 ranks" in stdout for stdout, _ in outputs)
+    p1 = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
+    p2 = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")
+    for name, tensor in p1["model"].items():
+        assert torch.allclose(tensor, p2["model"][name], atol=1e-5), name
+    for (_, a), (_, b) in zip(losses(tmp_path / "one"), losses(tmp_path / "two"), strict=True):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
