@@ -33,3 +33,20 @@ def test_corpus_shorter_than_one_batch_of_windows():
         CorpusError, match=r"fewer than one window of batch_size x \(bptt \+ 1\) = 8 x 11"
     ):
         TBPTTBatches(np.arange(80, dtype=np.uint8), batch_size=8, bptt=10, device="cpu")
+
+
+def test_windows_read_from_the_memory_map_equal_the_in_ram_windows(tmp_path):
+    ids = np.random.default_rng(0).integers(0, 300, 10_007).astype(np.int16)
+    np.save(tmp_path / "ids.npy", ids)
+    mapped = np.load(tmp_path / "ids.npy", mmap_mode="r")
+    from_map = TBPTTBatches(mapped, batch_size=6, bptt=20, device="cpu")
+    in_ram = TBPTTBatches(np.array(ids), batch_size=6, bptt=20, device="cpu")
+    assert isinstance(from_map.rows, np.memmap)  # a view of the file, not a copy
+    for k in (0, 1, 7, from_map.windows_per_epoch - 1, from_map.windows_per_epoch + 3):
+        a, b = from_map.window(k), in_ram.window(k)
+        assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+        assert a.inputs.dtype == torch.int64 and a.starts_epoch == b.starts_epoch
+    # a rank's view holds its own rows only
+    rank1 = TBPTTBatches(mapped, batch_size=6, bptt=20, device="cpu", streams=slice(3, 6))
+    assert rank1.rows.shape[0] == 3
+    assert torch.equal(rank1.window(5).inputs, in_ram.window(5).inputs[3:])

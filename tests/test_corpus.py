@@ -103,3 +103,70 @@ def test_encoding_memory_stays_near_the_output_size(tmp_path):
     tracemalloc.stop()
     assert len(c.ids) > 19_000_000
     assert peak < 4 * len(c.ids) + 120_000_000  # the array plus a few chunk buffers
+
+
+def test_unchanged_files_are_found_by_fingerprint_without_reading_them(tmp_path, monkeypatch):
+    (tmp_path / "d").mkdir()
+    for i in range(3):
+        (tmp_path / "d" / f"{i}.txt").write_text(f"file {i} ünïcode\n" * 50)
+    first = load_corpus(cfg(tmp_path / "d", tmp_path))
+    reads = []
+    real = corpus_mod._symbol_chunks
+    monkeypatch.setattr(
+        corpus_mod, "_symbol_chunks", lambda *a: (reads.append(1), real(*a))[1]
+    )
+    second = load_corpus(cfg(tmp_path / "d", tmp_path))
+    assert reads == [] and second.key == first.key
+    assert isinstance(second.ids, np.memmap) and np.array_equal(second.ids, first.ids)
+    # touched, same content: read once more to find the key, but not encoded again
+    import os
+
+    os.utime(tmp_path / "d" / "1.txt", ns=(1, 1))
+    third = load_corpus(cfg(tmp_path / "d", tmp_path))
+    assert len(reads) == 1 and third.key == first.key
+    # a changed file: a new key, encoded
+    (tmp_path / "d" / "2.txt").write_text("changed\n")
+    fourth = load_corpus(cfg(tmp_path / "d", tmp_path))
+    assert len(reads) == 3 and fourth.key != first.key
+    assert fourth.vocab.decode(fourth.ids).endswith("changed\n")
+
+
+def test_many_small_files_decode_together_and_a_bad_one_is_named(tmp_path):
+    (tmp_path / "d").mkdir()
+    texts = ["é" * 3, "plain\n", "中文\n", "", "🙂 end\n"]
+    for i, t in enumerate(texts):
+        (tmp_path / "d" / f"{i}.txt").write_text(t, encoding="utf-8")
+    c = load_corpus(cfg(tmp_path / "d", tmp_path))
+    assert c.vocab.decode(c.ids) == "".join(texts)
+    # a file cut inside a character, before one that starts with a continuation byte:
+    # joined they would decode, alone each is invalid; the first is named
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "a.txt").write_bytes(b"ok \xe2\x82")
+    (tmp_path / "e" / "b.txt").write_bytes(b"\xac fine\n")
+    with pytest.raises(CorpusError, match=r"a.txt is not valid UTF-8 \(byte 3\)"):
+        load_corpus(cfg(tmp_path / "e", tmp_path))
+
+
+def test_a_stop_during_encoding_leaves_no_cache_entry(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from charlstm.interrupt import Interrupted, StopRequests
+
+    monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", 1000)
+    (tmp_path / "a.txt").write_text("some text to encode\n" * 5000)
+    real = corpus_mod._symbol_chunks
+
+    def signal_midway(files, mode, digest=None):
+        for n, chunk in enumerate(real(files, mode, digest)):
+            if n == 20 and digest is None:  # in the second pass, with the file half written
+                os.kill(os.getpid(), signal.SIGINT)
+            yield chunk
+
+    monkeypatch.setattr(corpus_mod, "_symbol_chunks", signal_midway)
+    with StopRequests(), pytest.raises(Interrupted, match="SIGINT: encoding corpus stopped"):
+        load_corpus(cfg(tmp_path / "a.txt", tmp_path))
+    assert list((tmp_path / "cache").iterdir()) == []  # no entry, no temporary file
+    monkeypatch.setattr(corpus_mod, "_symbol_chunks", real)
+    c = load_corpus(cfg(tmp_path / "a.txt", tmp_path))  # the next run encodes it whole
+    assert c.vocab.decode(c.ids) == "some text to encode\n" * 5000

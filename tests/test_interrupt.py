@@ -1,0 +1,108 @@
+"""Prompt stops: a signal during validation, eval or a long sample ends the command
+within two seconds, with one line; training saves last.pt first."""
+
+import io
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from charlstm import progress
+from charlstm.checkpoint import load_checkpoint
+from charlstm.interrupt import Interrupted, StopRequests
+from charlstm.progress import Work
+from tests.conftest import make_text
+
+
+def charlstm(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "charlstm", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop_and_time(proc: subprocess.Popen, signum: int) -> tuple[float, str, str]:
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=30)
+    return time.monotonic() - sent, stdout, stderr
+
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        if text in line:
+            return
+        assert time.monotonic() < deadline
+    pytest.fail(f"never printed {text!r}: {proc.communicate()}")
+
+
+@pytest.fixture(scope="module")
+def long_text(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("long") / "long.txt"
+    path.write_text(make_text(lines=40_000), encoding="utf-8")  # ~1.1 M characters
+    return path
+
+
+def test_a_stop_during_validation_saves_and_exits_promptly(long_text, tmp_path):
+    # The whole 550 k-character split at every validation: many seconds each.
+    out = tmp_path / "run"
+    sets = [f"data.path={long_text}", f"train.out_dir={out}", "data.val_fraction=0.5",
+            "train.eval_chars=null", "train.eval_every=3", "train.max_steps=1000",
+            "train.batch_size=4", "train.bptt=16", "train.device=cpu", "log.sample_length=0",
+            f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    proc = charlstm("train", "--quiet", *[a for s in sets for a in ("--set", s)])
+    wait_for_line(proc, "model:")
+    time.sleep(2.0)  # three quick steps, then well inside the first validation
+    took, _, stderr = stop_and_time(proc, signal.SIGTERM)
+    assert proc.returncode == 143 and took < 2.0, (took, stderr)
+    assert stderr.strip().startswith("SIGTERM: stopped during validation after step 3")
+    assert "Traceback" not in stderr
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
+
+
+def test_eval_of_a_long_text_stops_promptly(trained_run, long_text):
+    proc = charlstm("eval", "-c", str(trained_run), "--text", str(long_text), "--streams", "1")
+    time.sleep(4.0)  # started, loaded, scoring (a one-stream pass takes much longer)
+    assert proc.poll() is None
+    took, stdout, stderr = stop_and_time(proc, signal.SIGINT)
+    assert proc.returncode == 130 and took < 2.0, (took, stderr)
+    assert stderr.strip() == "SIGINT: evaluating stopped" and stdout == ""
+
+
+def test_a_long_sample_stops_promptly(trained_run):
+    proc = charlstm("sample", "-c", str(trained_run), "--length", "10000000", "--seed", "1")
+    proc.stdout.read(2000)  # streaming: it is generating
+    took, _, stderr = stop_and_time(proc, signal.SIGINT)
+    assert proc.returncode == 130 and took < 2.0
+    assert stderr.strip() == "SIGINT: sampling stopped"
+
+
+def test_work_shows_nothing_at_first_then_plain_lines_with_rate_and_time_left(monkeypatch):
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=200)
+    with Work("encoding corpus", 4_000_000, "bytes", console) as work:
+        work.advance(1_000_000, files=3)
+    assert buffer.getvalue() == ""  # under a second: silent
+    monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL_S", 0.0)
+    with Work("encoding corpus", 4_000_000, "bytes", console) as work:
+        work.advance(1_000_000, files=3)
+    line = buffer.getvalue().strip()
+    assert line.startswith("encoding corpus: 1.0 MB of 4.0 MB (25%), 3 files, ")
+    assert "MB/s, left " in line
+
+
+def test_work_honours_a_stop_request():
+    with StopRequests(), Work("evaluating", 10) as work:
+        work.advance(1)
+        signal.raise_signal(signal.SIGINT)
+        with pytest.raises(Interrupted, match="SIGINT: evaluating stopped") as stopped:
+            work.advance(1)
+    assert stopped.value.exit_code == 130
