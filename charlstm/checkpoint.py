@@ -45,10 +45,11 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # a full disk can surface as either
         tmp.unlink(missing_ok=True)
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise CheckpointError(
-            f"could not write checkpoint {path}: {err.strerror or err}; "
+            f"could not write checkpoint {path}: {str(reason).splitlines()[0]}; "
             "the previous checkpoint (if any) is intact"
         ) from None
 
@@ -206,4 +207,6 @@ def restore_rng(rng: dict[str, Any]) -> None:
     version, internal, gauss_next = rng["python"]
     random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        # Saved on a machine with more GPUs (or fewer): the GPUs both have get theirs.
+        for index, state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state.cpu(), index)

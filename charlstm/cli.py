@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -35,6 +37,18 @@ CheckpointOpt = Annotated[
         help="A checkpoint file or run folder (default: newest run under runs/).",
     ),
 ]
+
+
+def write_out(text: str) -> None:
+    """Text to stdout, at once. When the reader has gone (`charlstm sample | head -c 20`)
+    the command ends quietly with the status of a process killed by SIGPIPE, as other
+    Unix tools do; later writes (Python's own flush at exit) go nowhere."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(128 + signal.SIGPIPE) from None
 
 
 def fail(error: CharlstmError) -> typer.Exit:
@@ -130,8 +144,8 @@ def sample(
 ) -> None:
     """Generate text from a checkpoint, streaming it as it is generated."""
     from charlstm.checkpoint import load_for_inference
+    from charlstm.device import pick_device
     from charlstm.sample import SampleSettings, generate
-    from charlstm.train import pick_device
 
     try:
         settings = SampleSettings(
@@ -140,19 +154,18 @@ def sample(
         model, vocab, _, _ = load_for_inference(checkpoint, pick_device(device))
         stream = num_samples == 1
 
-        def show(_index: int, piece: str) -> None:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-
         with StopRequests():
-            texts = generate(model, vocab, prime, settings, on_text=show if stream else None)
+            texts = generate(
+                model,
+                vocab,
+                prime,
+                settings,
+                on_text=(lambda _i, t: write_out(t)) if stream else None,
+            )
     except CharlstmError as error:
         raise fail(error) from None
     separator = "\n" + "-" * 40 + "\n"
-    if stream:
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(separator.join(texts) + "\n")
+    write_out("\n" if stream else separator.join(texts) + "\n")
     if output is not None:
         try:
             output.write_text(separator.join(texts) + "\n", encoding="utf-8")
@@ -191,34 +204,42 @@ def evaluate(
     """Loss, bits per character and perplexity of a checkpoint on a text (or, with
     --task, its exact-match accuracy on fresh examples of a synthetic language)."""
     from charlstm.checkpoint import load_for_inference
-    from charlstm.evaluate import evaluate_on, score_task
-    from charlstm.train import pick_device
+    from charlstm.device import pick_device
+    from charlstm.evaluate import check_eval_options, evaluate_on, score_task
+    from charlstm.tasks import check_task_options
 
     try:
-        model, vocab, cfg, _ = load_for_inference(checkpoint, pick_device(device))
         if task is not None:
-            score = score_task(model, vocab, task, count, seed, n_min, n_max)
-            if as_json:
-                sys.stdout.write(json.dumps(score.to_dict()) + "\n")
-                return
-            out.print(f"{task}: {score.accuracy:.1%} exact ({score.correct}/{score.total})")
-            for n, (c, t) in sorted(score.per_n.items()):
-                out.print(f"  N={n:>3}: {c / t:6.1%} ({c}/{t})")
-            return
+            check_task_options(task, count, n_min, n_max)
+        else:
+            check_eval_options(text, split, streams, window)
+        model, vocab, cfg, payload = load_for_inference(checkpoint, pick_device(device))
         with StopRequests():
-            result = evaluate_on(
-                model,
-                vocab,
-                cfg,
-                text=text,
-                split=split,
-                streams=streams,
-                window=window,
-                show_progress=True,
-                console=err,
-            )
+            if task is not None:
+                score = score_task(model, vocab, task, count, seed, n_min, n_max)
+            else:
+                result = evaluate_on(
+                    model,
+                    vocab,
+                    cfg,
+                    text=text,
+                    split=split,
+                    corpus_key=payload.get("corpus_key"),
+                    streams=streams,
+                    window=window,
+                    show_progress=True,
+                    console=err,
+                )
     except CharlstmError as error:
         raise fail(error) from None
+    if task is not None:
+        if as_json:
+            sys.stdout.write(json.dumps(score.to_dict()) + "\n")
+            return
+        out.print(f"{task}: {score.accuracy:.1%} exact ({score.correct}/{score.total})")
+        for n, (c, t) in sorted(score.per_n.items()):
+            out.print(f"  N={n:>3}: {c / t:6.1%} ({c}/{t})")
+        return
     numbers = {
         "loss": result.loss,
         "bpc": result.bpc,
@@ -252,9 +273,10 @@ def tasks_generate(
     n_max: Annotated[int, typer.Option("--n-max", help="Largest N.")] = 10,
 ) -> None:
     """Write examples of a synthetic task (train on them with data.path: task:NAME)."""
-    from charlstm.tasks import corpus_text
+    from charlstm.tasks import check_task_options, corpus_text
 
     try:
+        check_task_options(name, count, n_min, n_max)
         text = corpus_text(name, count, seed, n_min, n_max)
         out_file.write_text(text, encoding="utf-8")
     except CharlstmError as error:
@@ -296,13 +318,20 @@ def inspect(
     from charlstm.activations import builtin_features, parse_feature, rank_units, record
     from charlstm.checkpoint import load_for_inference
     from charlstm.evaluate import read_text_file
-    from charlstm.report import write_report
+    from charlstm.report import REPORT_FORMATS, write_report
 
     try:
         if (text_file is None) == (prime is None):
             raise CharlstmError("inspect needs exactly one of --text FILE and --prime TEXT")
         if max_chars < 1 or top < 1:
             raise CharlstmError("--max-chars and --top must be >= 1")
+        if unknown not in ("error", "skip"):
+            raise CharlstmError(f"--unknown must be error or skip (got {unknown!r})")
+        chosen = fmt or out_file.suffix.lstrip(".") or "html"
+        if chosen not in REPORT_FORMATS:
+            raise CharlstmError(f"--format must be {', '.join(REPORT_FORMATS)} (got {chosen!r})")
+        for spec in feature or []:
+            parse_feature(spec, "")  # a bad name=REGEX fails now, not after the run
         text = (read_text_file(text_file) if text_file is not None else prime)[:max_chars]
         model, vocab, _, _ = load_for_inference(checkpoint)
         with StopRequests():
@@ -311,7 +340,6 @@ def inspect(
         features = builtin_features(shown)
         features.update(parse_feature(spec, shown) for spec in feature or [])
         ranking = rank_units(acts, features, top)
-        chosen = fmt or out_file.suffix.lstrip(".") or "html"
         title = f"{text_file.name if text_file else 'prime'}, {model.cfg.num_layers}x"
         title += f"{model.cfg.hidden_size} {model.cfg.cell}"
         write_report(out_file, acts, features, ranking, chosen, title)

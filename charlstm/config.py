@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from typing import Any, Literal
 import yaml
 
 from charlstm.errors import ConfigError
+
+# What a device option accepts (train.device, --device).
+DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 
 
 def _require(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -113,8 +117,9 @@ class TrainConfig:
     eval_chars: int | None = 100_000
     checkpoint_every: int = 250
     seed: int = 1337
-    # auto = cuda, then mps, then cpu.
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    # auto = cuda, then mps, then cpu; cuda:N picks one GPU (under torchrun each rank
+    # takes the GPU of its local rank).
+    device: str = "auto"
     out_dir: str = "runs/default"
     # CPU threads for PyTorch; null = PyTorch's own choice.
     threads: int | None = None
@@ -153,6 +158,12 @@ class TrainConfig:
             self.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", self.checkpoint_every
         )
         _require(self.max_nonfinite >= 1, "train.max_nonfinite", ">= 1", self.max_nonfinite)
+        _require(
+            DEVICE_NAME.fullmatch(self.device) is not None,
+            "train.device",
+            "auto, cpu, cuda, cuda:N or mps",
+            self.device,
+        )
         _require(bool(self.out_dir.strip()), "train.out_dir", "a non-empty path", self.out_dir)
 
 

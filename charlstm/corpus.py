@@ -82,6 +82,15 @@ def load_corpus(cfg: DataConfig, console: Console | None = None, quiet: bool = F
     return Corpus(ids, vocab, cfg.path, len(files), key)
 
 
+def changed_corpus(path: str, what: str) -> str:
+    """The one line for a corpus that is no longer the text a checkpoint trained on."""
+    return (
+        f"data.path {path} is not the text this checkpoint was trained on (its content "
+        f"changed since): cannot {what}; to train on new text, start a new run from "
+        "these weights (fine-tuning)"
+    )
+
+
 def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 

@@ -39,6 +39,7 @@ class Ranks:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.active = self.world > 1
+        self._host_group = None  # None: the default group (already on the CPU)
 
     @property
     def is_main(self) -> bool:
@@ -62,6 +63,12 @@ class Ranks:
             dist.init_process_group(
                 backend, store=store, rank=rank, world_size=world, timeout=TIMEOUT
             )
+        # Host-side flags (stop now? time up?) are agreed every step: over NCCL that
+        # would copy them to the GPU and read them back, waiting for the device each
+        # step. A gloo group beside it agrees on them on the CPU instead.
+        if dist.get_backend() == "nccl":
+            self._host_group = dist.new_group(backend="gloo")
+
         return device
 
     def stop(self, finished: bool) -> None:
@@ -104,12 +111,12 @@ class Ranks:
         ids = [device.index] if device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
-    def any(self, *flags: bool | torch.Tensor) -> list[bool]:
-        """For each flag: is it true on any rank? One small collective for all of them."""
-        values = torch.stack([torch.as_tensor(f, dtype=torch.float32).reshape(()) for f in flags])
+    def any(self, *flags: bool) -> list[bool]:
+        """For each host-side flag: is it true on any rank? One small collective on the
+        CPU for all of them; it never waits for the device."""
+        values = torch.tensor([float(f) for f in flags])
         if self.active:
-            values = values.to(self._collective_device())
-            dist.all_reduce(values, op=dist.ReduceOp.MAX)
+            dist.all_reduce(values, op=dist.ReduceOp.MAX, group=self._host_group)
         return [bool(v) for v in values.tolist()]
 
     def any_on_device(self, flag: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from charlstm.config import Config
-from charlstm.corpus import load_corpus
+from charlstm.corpus import changed_corpus, load_corpus
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.model import CharRNN
 from charlstm.progress import Work
@@ -114,31 +114,42 @@ def evaluate_text(model: CharRNN, vocab: Vocab, text: str, **kwargs) -> EvalResu
     return EvalResult(result.loss, result.chars, result.seconds, unknown=int((~known).sum()))
 
 
+def check_eval_options(text: Path | None, split: str | None, streams: int, window: int) -> None:
+    """`charlstm eval`'s options, checked before any work starts."""
+    if (text is None) == (split is None):
+        raise CharlstmError("give exactly one of --text FILE or --split val")
+    if split is not None and split != "val":
+        raise CharlstmError(f"--split must be 'val' (got {split!r})")
+    if text is not None and not text.is_file():
+        raise CorpusError(f"--text {text}: no such file")
+    if streams < 1:
+        raise CharlstmError(f"--streams must be >= 1 (got {streams})")
+    if window < 1:
+        raise CharlstmError(f"--window must be >= 1 (got {window})")
+
+
 def evaluate_on(
     model: CharRNN,
     vocab: Vocab,
     cfg: Config,
     text: Path | None = None,
     split: str | None = None,
+    corpus_key: str | None = None,
     **kwargs,
 ) -> EvalResult:
     """`charlstm eval`'s choice of what to score: a file, or the training corpus's
-    validation split (rebuilt from the corpus on this machine, which must still match)."""
-    if (text is None) == (split is None):
-        raise CharlstmError("give exactly one of --text FILE or --split val")
+    validation split (rebuilt from the corpus on this machine, which must still be the
+    text the checkpoint was trained on: `corpus_key` is the key it recorded)."""
+    check_eval_options(text, split, kwargs.get("streams", 16), kwargs.get("window", 512))
     if text is not None:
         if vocab.mode == "byte":  # any file: score its bytes as they are
             content = _read_bytes(text)
             return evaluate_ids(model, np.frombuffer(content, dtype=np.uint8), **kwargs)
         return evaluate_text(model, vocab, read_text_file(text), **kwargs)
-    if split != "val":
-        raise CharlstmError(f"--split must be 'val' (got {split!r})")
-    corpus = load_corpus(cfg.data)
-    if corpus.vocab != vocab:
-        raise CorpusError(
-            f"the corpus at {cfg.data.path} no longer matches the checkpoint's vocabulary"
-        )
-    return evaluate_ids(model, np.asarray(corpus.split(cfg.data.val_fraction)[1]), **kwargs)
+    corpus = load_corpus(cfg.data, kwargs.get("console"))
+    if corpus.vocab != vocab or (corpus_key is not None and corpus.key != corpus_key):
+        raise CorpusError(changed_corpus(cfg.data.path, "score its validation split"))
+    return evaluate_ids(model, corpus.split(cfg.data.val_fraction)[1], **kwargs)
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -32,6 +32,9 @@ def display_values(acts: Activations) -> np.ndarray:
     return np.round(np.stack(shown) * 127).astype(np.int8)
 
 
+REPORT_FORMATS = ("html", "npz", "json")
+
+
 def write_report(
     path: Path,
     acts: Activations,
@@ -47,7 +50,7 @@ def write_report(
     elif fmt == "npz":
         content = None
     else:
-        raise CharlstmError(f"--format must be html, npz or json (got {fmt!r})")
+        raise CharlstmError(f"--format must be {', '.join(REPORT_FORMATS)} (got {fmt!r})")
     try:
         if content is None:
             with path.open("wb") as handle:

@@ -3,7 +3,8 @@
 A resumed run must continue the same learning problem: the same model shape, the same
 vocabulary and the same stream layout (corpus, split, batch_size, bptt), or the weights,
 optimizer moments and carried hidden state no longer fit. Everything else (max_steps,
-max_seconds, eval_every, lr schedule, logging) may change and is reported.
+max_seconds, eval_every, lr schedule, weight decay, logging) may change, takes effect
+and is reported; the seed may not (the random states come from the checkpoint).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from charlstm.checkpoint import LAST, checkpoint_dir, load_checkpoint
 from charlstm.config import Config
+from charlstm.corpus import changed_corpus
 from charlstm.errors import CheckpointError
 from charlstm.vocab import Vocab
 
@@ -23,8 +25,14 @@ FIXED_KEYS = (
     "data.include",
     "data.vocab",
     "data.val_fraction",
+    "data.task_count",
+    "data.task_seed",
+    "data.task_n_min",
+    "data.task_n_max",
     "train.batch_size",
     "train.bptt",
+    # The random states come from the checkpoint: a new seed could not take effect.
+    "train.seed",
 )
 
 
@@ -34,7 +42,9 @@ def _flat(cfg: Config) -> dict[str, Any]:
     }
 
 
-def check_resumable(payload: dict[str, Any], cfg: Config, vocab: Vocab) -> list[str]:
+def check_resumable(
+    payload: dict[str, Any], cfg: Config, vocab: Vocab, corpus_key: str
+) -> list[str]:
     """Raise CheckpointError when `cfg` cannot continue the checkpoint; else list the
     settings that changed, as `key: old -> new`."""
     try:
@@ -52,6 +62,8 @@ def check_resumable(payload: dict[str, Any], cfg: Config, vocab: Vocab) -> list[
         raise CheckpointError(
             f"cannot resume with a changed {shown}: start a new run (a new train.out_dir)"
         )
+    if payload.get("corpus_key", corpus_key) != corpus_key:
+        raise CheckpointError(changed_corpus(cfg.data.path, "resume"))
     if saved_vocab != vocab:
         raise CheckpointError(
             f"cannot resume: the corpus now has a different vocabulary ({vocab.size} symbols, "
@@ -73,8 +85,7 @@ def resume_payload(run: Path) -> tuple[dict[str, Any], Config, Path]:
         path, run = run, run.parent.parent  # RUN/checkpoints/last.pt continues RUN
     else:
         raise CheckpointError(
-            f"--resume takes a run folder (or a checkpoint in its checkpoints/ folder), "
-            f"not {run}"
+            f"--resume takes a run folder (or a checkpoint in its checkpoints/ folder), not {run}"
         )
     payload = load_checkpoint(path)
     try:

@@ -65,7 +65,7 @@ PREFIX = "task:"
 DEFAULT_N = (1, 10)
 
 
-def examples(name: str, count: int, seed: int, n_min: int = 1, n_max: int = 10) -> list[Example]:
+def check_task_options(name: str, count: int, n_min: int, n_max: int) -> None:
     if name not in TASKS:
         raise CharlstmError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
     if not 1 <= n_min <= n_max:
@@ -74,6 +74,10 @@ def examples(name: str, count: int, seed: int, n_min: int = 1, n_max: int = 10) 
         )
     if count < 1:
         raise CharlstmError(f"--count must be >= 1 (got {count})")
+
+
+def examples(name: str, count: int, seed: int, n_min: int = 1, n_max: int = 10) -> list[Example]:
+    check_task_options(name, count, n_min, n_max)
     rng = random.Random(f"{name}/{seed}")
     return [TASKS[name](rng, rng.randint(n_min, n_max)) for _ in range(count)]
 

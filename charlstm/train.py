@@ -9,14 +9,12 @@ resumed produces the same parameters as one that never stopped.
 from __future__ import annotations
 
 import math
-import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -25,8 +23,9 @@ from charlstm import checkpoint as ckpt
 from charlstm.batches import TBPTTBatches
 from charlstm.config import Config, TrainConfig
 from charlstm.corpus import load_corpus
+from charlstm.device import pick_device, seed_everything
 from charlstm.distributed import Ranks
-from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.evaluate import evaluate_ids
 from charlstm.interrupt import Interrupted, StopRequests, interrupted
 from charlstm.model import (
@@ -40,7 +39,9 @@ from charlstm.model import (
 from charlstm.monitor import RunWriter, TrainMeter
 from charlstm.progress import TrainingProgress
 from charlstm.resume import check_resumable
+from charlstm.runlock import RunLock
 from charlstm.sample import SampleSettings, generate
+from charlstm.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -64,37 +65,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return floor + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - floor)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-    }
-    if not available[name]:
-        raise CharlstmError(
-            f"train.device={name} but no {name} device is available (use auto or cpu)"
-        )
-    return torch.device(name)
-
-
 def fused_optimizer_state(saved: dict[str, Any]) -> dict[str, Any]:
     """An AdamW state dict set to load as the fused optimizer, whatever it was saved as
     (loading keeps the saved group options, and only the fused kernel skips on the
     device); its step counters then move to the parameters' device, as fused needs."""
     groups = [{**g, "fused": True, "foreach": None} for g in saved["param_groups"]]
     return {**saved, "param_groups": groups}
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 class Trainer:
@@ -113,15 +89,25 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.ranks = Ranks()
-        self.device = self.ranks.start(pick_device(t.device))
+        self.device = self.ranks.start(pick_device(t.device, "train.device"))
         self.is_main = self.ranks.is_main
         # Rank 0 draws exactly what a single process would; other ranks their own dropout.
         seed_everything(t.seed + self.ranks.rank)
         self.out_dir = Path(t.out_dir)
         self.ckpt_dir = ckpt.checkpoint_dir(self.out_dir)
         self.overwrite = overwrite
+        # Taken before anything in out_dir is read or removed (--overwrite).
+        self.lock = RunLock(self.out_dir) if self.is_main else None
+        try:
+            self._set_up(resume, quiet)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _set_up(self, resume: dict[str, Any] | None, quiet: bool) -> None:
+        cfg, t = self.cfg, self.cfg.train
         previous_run = self.ckpt_dir / ckpt.LAST
-        if self.is_main and resume is None and previous_run.exists() and not overwrite:
+        if self.is_main and resume is None and previous_run.exists() and not self.overwrite:
             raise CheckpointError(
                 f"{self.out_dir} already holds a run ({previous_run}): resume it with "
                 f"--resume {self.out_dir}, pick another train.out_dir, or pass --overwrite"
@@ -131,6 +117,7 @@ class Trainer:
         corpus = self.ranks.main_first(lambda: load_corpus(cfg.data, shown, quiet))
         self.vocab = corpus.vocab
         self.corpus_key = corpus.key
+        _check_sample_prime(cfg.log.sample_prime, self.vocab)
         train_ids, val_ids = corpus.split(cfg.data.val_fraction)
         # The same stretch every time (see TrainConfig.eval_chars); +1: targets of the last.
         self.val_ids = val_ids[: t.eval_chars + 1] if t.eval_chars else val_ids
@@ -168,11 +155,17 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
 
+    def _release_lock(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
     # -- checkpoints -------------------------------------------------------------------
     def _restore(self, payload: dict[str, Any]) -> None:
-        self.resume_changes = check_resumable(payload, self.cfg, self.vocab)
+        self.resume_changes = check_resumable(payload, self.cfg, self.vocab, self.corpus_key)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(fused_optimizer_state(payload["optimizer"]))
+        for group in self.optimizer.param_groups:  # loading restored the saved value
+            group["weight_decay"] = self.cfg.train.weight_decay
         self.step = int(payload["step"])
         cell = self.cfg.model.cell
         if payload["state"]:  # saved for all streams; this rank carries its own
@@ -333,6 +326,7 @@ class Trainer:
             progress.close()
             writer.close()
             self.ranks.stop(finished)
+            self._release_lock()
         return TrainSummary(
             self.step, self.best_val_loss, self.last_val_loss, self.out_dir, elapsed()
         )
@@ -429,3 +423,14 @@ class Trainer:
             raise CheckpointError(
                 f"train.out_dir {self.out_dir} is not writable: {err.strerror or err}"
             ) from None
+
+
+def _check_sample_prime(prime: str, vocab: Vocab) -> None:
+    """The prime of the validation samples, checked before any training time is spent."""
+    missing = sorted({ch for ch in prime if vocab.id_of(ch) is None})
+    if missing:
+        shown = ", ".join(repr(ch) for ch in missing[:10])
+        raise ConfigError(
+            f"config: log.sample_prime has {len(missing)} character(s) the corpus lacks "
+            f"({shown}): change log.sample_prime"
+        )

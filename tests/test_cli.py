@@ -182,3 +182,90 @@ def test_parser_errors_through_the_entry_point(args):
 )
 def test_every_out_of_range_value_is_one_line_at_the_command_line(override, named):
     assert_one_line_error(invoke("train", "--set", override), named)
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["eval", "--split", "val", "--streams", "0"], "--streams must be >= 1 (got 0)"),
+        (["eval", "--split", "val", "--streams", "-3"], "--streams must be >= 1 (got -3)"),
+        (["eval", "--split", "val", "--window", "0"], "--window must be >= 1 (got 0)"),
+        (["eval", "--split", "val", "--window", "-1"], "--window must be >= 1 (got -1)"),
+        (["eval", "--split", "test"], "--split must be 'val'"),
+        (["eval", "--text", "no/such.txt"], "--text no/such.txt: no such file"),
+        (["eval", "--task", "counter", "--count", "0"], "--count must be >= 1"),
+        (["eval", "--task", "countr"], "unknown task 'countr'"),
+        (["eval", "--split", "val", "--device", "gpu"], "--device must be auto, cpu, cuda"),
+        (["eval", "--split", "val", "--device", "cuda:7"], "--device=cuda:7 but this machine"),
+        (["sample", "--device", "cuda:x"], "--device must be auto, cpu, cuda, cuda:N or mps"),
+        (["sample", "--device", "cuda:7"], "--device=cuda:7 but this machine has"),
+        (["inspect", "--out", "r.html", "--prime", "the", "--top", "0"], "--top must be"),
+        (["inspect", "--out", "r.pdf", "--prime", "the"], "--format must be html, npz, json"),
+        (["inspect", "--out", "r.html", "--prime", "a", "--unknown", "drop"], "--unknown must"),
+        (["inspect", "--out", "r.html", "--prime", "a", "--feature", "x=("], "not a regular"),
+        (["tasks", "generate", "counter", "--out", "t.txt", "--n-min", "5", "--n-max", "2"],
+         "1 <= n-min <= n-max"),  # fmt: skip
+    ],
+)
+def test_every_option_is_checked_before_any_work(trained_run, tmp_path, args, named):
+    if args[0] in ("eval", "sample", "inspect"):
+        args = [args[0], "-c", str(trained_run), *args[1:]]
+    if "cuda:7" in args and __import__("torch").cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    result = runner.invoke(app, args)
+    assert_one_line_error(result, named)
+    assert not (tmp_path / "t.txt").exists()
+
+
+def test_resume_takes_a_run_folder_or_its_checkpoint_file(corpus_file, tmp_path):
+    out = tmp_path / "run"
+    base = [f"--set={s}" for s in small_config_sets(corpus_file, out, "train.max_steps=20")]
+    assert invoke("train", "--quiet", *base).exit_code == 0
+    resumed = invoke(
+        "train", "--quiet", "--resume", out / "checkpoints" / "last.pt",
+        "--set", "train.max_steps=30",
+    )  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming at step 20" in resumed.output and "done: 30 steps" in resumed.output
+    stray = tmp_path / "elsewhere.pt"
+    stray.write_bytes((out / "checkpoints" / "last.pt").read_bytes())
+    assert_one_line_error(
+        invoke("train", "--resume", stray), "--resume takes a run folder", str(stray)
+    )
+
+
+def small_config_sets(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        f"data.path={corpus}", f"train.out_dir={out}", "model.hidden_size=32",
+        "model.embedding_dim=16", "train.batch_size=8", "train.bptt=32", "train.device=cpu",
+        "train.eval_every=10", "train.checkpoint_every=10", "log.sample_length=20", *extra,
+    ]  # fmt: skip
+
+
+def test_a_sample_prime_outside_the_corpus_is_refused_before_training(corpus_file, tmp_path):
+    out = tmp_path / "run"
+    sets = small_config_sets(corpus_file, out, "log.sample_prime=Ωmega")
+    result = invoke("train", "--quiet", *[f"--set={s}" for s in sets])
+    assert_one_line_error(result, "log.sample_prime has 1 character(s) the corpus lacks", "'Ω'")
+    assert not (out / "checkpoints").exists()
+
+
+def test_sample_into_a_closed_pipe_ends_quietly(trained_run):
+    cmd = f"{sys.executable} -m charlstm sample -c {trained_run} --length 200000 | head -c 20"
+    proc = subprocess.run(
+        ["bash", "-c", cmd + "; echo; echo ${PIPESTATUS[0]}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.stderr == ""
+    assert proc.stdout.splitlines()[-1] in ("0", "141")  # no error status of our own
+
+
+def test_sample_and_eval_do_not_import_training_or_tensorboard(trained_run):
+    code = (
+        "import sys\nfrom charlstm.cli import main\nsys.argv = ['charlstm', 'eval', '-c', "
+        f"{str(trained_run)!r}, '--split', 'val', '--json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m == 'charlstm.train' or 'tensorboard' in m))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr

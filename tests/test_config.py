@@ -75,7 +75,7 @@ def test_unknown_key_in_yaml(tmp_path):
         ("train.lr=0", "train.lr must be > 0"),
         ("train.lr=-1", "train.lr must be > 0"),
         ("model.cell=transformer", "model.cell must be one of lstm, gru, rnn"),
-        ("train.device=tpu", "train.device must be one of"),
+        ("train.device=tpu", "train.device must be auto, cpu, cuda, cuda:N or mps"),
         ("data.vocab=word", "data.vocab must be one of char, byte"),
     ],
 )

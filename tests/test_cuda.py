@@ -28,7 +28,10 @@ def cuda_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cuda")
     corpus = root / "corpus.txt"
     corpus.write_text(make_text(), encoding="utf-8")
-    train(small_config(corpus, root / "run", "train.device=cuda", "train.max_steps=300"), root)
+    cfg = small_config(
+        corpus, root / "run", "train.device=cuda", "train.max_steps=300", "train.precision=bf16"
+    )
+    train(cfg, root)
     return root / "run"
 
 
@@ -101,3 +104,14 @@ def test_bf16_autocast_trains_as_well(tmp_path):
     }
     assert runs["fp32"].best_val_loss < 0.45 * math.log(runs["fp32"].vocab.size)
     assert runs["bf16"].best_val_loss < 1.1 * runs["fp32"].best_val_loss
+
+
+def test_rng_states_saved_with_more_gpus_restore_on_fewer():
+    from charlstm.checkpoint import capture_rng, restore_rng
+
+    rng = capture_rng()
+    extra = torch.cuda.device_count() + 2  # as if saved on a machine with two more GPUs
+    rng["cuda"] = [rng["cuda"][0]] * extra
+    torch.cuda.manual_seed_all(5)
+    restore_rng(rng)
+    assert torch.equal(torch.cuda.get_rng_state(0), rng["cuda"][0])

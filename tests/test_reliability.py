@@ -227,3 +227,144 @@ def test_a_new_run_never_replaces_an_old_one_unasked(corpus_file, tmp_path):
     assert result.exit_code == 0, result.output
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 5
     assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 1
+
+
+# -- one run per folder --------------------------------------------------------------
+
+
+def test_a_second_process_into_a_live_run_folder_refuses_and_the_run_survives(
+    corpus_file, tmp_path
+):
+    out = tmp_path / "run"
+    live = start_training(corpus_file, out, "train.checkpoint_every=20")
+    wait_for(out / "checkpoints" / "last.pt", live)
+    for extra in (["--overwrite"], ["--resume", str(out)], []):
+        cmd = [sys.executable, "-m", "charlstm", "train", "--quiet", *extra,
+               "--set", f"data.path={corpus_file}", "--set", f"train.out_dir={out}",
+               "--set", "train.batch_size=8", "--set", "train.bptt=32",
+               "--set", "model.hidden_size=64", "--set", "train.device=cpu"]  # fmt: skip
+        if extra[:1] == ["--resume"]:
+            cmd = cmd[: cmd.index("--set")]
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1, second.stdout + second.stderr
+        line = second.stderr.strip()
+        assert line == (
+            f"error: {out} is in use by another charlstm train (pid {live.pid}): wait for it "
+            "to end or stop it, or pick another train.out_dir"
+        )
+    assert live.poll() is None  # untouched: still training, checkpoints still there
+    step = load_checkpoint(out / "checkpoints" / "last.pt")["step"]
+    time.sleep(1.5)
+    live.kill()  # kill -9: the kernel drops the lock with the process
+    live.wait()
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] >= step
+    resumed = start_training(corpus_file, out, "train.max_steps=1", resume=True)
+    _, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0 or "max_steps" in stderr, stderr
+    assert "in use by another" not in stderr
+
+
+# -- resume keeps its promise ------------------------------------------------------------
+
+
+def trained(corpus_file, tmp_path):
+    cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=10")
+    Trainer(cfg, console=quiet(tmp_path), quiet=True).run()
+    return load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+
+
+@pytest.mark.parametrize(
+    "change, effect",
+    [
+        ("train.weight_decay=0.5", lambda t: t.optimizer.param_groups[0]["weight_decay"] == 0.5),
+        ("train.lr=0.05", lambda t: t.optimizer.param_groups[0]["lr"] == pytest.approx(
+            __import__("charlstm.train").train.lr_at(t.step - 1, t.cfg.train))),  # fmt: skip
+        ("train.max_steps=13", lambda t: t.step == 13),
+        ("train.eval_chars=20", lambda t: len(t.val_ids) == 21),
+    ],
+)
+def test_each_change_allowed_on_resume_takes_effect(corpus_file, tmp_path, change, effect):
+    payload = trained(corpus_file, tmp_path)
+    cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=13", change)
+    trainer = Trainer(cfg, resume=payload, console=quiet(tmp_path), quiet=True)
+    assert any(c.startswith(change.split("=")[0]) for c in trainer.resume_changes) or (
+        "max_steps" in change
+    )
+    trainer.run()
+    assert effect(trainer)
+
+
+@pytest.mark.parametrize("change", ["train.seed=7", "data.task_seed=3", "data.task_count=500"])
+def test_changes_that_could_not_take_effect_are_refused(tmp_path, change):
+    task = ["data.path=task:counter", "data.task_count=400"]
+    cfg = small_config(tmp_path, tmp_path / "run", "train.max_steps=5", *task)
+    Trainer(cfg, console=quiet(tmp_path), quiet=True).run()
+    payload = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    changed = small_config(tmp_path, tmp_path / "run", "train.max_steps=9", *task, change)
+    with pytest.raises(CheckpointError, match=f"cannot resume with a changed {change.split('=')[0]}"):
+        Trainer(changed, resume=payload, console=quiet(tmp_path), quiet=True)
+
+
+def test_a_corpus_whose_content_changed_is_refused_by_resume_and_eval(corpus_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    payload = trained(corpus_file, tmp_path)
+    assert len(payload["corpus_key"]) == 32
+    text = corpus_file.read_text()
+    corpus_file.write_text(text.replace("cat", "dog"))  # same vocabulary, other text
+    cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=20")
+    with pytest.raises(CheckpointError, match=f"data.path {corpus_file} is not the text"):
+        Trainer(cfg, resume=payload, console=quiet(tmp_path), quiet=True)
+    result = CliRunner().invoke(app, ["eval", "-c", str(tmp_path / "run"), "--split", "val"])
+    assert result.exit_code == 1 and "is not the text this checkpoint was trained on" in (
+        result.output
+    )
+    assert "fine-tuning" in result.output
+    corpus_file.write_text(text)  # back as it was: both work again
+    result = CliRunner().invoke(app, ["eval", "-c", str(tmp_path / "run"), "--split", "val"])
+    assert result.exit_code == 0, result.output
+
+
+# -- real faults --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 3 MB tmpfs, when the tests run as root and may mount one."""
+    import os
+
+    mount = tmp_path / "small-fs"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                          capture_output=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(
+    corpus_file, tmp_path, small_filesystem
+):
+    out = small_filesystem / "run"
+    proc = start_training(corpus_file, out, "train.checkpoint_every=10", "model.hidden_size=96")
+    wait_for(out / "checkpoints" / "last.pt", proc)
+    saved = load_checkpoint(out / "checkpoints" / "last.pt")["step"]
+    with open(small_filesystem / "filler", "wb") as f:  # fill what is left
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    line = stderr.strip()
+    assert "\n" not in line and "Traceback" not in stderr
+    assert line.startswith("error: could not write checkpoint") and "intact" in line
+    after = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert after["step"] >= saved and not list((out / "checkpoints").glob("*.tmp"))

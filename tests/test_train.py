@@ -68,7 +68,18 @@ def test_tensorboard_has_every_scalar_sample_and_hparams(trained_run):
     samples = acc.Tensors("samples/text_summary")
     assert [e.step for e in samples] == [100, 200, 300]
     assert len(samples[-1].tensor_proto.string_val[0]) > 20
-    assert "hparams" in acc.PluginTagToContent("hparams") or acc.PluginTagToContent("hparams")
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = acc.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    logged = start.session_start_info.hparams
+    assert logged["train.max_steps"].number_value == 300
+    assert logged["train.lr"].number_value == pytest.approx(1e-2)
+    assert logged["model.cell"].string_value == "lstm"
+    assert logged["train.out_dir"].string_value == str(trained_run)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    metrics = {m.name.tag for m in experiment.experiment.metric_infos}
+    assert metrics == {"val/loss", "val/bpc"}
 
 
 def test_checkpoints_and_resolved_config_are_written(trained_run):
@@ -169,3 +180,25 @@ def test_resume_in_a_fresh_process_continues_bit_exactly(corpus_file, tmp_path):
     losses = scalars(tmp_path / "split", "train/loss")
     assert [s for s, _ in losses] == [10, 20, 30, 40]
     assert losses == scalars(tmp_path / "straight", "train/loss")
+
+
+def test_each_window_starts_from_the_state_the_window_before_ended_in(corpus_file, tmp_path):
+    """TBPTT carries the state: a trainer that reset it every window would fail here."""
+    cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=12")
+    trainer = Trainer(cfg, console=Console(file=open(tmp_path / "log", "w")), quiet=True)
+    given, returned = [], []
+    forward = trainer.net.forward
+
+    def watch(inputs, state):
+        given.append(None if state is None else [s.clone() for s in state])
+        logits, new = forward(inputs, state)
+        returned.append([s.detach().clone() for s in new])
+        return logits, new
+
+    trainer.net.forward = watch
+    for _ in range(6):
+        trainer.train_step()
+    assert all(float(s.abs().sum()) == 0 for s in given[0])  # the epoch starts from zero
+    for k in range(1, 6):
+        for before, after in zip(given[k], returned[k - 1], strict=True):
+            assert torch.equal(before, after) and float(after.abs().sum()) > 0

@@ -1,0 +1,47 @@
+"""Which device to run on, and seeding: shared by train, sample, eval and inspect,
+without importing the training loop (or TensorBoard) where only inference runs."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from charlstm.config import DEVICE_NAME
+from charlstm.errors import CharlstmError
+
+
+def parse_device(name: str, option: str) -> str:
+    """Check a device name before any work starts: auto, cpu, mps, cuda or cuda:N.
+    `option` is how the user gave it (`--device`, `train.device`), for the message."""
+    if DEVICE_NAME.fullmatch(name) is None:
+        raise CharlstmError(f"{option} must be auto, cpu, cuda, cuda:N or mps (got {name!r})")
+    return name
+
+
+def pick_device(name: str, option: str = "--device") -> torch.device:
+    """The torch device for a (checked) name; one line naming `option` when it is not
+    available here."""
+    parse_device(name, option)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise CharlstmError(f"{option}={name} but this machine has {have} (use auto or cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CharlstmError(f"{option}={name} but no mps device is available (use auto or cpu)")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
