@@ -23,6 +23,7 @@ import torch
 from charlstm import interrupt
 from charlstm.errors import CharlstmError
 from charlstm.model import CharRNN
+from charlstm.peephole import peephole_cell
 from charlstm.vocab import Vocab
 
 QUANTITIES = ("h", "c", "input", "forget", "output", "candidate")
@@ -70,24 +71,19 @@ def _weights(rnn: torch.nn.Module, layer: int, cell: str) -> dict[str, torch.Ten
 
 
 def _layer_trace(x: torch.Tensor, w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """One layer over a (time, features) input from a zero state: (time, units) each."""
+    """One layer over a (time, features) input from a zero state: (time, units) each.
+    The step is the peephole cell's own (zero peepholes for a plain LSTM)."""
     hidden = w["weight_hh"].shape[1]
-    zero = torch.zeros(hidden, device=x.device)
-    peep = {gate: w.get(f"peephole_{gate}", zero) for gate in "ifo"}
+    zero = torch.zeros(1, hidden, device=x.device)
+    peep = [w.get(f"peephole_{gate}", zero[0]) for gate in "ifo"]
     x_gates = x @ w["weight_ih"].T + w["bias_ih"] + w["bias_hh"]
     h, c = zero, zero
     trace: dict[str, list[torch.Tensor]] = {q: [] for q in QUANTITIES}
     for t in range(x.shape[0]):
         interrupt.check("inspection")
-        i, f, g, o = (x_gates[t] + w["weight_hh"] @ h).chunk(4)
-        i = torch.sigmoid(i + peep["i"] * c)
-        f = torch.sigmoid(f + peep["f"] * c)
-        g = torch.tanh(g)
-        c = f * c + i * g
-        o = torch.sigmoid(o + peep["o"] * c)
-        h = o * torch.tanh(c)
+        i, f, g, o, c, h = peephole_cell(x_gates[t : t + 1], h, c, w["weight_hh"], *peep)
         for name, value in zip(QUANTITIES, (h, c, i, f, o, g), strict=True):
-            trace[name].append(value)
+            trace[name].append(value[0])
     return {name: torch.stack(values) for name, values in trace.items()}
 
 

@@ -22,6 +22,28 @@ import torch
 from torch import nn
 
 
+def peephole_cell(
+    x_gates: torch.Tensor,  # (batch, 4 * hidden): this step's input projection and biases
+    h: torch.Tensor,
+    c: torch.Tensor,
+    weight_hh: torch.Tensor,
+    peephole_i: torch.Tensor,
+    peephole_f: torch.Tensor,
+    peephole_o: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of the equations above: (i, f, g, o, c, h). With zero peepholes it is
+    nn.LSTM's step, which is how `charlstm inspect` reads any LSTM's gates."""
+    gates = x_gates + torch.mm(h, weight_hh.t())
+    i, f, g, o = gates.chunk(4, 1)
+    i = torch.sigmoid(i + peephole_i * c)
+    f = torch.sigmoid(f + peephole_f * c)
+    g = torch.tanh(g)
+    c = f * c + i * g
+    o = torch.sigmoid(o + peephole_o * c)
+    h = o * torch.tanh(c)
+    return i, f, g, o, c, h
+
+
 def _peephole_steps(
     x_gates: torch.Tensor,  # (time, batch, 4 * hidden): input projection and both biases
     h: torch.Tensor,
@@ -33,12 +55,9 @@ def _peephole_steps(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     outputs: list[torch.Tensor] = []
     for t in range(x_gates.size(0)):
-        gates = x_gates[t] + torch.mm(h, weight_hh.t())
-        i, f, g, o = gates.chunk(4, 1)
-        i = torch.sigmoid(i + peephole_i * c)
-        f = torch.sigmoid(f + peephole_f * c)
-        c = f * c + i * torch.tanh(g)
-        h = torch.sigmoid(o + peephole_o * c) * torch.tanh(c)
+        _, _, _, _, c, h = peephole_cell(
+            x_gates[t], h, c, weight_hh, peephole_i, peephole_f, peephole_o
+        )
         outputs.append(h)
     return torch.stack(outputs), h, c
 

@@ -203,8 +203,10 @@ def test_every_out_of_range_value_is_one_line_at_the_command_line(override, name
         (["inspect", "--out", "r.pdf", "--prime", "the"], "--format must be html, npz, json"),
         (["inspect", "--out", "r.html", "--prime", "a", "--unknown", "drop"], "--unknown must"),
         (["inspect", "--out", "r.html", "--prime", "a", "--feature", "x=("], "not a regular"),
-        (["tasks", "generate", "counter", "--out", "t.txt", "--n-min", "5", "--n-max", "2"],
-         "1 <= n-min <= n-max"),  # fmt: skip
+        (
+            ["tasks", "generate", "counter", "--out", "t.txt", "--n-min", "5", "--n-max", "2"],
+            "1 <= n-min <= n-max",
+        ),  # fmt: skip
     ],
 )
 def test_every_option_is_checked_before_any_work(trained_run, tmp_path, args, named):

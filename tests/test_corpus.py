@@ -112,9 +112,7 @@ def test_unchanged_files_are_found_by_fingerprint_without_reading_them(tmp_path,
     first = load_corpus(cfg(tmp_path / "d", tmp_path))
     reads = []
     real = corpus_mod._symbol_chunks
-    monkeypatch.setattr(
-        corpus_mod, "_symbol_chunks", lambda *a: (reads.append(1), real(*a))[1]
-    )
+    monkeypatch.setattr(corpus_mod, "_symbol_chunks", lambda *a: (reads.append(1), real(*a))[1])
     second = load_corpus(cfg(tmp_path / "d", tmp_path))
     assert reads == [] and second.key == first.key
     assert isinstance(second.ids, np.memmap) and np.array_equal(second.ids, first.ids)

@@ -153,10 +153,14 @@ def test_two_nodes_on_one_machine_equal_one_process(corpus_file, tmp_path):
     for _ in range(2):
         cmd = train_cmd(2, corpus_file, tmp_path / "two", "train.max_steps=20")
         at = cmd.index("--standalone")
-        cmd[at : at + 2] = ["--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
-                            f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=charlstm-test"]  # fmt: skip
-        agents.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}))  # fmt: skip
+        rendezvous = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=t"]
+        cmd[at : at + 2] = ["--nnodes=2", "--nproc_per_node=1", *rendezvous]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        agents.append(
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+        )
     outputs = [a.communicate(timeout=240) for a in agents]
     for agent, (stdout, stderr) in zip(agents, outputs, strict=True):
         assert agent.returncode == 0, stdout + stderr

@@ -91,3 +91,95 @@ def test_sample_options(
     texts = accepted_or_config_error(run)
     if texts is not None:
         assert len(texts) == num_samples
+
+
+# -- every command's options, through the command line itself ------------------------
+
+from typer.testing import CliRunner  # noqa: E402
+
+from charlstm.cli import app  # noqa: E402
+
+numbers = st.integers(-3, 40).map(str) | st.sampled_from(["0", "-1", "1e3", "x", "", "nan"])
+words = st.text(max_size=6)
+
+
+def accepted_or_one_line(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code in (0, 1, 2), (args, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        args,
+        result.exception,
+    )
+    assert "Traceback" not in result.output, (args, result.output)
+    if result.exit_code == 1:  # charlstm's own check: one line (the parser's are exit 2 here,
+        lines = [line for line in result.output.strip().splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, result.output)
+    elif result.exit_code == 2:  # and one line through the entry point: test_cli)
+        assert "Invalid value" in result.output or "Missing" in result.output, result.output
+
+
+def options(pairs: dict) -> st.SearchStrategy[list[str]]:
+    """Some of the given options, each with a drawn value."""
+    return st.fixed_dictionaries({}, optional=pairs).map(
+        lambda chosen: [a for k, v in chosen.items() for a in ([k] if v is True else [k, v])]
+    )
+
+
+CLI_SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@CLI_SETTINGS
+@given(
+    options(
+        {
+            "--streams": numbers,
+            "--window": numbers,
+            "--split": st.sampled_from(["val", "train", ""]) | words,
+            "--device": st.sampled_from(["cpu", "auto", "cuda:9", "gpu", "cuda:"]) | words,
+            "--task": st.sampled_from(["counter", "state", "nope"]),
+            "--n-min": numbers,
+            "--n-max": numbers,
+            "--count": numbers,
+            "--json": st.just(True),
+        }
+    )
+)
+def test_eval_options(trained_run, args):
+    if "--task" not in args and "--split" not in args:
+        args += ["--text", str(trained_run.parent / "corpus.txt")]
+    accepted_or_one_line(["eval", "-c", str(trained_run), *args])
+
+
+@CLI_SETTINGS
+@given(
+    options(
+        {
+            "--max-chars": numbers,
+            "--top": numbers,
+            "--unknown": st.sampled_from(["error", "skip", "drop"]),
+            "--format": st.sampled_from(["html", "json", "npz", "pdf", ""]),
+            "--feature": st.sampled_from(["a=the", "b=(", "=x", "noequals", "c=[a-z]+"]),
+        }
+    ),
+    st.text(max_size=10),
+)
+def test_inspect_options(trained_run, tmp_path, args, prime):
+    out = str(tmp_path / "report.html")
+    accepted_or_one_line(["inspect", "-c", str(trained_run), "--out", out, "--prime", prime, *args])
+
+
+@CLI_SETTINGS
+@given(
+    st.sampled_from(["counter", "copy", "state", "selective-counter", "x"]),
+    options({"--count": numbers, "--n-min": numbers, "--n-max": numbers, "--seed": numbers}),
+)
+def test_tasks_options(tmp_path, name, args):
+    accepted_or_one_line(["tasks", "generate", name, "--out", str(tmp_path / "t.txt"), *args])
+
+
+@CLI_SETTINGS
+@given(st.sampled_from(["", "nowhere", "corpus.txt", "run", "run/checkpoints", "run/config.yaml"]))
+def test_info_options(trained_run, where):
+    accepted_or_one_line(["info", "-c", str(trained_run.parent / where)])

@@ -277,8 +277,13 @@ def trained(corpus_file, tmp_path):
     "change, effect",
     [
         ("train.weight_decay=0.5", lambda t: t.optimizer.param_groups[0]["weight_decay"] == 0.5),
-        ("train.lr=0.05", lambda t: t.optimizer.param_groups[0]["lr"] == pytest.approx(
-            __import__("charlstm.train").train.lr_at(t.step - 1, t.cfg.train))),  # fmt: skip
+        (
+            "train.lr=0.05",
+            lambda t: (
+                t.optimizer.param_groups[0]["lr"]
+                == pytest.approx(__import__("charlstm.train").train.lr_at(t.step - 1, t.cfg.train))
+            ),
+        ),  # fmt: skip
         ("train.max_steps=13", lambda t: t.step == 13),
         ("train.eval_chars=20", lambda t: len(t.val_ids) == 21),
     ],
@@ -301,7 +306,9 @@ def test_changes_that_could_not_take_effect_are_refused(tmp_path, change):
     Trainer(cfg, console=quiet(tmp_path), quiet=True).run()
     payload = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     changed = small_config(tmp_path, tmp_path / "run", "train.max_steps=9", *task, change)
-    with pytest.raises(CheckpointError, match=f"cannot resume with a changed {change.split('=')[0]}"):
+    with pytest.raises(
+        CheckpointError, match=f"cannot resume with a changed {change.split('=')[0]}"
+    ):
         Trainer(changed, resume=payload, console=quiet(tmp_path), quiet=True)
 
 
