@@ -108,14 +108,17 @@ def find_files(path: str, include: tuple[str, ...] = ()) -> list[Path]:
                 f"data.path not found: {path} (a text file, a directory, or {STDLIB})"
             )
     files = []
+    # Plain strings while walking: a corpus may have hundreds of thousands of files, and
+    # building paths piece by piece would cost more than finding them.
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in skip and not d.startswith("."))
+        prefix = os.path.relpath(dirpath, root).replace(os.sep, "/") + "/"
         for name in sorted(filenames):
-            rel = (Path(dirpath) / name).relative_to(root).as_posix()
             if not patterns or any(
-                fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns
+                fnmatch.fnmatch(name, p) or fnmatch.fnmatch(prefix.removeprefix("./") + name, p)
+                for p in patterns
             ):
-                files.append(Path(dirpath) / name)
+                files.append(Path(dirpath, name))
     if not files:
         wanted = f" matching {list(patterns)}" if patterns else ""
         raise CorpusError(f"no files{wanted} in {root} (check data.path and data.include)")
