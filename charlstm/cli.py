@@ -143,29 +143,30 @@ def sample(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
 ) -> None:
     """Generate text from a checkpoint, streaming it as it is generated."""
-    from charlstm.checkpoint import load_for_inference
+    from charlstm.api import load
     from charlstm.device import pick_device
-    from charlstm.sample import SampleSettings, generate
+    from charlstm.sample import SampleSettings
 
+    options = dict(
+        prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
+        greedy=greedy, seed=seed, num_samples=num_samples, stop=stop, unknown=unknown,
+    )  # fmt: skip
     try:
-        settings = SampleSettings(
-            length, temperature, top_k, top_p, greedy, seed, num_samples, stop, unknown
-        )
-        model, vocab, _, _ = load_for_inference(checkpoint, pick_device(device))
-        stream = num_samples == 1
-
+        SampleSettings(**{k: v for k, v in options.items() if k != "prime"})  # checked first
+        model = load(checkpoint, pick_device(device))
         with StopRequests():
-            texts = generate(
-                model,
-                vocab,
-                prime,
-                settings,
-                on_text=(lambda _i, t: write_out(t)) if stream else None,
-            )
+            if num_samples == 1:  # streamed as it is generated
+                pieces = []
+                for piece in model.stream(**options):
+                    write_out(piece)
+                    pieces.append(piece)
+                texts = ["".join(pieces)]
+            else:
+                texts = model.sample(**options)
     except CharlstmError as error:
         raise fail(error) from None
     separator = "\n" + "-" * 40 + "\n"
-    write_out("\n" if stream else separator.join(texts) + "\n")
+    write_out("\n" if num_samples == 1 else separator.join(texts) + "\n")
     if output is not None:
         try:
             output.write_text(separator.join(texts) + "\n", encoding="utf-8")
@@ -203,9 +204,9 @@ def evaluate(
 ) -> None:
     """Loss, bits per character and perplexity of a checkpoint on a text (or, with
     --task, its exact-match accuracy on fresh examples of a synthetic language)."""
-    from charlstm.checkpoint import load_for_inference
+    from charlstm.api import load
     from charlstm.device import pick_device
-    from charlstm.evaluate import check_eval_options, evaluate_on, score_task
+    from charlstm.evaluate import check_eval_options, score_task
     from charlstm.tasks import check_task_options
 
     try:
@@ -213,22 +214,13 @@ def evaluate(
             check_task_options(task, count, n_min, n_max)
         else:
             check_eval_options(text, split, streams, window)
-        model, vocab, cfg, payload = load_for_inference(checkpoint, pick_device(device))
+        model = load(checkpoint, pick_device(device))
         with StopRequests():
             if task is not None:
-                score = score_task(model, vocab, task, count, seed, n_min, n_max)
+                score = score_task(model.net, model.vocab, task, count, seed, n_min, n_max)
             else:
-                result = evaluate_on(
-                    model,
-                    vocab,
-                    cfg,
-                    text=text,
-                    split=split,
-                    corpus_key=payload.get("corpus_key"),
-                    streams=streams,
-                    window=window,
-                    show_progress=True,
-                    console=err,
+                result = model.evaluate(
+                    text, split, streams, window, show_progress=True, console=err
                 )
     except CharlstmError as error:
         raise fail(error) from None
@@ -316,7 +308,7 @@ def inspect(
     """Record h, c and the gates of every LSTM unit on a text, rank the units that follow
     features of it (strings, brackets, indentation, ...) and write a report."""
     from charlstm.activations import builtin_features, parse_feature, rank_units, record
-    from charlstm.checkpoint import load_for_inference
+    from charlstm.api import load
     from charlstm.evaluate import read_text_file
     from charlstm.report import REPORT_FORMATS, write_report
 
@@ -333,15 +325,16 @@ def inspect(
         for spec in feature or []:
             parse_feature(spec, "")  # a bad name=REGEX fails now, not after the run
         text = (read_text_file(text_file) if text_file is not None else prime)[:max_chars]
-        model, vocab, _, _ = load_for_inference(checkpoint)
+        model = load(checkpoint, "cpu")
         with StopRequests():
-            acts = record(model, vocab, text, unknown=unknown)
+            acts = record(model.net, model.vocab, text, unknown=unknown)
         shown = "".join(acts.chars)  # the text as the model read it (skips dropped)
         features = builtin_features(shown)
         features.update(parse_feature(spec, shown) for spec in feature or [])
         ranking = rank_units(acts, features, top)
-        title = f"{text_file.name if text_file else 'prime'}, {model.cfg.num_layers}x"
-        title += f"{model.cfg.hidden_size} {model.cfg.cell}"
+        m = model.config.model
+        title = f"{text_file.name if text_file else 'prime'}, {m.num_layers}x"
+        title += f"{m.hidden_size} {m.cell}"
         write_report(out_file, acts, features, ranking, chosen, title)
     except CharlstmError as error:
         raise fail(error) from None
@@ -360,19 +353,20 @@ def info(checkpoint: CheckpointOpt = None) -> None:
     """What a checkpoint holds: config, vocabulary, size, step, best validation loss."""
     import yaml
 
-    from charlstm.checkpoint import load_for_inference
+    from charlstm.api import load
 
     try:
-        model, vocab, cfg, payload = load_for_inference(checkpoint)
+        model = load(checkpoint, "cpu")
     except CharlstmError as error:
         raise fail(error) from None
-    best = payload.get("best_val_loss", math.inf)
+    best = model.best_val_loss
     out.print(
-        yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True).rstrip(), markup=False
+        yaml.safe_dump(model.config.to_dict(), sort_keys=False, allow_unicode=True).rstrip(),
+        markup=False,
     )
     out.print(
-        f"vocabulary: {vocab.size} ({vocab.mode})\nparameters: {model.num_parameters():,}\n"
-        f"step: {payload.get('step')}\nbest val loss: "
+        f"vocabulary: {model.vocab.size} ({model.vocab.mode})\n"
+        f"parameters: {model.net.num_parameters():,}\nstep: {model.step}\nbest val loss: "
         + (f"{best:.4f} ({best / math.log(2):.4f} bpc)" if math.isfinite(best) else "none yet")
     )
 

@@ -88,6 +88,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    # Fine-tuning: start from this checkpoint's weights (a file, or a run folder: its
+    # best.pt, else last.pt) on this config's corpus, with a fresh optimizer, schedule and
+    # step count. The model settings come from the checkpoint (model.dropout excepted);
+    # the vocabulary grows by the corpus's new characters. null = a fresh model.
+    init_from: str | None = None
     # Number of contiguous streams trained side by side (the TBPTT batch).
     batch_size: int = 32
     # Characters per window; gradients stop at window edges, the hidden state does not.

@@ -161,9 +161,47 @@ def _encode(
     vocab = Vocab.bytes() if seen is None else Vocab.from_code_points(np.flatnonzero(seen))
     table = np.zeros(max(vocab.code_points) + 1, dtype=vocab.dtype)
     table[list(vocab.code_points)] = np.arange(vocab.size)
-    written = _new_ids_file(folder, key)
+    with shown.work("encoding corpus") as work:
+
+        def ids() -> Iterator[np.ndarray]:
+            for symbols, raw, done in _symbol_chunks(files, cfg.vocab):
+                yield table[symbols]
+                work.advance(raw, files=done)
+
+        return key, _write_entry(folder, key, vocab, total, ids())
+
+
+def in_vocab(corpus: Corpus, vocab: Vocab, cfg: DataConfig) -> Corpus:
+    """The corpus in the ids of `vocab`, a vocabulary holding all its characters (one
+    grown for fine-tuning): mapped once, cached beside the corpus's own entry."""
+    if vocab == corpus.vocab:
+        return corpus
+    if not set(corpus.vocab.code_points) <= set(vocab.code_points):
+        raise CorpusError(changed_corpus(corpus.source, "use it with this checkpoint"))
+    dtype = np.uint8 if vocab.mode == "byte" else np.uint32
+    table = vocab.ids_of(np.asarray(corpus.vocab.code_points, dtype=dtype))
+    if corpus.num_files == 0:  # generated in memory: mapped in memory
+        return Corpus(table[corpus.ids], vocab, corpus.source, 0, corpus.key)
+    folder = cache.cache_dir(cfg)
+    name = f"{corpus.key}-" + hashlib.sha256(repr(vocab.code_points).encode()).hexdigest()[:16]
+    entry = cache.read_entry(folder, name)
+    if entry is None:
+        chunks = (
+            table[corpus.ids[i : i + CHUNK_BYTES]] for i in range(0, len(corpus.ids), CHUNK_BYTES)
+        )
+        entry = _write_entry(folder, name, vocab, len(corpus.ids), chunks)
+    return Corpus(entry[0], vocab, corpus.source, corpus.num_files, corpus.key)
+
+
+def _write_entry(
+    folder: Path, name: str, vocab: Vocab, total: int, chunks: Iterator[np.ndarray]
+) -> tuple[np.ndarray, Vocab]:
+    """Write `total` ids, chunk by chunk, as the cache entry `name`; a stop or failure on
+    the way leaves no half entry. Without a writable cache the ids go to a private
+    temporary file, mapped and removed at once."""
+    written = _new_ids_file(folder, name)
     try:
-        with open(written, "wb") as f, shown.work("encoding corpus") as work:
+        with open(written, "wb") as f:
             np.lib.format.write_array_header_1_0(
                 f,
                 {
@@ -172,17 +210,17 @@ def _encode(
                     "shape": (total,),
                 },
             )
-            for symbols, raw, done in _symbol_chunks(files, cfg.vocab):
-                f.write(table[symbols].tobytes())
-                work.advance(raw, files=done)
+            for ids in chunks:
+                f.write(ids.astype(vocab.dtype, copy=False).tobytes())
+        entry = None
         if written.parent == folder:
-            cache.commit_entry(folder, key, written, total, vocab)
-            entry = cache.read_entry(folder, key)
+            cache.commit_entry(folder, name, written, total, vocab)
+            entry = cache.read_entry(folder, name)
         if entry is None:  # no cache here: map the private file, which goes with its name
             entry = np.load(written, mmap_mode="r"), vocab
     finally:
-        written.unlink(missing_ok=True)  # a stop or failure leaves no half entry
-    return key, entry
+        written.unlink(missing_ok=True)
+    return entry
 
 
 def _new_ids_file(folder: Path, key: str) -> Path:

@@ -9,7 +9,7 @@ are generated together as one batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -200,7 +200,6 @@ def _line_start_id(vocab: Vocab) -> int:
     return 0
 
 
-@torch.no_grad()
 def generate(
     model: CharRNN,
     vocab: Vocab,
@@ -210,47 +209,63 @@ def generate(
 ) -> list[str]:
     """Generate `num_samples` texts, each beginning with the prime (minus skipped
     characters). `on_text(sample_index, piece)` receives text as soon as it is final."""
+    texts: list[list[str]] = [[] for _ in range(settings.num_samples)]
+    for i, piece in iter_samples(model, vocab, prime, settings, watched=on_text is not None):
+        texts[i].append(piece)
+        if on_text is not None:
+            on_text(i, piece)
+    return ["".join(pieces) for pieces in texts]
+
+
+@torch.no_grad()
+def iter_samples(
+    model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, watched: bool = True
+) -> Iterator[tuple[int, str]]:
+    """(sample index, piece) as each piece of text becomes final, the prime first; the
+    pieces of a sample joined are its text. Unwatched, the drawn ids are read back from
+    an accelerator once, at the end (see _read_back_every)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    prime_ids = vocab.encode(prime, unknown=settings.unknown).tolist() if prime else []
-    prime = vocab.decode(prime_ids)
-    # Without a prime, condition on a newline (the start of a line), not shown.
-    context = prime_ids or [_line_start_id(vocab)]
-    sampler = Sampler(settings, settings.seed)
-
-    batch = settings.num_samples
-    samples = [_SampleText(vocab, prime, settings.stop) for _ in range(batch)]
-    if on_text and prime:
-        for i in range(batch):
-            on_text(i, prime)
-    state = None
-    if len(context) > 1:  # warm the state on all but the last prime character at once
-        warm = torch.tensor(context[:-1], device=device).expand(batch, -1)
-        _, state = model(warm, state)
-    last = torch.full((batch, 1), context[-1], dtype=torch.long, device=device)
-    every = _read_back_every(device, watched=on_text is not None or settings.stop is not None)
-    pending: list[torch.Tensor] = []
-    with one_char_steps(device):
+    try:
+        prime_ids = vocab.encode(prime, unknown=settings.unknown).tolist() if prime else []
+        prime = vocab.decode(prime_ids)
+        # Without a prime, condition on a newline (the start of a line), not shown.
+        context = prime_ids or [_line_start_id(vocab)]
+        sampler = Sampler(settings, settings.seed)
+        batch = settings.num_samples
+        samples = [_SampleText(vocab, prime, settings.stop) for _ in range(batch)]
+        if prime:
+            for i in range(batch):
+                yield i, prime
+        state = None
+        if len(context) > 1:  # warm the state on all but the last prime character at once
+            warm = torch.tensor(context[:-1], device=device).expand(batch, -1)
+            _, state = model(warm, state)
+        last = torch.full((batch, 1), context[-1], dtype=torch.long, device=device)
+        every = _read_back_every(device, watched=watched or settings.stop is not None)
+        pending: list[torch.Tensor] = []
         for step in range(settings.length):
             interrupt.check("sampling")
-            logits, state = model(last, state)  # (batch, 1, vocab)
+            with one_char_steps(device):
+                logits, state = model(last, state)  # (batch, 1, vocab)
             last = sampler(logits)  # (batch, 1), drawn on the device: it feeds the next step
             pending.append(last)
             if len(pending) < every and step < settings.length - 1:
                 continue
+            # waits for the device: the drawn ids come back to be decoded
             rows = (pending[0] if every == 1 else torch.cat(pending, dim=1)).tolist()
             pending.clear()
             for i, (sample, row) in enumerate(zip(samples, rows, strict=True)):
                 if not sample.done:
                     piece = sample.add("".join(map(sample.decoder.feed, row)))
-                    if on_text and piece:
-                        on_text(i, piece)
+                    if piece:
+                        yield i, piece
             if settings.stop is not None and all(s.done for s in samples):
                 break
-    for i, sample in enumerate(samples):
-        piece = sample.finish()
-        if on_text and piece:
-            on_text(i, piece)
-    model.train(was_training)
-    return [s.text for s in samples]
+        for i, sample in enumerate(samples):
+            piece = sample.finish()
+            if piece:
+                yield i, piece
+    finally:
+        model.train(was_training)

@@ -22,11 +22,12 @@ from rich.console import Console
 from charlstm import checkpoint as ckpt
 from charlstm.batches import TBPTTBatches
 from charlstm.config import Config, TrainConfig
-from charlstm.corpus import load_corpus
+from charlstm.corpus import in_vocab, load_corpus
 from charlstm.device import pick_device, seed_everything
 from charlstm.distributed import Ranks
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.evaluate import evaluate_ids
+from charlstm.finetune import grown_weights, load_base, with_model_of
 from charlstm.interrupt import Interrupted, StopRequests, interrupted
 from charlstm.model import (
     CharRNN,
@@ -115,8 +116,22 @@ class Trainer:
 
         shown = self.console if self.is_main else Console(quiet=True)
         corpus = self.ranks.main_first(lambda: load_corpus(cfg.data, shown, quiet))
-        self.vocab = corpus.vocab
         self.corpus_key = corpus.key
+        base = None
+        if t.init_from:  # fine-tuning (see finetune.py); resumed: as the saved run was
+            if resume is None:
+                base = load_base(t.init_from)
+                cfg = with_model_of(cfg, base.model, f"train.init_from {base.path}")
+                vocab = base.vocab.grown_by(corpus.vocab)
+            else:
+                cfg = with_model_of(cfg, Config.from_dict(resume["config"]).model, "the run")
+            self.cfg = cfg
+        if resume is not None:
+            vocab = Vocab.from_dict(resume["vocab"])
+        elif base is None:
+            vocab = corpus.vocab
+        corpus = in_vocab(corpus, vocab, cfg.data)
+        self.vocab = corpus.vocab
         _check_sample_prime(cfg.log.sample_prime, self.vocab)
         train_ids, val_ids = corpus.split(cfg.data.val_fraction)
         # The same stretch every time (see TrainConfig.eval_chars); +1: targets of the last.
@@ -129,7 +144,10 @@ class Trainer:
             f"vocab {self.vocab.size} ({self.vocab.mode}), {len(train_ids):,} train / "
             f"{len(val_ids):,} val"
         )
-        self.model = CharRNN(self.vocab.size, cfg.model).to(self.device)
+        self.model = CharRNN(self.vocab.size, cfg.model)
+        if base is not None:
+            self.model.load_state_dict(grown_weights(base, self.vocab, self.model))
+        self.model.to(self.device)
         self.net = self.ranks.wrap(self.model, self.device)  # what training steps call
         # fused: one kernel for all parameters, and it can skip an update on the device
         self.optimizer = torch.optim.AdamW(

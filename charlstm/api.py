@@ -1,0 +1,175 @@
+"""charlstm from Python: load a trained model, sample from it, score text with it.
+
+    >>> import charlstm
+    >>> model = charlstm.load("runs/python-code")       # a file, a run folder, or None
+    >>> print(model.sample(prime="def ", length=200, seed=1))
+    >>> for piece in model.stream(prime="class ", length=500):
+    ...     print(piece, end="", flush=True)
+    >>> model.score("for i in range(10):\\n    print(i)\\n").bpc
+
+The command line is built on this module: `charlstm sample`, `eval` and `inspect` make
+the same calls, so the same arguments give the same text and the same numbers. Errors
+are charlstm's own exceptions (CharlstmError and its subclasses), never an exit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from charlstm.checkpoint import load_for_inference
+from charlstm.config import Config
+from charlstm.device import pick_device
+from charlstm.errors import CharlstmError
+from charlstm.evaluate import EvalResult, check_eval_options, evaluate_ids, evaluate_on
+from charlstm.evaluate import evaluate_text as _evaluate_text
+from charlstm.model import CharRNN
+from charlstm.sample import SampleSettings, generate, iter_samples
+from charlstm.vocab import Vocab
+
+
+def load(path: str | Path | None = None, device: str | torch.device = "auto") -> Model:
+    """A trained model, ready to sample and score.
+
+    path: a checkpoint file, a run folder (its best.pt, else last.pt), or None for the
+        newest run under ./runs.
+    device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps". A
+        checkpoint saved on a GPU loads anywhere.
+    """
+    where = device if isinstance(device, torch.device) else pick_device(device, "device")
+    net, vocab, config, payload = load_for_inference(
+        Path(path) if path is not None else None, where
+    )
+    return Model(net, vocab, config, payload, where)
+
+
+class Model:
+    """A trained character model. Attributes: `vocab` (its Vocab), `config` (the
+    resolved Config it was trained with), `step` (training steps behind it), `device`,
+    and `net`, the torch module itself (CharRNN)."""
+
+    def __init__(
+        self,
+        net: CharRNN,
+        vocab: Vocab,
+        config: Config,
+        payload: dict[str, Any],
+        device: torch.device,
+    ):
+        self.net = net
+        self.vocab = vocab
+        self.config = config
+        self.step = int(payload.get("step", 0))
+        self.device = device
+        self.best_val_loss = float(payload.get("best_val_loss", math.inf))
+        self._corpus_key = payload.get("corpus_key")
+
+    def __repr__(self) -> str:
+        m = self.config.model
+        return (
+            f"<charlstm.Model {m.num_layers}x{m.hidden_size} {m.cell}, vocab {self.vocab.size} "
+            f"({self.vocab.mode}), step {self.step}, on {self.device}>"
+        )
+
+    # -- generation --------------------------------------------------------------------
+    def sample(
+        self,
+        prime: str = "",
+        length: int = 500,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        seed: int | None = None,
+        num_samples: int = 1,
+        stop: str | None = None,
+        unknown: str = "error",
+    ) -> str | list[str]:
+        """Generate text that begins with `prime`.
+
+        prime: text fed through the network first; the result starts with it.
+        length: characters generated after the prime.
+        temperature: > 0; divides the logits (lower is more conservative).
+        top_k: draw among the k likeliest characters only.
+        top_p: draw among the likeliest characters holding this much probability.
+        greedy: always take the likeliest character (temperature and seed then do not
+            matter).
+        seed: the same seed gives the same text on the same kind of device.
+        num_samples: samples generated together as one batch.
+        stop: end a sample where this string appears (it is not included).
+        unknown: prime characters outside the vocabulary: "error" (raise VocabError
+            naming them) or "skip" (drop them).
+
+        Returns the text, or a list of texts when num_samples > 1.
+        """
+        settings = SampleSettings(
+            length, temperature, top_k, top_p, greedy, seed, num_samples, stop, unknown
+        )
+        texts = generate(self.net, self.vocab, prime, settings)
+        return texts[0] if num_samples == 1 else texts
+
+    def stream(
+        self,
+        prime: str = "",
+        length: int = 500,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        seed: int | None = None,
+        num_samples: int = 1,
+        stop: str | None = None,
+        unknown: str = "error",
+    ) -> Iterator[str]:
+        """As `sample`, but yields the text in pieces as it is generated (the prime
+        first); joined, the pieces are exactly what `sample` returns. One sample at a
+        time: num_samples must be 1."""
+        settings = SampleSettings(
+            length, temperature, top_k, top_p, greedy, seed, num_samples, stop, unknown
+        )
+        if num_samples != 1:
+            raise CharlstmError("stream() writes one sample; call sample(num_samples=...)")
+        return (piece for _, piece in iter_samples(self.net, self.vocab, prime, settings))
+
+    # -- scoring -----------------------------------------------------------------------
+    def score(self, text: str, streams: int = 16, window: int = 512) -> EvalResult:
+        """Loss of `text` under the model: `.loss` (nats per character), `.bpc`,
+        `.perplexity`, `.chars` (characters scored) and `.unknown` (characters outside
+        the vocabulary, left out). Each character is scored given everything before it;
+        `streams` contiguous stretches are scored side by side (1 = the exact single
+        pass), `window` only bounds memory."""
+        check_eval_options(None, "val", streams, window)
+        if self.vocab.mode == "byte":
+            ids = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+            return evaluate_ids(self.net, ids, streams=streams, window=window)
+        return _evaluate_text(self.net, self.vocab, text, streams=streams, window=window)
+
+    def evaluate(
+        self,
+        text_file: Path | None = None,
+        split: str | None = None,
+        streams: int = 16,
+        window: int = 512,
+        show_progress: bool = False,
+        console: Console | None = None,
+    ) -> EvalResult:
+        """Score a file, or (split="val") the validation split of the corpus the model
+        was trained on, which must still be that text: what `charlstm eval` prints."""
+        return evaluate_on(
+            self.net,
+            self.vocab,
+            self.config,
+            text=Path(text_file) if text_file is not None else None,
+            split=split,
+            corpus_key=self._corpus_key,
+            streams=streams,
+            window=window,
+            show_progress=show_progress,
+            console=console,
+        )
