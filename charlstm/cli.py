@@ -349,6 +349,34 @@ def inspect(
 
 
 @app.command()
+def export(
+    out_file: Annotated[Path, typer.Option("--out", help="The page to write (.html).")],
+    checkpoint: CheckpointOpt = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision", help="fp16 (half the size) or fp32 (exactly sample's numbers)."
+        ),
+    ] = "fp16",
+    title: Annotated[str, typer.Option("--title", help="The page's title.")] = "",
+) -> None:
+    """Write the model as one self-contained web page that generates text in the browser."""
+    from charlstm.api import load
+    from charlstm.export import check_precision, export_page
+
+    try:
+        check_precision(precision)
+        exported = export_page(load(checkpoint, "cpu"), out_file, precision, title)
+    except CharlstmError as error:
+        raise fail(error) from None
+    out.print(
+        f"wrote {exported.path}: {exported.bytes / 1e6:.2f} MB, {exported.parameters:,} "
+        f"parameters ({precision}); open it in a browser, or add "
+        "#prime=...&length=300&autorun=1 to its address"
+    )
+
+
+@app.command()
 def info(checkpoint: CheckpointOpt = None) -> None:
     """What a checkpoint holds: config, vocabulary, size, step, best validation loss."""
     import yaml

@@ -34,9 +34,7 @@ def test_at_step_zero_the_fine_tune_is_the_base_model(trained_run, tmp_path):
     )
 
 
-def test_new_characters_grow_the_vocabulary_and_the_old_ids_keep_their_rows(
-    trained_run, tmp_path
-):
+def test_new_characters_grow_the_vocabulary_and_the_old_ids_keep_their_rows(trained_run, tmp_path):
     corpus = tmp_path / "new.txt"
     corpus.write_text(make_text(seed=5).replace(".", "!").replace("dog", "dög"))
     trainer = Trainer(fine_tune(corpus, tmp_path / "ft", trained_run), console=quiet(tmp_path))

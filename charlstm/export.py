@@ -1,0 +1,87 @@
+"""`charlstm export`: a trained model as one self-contained web page that writes text.
+
+The page (web/generate.html, with web/generate.js inlined) needs no network and no
+server: the weights travel inside it as base64 (float16 by default, half the size;
+float32 for exactly the numbers of `charlstm sample`), with the vocabulary and the few
+settings the page's own forward pass needs. Python only fills in that data.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from charlstm.api import Model
+from charlstm.errors import CharlstmError
+
+PRECISIONS = {"fp16": "<f2", "fp32": "<f4"}
+
+
+@dataclass(frozen=True)
+class Exported:
+    path: Path
+    bytes: int
+    parameters: int
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise CharlstmError(f"--precision must be fp16 or fp32 (got {precision!r})")
+
+
+def model_data(model: Model, precision: str) -> dict:
+    """The page's view of the model: settings, vocabulary in id order, and every weight
+    (row-major, one buffer) with its offset and size in numbers."""
+    check_precision(precision)
+    m = model.config.model
+    weights = {k: v for k, v in model.net.state_dict().items() if not k.startswith("_")}
+    if m.tie_weights:  # one matrix serves both ends; the page reuses it
+        weights.pop("decoder.weight", None)
+    offsets, chunks, at = {}, [], 0
+    for name, tensor in weights.items():
+        values = tensor.detach().float().cpu().numpy().astype(PRECISIONS[precision]).ravel()
+        offsets[name] = [at, int(values.size)]
+        chunks.append(values.tobytes())
+        at += values.size
+    return {
+        "cell": m.cell,
+        "layers": m.num_layers,
+        "hidden": m.hidden_size,
+        "embedding": m.embedding_dim,
+        "mode": model.vocab.mode,
+        "vocab": list(model.vocab.code_points),
+        "precision": precision,
+        "tensors": offsets,
+        "data": base64.b64encode(b"".join(chunks)).decode("ascii"),
+    }
+
+
+def export_page(model: Model, out: Path, precision: str = "fp16", title: str = "") -> Exported:
+    data = model_data(model, precision)
+    m = model.config.model
+    title = title or f"charlstm: {m.num_layers}x{m.hidden_size} {m.cell}"
+    about = (
+        f"A character-level {m.cell.upper()} ({model.net.num_parameters():,} parameters, "
+        f"vocabulary of {model.vocab.size}, {model.step:,} training steps, {precision} "
+        "weights)."
+    )
+    web = resources.files("charlstm") / "web"
+    page = (web / "generate.html").read_text(encoding="utf-8")
+    script = (web / "generate.js").read_text(encoding="utf-8")
+    # JSON inside <script>: "</" would end the element early.
+    model_json = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    page = (
+        page.replace("__TITLE__", html.escape(title))
+        .replace("__ABOUT__", html.escape(about))
+        .replace("__MODEL__", model_json)
+        .replace("__SCRIPT__", script)
+    )
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as err:
+        raise CharlstmError(f"cannot write {out}: {err.strerror or err}") from None
+    return Exported(out, len(page.encode("utf-8")), model.net.num_parameters())

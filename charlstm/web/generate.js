@@ -1,0 +1,268 @@
+// charlstm's recurrent step and sampler, run in the page: the model's weights are in the
+// <script id="model"> element (base64, float16 or float32, row-major as PyTorch keeps them).
+// The cells follow PyTorch's equations (nn.LSTM, nn.GRU, nn.RNN with tanh) and charlstm's
+// peephole LSTM, so greedy text with float32 weights is the text `charlstm sample --greedy`
+// writes.
+"use strict";
+
+(function () {
+  const M = JSON.parse(document.getElementById("model").textContent);
+  const $ = (id) => document.getElementById(id);
+
+  // -- weights ---------------------------------------------------------------------------
+  function bytesOf(b64) {
+    const bin = atob(b64);
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+
+  function halfTable() {
+    const t = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) {
+      const sign = h & 0x8000 ? -1 : 1;
+      const e = (h >> 10) & 31;
+      const f = h & 1023;
+      if (e === 0) t[h] = sign * f * Math.pow(2, -24);
+      else if (e === 31) t[h] = f ? NaN : sign * Infinity;
+      else t[h] = sign * (1 + f / 1024) * Math.pow(2, e - 15);
+    }
+    return t;
+  }
+
+  function tensors() {
+    const raw = bytesOf(M.data);
+    const all = {};
+    if (M.precision === "fp16") {
+      const halves = new Uint16Array(raw.buffer, 0, raw.length / 2);
+      const table = halfTable();
+      const values = new Float32Array(halves.length);
+      for (let i = 0; i < halves.length; i++) values[i] = table[halves[i]];
+      for (const [name, [offset, size]] of Object.entries(M.tensors))
+        all[name] = values.subarray(offset, offset + size);
+    } else {
+      const values = new Float32Array(raw.buffer, 0, raw.length / 4);
+      for (const [name, [offset, size]] of Object.entries(M.tensors))
+        all[name] = values.subarray(offset, offset + size);
+    }
+    return all;
+  }
+
+  const W = tensors();
+  const H = M.hidden;
+  const GATES = { lstm: 4, peephole: 4, gru: 3, rnn: 1 }[M.cell];
+  const layers = [];
+  for (let l = 0; l < M.layers; l++) {
+    const w = (name) => W[`rnn.${name}_l${l}`];
+    const zeros = new Float32Array(H);
+    layers.push({
+      inputs: l === 0 ? M.embedding : H,
+      Wih: w("weight_ih"), Whh: w("weight_hh"), bih: w("bias_ih"), bhh: w("bias_hh"),
+      pi: w("peephole_i") || zeros, pf: w("peephole_f") || zeros, po: w("peephole_o") || zeros,
+      gi: new Float32Array(GATES * H), gh: new Float32Array(GATES * H),
+    });
+  }
+  const embedding = W["embedding.weight"];
+  const decoderW = W["decoder.weight"] || embedding; // tied weights: one matrix for both
+  const decoderB = W["decoder.bias"];
+  const V = M.vocab.length;
+
+  // out[r] = bias[r] + sum_j A[r, j] x[j]
+  function matvec(A, x, cols, bias, out) {
+    const rows = out.length;
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      const base = r * cols;
+      for (let j = 0; j < cols; j++) s += A[base + j] * x[j];
+      out[r] = s + bias[r];
+    }
+  }
+
+  const sigmoid = (v) => 1 / (1 + Math.exp(-v));
+
+  function layerStep(L, x, h, c) {
+    matvec(L.Wih, x, L.inputs, L.bih, L.gi);
+    matvec(L.Whh, h, H, L.bhh, L.gh);
+    const gi = L.gi, gh = L.gh;
+    if (M.cell === "lstm" || M.cell === "peephole") {
+      for (let k = 0; k < H; k++) {
+        const i = sigmoid(gi[k] + gh[k] + L.pi[k] * c[k]);
+        const f = sigmoid(gi[H + k] + gh[H + k] + L.pf[k] * c[k]);
+        const g = Math.tanh(gi[2 * H + k] + gh[2 * H + k]);
+        const cn = f * c[k] + i * g;
+        const o = sigmoid(gi[3 * H + k] + gh[3 * H + k] + L.po[k] * cn);
+        c[k] = cn;
+        h[k] = o * Math.tanh(cn);
+      }
+    } else if (M.cell === "gru") {
+      for (let k = 0; k < H; k++) {
+        const r = sigmoid(gi[k] + gh[k]);
+        const z = sigmoid(gi[H + k] + gh[H + k]);
+        const n = Math.tanh(gi[2 * H + k] + r * gh[2 * H + k]);
+        h[k] = (1 - z) * n + z * h[k];
+      }
+    } else {
+      for (let k = 0; k < H; k++) h[k] = Math.tanh(gi[k] + gh[k]);
+    }
+  }
+
+  // The network's state and one step: read character `id`, leave the next one's logits.
+  function newState() {
+    return layers.map(() => ({ h: new Float32Array(H), c: new Float32Array(H) }));
+  }
+  const logits = new Float32Array(V);
+  function step(state, id) {
+    let x = embedding.subarray(id * M.embedding, (id + 1) * M.embedding);
+    layers.forEach((L, l) => {
+      layerStep(L, x, state[l].h, state[l].c);
+      x = state[l].h;
+    });
+    matvec(decoderW, x, H, decoderB, logits);
+  }
+
+  // -- text <-> ids ------------------------------------------------------------------------
+  const idOf = new Map(M.vocab.map((cp, id) => [cp, id]));
+  function encode(text) {
+    const symbols = M.mode === "byte" ? Array.from(new TextEncoder().encode(text))
+                                      : Array.from(text, (ch) => ch.codePointAt(0));
+    const ids = [], unknown = new Set();
+    for (const s of symbols) {
+      if (idOf.has(s)) ids.push(idOf.get(s));
+      else unknown.add(String.fromCodePoint(s));
+    }
+    return { ids, unknown: [...unknown] };
+  }
+  function decoder() {
+    if (M.mode !== "byte") return (id) => String.fromCodePoint(M.vocab[id]);
+    const utf8 = new TextDecoder("utf-8");
+    return (id) => utf8.decode(Uint8Array.of(M.vocab[id]), { stream: true });
+  }
+  const lineStart = [10, 32].map((cp) => idOf.get(cp)).find((id) => id !== undefined) ?? 0;
+
+  // -- choosing the next character ----------------------------------------------------------
+  function mulberry32(seed) {
+    let a = seed >>> 0;
+    return function () {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  function argmax(values) {
+    let best = 0;
+    for (let v = 1; v < values.length; v++) if (values[v] > values[best]) best = v;
+    return best;
+  }
+
+  function choose(opts, random) {
+    if (opts.greedy) return argmax(logits);
+    const scaled = Array.from(logits, (v) => v / opts.temperature);
+    let order = scaled.map((_, v) => v).sort((a, b) => scaled[b] - scaled[a]);
+    if (opts.topK > 0) order = order.slice(0, opts.topK);
+    const top = scaled[order[0]];
+    let probs = order.map((v) => Math.exp(scaled[v] - top));
+    let total = probs.reduce((a, b) => a + b, 0);
+    if (opts.topP > 0 && opts.topP < 1) {
+      let kept = 0, mass = 0;
+      while (kept < probs.length && mass < opts.topP * total) mass += probs[kept++];
+      order = order.slice(0, kept);
+      probs = probs.slice(0, kept);
+      total = mass;
+    }
+    let r = random() * total;
+    for (let i = 0; i < order.length; i++) {
+      r -= probs[i];
+      if (r <= 0) return order[i];
+    }
+    return order[order.length - 1];
+  }
+
+  // -- generation: a whole text at once, or streamed into the page ---------------------------
+  function* characters(opts) {
+    const { ids, unknown } = encode(opts.prime);
+    $("notice").textContent = unknown.length
+      ? `left out of the prime (not in the vocabulary): ${unknown.join(" ")}` : "";
+    const decode = decoder();
+    const prime = ids.map(decode).join("");
+    yield prime;
+    const state = newState();
+    const context = ids.length ? ids : [lineStart];
+    for (const id of context) step(state, id);
+    const random = mulberry32(opts.seed);
+    for (let n = 0; n < opts.length; n++) {
+      const next = choose(opts, random);
+      yield decode(next);
+      step(state, next);
+    }
+  }
+
+  function options() {
+    const seedText = $("seed").value.trim();
+    return {
+      prime: $("prime").value,
+      length: Math.max(0, parseInt($("length").value, 10) || 0),
+      temperature: Math.max(1e-6, parseFloat($("temperature").value) || 1),
+      topK: parseInt($("top-k").value, 10) || 0,
+      topP: parseFloat($("top-p").value) || 0,
+      greedy: $("greedy").checked,
+      seed: seedText === "" ? (Math.random() * 2 ** 32) >>> 0 : parseInt(seedText, 10) >>> 0,
+    };
+  }
+
+  function report(chars, ms) {
+    const rate = chars / Math.max(ms / 1000, 1e-9);
+    $("stats").textContent = `${chars} characters in ${(ms / 1000).toFixed(2)} s: ` +
+      `${Math.round(rate)} characters/s`;
+    $("stats").dataset.charsPerSec = rate.toFixed(1);
+  }
+
+  function generateAll(opts) {
+    const started = performance.now();
+    const pieces = [];
+    for (const piece of characters(opts)) pieces.push(piece);
+    $("output").textContent = pieces.join("");
+    report(opts.length, performance.now() - started);
+    document.body.dataset.done = "1";
+  }
+
+  let running = null;
+  async function generateStreaming() {
+    const opts = options();
+    const run = (running = {});
+    const out = $("output");
+    out.textContent = "";
+    const started = performance.now();
+    let made = -1;
+    const source = characters(opts);
+    for (;;) {
+      const until = performance.now() + 30; // then let the page draw what is there
+      let chunk = "", done = false;
+      while (performance.now() < until) {
+        const next = source.next();
+        if (next.done) { done = true; break; }
+        chunk += next.value;
+        made++;
+      }
+      out.textContent += chunk;
+      if (done || running !== run) break;
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    report(Math.max(made, 0), performance.now() - started);
+    document.body.dataset.done = "1";
+  }
+
+  $("generate").addEventListener("click", () => generateStreaming());
+  $("stop").addEventListener("click", () => { running = null; });
+
+  // The page's contract: #prime=...&length=N&temperature=T&top-k=K&top-p=P&seed=S
+  // &greedy=1&autorun=1 fills the controls; autorun generates on load and writes the whole
+  // text, prime included, into #output.
+  const given = new URLSearchParams(location.hash.slice(1));
+  for (const key of ["prime", "length", "temperature", "top-k", "top-p", "seed"])
+    if (given.has(key)) $(key).value = given.get(key);
+  if (given.has("greedy")) $("greedy").checked = given.get("greedy") === "1";
+  if (given.get("autorun") === "1") generateAll(options());
+})();
