@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -136,6 +137,7 @@ def main() -> None:
             files = write_corpus(work / "corpus", mb)
             corpus, cache = str(work / "corpus"), str(work / "cache")
             first = child(ENCODE, corpus, cache)
+            os.sync()  # the cache file's writeback is the encode's cost, not the next run's
             train = child(TRAIN, corpus, cache, str(work / "run"))
             print(
                 f"| {mb:,} | {files:,} | {first['chars']:,} | {first['vocab']} | "

@@ -5,10 +5,18 @@ and `model.score(text)` (see charlstm/api.py). Errors are CharlstmError and its
 subclasses.
 """
 
-from charlstm.api import Model, load
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError, VocabError
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The API needs torch; importing charlstm.config or charlstm.corpus alone should not.
+    if name in ("load", "Model"):
+        from charlstm import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'charlstm' has no attribute {name!r}")
 __all__ = [
     "CharlstmError",
     "CheckpointError",

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from charlstm import checkpoint as ckpt
 from charlstm.batches import TBPTTBatches
+from charlstm.budget import Budget, fits_budget
 from charlstm.config import Config, TrainConfig
 from charlstm.corpus import in_vocab, load_corpus
 from charlstm.device import pick_device, seed_everything
@@ -54,11 +55,12 @@ class TrainSummary:
     seconds: float
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to lr * final_lr_fraction: a pure function of step."""
+def lr_at(step: int, cfg: TrainConfig, budget_steps: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to lr * final_lr_fraction: a pure function of the
+    step (and, for a time budget, of the step count fitted to it: see budget.py)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    decay_steps = cfg.decay_steps or cfg.max_steps
+    decay_steps = cfg.decay_steps or budget_steps or cfg.max_steps
     if decay_steps is None:
         return cfg.lr
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, decay_steps - cfg.warmup_steps))
@@ -170,6 +172,15 @@ class Trainer:
         self.skipped_updates = 0
         self._unread_skip: tuple[int, torch.Tensor] | None = None
         self.resume_changes: list[str] = []
+        self.budget = None
+        if fits_budget(t):
+            recorded = resume.get("schedule_steps") if resume is not None else None
+            budget_changed = resume is not None and (
+                Config.from_dict(resume["config"]).train.max_seconds != t.max_seconds
+            )
+            chars_per_step = self.batches.chars_per_window * self.ranks.world
+            val_chars = len(self.val_ids) - 1
+            self.budget = Budget(t, val_chars, chars_per_step, recorded, refit=budget_changed)
         if resume is not None:
             self._restore(resume)
 
@@ -213,6 +224,7 @@ class Trainer:
             "best_val_loss": self.best_val_loss,
             "last_val_loss": self.last_val_loss,
             "elapsed_seconds": elapsed,
+            "schedule_steps": self.budget_steps,
         }
 
     def save(self, name: str, elapsed: float) -> Path:
@@ -240,7 +252,7 @@ class Trainer:
         window = self.batches.window(self.step)
         if window.starts_epoch or self.state is None:
             self.state = self.model.init_state(self.local_batch, self.device)
-        lr = lr_at(self.step, self.cfg.train)
+        lr = lr_at(self.step, self.cfg.train, self.budget_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with self.autocast:
@@ -323,16 +335,23 @@ class Trainer:
                         break
                     loss, grad_norm, skipped = self.train_step()
                     meter.add(loss, grad_norm, skipped)
+                    if self.budget is not None:
+                        self.budget.after_step(self.step, elapsed())
                     if self.step % log.log_every == 0:
                         self._log(meter, writer, progress, elapsed(), time.perf_counter() - started)
                     validating = self.step % t.eval_every == 0
                     saving = self.step % t.checkpoint_every == 0
                     if validating:
+                        started_validation = time.perf_counter()
                         self._validate_or_stop(writer, progress, elapsed())
+                        if self.budget is not None:
+                            self.budget.after_validation(time.perf_counter() - started_validation)
                     if saving:
                         self.save(ckpt.LAST, elapsed())
                     if validating or saving:  # chars/s measures training alone
                         meter.restart(self.step)
+                        if self.budget is not None:  # fit again, with all measured so far
+                            self.budget.refit(self.step, elapsed())
                 self._count_skips()
                 if self.step % t.eval_every != 0:
                     self._validate_or_stop(writer, progress, elapsed())
@@ -363,7 +382,7 @@ class Trainer:
         if read is None:  # every update since the last line was skipped
             return
         loss, grad_norm, chars_per_sec = read
-        lr = lr_at(self.step - 1, self.cfg.train)
+        lr = lr_at(self.step - 1, self.cfg.train, self.budget_steps)
         writer.train_scalars(self.step, loss, grad_norm, lr, chars_per_sec, self.skipped_updates)
         fraction, left = self._progress(elapsed, this_run)
         stats = f"loss {loss:.3f} bpc {loss / math.log(2):.3f} {chars_per_sec:,.0f} chars/s"
@@ -371,18 +390,26 @@ class Trainer:
 
     def _done(self, elapsed: float) -> bool:
         t = self.cfg.train
-        return (t.max_steps is not None and self.step >= t.max_steps) or (
-            t.max_seconds is not None and elapsed >= t.max_seconds
+        return (
+            (t.max_steps is not None and self.step >= t.max_steps)
+            or (t.max_seconds is not None and elapsed >= t.max_seconds)
+            or (self.budget is not None and self.budget.done(self.step))
         )
+
+    @property
+    def budget_steps(self) -> int | None:
+        """The step count fitted to train.max_seconds, once it is known."""
+        return self.budget.total if self.budget is not None else None
 
     def _progress(self, elapsed: float, this_run: float) -> tuple[float, float | None]:
         """Fraction done and seconds left, by whichever limit comes first."""
         t = self.cfg.train
         fractions, lefts = [], []
-        if t.max_steps is not None:
-            fractions.append(self.step / t.max_steps)
-            steps_here = max(1, self.step - self._first_step)
-            lefts.append((t.max_steps - self.step) * this_run / steps_here)
+        for steps in (t.max_steps, self.budget_steps):
+            if steps is not None:
+                fractions.append(self.step / steps)
+                steps_here = max(1, self.step - self._first_step)
+                lefts.append((steps - self.step) * this_run / steps_here)
         if t.max_seconds is not None:
             fractions.append(elapsed / t.max_seconds)
             lefts.append(t.max_seconds - elapsed)

@@ -1,0 +1,97 @@
+"""A schedule that fits a time budget: how many steps `train.max_seconds` allows.
+
+With `train.max_seconds` set and no `train.decay_steps`, the cosine decays over the
+steps the budget allows on this machine, not over a count chosen by hand for another
+one. The run measures its own steps, fixes the count, and ends there, at the rate's
+floor, with the last validation and save inside the budget:
+
+- after FIT_AFTER steps (the first few warm caches and kernels and are not counted), it
+  measures FIT_STEPS steps per second (wall clock: logging and checkpoints included,
+  validations left out), estimates one validation's time, and fixes
+      steps left = (time left - one validation) * rate / (1 + rate * validation / eval_every)
+  (each eval_every steps cost one validation), times SAFETY;
+- at each validation and each checkpoint it fits again, with the time validations
+  really took and the rate measured since, so another job starting on the machine
+  moves the end, not the budget;
+- the count in force is recorded in every checkpoint: the rate is a pure function of
+  (step, count), so a resumed run follows the recorded schedule exactly, and it re-fits
+  only where an uninterrupted run would (at validations and checkpoints), or at its
+  start when the budget itself was changed.
+`train.max_seconds` stays a hard stop in any case; `train.max_steps`, when set, caps
+the count.
+"""
+
+from __future__ import annotations
+
+import math
+
+from charlstm.config import TrainConfig
+
+FIT_AFTER = 5  # steps left out of the first measurement
+FIT_STEPS = 20  # steps measured before the first fit
+SAFETY = 0.985  # of the estimated steps: the end falls just inside the budget
+# Before the first validation is timed: validation reads characters about this many
+# times faster than training does (a forward pass only, many streams).
+EVAL_SPEEDUP = 3.0
+
+
+def fits_budget(cfg: TrainConfig) -> bool:
+    return cfg.max_seconds is not None and cfg.decay_steps is None
+
+
+class Budget:
+    """The step count of a budget run, fitted and re-fitted as the docstring says."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        val_chars: int,
+        chars_per_step: int,
+        recorded: int | None,
+        refit: bool,
+    ):
+        self.cfg = cfg
+        self.val_chars = val_chars  # what one validation scores
+        self.chars_per_step = chars_per_step
+        self.total = recorded  # the count in force (None: not fitted yet)
+        self.first_fit_pending = recorded is None or refit
+        self.first_step: int | None = None
+        self.since: tuple[int, float, float] | None = None  # step, elapsed, validation s
+        self.validations: list[float] = []
+
+    def after_step(self, step: int, elapsed: float) -> None:
+        """Start measuring once the first steps are behind; fit when enough were measured
+        (if this process must fit at all)."""
+        if self.first_step is None:
+            self.first_step = step - 1
+        if self.since is None and step - self.first_step >= FIT_AFTER:
+            self.since = (step, elapsed, sum(self.validations))
+        if self.first_fit_pending and self.since and step - self.since[0] >= FIT_STEPS:
+            self.first_fit_pending = False
+            self.fit(step, elapsed)
+
+    def after_validation(self, seconds: float) -> None:
+        self.validations.append(seconds)
+
+    def refit(self, step: int, elapsed: float) -> None:
+        """At a validation or a checkpoint: fit again with all measured so far."""
+        if self.since is not None and step > self.since[0] and not self.first_fit_pending:
+            self.fit(step, elapsed)
+
+    def fit(self, step: int, elapsed: float) -> None:
+        since_step, since_elapsed, since_validations = self.since
+        training = elapsed - since_elapsed - (sum(self.validations) - since_validations)
+        rate = (step - since_step) / max(training, 1e-9)  # steps per second, all included
+        if self.validations:
+            validation = sum(self.validations) / len(self.validations)
+        else:
+            validation = self.val_chars / (EVAL_SPEEDUP * rate * self.chars_per_step)
+        left = max(0.0, self.cfg.max_seconds - elapsed - validation)
+        steps_left = left * rate / (1.0 + rate * validation / self.cfg.eval_every)
+        total = step + math.floor(steps_left * SAFETY)
+        if self.cfg.max_steps is not None:
+            total = min(total, self.cfg.max_steps)
+        self.total = max(total, step + 1, self.cfg.warmup_steps + 1)
+
+    def done(self, step: int) -> bool:
+        return self.total is not None and step >= self.total

@@ -1,0 +1,102 @@
+"""Training for a time budget: the schedule fits max_seconds on this machine, ends on
+time at the rate's floor, and is recorded so a resumed run follows it exactly."""
+
+import math
+import signal
+
+import pytest
+import torch
+from rich.console import Console
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from charlstm.budget import Budget, fits_budget
+from charlstm.checkpoint import load_checkpoint
+from charlstm.config import Config, TrainConfig
+from charlstm.train import Trainer, lr_at
+from tests.conftest import make_text, small_config
+from tests.test_reliability import start_training, wait_for
+
+
+@pytest.fixture
+def long_corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(make_text(lines=4000), encoding="utf-8")
+    return path
+
+
+def budget_config(corpus, out, seconds, *extra):
+    return small_config(corpus, out, "train.max_steps=null", f"train.max_seconds={seconds}",
+                        "train.warmup_steps=10", "train.eval_every=150", *extra)  # fmt: skip
+
+
+def logged_lr(run_dir):
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars("train/lr")]
+
+
+@pytest.mark.parametrize("seconds", [4.0, 8.0])
+def test_a_budget_run_ends_on_time_with_the_rate_at_its_floor(long_corpus, tmp_path, seconds):
+    cfg = budget_config(long_corpus, tmp_path / "run", seconds, "log.log_every=1")
+    trainer = Trainer(cfg, console=Console(file=open(tmp_path / "log", "w")), quiet=True)
+    summary = trainer.run()
+    print(f"\nbudget {seconds}s: trained {summary.seconds:.2f}s, {summary.steps} steps, "
+          f"fitted {trainer.budget_steps}")  # fmt: skip
+    assert 0.95 * seconds <= summary.seconds <= 1.05 * seconds
+    floor = cfg.train.lr * cfg.train.final_lr_fraction
+    last_step, last_lr = logged_lr(tmp_path / "run")[-1]
+    assert last_step == summary.steps == trainer.budget_steps
+    assert last_lr == pytest.approx(floor, rel=0.01)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["schedule_steps"] == (
+        summary.steps
+    )
+
+
+def test_a_resumed_budget_run_follows_its_recorded_schedule(long_corpus, tmp_path):
+    out = tmp_path / "run"
+    proc = start_training(long_corpus, out, "train.max_steps=null", "train.max_seconds=30",
+                          "train.checkpoint_every=40", "train.warmup_steps=10")  # fmt: skip
+    wait_for(out / "checkpoints" / "last.pt", proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    payload = load_checkpoint(out / "checkpoints" / "last.pt")
+    recorded, step = payload["schedule_steps"], payload["step"]
+    assert recorded is not None and recorded > step
+    cfg = Config.from_dict(payload["config"])  # the same run, resumed
+    trainer = Trainer(cfg, resume=payload, console=Console(file=open(tmp_path / "l", "w")))
+    assert trainer.budget_steps == recorded  # no new fit at the start of a resumed run
+    for _ in range(5):
+        expected = lr_at(trainer.step, cfg.train, recorded)
+        trainer.train_step()
+        assert trainer.optimizer.param_groups[0]["lr"] == expected
+    assert trainer.budget_steps == recorded
+
+
+def test_the_rate_is_a_pure_function_of_step_and_count():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, max_steps=None, max_seconds=60)
+    assert fits_budget(cfg) and not fits_budget(TrainConfig(max_seconds=60, decay_steps=500))
+    assert lr_at(5, cfg, 1000) == lr_at(5, cfg, 50) == pytest.approx(0.6)  # warm-up
+    assert lr_at(505, cfg, 1000) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_at(999, cfg, 1000) == pytest.approx(0.1, rel=1e-3)
+    assert lr_at(300, cfg, None) == 1.0  # not fitted yet and no max_steps: constant
+
+
+def test_the_fit_leaves_room_for_validations():
+    cfg = TrainConfig(max_steps=None, max_seconds=100, eval_every=100, warmup_steps=0)
+    budget = Budget(cfg, val_chars=10_000, chars_per_step=100, recorded=None, refit=False)
+    for step in range(1, 40):  # 10 steps per second
+        budget.after_step(step, elapsed=step / 10)
+    # at 14 s, after one 10 s validation: 76 s left once the final validation is set
+    # aside, and every 100 steps (10 s) cost another 10 s of validation: 380 steps
+    budget.after_validation(10.0)
+    budget.refit(40, elapsed=14.0)
+    assert 40 + 0.95 * 380 < budget.total <= 40 + 380
+
+
+def test_max_steps_alone_behaves_as_before(corpus_file, tmp_path):
+    cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=30")
+    trainer = Trainer(cfg, console=Console(file=open(tmp_path / "log", "w")), quiet=True)
+    assert trainer.budget is None
+    assert trainer.run().steps == 30
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["schedule_steps"] is None
+    assert torch.isfinite(torch.tensor(trainer.last_val_loss))
