@@ -40,7 +40,8 @@ def charlstm_val_loss(seconds: float, overrides: list[str], out: Path) -> tuple[
     trainer = Trainer(cfg, console=Console(file=io.StringIO()), overwrite=True)
     trainer.run()
     model, _, _ = restore_model(load_checkpoint(out / "checkpoints" / "last.pt"))
-    val = np.asarray(trainer.val_ids)
+    # The whole split (training itself validates on train.eval_chars of it).
+    val = np.asarray(load_corpus(cfg.data).split(cfg.data.val_fraction)[1])
     return evaluate_ids(model, val, streams=1, window=1024).loss, trainer.step
 
 

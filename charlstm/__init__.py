@@ -17,6 +17,8 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'charlstm' has no attribute {name!r}")
+
+
 __all__ = [
     "CharlstmError",
     "CheckpointError",

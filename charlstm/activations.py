@@ -14,7 +14,6 @@ every unit, which is how the classic experiments found their "quote" and "indent
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,11 +28,18 @@ from charlstm.vocab import Vocab
 QUANTITIES = ("h", "c", "input", "forget", "output", "candidate")
 
 
+TOP = 5  # likeliest next characters kept per position
+
+
 @dataclass
 class Activations:
     chars: list[str]  # one displayable piece per model input (a character, or a byte)
     values: dict[str, np.ndarray]  # quantity -> (time, layers, units), after reading each
     cell: str
+    # -log p(character t | everything before it), nats; the first from a zero state
+    surprisal: np.ndarray | None = None
+    # after reading character t, the TOP likeliest next characters: [(char, p), ...]
+    top: list[list[tuple[str, float]]] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -60,7 +66,29 @@ def record(model: CharRNN, vocab: Vocab, text: str, unknown: str = "error") -> A
         per_layer.append(trace)
         layer_input = trace["h"]
     values = {q: torch.stack([t[q] for t in per_layer], dim=1).cpu().numpy() for q in QUANTITIES}
-    return Activations([vocab.decode([i]) or "\ufffd" for i in ids.tolist()], values, cell)
+    surprisal, top = _predictions(model, vocab, per_layer[-1]["h"], ids)
+    shown = [vocab.decode([i]) or "\ufffd" for i in ids.tolist()]
+    return Activations(shown, values, cell, surprisal, top)
+
+
+@torch.no_grad()
+def _predictions(
+    model: CharRNN, vocab: Vocab, last_h: torch.Tensor, ids: np.ndarray
+) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+    """What the model expected: the surprisal of each character (from the h before it;
+    the first from a zero state) and the likeliest characters after each."""
+    before = torch.cat([torch.zeros_like(last_h[:1]), last_h[:-1]])
+    log_p = torch.log_softmax(model.decoder(before).float(), dim=-1)
+    targets = torch.as_tensor(ids.astype(np.int64), device=log_p.device)
+    surprisal = -log_p.gather(1, targets[:, None])[:, 0]
+    after = torch.softmax(model.decoder(last_h).float(), dim=-1)
+    p, which = after.topk(min(TOP, vocab.size), dim=-1)
+    names = [vocab.decode([i]) or "\ufffd" for i in range(vocab.size)]
+    top = [
+        [(names[i], round(float(q), 4)) for i, q in zip(row_ids, row_p, strict=True)]
+        for row_ids, row_p in zip(which.tolist(), p.tolist(), strict=True)
+    ]
+    return surprisal.cpu().numpy(), top
 
 
 def _weights(rnn: torch.nn.Module, layer: int, cell: str) -> dict[str, torch.Tensor]:
@@ -88,93 +116,6 @@ def _layer_trace(x: torch.Tensor, w: dict[str, torch.Tensor]) -> dict[str, torch
 
 
 # Features of the text, one value per character ---------------------------------------
-
-
-def string_literal_mask(text: str) -> np.ndarray:
-    """1 inside a string literal, quotes included: '...', "...", '''...''', \"\"\"...\"\"\",
-    with backslash escapes; a # comment outside a string runs to the end of its line."""
-    inside = np.zeros(len(text), dtype=np.float32)
-    quote: str | None = None
-    in_comment = False
-    pos = 0
-    while pos < len(text):
-        char = text[pos]
-        if quote is None:
-            if in_comment:
-                in_comment = char != "\n"
-            elif char == "#":
-                in_comment = True
-            elif char in "'\"":
-                quote = char * 3 if text.startswith(char * 3, pos) else char
-                inside[pos : pos + len(quote)] = 1
-                pos += len(quote)
-                continue
-            pos += 1
-            continue
-        inside[pos] = 1
-        if char == "\\":
-            inside[pos : pos + 2] = 1
-            pos += 2
-        elif text.startswith(quote, pos):
-            inside[pos : pos + len(quote)] = 1
-            pos += len(quote)
-            quote = None
-        else:
-            if char == "\n" and len(quote) == 1:  # an unterminated one-line string ends
-                quote = None
-            pos += 1
-    return inside
-
-
-def builtin_features(text: str) -> dict[str, np.ndarray]:
-    strings = string_literal_mask(text)
-    depth = np.zeros(len(text), dtype=np.float32)
-    indent = np.zeros(len(text), dtype=np.float32)
-    column = np.zeros(len(text), dtype=np.float32)
-    after_newline = np.zeros(len(text), dtype=np.float32)
-    level = 0
-    line_start = 0
-    for pos, char in enumerate(text):
-        if not strings[pos]:
-            level += char in "([{"
-            level = max(0, level - (char in ")]}"))
-        depth[pos] = level
-        if pos == line_start:
-            after_newline[pos] = 1
-            end = text.find("\n", line_start)
-            line = text[line_start : end if end >= 0 else len(text)]
-            width = len(line) - len(line.lstrip(" \t"))
-        indent[pos] = width
-        column[pos] = pos - line_start
-        if char == "\n":
-            line_start = pos + 1
-    return {
-        "string literal": strings,
-        "bracket depth": depth,
-        "indentation": indent,
-        "position in line": column,
-        "after newline": after_newline,
-    }
-
-
-def regex_feature(text: str, pattern: str) -> np.ndarray:
-    try:
-        compiled = re.compile(pattern)
-    except re.error as error:
-        raise CharlstmError(
-            f"--feature: {pattern!r} is not a regular expression ({error})"
-        ) from None
-    inside = np.zeros(len(text), dtype=np.float32)
-    for match in compiled.finditer(text):
-        inside[match.start() : match.end()] = 1
-    return inside
-
-
-def parse_feature(spec: str, text: str) -> tuple[str, np.ndarray]:
-    name, sep, pattern = spec.partition("=")
-    if not sep or not name or not pattern:
-        raise CharlstmError(f"--feature takes name=REGEX (got {spec!r})")
-    return name, regex_feature(text, pattern)
 
 
 @dataclass(frozen=True)

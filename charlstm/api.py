@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from charlstm.ablation import ablated, parse_units
 from charlstm.checkpoint import load_for_inference
 from charlstm.config import Config
 from charlstm.device import pick_device
@@ -69,6 +70,7 @@ class Model:
         self.device = device
         self.best_val_loss = float(payload.get("best_val_loss", math.inf))
         self._corpus_key = payload.get("corpus_key")
+        self.ablated_units: list[tuple[int, int]] = []
 
     def __repr__(self) -> str:
         m = self.config.model
@@ -76,6 +78,16 @@ class Model:
             f"<charlstm.Model {m.num_layers}x{m.hidden_size} {m.cell}, vocab {self.vocab.size} "
             f"({self.vocab.mode}), step {self.step}, on {self.device}>"
         )
+
+    def ablated(self, units: str | list[tuple[int, int]]) -> Model:
+        """This model with the given units' h and c held at 0 at every step ("0:5,1:12",
+        or [(layer, unit), ...], counted from 0): see ablation.py."""
+        chosen = parse_units(units) if isinstance(units, str) else list(units)
+        other = Model.__new__(Model)
+        other.__dict__.update(self.__dict__)
+        other.net = ablated(self.net, chosen)
+        other.ablated_units = chosen
+        return other
 
     # -- generation --------------------------------------------------------------------
     def sample(

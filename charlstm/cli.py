@@ -141,8 +141,13 @@ def sample(
         Path | None, typer.Option("--output", "-o", help="Also write the samples to this file.")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
+    ablate: Annotated[
+        str | None,
+        typer.Option("--ablate", help="LAYER:UNIT[,...]: hold these units' h and c at 0."),
+    ] = None,
 ) -> None:
     """Generate text from a checkpoint, streaming it as it is generated."""
+    from charlstm.ablation import parse_units
     from charlstm.api import load
     from charlstm.device import pick_device
     from charlstm.sample import SampleSettings
@@ -153,7 +158,10 @@ def sample(
     )  # fmt: skip
     try:
         SampleSettings(**{k: v for k, v in options.items() if k != "prime"})  # checked first
+        units = parse_units(ablate) if ablate is not None else []
         model = load(checkpoint, pick_device(device))
+        if units:
+            model = model.ablated(units)
         with StopRequests():
             if num_samples == 1:  # streamed as it is generated
                 pieces = []
@@ -201,9 +209,14 @@ def evaluate(
     seed: Annotated[
         int, typer.Option("--seed", help="Task examples' seed (not the training one).")
     ] = 1_000_003,
+    ablate: Annotated[
+        str | None,
+        typer.Option("--ablate", help="LAYER:UNIT[,...]: hold these units' h and c at 0."),
+    ] = None,
 ) -> None:
     """Loss, bits per character and perplexity of a checkpoint on a text (or, with
     --task, its exact-match accuracy on fresh examples of a synthetic language)."""
+    from charlstm.ablation import parse_units
     from charlstm.api import load
     from charlstm.device import pick_device
     from charlstm.evaluate import check_eval_options, score_task
@@ -214,23 +227,37 @@ def evaluate(
             check_task_options(task, count, n_min, n_max)
         else:
             check_eval_options(text, split, streams, window)
+        units = parse_units(ablate) if ablate is not None else []
         model = load(checkpoint, pick_device(device))
+        silenced = model.ablated(units) if units else None
         with StopRequests():
             if task is not None:
                 score = score_task(model.net, model.vocab, task, count, seed, n_min, n_max)
+                if silenced is not None:
+                    ablated_score = score_task(
+                        silenced.net, model.vocab, task, count, seed, n_min, n_max
+                    )
             else:
                 result = model.evaluate(
                     text, split, streams, window, show_progress=True, console=err
                 )
+                if silenced is not None:
+                    ablated_result = silenced.evaluate(text, split, streams, window)
     except CharlstmError as error:
         raise fail(error) from None
+    shown_units = [[layer, unit] for layer, unit in units]
     if task is not None:
+        numbers = score.to_dict()
+        if silenced is not None:
+            numbers.update(ablated_accuracy=ablated_score.accuracy, ablated_units=shown_units)
         if as_json:
-            sys.stdout.write(json.dumps(score.to_dict()) + "\n")
+            sys.stdout.write(json.dumps(numbers) + "\n")
             return
         out.print(f"{task}: {score.accuracy:.1%} exact ({score.correct}/{score.total})")
         for n, (c, t) in sorted(score.per_n.items()):
             out.print(f"  N={n:>3}: {c / t:6.1%} ({c}/{t})")
+        if silenced is not None:
+            out.print(f"with {ablate} ablated: {ablated_score.accuracy:.1%} exact")
         return
     numbers = {
         "loss": result.loss,
@@ -239,6 +266,8 @@ def evaluate(
         "chars": result.chars,
         "chars_per_sec": result.chars_per_sec,
     }
+    if silenced is not None:
+        numbers.update(ablated_loss=ablated_result.loss, ablated_units=shown_units)
     if as_json:
         sys.stdout.write(json.dumps(numbers) + "\n")
         return
@@ -247,6 +276,12 @@ def evaluate(
         f"perplexity {result.perplexity:.3f}\n"
         f"{result.chars:,} characters scored at {result.chars_per_sec:,.0f} chars/s"
     )
+    if silenced is not None:
+        change = ablated_result.loss - result.loss
+        out.print(
+            f"with {ablate} ablated: loss {ablated_result.loss:.4f} nats/char "
+            f"({change:+.4f}), bpc {ablated_result.bpc:.4f}"
+        )
     if result.unknown:
         out.print(f"{result.unknown:,} characters outside the vocabulary were left out")
 
@@ -304,12 +339,27 @@ def inspect(
         str,
         typer.Option("--unknown", help="Characters outside the vocabulary: error or skip."),
     ] = "error",
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "--language",
+            help="For strings and comments: python, c, cpp, java, javascript, go or rust "
+            "(default: from --text's extension, else python).",
+        ),
+    ] = None,
+    find: Annotated[
+        str | None,
+        typer.Option("--find", help="List the spans where the units on across TEXT are on."),
+    ] = None,
 ) -> None:
     """Record h, c and the gates of every LSTM unit on a text, rank the units that follow
     features of it (strings, brackets, indentation, ...) and write a report."""
-    from charlstm.activations import builtin_features, parse_feature, rank_units, record
+    from charlstm.ablation import unit_effects
+    from charlstm.activations import rank_units, record
     from charlstm.api import load
     from charlstm.evaluate import read_text_file
+    from charlstm.features import builtin_features, language_of, parse_feature
+    from charlstm.match import find_like
     from charlstm.report import REPORT_FORMATS, write_report
 
     try:
@@ -324,28 +374,46 @@ def inspect(
             raise CharlstmError(f"--format must be {', '.join(REPORT_FORMATS)} (got {chosen!r})")
         for spec in feature or []:
             parse_feature(spec, "")  # a bad name=REGEX fails now, not after the run
+        lang = language_of(text_file, language)
+        if find is not None and not find:
+            raise CharlstmError("--find needs a text to look for")
         text = (read_text_file(text_file) if text_file is not None else prime)[:max_chars]
         model = load(checkpoint, "cpu")
         with StopRequests():
             acts = record(model.net, model.vocab, text, unknown=unknown)
-        shown = "".join(acts.chars)  # the text as the model read it (skips dropped)
-        features = builtin_features(shown)
-        features.update(parse_feature(spec, shown) for spec in feature or [])
-        ranking = rank_units(acts, features, top)
+            shown = "".join(acts.chars)  # the text as the model read it (skips dropped)
+            features = builtin_features(shown, lang)
+            features.update(parse_feature(spec, shown) for spec in feature or [])
+            ranking = rank_units(acts, features, top)
+            ids = model.vocab.encode(text, unknown=unknown)
+            tops = {name: (r[0].layer, r[0].unit) for name, r in ranking.items() if r}
+            effects = unit_effects(model.net, ids, tops)
+            found = find_like(acts, find) if find is not None else None
         m = model.config.model
         title = f"{text_file.name if text_file else 'prime'}, {m.num_layers}x"
         title += f"{m.hidden_size} {m.cell}"
-        write_report(out_file, acts, features, ranking, chosen, title)
+        write_report(out_file, acts, features, ranking, chosen, title, effects, found)
     except CharlstmError as error:
         raise fail(error) from None
     out.print(
         f"wrote {out_file}: {len(acts.chars):,} characters, {acts.shape[1]} layer(s) x "
         f"{acts.shape[2]} units"
     )
-    for name, found in ranking.items():
-        if found:
-            c = found[0]
-            out.print(f"  {name}: {c.quantity} layer {c.layer} unit {c.unit} (r = {c.r:+.2f})")
+    for name, ranked in ranking.items():
+        if ranked:
+            c = ranked[0]
+            change = (
+                f", ablated: {effects[name].mean_change:+.4f} nats/char" if name in effects else ""
+            )
+            out.print(
+                f"  {name}: {c.quantity} layer {c.layer} unit {c.unit} (r = {c.r:+.2f}{change})"
+            )
+    if found is not None:
+        units = ", ".join(f"{layer}:{unit}" for layer, unit in found.units)
+        out.print(f"more like {find!r} (units {units}):")
+        for match in found.matches[:10]:
+            context = f"{match.before}[{match.text}]{match.after}"
+            out.print(f"  {match.score:.2f} at {match.start}: {context!r}")
 
 
 @app.command()

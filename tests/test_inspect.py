@@ -14,16 +14,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charlstm.activations import (
-    Activations,
-    builtin_features,
-    rank_units,
-    record,
-    regex_feature,
-    string_literal_mask,
-)
+from charlstm.activations import Activations, rank_units, record
 from charlstm.cli import app
 from charlstm.config import ModelConfig
+from charlstm.features import builtin_features, regex_feature, string_literal_mask
 from charlstm.model import CharRNN
 from charlstm.vocab import Vocab
 
