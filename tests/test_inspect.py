@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from charlstm.activations import Activations, rank_units, record
 from charlstm.cli import app
 from charlstm.config import ModelConfig
+from charlstm.errors import CharlstmError
 from charlstm.features import builtin_features, regex_feature, string_literal_mask
 from charlstm.model import CharRNN
 from charlstm.vocab import Vocab
@@ -242,3 +243,111 @@ def test_page_renders_coloured_text_in_chromium(trained_run, tmp_path):
     assert blue.sum() + red.sum() > 2000, "no coloured character spans on the page"
     changed = np.abs(first - second).sum(axis=2) > 30
     assert changed.sum() > 1000, "another unit left the colours as they were"
+
+
+def test_predictions_are_the_models_own_probabilities(trained_run):
+    from charlstm.ablation import per_char_loss
+    from charlstm.checkpoint import load_for_inference
+
+    model, vocab, *_ = load_for_inference(trained_run)
+    text = "the cat sat on the mat.\nthe dog ran.\n"
+    acts = record(model, vocab, text)
+    assert acts.surprisal.shape == (len(text),)
+    # from the second character on, the surprisal is the per-character loss of eval
+    np.testing.assert_allclose(acts.surprisal[1:], per_char_loss(model, vocab.encode(text)),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    for row in acts.top:
+        probabilities = [p for _, p in row]
+        assert len(row) == 5 and probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) <= 1.0001
+    # after "the ", a trained model expects the start of a noun it saw
+    after_the = acts.top[text.index("the ") + 3]
+    assert {ch for ch, _ in after_the} & set("cdmlb")
+
+
+def test_find_lists_the_spans_where_the_same_units_are_on():
+    from charlstm.match import find_like
+
+    text = "ab[cd]ef gh[ij] k[lmn]op [q]"
+    rng = np.random.default_rng(1)
+    h = rng.uniform(-0.2, 0.2, size=(len(text), 2, 8)).astype(np.float32)
+    inside = np.array([0 < sum(1 if c == "[" else -1 if c == "]" else 0 for c in text[: t + 1])
+                       or ch == "]" for t, ch in enumerate(text)])  # fmt: skip
+    h[inside, 1, 5] = 0.9  # the bracket unit
+    h[inside, 0, 2] = 0.8  # and a second one
+    h[: text.index("["), 0, 6] = 0.9  # on before the query: not selected
+    values = {q: h for q in ("h", "c")}
+    found = find_like(Activations(list(text), values, "lstm"), "[cd]")
+    assert found.units == [(0, 2), (1, 5)] and found.start == 2
+    assert [m.text for m in found.matches] == ["[lmn]", "[ij]", "[q]"]  # longest first
+    assert found.matches[0].before.endswith(" k") and found.matches[0].after.startswith("op")
+    with pytest.raises(CharlstmError, match="does not occur"):
+        find_like(Activations(list(text), values, "lstm"), "zz")
+
+
+def test_report_carries_predictions_ablation_and_matches(trained_run, tmp_path):
+    import json
+
+    text = tmp_path / "text.txt"
+    text.write_text("the big cat sat on the red mat.\nthen the dog ran under a log.\n" * 4)
+    args = ["inspect", "-c", str(trained_run), "--text", str(text)]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert len(report["surprisal"]) == len(report["text"]) == len(report["top"])
+    assert all(len(row) == 5 for row in report["top"])
+    for name, ranked in report["ranking"].items():
+        if ranked:
+            effect = report["ablation"][name]
+            assert (effect["layer"], effect["unit"]) == (ranked[0]["layer"], ranked[0]["unit"])
+            assert len(effect["delta"]) == len(report["text"])
+    assert "ablated:" in result.output
+    assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r.npz")]).exit_code == 0
+    npz = np.load(tmp_path / "r.npz")
+    assert npz["surprisal"].shape == (len(report["text"]),) and npz["top"].shape[1:] == (5, 2)
+
+
+def test_the_page_lists_the_matches_as_clickable_rows():
+    from charlstm.match import Found, Match
+    from charlstm.report import html_page
+
+    from charlstm.activations import QUANTITIES
+
+    text = "ab[cd]ef[gh]"
+    values = {q: np.zeros((len(text), 1, 4), dtype=np.float32) for q in QUANTITIES}
+    top = [[("a", 0.5)] * 5 for _ in text]
+    acts = Activations(list(text), values, "lstm", np.ones(len(text), np.float32), top)
+    found = Found("[cd]", 2, [(0, 1)], [Match(8, 12, 1.0, "ef", "[gh]", "")])
+    page = html_page(acts, {}, "t", {}, found)
+    assert '<tr class="pick" data-start="8" data-end="12">' in page
+    assert '<span class="hit">[gh]</span>' in page and "Units on across it" in page
+
+
+@pytest.mark.skipif(
+    not (shutil.which("chromium") or shutil.which("chromium-browser")),
+    reason="needs Chromium (Debian: apt-get install chromium)",
+)
+def test_surprisal_view_colours_the_text_in_chromium(trained_run, tmp_path):
+    page = tmp_path / "report.html"
+    text = tmp_path / "text.txt"
+    text.write_text("the big cat sat on the red mat.\nzzz the dog ran under a log.\n" * 6)
+    result = CliRunner().invoke(
+        app,
+        [
+            "inspect",
+            "-c",
+            str(trained_run),
+            "--text",
+            str(text),
+            "--out",
+            str(page),
+            "--unknown",
+            "skip",
+        ],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    surprisal = screenshot(page, "view=surprisal", tmp_path / "s.png")
+    ablation = screenshot(page, "view=ablation&feature=after%20newline", tmp_path / "a.png")
+    r, g, b = (surprisal[:, :, i] for i in range(3))
+    assert ((r - b > 60) & (r - g > 40)).sum() > 1000, "no character coloured by surprisal"
+    assert np.abs(surprisal - ablation).sum(axis=2).__gt__(30).sum() > 500
