@@ -406,14 +406,15 @@ def inspect(
                 f", ablated: {effects[name].mean_change:+.4f} nats/char" if name in effects else ""
             )
             out.print(
-                f"  {name}: {c.quantity} layer {c.layer} unit {c.unit} (r = {c.r:+.2f}{change})"
+                f"  {name}: {c.quantity} layer {c.layer} unit {c.unit} (r = {c.r:+.2f}{change})",
+                markup=False,
             )
     if found is not None:
         units = ", ".join(f"{layer}:{unit}" for layer, unit in found.units)
-        out.print(f"more like {find!r} (units {units}):")
+        out.print(f"more like {find!r} (units {units}):", markup=False)
         for match in found.matches[:10]:
             context = f"{match.before}[{match.text}]{match.after}"
-            out.print(f"  {match.score:.2f} at {match.start}: {context!r}")
+            out.print(f"  {match.score:.2f} at {match.start}: {context!r}", markup=False)
 
 
 @app.command()

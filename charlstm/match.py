@@ -5,7 +5,8 @@ text, and the other stretches where the same units are on together.
 selects the units whose h stays above THRESHOLD across all of it and was not above it
 just before (they switched on for it), then scores every position by the fraction of
 those units on there. Maximal runs where at least MIN_SHARE of them are on are the
-matches, ranked by how many of the units are on, on average, and by length.
+matches, ranked by how many of the units are on, on average (a span shorter than the
+query in proportion to its length), then by length.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ def find_like(acts: Activations, query: str, limit: int = 20) -> Found:
                 text[b : b + CONTEXT],
             )  # fmt: skip
         )
-    matches.sort(key=lambda m: (-m.score, -(m.end - m.start), m.start))
+    # Most units on together first; a span shorter than the query counts for less.
+    matches.sort(
+        key=lambda m: (-m.score * min(1.0, (m.end - m.start) / len(query)), -(m.end - m.start))
+    )
     return Found(query, start, chosen, matches[:limit])
 
 
