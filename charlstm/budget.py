@@ -59,9 +59,10 @@ class Budget:
         self.since: tuple[int, float, float] | None = None  # step, elapsed, validation s
         self.validations: list[float] = []
 
-    def after_step(self, step: int, elapsed: float) -> None:
+    def after_step(self, step: int, elapsed: float) -> bool:
         """Start measuring once the first steps are behind; fit when enough were measured
-        (if this process must fit at all)."""
+        (if this process must fit at all). True when it fitted: at the same step on every
+        rank, which then agree on the main rank's count."""
         if self.first_step is None:
             self.first_step = step - 1
         if self.since is None and step - self.first_step >= FIT_AFTER:
@@ -69,14 +70,18 @@ class Budget:
         if self.first_fit_pending and self.since and step - self.since[0] >= FIT_STEPS:
             self.first_fit_pending = False
             self.fit(step, elapsed)
+            return True
+        return False
 
     def after_validation(self, seconds: float) -> None:
         self.validations.append(seconds)
 
-    def refit(self, step: int, elapsed: float) -> None:
+    def refit(self, step: int, elapsed: float) -> bool:
         """At a validation or a checkpoint: fit again with all measured so far."""
         if self.since is not None and step > self.since[0] and not self.first_fit_pending:
             self.fit(step, elapsed)
+            return True
+        return False
 
     def fit(self, step: int, elapsed: float) -> None:
         since_step, since_elapsed, since_validations = self.since

@@ -119,6 +119,14 @@ class Ranks:
             dist.all_reduce(values, op=dist.ReduceOp.MAX, group=self._host_group)
         return [bool(v) for v in values.tolist()]
 
+    def from_main(self, value: int) -> int:
+        """The main rank's value of an integer, on every rank (on the CPU)."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64)
+        dist.broadcast(tensor, src=0, group=self._host_group)
+        return int(tensor.item())
+
     def any_on_device(self, flag: torch.Tensor) -> torch.Tensor:
         """1.0 where `flag` is true on any rank, else 0.0, as a float tensor on flag's
         device; unlike `any`, the host does not wait for it."""

@@ -335,8 +335,8 @@ class Trainer:
                         break
                     loss, grad_norm, skipped = self.train_step()
                     meter.add(loss, grad_norm, skipped)
-                    if self.budget is not None:
-                        self.budget.after_step(self.step, elapsed())
+                    if self.budget is not None and self.budget.after_step(self.step, elapsed()):
+                        self._agree_on_budget()
                     if self.step % log.log_every == 0:
                         self._log(meter, writer, progress, elapsed(), time.perf_counter() - started)
                     validating = self.step % t.eval_every == 0
@@ -350,8 +350,9 @@ class Trainer:
                         self.save(ckpt.LAST, elapsed())
                     if validating or saving:  # chars/s measures training alone
                         meter.restart(self.step)
-                        if self.budget is not None:  # fit again, with all measured so far
-                            self.budget.refit(self.step, elapsed())
+                        # fit again, with all measured so far
+                        if self.budget is not None and self.budget.refit(self.step, elapsed()):
+                            self._agree_on_budget()
                 self._count_skips()
                 if self.step % t.eval_every != 0:
                     self._validate_or_stop(writer, progress, elapsed())
@@ -395,6 +396,10 @@ class Trainer:
             or (t.max_seconds is not None and elapsed >= t.max_seconds)
             or (self.budget is not None and self.budget.done(self.step))
         )
+
+    def _agree_on_budget(self) -> None:
+        """Every rank decays over the main rank's count, or their weights would drift."""
+        self.budget.total = self.ranks.from_main(self.budget.total)
 
     @property
     def budget_steps(self) -> int | None:

@@ -171,3 +171,12 @@ def test_two_nodes_on_one_machine_equal_one_process(corpus_file, tmp_path):
         assert torch.allclose(tensor, p2["model"][name], atol=1e-5), name
     for (_, a), (_, b) in zip(losses(tmp_path / "one"), losses(tmp_path / "two"), strict=True):
         assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
+
+
+def test_a_budget_run_under_two_ranks_agrees_on_one_schedule(corpus_file, tmp_path):
+    proc = run(train_cmd(2, corpus_file, tmp_path / "run", "train.max_steps=null",
+                         "train.max_seconds=6", "train.decay_steps=null"))  # fmt: skip
+    assert "x 2 ranks" in proc.stdout
+    payload = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert payload["schedule_steps"] == payload["step"] > 20
+    assert payload["elapsed_seconds"] < 6 * 1.1

@@ -308,10 +308,9 @@ def test_report_carries_predictions_ablation_and_matches(trained_run, tmp_path):
 
 
 def test_the_page_lists_the_matches_as_clickable_rows():
+    from charlstm.activations import QUANTITIES
     from charlstm.match import Found, Match
     from charlstm.report import html_page
-
-    from charlstm.activations import QUANTITIES
 
     text = "ab[cd]ef[gh]"
     values = {q: np.zeros((len(text), 1, 4), dtype=np.float32) for q in QUANTITIES}
