@@ -33,6 +33,8 @@ FIXED_KEYS = (
     "train.bptt",
     # The random states come from the checkpoint: a new seed could not take effect.
     "train.seed",
+    # The weights come from the checkpoint: a new base model could not take effect.
+    "train.init_from",
 )
 
 

@@ -131,13 +131,13 @@ class Sampler:
 class _SampleText:
     """One sample's text as it grows: decoding, the stop string, and what may be shown.
 
-    Pieces are kept in a list (joined once at the end), so a long sample costs the same
-    per character as a short one. Text that could be the start of the stop string is held
-    back until it is not; the stop string is searched for in the generated text only."""
+    Text that could be the start of the stop string is held back until it is not; the
+    stop string is searched for in the generated text only. The caller keeps the pieces
+    shown (joined once at the end), so a long sample costs the same per character as a
+    short one."""
 
-    def __init__(self, vocab: Vocab, prime: str, stop: str | None):
+    def __init__(self, vocab: Vocab, stop: str | None):
         self.decoder = vocab.stream_decoder()
-        self.pieces = [prime]
         self.pending = ""
         self.stop = stop
         self.done = False
@@ -145,7 +145,6 @@ class _SampleText:
     def add(self, piece: str) -> str:
         """Take newly decoded text; return what is now safe to show."""
         if not self.stop:
-            self.pieces.append(piece)
             return piece
         text = self.pending + piece
         hit = text.find(self.stop)
@@ -154,17 +153,11 @@ class _SampleText:
         else:
             cut = len(text) - (len(self.stop) - 1)
             shown, self.pending = text[:cut], text[cut:]
-        self.pieces.append(shown)
         return shown
 
     def finish(self) -> str:
         shown, self.pending = self.pending, ""
-        self.pieces.append(shown)
         return shown
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
 
 
 @contextmanager
@@ -234,7 +227,7 @@ def iter_samples(
         context = prime_ids or [_line_start_id(vocab)]
         sampler = Sampler(settings, settings.seed)
         batch = settings.num_samples
-        samples = [_SampleText(vocab, prime, settings.stop) for _ in range(batch)]
+        samples = [_SampleText(vocab, settings.stop) for _ in range(batch)]
         if prime:
             for i in range(batch):
                 yield i, prime

@@ -375,3 +375,56 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(
     assert line.startswith("error: could not write checkpoint") and "intact" in line
     after = load_checkpoint(out / "checkpoints" / "last.pt")
     assert after["step"] >= saved and not list((out / "checkpoints").glob("*.tmp"))
+
+
+CHANGED_ON_RESUME = {
+    "data.cache_dir": "{tmp}/other-cache",
+    "train.max_steps": 12,
+    "train.max_seconds": 600,
+    "train.lr": 0.02,
+    "train.warmup_steps": 3,
+    "train.decay_steps": 50,
+    "train.final_lr_fraction": 0.5,
+    "train.weight_decay": 0.2,
+    "train.grad_clip": 0.5,
+    "train.eval_every": 4,
+    "train.eval_streams": 2,
+    "train.eval_chars": 50,
+    "train.checkpoint_every": 3,
+    "train.device": "cpu",
+    "train.threads": 1,
+    "train.precision": "bf16",
+    "train.max_nonfinite": 2,
+    "log.log_every": 1,
+    "log.sample_length": 7,
+    "log.sample_temperature": 0.5,
+    "log.sample_prime": "the",
+}
+
+
+def test_every_key_allowed_to_change_on_resume_is_listed_and_runs_with_its_new_value(
+    corpus_file, tmp_path
+):
+    from charlstm.config import all_keys
+    from charlstm.resume import FIXED_KEYS
+
+    changeable = {k for k in all_keys() if not k.startswith("model.") and k not in FIXED_KEYS}
+    assert changeable - {"train.out_dir"} == set(CHANGED_ON_RESUME)
+    payload = trained(corpus_file, tmp_path)
+    sets = [f"{k}={str(v).format(tmp=tmp_path)}" for k, v in CHANGED_ON_RESUME.items()]
+    cfg = small_config(corpus_file, tmp_path / "run", *sets)
+    threads = torch.get_num_threads()
+    trainer = Trainer(cfg, resume=payload, console=quiet(tmp_path), quiet=True)
+    reported = {change.split(":")[0] for change in trainer.resume_changes}
+    assert reported == set(CHANGED_ON_RESUME) - {"train.device"}  # cpu both times
+    group = trainer.optimizer.param_groups[0]
+    assert group["weight_decay"] == 0.2
+    try:
+        trainer.run()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert trainer.step == 12 and group["lr"] == pytest.approx(
+        __import__("charlstm.train").train.lr_at(11, trainer.cfg.train)
+    )
+    assert len(trainer.val_ids) == 51 and (tmp_path / "other-cache").is_dir()
