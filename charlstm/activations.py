@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from rich.console import Console
 
-from charlstm import interrupt
 from charlstm.errors import CharlstmError
 from charlstm.model import CharRNN
 from charlstm.peephole import peephole_cell
+from charlstm.progress import Work
 from charlstm.vocab import Vocab
 
 QUANTITIES = ("h", "c", "input", "forget", "output", "candidate")
@@ -47,7 +48,14 @@ class Activations:
 
 
 @torch.no_grad()
-def record(model: CharRNN, vocab: Vocab, text: str, unknown: str = "error") -> Activations:
+def record(
+    model: CharRNN,
+    vocab: Vocab,
+    text: str,
+    unknown: str = "error",
+    show_progress: bool = False,
+    console: Console | None = None,
+) -> Activations:
     """Run `text` through the model from a zero state and keep every unit's values."""
     cell = model.cfg.cell
     if cell not in ("lstm", "peephole"):
@@ -62,7 +70,10 @@ def record(model: CharRNN, vocab: Vocab, text: str, unknown: str = "error") -> A
     layer_input = model.embedding(torch.as_tensor(ids.astype(np.int64), device=device))
     per_layer: list[dict[str, torch.Tensor]] = []
     for layer in range(model.cfg.num_layers):
-        trace = _layer_trace(layer_input, _weights(model.rnn, layer, cell))
+        with Work(
+            f"inspecting layer {layer}", len(ids), "chars", console, visible=show_progress
+        ) as work:
+            trace = _layer_trace(layer_input, _weights(model.rnn, layer, cell), work)
         per_layer.append(trace)
         layer_input = trace["h"]
     values = {q: torch.stack([t[q] for t in per_layer], dim=1).cpu().numpy() for q in QUANTITIES}
@@ -98,7 +109,9 @@ def _weights(rnn: torch.nn.Module, layer: int, cell: str) -> dict[str, torch.Ten
     return {name: getattr(rnn, f"{name}_l{layer}") for name in names}
 
 
-def _layer_trace(x: torch.Tensor, w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _layer_trace(
+    x: torch.Tensor, w: dict[str, torch.Tensor], work: Work
+) -> dict[str, torch.Tensor]:
     """One layer over a (time, features) input from a zero state: (time, units) each.
     The step is the peephole cell's own (zero peepholes for a plain LSTM)."""
     hidden = w["weight_hh"].shape[1]
@@ -108,7 +121,7 @@ def _layer_trace(x: torch.Tensor, w: dict[str, torch.Tensor]) -> dict[str, torch
     h, c = zero, zero
     trace: dict[str, list[torch.Tensor]] = {q: [] for q in QUANTITIES}
     for t in range(x.shape[0]):
-        interrupt.check("inspection")
+        work.advance(1)  # and stops here when asked
         i, f, g, o, c, h = peephole_cell(x_gates[t : t + 1], h, c, w["weight_hh"], *peep)
         for name, value in zip(QUANTITIES, (h, c, i, f, o, g), strict=True):
             trace[name].append(value[0])

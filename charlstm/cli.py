@@ -51,6 +51,12 @@ def write_out(text: str) -> None:
         raise typer.Exit(128 + signal.SIGPIPE) from None
 
 
+def check_out_file(path: Path | None, option: str) -> None:
+    """A file a command will write: its folder must exist (checked before any work)."""
+    if path is not None and not path.parent.is_dir():
+        raise CharlstmError(f"{option} {path}: no folder {path.parent} to write it in")
+
+
 def fail(error: CharlstmError) -> typer.Exit:
     err.print(f"{error.prefix}{error}", markup=False, soft_wrap=True)
     return typer.Exit(error.exit_code)
@@ -140,7 +146,9 @@ def sample(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the samples to this file.")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")
+    ] = "cpu",
     ablate: Annotated[
         str | None,
         typer.Option("--ablate", help="LAYER:UNIT[,...]: hold these units' h and c at 0."),
@@ -158,6 +166,7 @@ def sample(
     )  # fmt: skip
     try:
         SampleSettings(**{k: v for k, v in options.items() if k != "prime"})  # checked first
+        check_out_file(output, "--output")
         units = parse_units(ablate) if ablate is not None else []
         model = load(checkpoint, pick_device(device))
         if units:
@@ -199,7 +208,9 @@ def evaluate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object and nothing else.")
     ] = False,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")
+    ] = "cpu",
     task: Annotated[
         str | None, typer.Option("--task", help="Exact-match score on a synthetic task instead.")
     ] = None,
@@ -304,6 +315,7 @@ def tasks_generate(
 
     try:
         check_task_options(name, count, n_min, n_max)
+        check_out_file(out_file, "--out")
         text = corpus_text(name, count, seed, n_min, n_max)
         out_file.write_text(text, encoding="utf-8")
     except CharlstmError as error:
@@ -369,6 +381,7 @@ def inspect(
             raise CharlstmError("--max-chars and --top must be >= 1")
         if unknown not in ("error", "skip"):
             raise CharlstmError(f"--unknown must be error or skip (got {unknown!r})")
+        check_out_file(out_file, "--out")
         chosen = fmt or out_file.suffix.lstrip(".") or "html"
         if chosen not in REPORT_FORMATS:
             raise CharlstmError(f"--format must be {', '.join(REPORT_FORMATS)} (got {chosen!r})")
@@ -380,7 +393,9 @@ def inspect(
         text = (read_text_file(text_file) if text_file is not None else prime)[:max_chars]
         model = load(checkpoint, "cpu")
         with StopRequests():
-            acts = record(model.net, model.vocab, text, unknown=unknown)
+            acts = record(
+                model.net, model.vocab, text, unknown=unknown, show_progress=True, console=err
+            )
             shown = "".join(acts.chars)  # the text as the model read it (skips dropped)
             features = builtin_features(shown, lang)
             features.update(parse_feature(spec, shown) for spec in feature or [])
@@ -435,6 +450,7 @@ def export(
 
     try:
         check_precision(precision)
+        check_out_file(out_file, "--out")
         exported = export_page(load(checkpoint, "cpu"), out_file, precision, title)
     except CharlstmError as error:
         raise fail(error) from None

@@ -165,6 +165,8 @@ def _encode(
 
         def ids() -> Iterator[np.ndarray]:
             for symbols, raw, done in _symbol_chunks(files, cfg.vocab):
+                if seen is not None and not seen[symbols].all():  # edited since pass 1
+                    raise CorpusError(f"corpus {cfg.path} changed while it was being encoded")
                 yield table[symbols]
                 work.advance(raw, files=done)
 
@@ -210,8 +212,12 @@ def _write_entry(
                     "shape": (total,),
                 },
             )
+            written_ids = 0
             for ids in chunks:
                 f.write(ids.astype(vocab.dtype, copy=False).tobytes())
+                written_ids += len(ids)
+        if written_ids != total:
+            raise CorpusError(f"the corpus changed while it was being encoded ({name})")
         entry = None
         if written.parent == folder:
             cache.commit_entry(folder, name, written, total, vocab)

@@ -271,3 +271,15 @@ def test_sample_and_eval_do_not_import_training_or_tensorboard(trained_run):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("command", ["sample", "inspect", "export", "tasks"])
+def test_a_file_to_write_in_a_missing_folder_is_refused_before_work(trained_run, command):
+    where = "no/such/folder/out.html"
+    args = {
+        "sample": ["sample", "-c", str(trained_run), "--output", where],
+        "inspect": ["inspect", "-c", str(trained_run), "--prime", "the", "--out", where],
+        "export": ["export", "-c", str(trained_run), "--out", where],
+        "tasks": ["tasks", "generate", "counter", "--out", where],
+    }[command]
+    assert_one_line_error(runner.invoke(app, args), f"{where}: no folder no/such/folder")
