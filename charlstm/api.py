@@ -28,7 +28,7 @@ from charlstm.checkpoint import load_for_inference
 from charlstm.config import Config
 from charlstm.device import pick_device
 from charlstm.errors import CharlstmError
-from charlstm.evaluate import EvalResult, check_eval_options, evaluate_ids, evaluate_on
+from charlstm.evaluate import EvalResult, check_scoring, evaluate_ids, evaluate_on
 from charlstm.evaluate import evaluate_text as _evaluate_text
 from charlstm.model import CharRNN
 from charlstm.sample import SampleSettings, generate, iter_samples
@@ -156,7 +156,7 @@ class Model:
         the vocabulary, left out). Each character is scored given everything before it;
         `streams` contiguous stretches are scored side by side (1 = the exact single
         pass), `window` only bounds memory."""
-        check_eval_options(None, "val", streams, window)
+        check_scoring(streams, window)
         if self.vocab.mode == "byte":
             ids = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
             return evaluate_ids(self.net, ids, streams=streams, window=window)

@@ -122,6 +122,11 @@ def check_eval_options(text: Path | None, split: str | None, streams: int, windo
         raise CharlstmError(f"--split must be 'val' (got {split!r})")
     if text is not None and not text.is_file():
         raise CorpusError(f"--text {text}: no such file")
+    check_scoring(streams, window)
+
+
+def check_scoring(streams: int, window: int) -> None:
+    """How a text is walked (any text: a file, a split, a string from Python)."""
     if streams < 1:
         raise CharlstmError(f"--streams must be >= 1 (got {streams})")
     if window < 1:

@@ -223,18 +223,26 @@ def screenshot(page: Path, fragment: str, out: Path) -> np.ndarray:
     return read_png(out)
 
 
-@pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not (shutil.which("chromium") or shutil.which("chromium-browser")),
     reason="needs Chromium (Debian: apt-get install chromium)",
 )
-def test_page_renders_coloured_text_in_chromium(trained_run, tmp_path):
-    page = tmp_path / "report.html"
-    text = tmp_path / "text.txt"
-    text.write_text("the big cat sat on the red mat.\nthen the dog ran under a log.\n" * 6)
-    result = CliRunner().invoke(
-        app, ["inspect", "-c", str(trained_run), "--text", str(text), "--out", str(page)]
-    )
+
+
+def html_report(run: Path, tmp_path: Path, text: str, *extra: str) -> Path:
+    """`charlstm inspect` of `text`, written as report.html under tmp_path."""
+    page, source = tmp_path / "report.html", tmp_path / "text.txt"
+    source.write_text(text)
+    args = ["inspect", "-c", str(run), "--text", str(source), "--out", str(page), *extra]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    return page
+
+
+@needs_chromium
+def test_page_renders_coloured_text_in_chromium(trained_run, tmp_path):
+    text = "the big cat sat on the red mat.\nthen the dog ran under a log.\n" * 6
+    page = html_report(trained_run, tmp_path, text)
     first = screenshot(page, "layer=1&unit=3&quantity=h", tmp_path / "a.png")
     second = screenshot(page, "layer=1&unit=40&quantity=h", tmp_path / "b.png")
     r, g, b = (first[:, :, i] for i in range(3))
@@ -322,29 +330,10 @@ def test_the_page_lists_the_matches_as_clickable_rows():
     assert '<span class="hit">[gh]</span>' in page and "Units on across it" in page
 
 
-@pytest.mark.skipif(
-    not (shutil.which("chromium") or shutil.which("chromium-browser")),
-    reason="needs Chromium (Debian: apt-get install chromium)",
-)
+@needs_chromium
 def test_surprisal_view_colours_the_text_in_chromium(trained_run, tmp_path):
-    page = tmp_path / "report.html"
-    text = tmp_path / "text.txt"
-    text.write_text("the big cat sat on the red mat.\nzzz the dog ran under a log.\n" * 6)
-    result = CliRunner().invoke(
-        app,
-        [
-            "inspect",
-            "-c",
-            str(trained_run),
-            "--text",
-            str(text),
-            "--out",
-            str(page),
-            "--unknown",
-            "skip",
-        ],  # fmt: skip
-    )
-    assert result.exit_code == 0, result.output
+    text = "the big cat sat on the red mat.\nzzz the dog ran under a log.\n" * 6
+    page = html_report(trained_run, tmp_path, text, "--unknown", "skip")
     surprisal = screenshot(page, "view=surprisal", tmp_path / "s.png")
     ablation = screenshot(page, "view=ablation&feature=after%20newline", tmp_path / "a.png")
     r, g, b = (surprisal[:, :, i] for i in range(3))
