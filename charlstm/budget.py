@@ -9,7 +9,8 @@ floor, with the last validation and save inside the budget:
   measures FIT_STEPS steps per second (wall clock: logging and checkpoints included,
   validations left out), estimates one validation's time, and fixes
       steps left = (time left - one validation) * rate / (1 + rate * validation / eval_every)
-  (each eval_every steps cost one validation), times SAFETY;
+  (each eval_every steps cost one validation; END_RESERVE of the budget is kept for the
+  final save), times SAFETY;
 - at each validation and each checkpoint it fits again, with the time validations
   really took and the rate measured since, so another job starting on the machine
   moves the end, not the budget;
@@ -30,6 +31,9 @@ from charlstm.config import TrainConfig
 FIT_AFTER = 5  # steps left out of the first measurement
 FIT_STEPS = 20  # steps measured before the first fit
 SAFETY = 0.985  # of the estimated steps: the end falls just inside the budget
+# Of the budget, kept for what follows the last step besides the final validation (the
+# last save waited for, the event files closed) and for the noise of a shared machine.
+END_RESERVE = 0.02
 # Before the first validation is timed: validation reads characters about this many
 # times faster than training does (a forward pass only, many streams).
 EVAL_SPEEDUP = 3.0
@@ -91,7 +95,8 @@ class Budget:
             validation = sum(self.validations) / len(self.validations)
         else:
             validation = self.val_chars / (EVAL_SPEEDUP * rate * self.chars_per_step)
-        left = max(0.0, self.cfg.max_seconds - elapsed - validation)
+        budget = self.cfg.max_seconds * (1.0 - END_RESERVE)
+        left = max(0.0, budget - elapsed - validation)
         steps_left = left * rate / (1.0 + rate * validation / self.cfg.eval_every)
         total = step + math.floor(steps_left * SAFETY)
         if self.cfg.max_steps is not None:
