@@ -13,6 +13,7 @@ trainer has one code path.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -78,9 +79,16 @@ class Ranks:
         a failed peer would never reach the barrier."""
         if not (self.active and dist.is_initialized()):
             return
+        # DDP sits in a reference cycle and holds the group: left to the collector, the
+        # group's threads could be torn down while the interpreter exits, and the
+        # process aborts ("terminate called without an active exception") after a run
+        # that finished well. The caller has dropped its DDP wrapper; collect it now.
+        gc.collect()
         if finished:
             dist.barrier()
         dist.destroy_process_group()
+        self._host_group = None
+        gc.collect()
 
     def main_first(self, work: Callable[[], T]) -> T:
         """Run `work` on the main rank, then on the others: what the main rank leaves

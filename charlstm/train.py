@@ -363,6 +363,7 @@ class Trainer:
             self.checkpoints.close()  # no write is left behind, whatever ended the run
             progress.close()
             writer.close()
+            self.net = self.model  # the DDP wrapper goes before its process group
             self.ranks.stop(finished)
             self._release_lock()
         return TrainSummary(

@@ -180,3 +180,28 @@ def test_a_budget_run_under_two_ranks_agrees_on_one_schedule(corpus_file, tmp_pa
     payload = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert payload["schedule_steps"] == payload["step"] > 20
     assert payload["elapsed_seconds"] < 6 * 1.1
+
+
+LEFTOVERS = """
+import gc, sys
+gc.disable()  # the collector must not tidy up behind the trainer's back
+from torch.nn.parallel import DistributedDataParallel
+from charlstm.cli import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+finally:
+    left = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
+    print(f"DDP left: {len(left)}", file=sys.stderr)
+"""
+
+
+def test_a_finished_run_leaves_no_process_group_for_the_exit(corpus_file, tmp_path):
+    # A DDP wrapper still alive at exit holds the process group, whose teardown during
+    # interpreter shutdown can abort the process after a run that finished well.
+    script = tmp_path / "leftovers.py"
+    script.write_text(LEFTOVERS)
+    cmd = train_cmd(2, corpus_file, tmp_path / "run", "train.max_steps=5")
+    at = cmd.index("charlstm")
+    cmd[at - 1 : at + 1] = [str(script)]  # the script in place of "-m charlstm"
+    proc = run(cmd)
+    assert proc.stderr.count("DDP left: 0") == 2, proc.stderr
