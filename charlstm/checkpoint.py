@@ -169,13 +169,19 @@ def resolve_checkpoint(path: Path | None, runs_dir: Path = Path("runs")) -> Path
     return path
 
 
+def inference_weights(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights to run a checkpoint with: the average of the weights (`train.ema`)
+    when training kept one, else the weights themselves."""
+    return payload.get("averaged_model") or payload["model"]
+
+
 def restore_model(payload: dict[str, Any], device: str | torch.device = "cpu"):
     """The model (eval mode), vocabulary and config stored in a checkpoint."""
     try:
         config = Config.from_dict(payload["config"])
         vocab = Vocab.from_dict(payload["vocab"])
         model = CharRNN(vocab.size, config.model)
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(inference_weights(payload))
     except CharlstmError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as err:

@@ -111,6 +111,10 @@ class TrainConfig:
     weight_decay: float = 0.01
     # Gradient-norm clipping keeps exploding gradients in check; 0 disables clipping.
     grad_clip: float = 1.0
+    # Validate, pick best.pt and sample with an exponential moving average of the weights
+    # with this decay (0.995 ~ the last 200 steps; null = the weights themselves). The
+    # checkpoint keeps both: training resumes from its own weights.
+    ema: float | None = None
     eval_every: int = 250
     # Validation walks the held-out text as this many contiguous streams, each warmed up
     # on the text before it, so the number matches one in-order pass closely and quickly.
@@ -130,8 +134,10 @@ class TrainConfig:
     threads: int | None = None
     # fp32: float32 throughout (TF32 tensor cores on CUDA). bf16: bfloat16 autocast for
     # the forward pass, half the activation memory; for cuDNN LSTMs on an H100 it was not
-    # faster than fp32 with TF32 (bench/RESULTS.md), so it is not the default.
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # faster than fp32 with TF32 (bench/RESULTS.md). auto: bf16 on a CPU that computes in
+    # it natively (1.3x faster there), else fp32. fp32 is the default: it gives the same
+    # numbers on every machine.
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     # A non-finite loss or gradient skips that update; this many in a row stop training.
     max_nonfinite: int = 5
 
@@ -148,6 +154,7 @@ class TrainConfig:
             self.max_seconds,
         )
         _require(self.lr > 0, "train.lr", "> 0", self.lr)
+        _require(self.ema is None or 0 < self.ema < 1, "train.ema", "in (0, 1) or null", self.ema)
         _require(self.warmup_steps >= 0, "train.warmup_steps", ">= 0", self.warmup_steps)
         _require(
             0.0 <= self.final_lr_fraction <= 1.0,

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from charlstm.checkpoint import load_checkpoint, resolve_checkpoint
+from charlstm.checkpoint import inference_weights, load_checkpoint, resolve_checkpoint
 from charlstm.config import Config, ModelConfig
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.model import CharRNN
@@ -47,7 +47,9 @@ def load_base(init_from: str) -> Base:
         raise CheckpointError(f"train.init_from: {error}") from None
     try:
         saved = Config.from_dict(payload["config"])
-        return Base(path, payload["model"], Vocab.from_dict(payload["vocab"]), saved.model)
+        return Base(
+            path, inference_weights(payload), Vocab.from_dict(payload["vocab"]), saved.model
+        )
     except (KeyError, TypeError, ValueError, ConfigError):
         raise CheckpointError(
             f"train.init_from: {path} holds no usable model, vocabulary or config"

@@ -20,11 +20,12 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from charlstm import checkpoint as ckpt
+from charlstm.averaging import WeightAverage
 from charlstm.batches import TBPTTBatches
 from charlstm.budget import Budget, fits_budget
 from charlstm.config import Config, TrainConfig
 from charlstm.corpus import in_vocab, load_corpus
-from charlstm.device import pick_device, seed_everything
+from charlstm.device import pick_device, seed_everything, training_precision
 from charlstm.distributed import Ranks
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.evaluate import evaluate_ids
@@ -157,9 +158,11 @@ class Trainer:
         )
         if self.device.type == "cuda":  # TF32 for the decoder's matmuls too, as cuDNN's RNNs
             torch.set_float32_matmul_precision("high")
+        self.average = WeightAverage(self.model, t.ema) if t.ema is not None else None
+        self.precision = training_precision(t.precision, self.device)
         self.autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
-            if t.precision == "bf16"
+            if self.precision == "bf16"
             else nullcontext()
         )
         self.checkpoints = ckpt.CheckpointWriter()
@@ -192,6 +195,8 @@ class Trainer:
     def _restore(self, payload: dict[str, Any]) -> None:
         self.resume_changes = check_resumable(payload, self.cfg, self.vocab, self.corpus_key)
         self.model.load_state_dict(payload["model"])
+        if self.average is not None:  # a run that kept none starts its average here
+            self.average.load_state_dict(payload.get("averaged_model") or payload["model"])
         self.optimizer.load_state_dict(fused_optimizer_state(payload["optimizer"]))
         for group in self.optimizer.param_groups:  # loading restored the saved value
             group["weight_decay"] = self.cfg.train.weight_decay
@@ -212,6 +217,7 @@ class Trainer:
     def _payload(self, elapsed: float, state: State | None, rngs: list[dict]) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
+            "averaged_model": self.average.state_dict() if self.average is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             # the writer copies every tensor to the host, detached, as it queues the save
@@ -268,6 +274,8 @@ class Trainer:
         skipped = self.ranks.any_on_device(~(torch.isfinite(loss) & torch.isfinite(grad_norm)))
         self.optimizer.found_inf = skipped
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.step + 1)
         self.state = keep_if(skipped, self.state, detach_state(state))
         self._count_skips(pending=(self.step, skipped))
         self.step += 1
@@ -309,6 +317,7 @@ class Trainer:
         progress.message(
             f"model: {m.num_layers}x{m.hidden_size} {m.cell}, "
             f"{self.model.num_parameters():,} parameters, on {self.device}"
+            + (" in bf16" if self.precision == "bf16" else "")
             + (f" x {self.ranks.world} ranks" if self.ranks.active else "")
             + (f"; resuming at step {self.step}" if self.step else "")
         )
@@ -437,23 +446,21 @@ class Trainer:
             ) from None
 
     def _validate(self, writer: RunWriter, progress: TrainingProgress, elapsed: float) -> None:
-        result = evaluate_ids(self.model, self.val_ids, streams=self.cfg.train.eval_streams)
+        log = self.cfg.log
+        with self.average.applied() if self.average is not None else nullcontext():
+            result = evaluate_ids(self.model, self.val_ids, streams=self.cfg.train.eval_streams)
+            settings = SampleSettings(
+                length=log.sample_length, temperature=log.sample_temperature, seed=self.step
+            )
+            if self.is_main:  # the one sample of the run's log
+                text = generate(self.model, self.vocab, log.sample_prime, settings)[0]
         self.last_val_loss = result.loss
         improved = result.loss < self.best_val_loss
-        if improved:
+        if improved:  # saved outside the block: a checkpoint's `model` is the raw weights
             self.best_val_loss = result.loss
             self.save(ckpt.BEST, elapsed)
         if not self.is_main:
             return
-        log = self.cfg.log
-        text = generate(
-            self.model,
-            self.vocab,
-            log.sample_prime,
-            SampleSettings(
-                length=log.sample_length, temperature=log.sample_temperature, seed=self.step
-            ),
-        )[0]
         writer.validation(self.step, result.loss, text)
         progress.message(
             f"step {self.step}: val loss {result.loss:.4f} bpc {result.bpc:.4f} "

@@ -387,6 +387,7 @@ CHANGED_ON_RESUME = {
     "train.final_lr_fraction": 0.5,
     "train.weight_decay": 0.2,
     "train.grad_clip": 0.5,
+    "train.ema": 0.9,
     "train.eval_every": 4,
     "train.eval_streams": 2,
     "train.eval_chars": 50,
@@ -419,6 +420,7 @@ def test_every_key_allowed_to_change_on_resume_is_listed_and_runs_with_its_new_v
     assert reported == set(CHANGED_ON_RESUME) - {"train.device"}  # cpu both times
     group = trainer.optimizer.param_groups[0]
     assert group["weight_decay"] == 0.2
+    assert trainer.average.decay == 0.9  # a run that kept no average starts one
     try:
         trainer.run()
         assert torch.get_num_threads() == 1

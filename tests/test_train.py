@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from charlstm.checkpoint import load_checkpoint
 from charlstm.config import Config, TrainConfig, load_config
+from charlstm.device import training_precision
 from charlstm.train import Trainer, lr_at
 from tests.conftest import small_config
 
@@ -202,3 +203,17 @@ def test_each_window_starts_from_the_state_the_window_before_ended_in(corpus_fil
     for k in range(1, 6):
         for before, after in zip(given[k], returned[k - 1], strict=True):
             assert torch.equal(before, after) and float(after.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_in_it(
+    corpus_file, tmp_path, monkeypatch, native
+):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert training_precision("auto", torch.device("cuda")) == "fp32"
+    assert training_precision("bf16", torch.device("cpu")) == "bf16"
+    cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=3", "train.precision=auto")
+    console = Console(record=True, width=200)
+    Trainer(cfg, console=console).run()
+    assert (" in bf16" in console.export_text()) == native
