@@ -28,14 +28,14 @@ class WeightAverage:
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.model = model
         self.decay = decay
-        self.params = [p for p in model.parameters()]
+        self.params = list(model.parameters())
         self.average = [p.detach().clone() for p in self.params]
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Blend in the weights after `step` (on the device, without waiting for it)."""
         decay = min(self.decay, (1 + step) / (WARMUP + step))
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - decay)
+        torch._foreach_lerp_(self.average, self.params, 1.0 - decay)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
@@ -56,6 +56,5 @@ class WeightAverage:
 
     @torch.no_grad()
     def load_state_dict(self, averaged: dict[str, torch.Tensor]) -> None:
-        named = dict(self.model.named_parameters())
-        for param, average in zip(named, self.average, strict=True):
-            average.copy_(averaged[param])
+        names = [name for name, _ in self.model.named_parameters()]
+        torch._foreach_copy_(self.average, [averaged[name] for name in names])

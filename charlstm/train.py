@@ -196,7 +196,7 @@ class Trainer:
         self.resume_changes = check_resumable(payload, self.cfg, self.vocab, self.corpus_key)
         self.model.load_state_dict(payload["model"])
         if self.average is not None:  # a run that kept none starts its average here
-            self.average.load_state_dict(payload.get("averaged_model") or payload["model"])
+            self.average.load_state_dict(ckpt.inference_weights(payload))
         self.optimizer.load_state_dict(fused_optimizer_state(payload["optimizer"]))
         for group in self.optimizer.param_groups:  # loading restored the saved value
             group["weight_decay"] = self.cfg.train.weight_decay
@@ -449,10 +449,10 @@ class Trainer:
         log = self.cfg.log
         with self.average.applied() if self.average is not None else nullcontext():
             result = evaluate_ids(self.model, self.val_ids, streams=self.cfg.train.eval_streams)
-            settings = SampleSettings(
-                length=log.sample_length, temperature=log.sample_temperature, seed=self.step
-            )
             if self.is_main:  # the one sample of the run's log
+                settings = SampleSettings(
+                    length=log.sample_length, temperature=log.sample_temperature, seed=self.step
+                )
                 text = generate(self.model, self.vocab, log.sample_prime, settings)[0]
         self.last_val_loss = result.loss
         improved = result.loss < self.best_val_loss
