@@ -48,7 +48,7 @@ started = time.perf_counter()
 import json, resource, sys
 from rich.console import Console
 from charlstm.config import Config
-from charlstm.train import Trainer
+from charlstm.training.trainer import Trainer
 cfg = Config.from_dict({}, [f"data.path={sys.argv[1]}", f"data.cache_dir={sys.argv[2]}",
     f"train.out_dir={sys.argv[3]}", "train.max_steps=20", "train.eval_every=20",
     "train.checkpoint_every=20", "train.device=cpu", "log.sample_length=0"])

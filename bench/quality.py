@@ -24,7 +24,7 @@ from charlstm.checkpoint import load_checkpoint, restore_model
 from charlstm.config import load_config
 from charlstm.corpus import load_corpus
 from charlstm.evaluate import evaluate_ids
-from charlstm.train import Trainer
+from charlstm.training.trainer import Trainer
 
 
 def charlstm_val_loss(seconds: float, overrides: list[str], out: Path) -> tuple[float, int]:

@@ -18,7 +18,8 @@ from bench.common import machine
 from charlstm.checkpoint import load_for_inference
 from charlstm.config import ModelConfig
 from charlstm.model import CharRNN
-from charlstm.sample import SampleSettings, generate, one_char_steps
+from charlstm.options import SampleSettings
+from charlstm.sample import generate, one_char_steps
 from charlstm.vocab import Vocab
 
 

@@ -32,7 +32,7 @@ from bench.common import (
 )
 from charlstm.config import Config
 from charlstm.corpus import load_corpus
-from charlstm.train import Trainer
+from charlstm.training.trainer import Trainer
 
 # name: (layers, hidden, batch, bptt, short run steps, long run steps) on a CPU
 SHAPES = {

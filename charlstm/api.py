@@ -17,22 +17,30 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from rich.console import Console
 
-from charlstm.ablation import ablated, parse_units
 from charlstm.checkpoint import load_for_inference
 from charlstm.config import Config
 from charlstm.device import pick_device
 from charlstm.errors import CharlstmError
 from charlstm.evaluate import EvalResult, check_scoring, evaluate_ids, evaluate_on
 from charlstm.evaluate import evaluate_text as _evaluate_text
+from charlstm.inspect.ablation import ablated, parse_units
 from charlstm.model import CharRNN
-from charlstm.sample import SampleSettings, generate, iter_samples
+from charlstm.options import SampleSettings, ScoreSettings
+from charlstm.sample import generate, iter_samples
 from charlstm.vocab import Vocab
+
+if TYPE_CHECKING:
+    from charlstm.inspect.pipeline import Inspection
+
+# The keyword defaults of sample() and score(): the settings' own.
+_SAMPLE = SampleSettings()
+_SCORE = ScoreSettings()
 
 
 def load(path: str | Path | None = None, device: str | torch.device = "auto") -> Model:
@@ -70,7 +78,6 @@ class Model:
         self.device = device
         self.best_val_loss = float(payload.get("best_val_loss", math.inf))
         self._corpus_key = payload.get("corpus_key")
-        self.ablated_units: list[tuple[int, int]] = []
 
     def __repr__(self) -> str:
         m = self.config.model
@@ -86,22 +93,21 @@ class Model:
         other = Model.__new__(Model)
         other.__dict__.update(self.__dict__)
         other.net = ablated(self.net, chosen)
-        other.ablated_units = chosen
         return other
 
     # -- generation --------------------------------------------------------------------
     def sample(
         self,
         prime: str = "",
-        length: int = 500,
-        temperature: float = 0.8,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        greedy: bool = False,
-        seed: int | None = None,
-        num_samples: int = 1,
-        stop: str | None = None,
-        unknown: str = "error",
+        length: int = _SAMPLE.length,
+        temperature: float = _SAMPLE.temperature,
+        top_k: int | None = _SAMPLE.top_k,
+        top_p: float | None = _SAMPLE.top_p,
+        greedy: bool = _SAMPLE.greedy,
+        seed: int | None = _SAMPLE.seed,
+        num_samples: int = _SAMPLE.num_samples,
+        stop: str | None = _SAMPLE.stop,
+        unknown: str = _SAMPLE.unknown,
     ) -> str | list[str]:
         """Generate text that begins with `prime`.
 
@@ -118,39 +124,38 @@ class Model:
         unknown: prime characters outside the vocabulary: "error" (raise VocabError
             naming them) or "skip" (drop them).
 
+        The defaults are SampleSettings' (charlstm/options.py), as on the command line.
         Returns the text, or a list of texts when num_samples > 1.
         """
         settings = SampleSettings(
-            length, temperature, top_k, top_p, greedy, seed, num_samples, stop, unknown
-        )
+            length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
+            seed=seed, num_samples=num_samples, stop=stop, unknown=unknown,
+        )  # fmt: skip
         texts = generate(self.net, self.vocab, prime, settings)
         return texts[0] if num_samples == 1 else texts
 
-    def stream(
-        self,
-        prime: str = "",
-        length: int = 500,
-        temperature: float = 0.8,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        greedy: bool = False,
-        seed: int | None = None,
-        num_samples: int = 1,
-        stop: str | None = None,
-        unknown: str = "error",
-    ) -> Iterator[str]:
-        """As `sample`, but yields the text in pieces as it is generated (the prime
-        first); joined, the pieces are exactly what `sample` returns. One sample at a
-        time: num_samples must be 1."""
-        settings = SampleSettings(
-            length, temperature, top_k, top_p, greedy, seed, num_samples, stop, unknown
-        )
-        if num_samples != 1:
+    def stream(self, prime: str = "", **options: Any) -> Iterator[str]:
+        """As `sample`, with the same keyword options, but yields the text in pieces as it
+        is generated (the prime first); joined, the pieces are exactly what `sample`
+        returns. One sample at a time: num_samples must be 1."""
+        settings = SampleSettings(**options)
+        if settings.num_samples != 1:
             raise CharlstmError("stream() writes one sample; call sample(num_samples=...)")
         return (piece for _, piece in iter_samples(self.net, self.vocab, prime, settings))
 
+    # -- looking inside ----------------------------------------------------------------
+    def inspect(self, text: str, **options: Any) -> Inspection:
+        """Record every unit on `text`, rank the units that follow its features, ablate
+        each feature's top unit: `charlstm inspect` (options: see
+        charlstm.inspect.inspect_text). `.write(path)` writes the report."""
+        from charlstm.inspect.pipeline import inspect_text
+
+        return inspect_text(self, text, **options)
+
     # -- scoring -----------------------------------------------------------------------
-    def score(self, text: str, streams: int = 16, window: int = 512) -> EvalResult:
+    def score(
+        self, text: str, streams: int = _SCORE.streams, window: int = _SCORE.window
+    ) -> EvalResult:
         """Loss of `text` under the model: `.loss` (nats per character), `.bpc`,
         `.perplexity`, `.chars` (characters scored) and `.unknown` (characters outside
         the vocabulary, left out). Each character is scored given everything before it;
@@ -166,8 +171,8 @@ class Model:
         self,
         text_file: Path | None = None,
         split: str | None = None,
-        streams: int = 16,
-        window: int = 512,
+        streams: int = _SCORE.streams,
+        window: int = _SCORE.window,
         show_progress: bool = False,
         console: Console | None = None,
     ) -> EvalResult:

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from charlstm.errors import CharlstmError
 from charlstm.interrupt import StopRequests
+from charlstm.options import InspectSettings, SampleSettings, ScoreSettings, TaskExamples, help_of
 
 app = typer.Typer(
     add_completion=False,
@@ -28,6 +29,14 @@ app = typer.Typer(
 )
 out = Console(highlight=False, soft_wrap=True)  # long paths stay on one line
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Each option's default and help live on its settings field (charlstm/options.py).
+S, Score, Task, Look = SampleSettings(), ScoreSettings(), TaskExamples(), InspectSettings()
+
+
+def _opt(settings: object, name: str, *flags: str) -> typer.models.OptionInfo:
+    return typer.Option(*flags, help=help_of(type(settings), name))
+
 
 CheckpointOpt = Annotated[
     Path | None,
@@ -81,8 +90,8 @@ def train(
 ) -> None:
     """Train a model (see configs/ for examples)."""
     from charlstm.config import load_config
-    from charlstm.resume import restart_run, resume_payload
-    from charlstm.train import Trainer
+    from charlstm.training.resume import restart_run, resume_payload
+    from charlstm.training.trainer import Trainer
 
     try:
         payload, overrides = None, list(set_ or [])
@@ -116,33 +125,15 @@ def sample(
     prime: Annotated[
         str, typer.Option("--prime", "-p", help="Text to start from; the output begins with it.")
     ] = "",
-    length: Annotated[int, typer.Option("--length", "-n", help="Characters to generate.")] = 500,
-    temperature: Annotated[
-        float, typer.Option("--temperature", "-t", help="> 0; lower is more conservative.")
-    ] = 0.8,
-    top_k: Annotated[
-        int | None, typer.Option("--top-k", help="Sample among the k likeliest characters.")
-    ] = None,
-    top_p: Annotated[
-        float | None,
-        typer.Option(
-            "--top-p", help="Sample among the likeliest characters holding p of the mass."
-        ),
-    ] = None,
-    greedy: Annotated[
-        bool, typer.Option("--greedy", help="Always take the likeliest character.")
-    ] = False,
-    seed: Annotated[int | None, typer.Option("--seed", help="Same seed, same text.")] = None,
-    num_samples: Annotated[
-        int, typer.Option("--num-samples", help="Samples generated together as one batch.")
-    ] = 1,
-    stop: Annotated[
-        str | None, typer.Option("--stop", help="End a sample where this string appears.")
-    ] = None,
-    unknown: Annotated[
-        str,
-        typer.Option("--unknown", help="Prime characters outside the vocabulary: error or skip."),
-    ] = "error",
+    length: Annotated[int, _opt(S, "length", "--length", "-n")] = S.length,
+    temperature: Annotated[float, _opt(S, "temperature", "--temperature", "-t")] = S.temperature,
+    top_k: Annotated[int | None, _opt(S, "top_k", "--top-k")] = S.top_k,
+    top_p: Annotated[float | None, _opt(S, "top_p", "--top-p")] = S.top_p,
+    greedy: Annotated[bool, _opt(S, "greedy", "--greedy")] = S.greedy,
+    seed: Annotated[int | None, _opt(S, "seed", "--seed")] = S.seed,
+    num_samples: Annotated[int, _opt(S, "num_samples", "--num-samples")] = S.num_samples,
+    stop: Annotated[str | None, _opt(S, "stop", "--stop")] = S.stop,
+    unknown: Annotated[str, _opt(S, "unknown", "--unknown")] = S.unknown,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the samples to this file.")
     ] = None,
@@ -155,10 +146,9 @@ def sample(
     ] = None,
 ) -> None:
     """Generate text from a checkpoint, streaming it as it is generated."""
-    from charlstm.ablation import parse_units
     from charlstm.api import load
     from charlstm.device import pick_device
-    from charlstm.sample import SampleSettings
+    from charlstm.inspect.ablation import parse_units
 
     options = dict(
         prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -199,12 +189,8 @@ def evaluate(
         str | None,
         typer.Option("--split", help="'val': the training corpus's validation split."),
     ] = None,
-    streams: Annotated[
-        int, typer.Option("--streams", help="Parallel streams (1 = one exact pass).")
-    ] = 16,
-    window: Annotated[
-        int, typer.Option("--window", help="Characters per forward pass (memory bound only).")
-    ] = 512,
+    streams: Annotated[int, _opt(Score, "streams", "--streams")] = Score.streams,
+    window: Annotated[int, _opt(Score, "window", "--window")] = Score.window,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object and nothing else.")
     ] = False,
@@ -214,12 +200,10 @@ def evaluate(
     task: Annotated[
         str | None, typer.Option("--task", help="Exact-match score on a synthetic task instead.")
     ] = None,
-    n_min: Annotated[int, typer.Option("--n-min", help="Task examples: smallest N.")] = 1,
-    n_max: Annotated[int, typer.Option("--n-max", help="Task examples: largest N.")] = 10,
-    count: Annotated[int, typer.Option("--count", help="Task examples to score.")] = 200,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Task examples' seed (not the training one).")
-    ] = 1_000_003,
+    n_min: Annotated[int, _opt(Task, "n_min", "--n-min")] = Task.n_min,
+    n_max: Annotated[int, _opt(Task, "n_max", "--n-max")] = Task.n_max,
+    count: Annotated[int, _opt(Task, "count", "--count")] = Task.count,
+    seed: Annotated[int, _opt(Task, "seed", "--seed")] = Task.seed,
     ablate: Annotated[
         str | None,
         typer.Option("--ablate", help="LAYER:UNIT[,...]: hold these units' h and c at 0."),
@@ -227,10 +211,10 @@ def evaluate(
 ) -> None:
     """Loss, bits per character and perplexity of a checkpoint on a text (or, with
     --task, its exact-match accuracy on fresh examples of a synthetic language)."""
-    from charlstm.ablation import parse_units
     from charlstm.api import load
     from charlstm.device import pick_device
     from charlstm.evaluate import check_eval_options, score_task
+    from charlstm.inspect.ablation import parse_units
     from charlstm.tasks import check_task_options
 
     try:
@@ -307,8 +291,8 @@ def tasks_generate(
     out_file: Annotated[Path, typer.Option("--out", help="File to write, one example per line.")],
     count: Annotated[int, typer.Option("--count", help="Examples.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same examples.")] = 0,
-    n_min: Annotated[int, typer.Option("--n-min", help="Smallest N.")] = 1,
-    n_max: Annotated[int, typer.Option("--n-max", help="Largest N.")] = 10,
+    n_min: Annotated[int, typer.Option("--n-min", help="Smallest N.")] = Task.n_min,
+    n_max: Annotated[int, typer.Option("--n-max", help="Largest N.")] = Task.n_max,
 ) -> None:
     """Write examples of a synthetic task (train on them with data.path: task:NAME)."""
     from charlstm.tasks import check_task_options, corpus_text
@@ -343,10 +327,8 @@ def inspect(
         str | None,
         typer.Option("--format", help="html, npz or json (default: from --out's suffix)."),
     ] = None,
-    max_chars: Annotated[
-        int, typer.Option("--max-chars", help="Read at most this many characters.")
-    ] = 4000,
-    top: Annotated[int, typer.Option("--top", help="Units listed per feature.")] = 8,
+    max_chars: Annotated[int, _opt(Look, "max_chars", "--max-chars")] = Look.max_chars,
+    top: Annotated[int, _opt(Look, "top", "--top")] = Look.top,
     unknown: Annotated[
         str,
         typer.Option("--unknown", help="Characters outside the vocabulary: error or skip."),
@@ -366,50 +348,36 @@ def inspect(
 ) -> None:
     """Record h, c and the gates of every LSTM unit on a text, rank the units that follow
     features of it (strings, brackets, indentation, ...) and write a report."""
-    from charlstm.ablation import unit_effects
-    from charlstm.activations import rank_units, record
     from charlstm.api import load
     from charlstm.evaluate import read_text_file
-    from charlstm.features import builtin_features, language_of, parse_feature
-    from charlstm.match import find_like
-    from charlstm.report import REPORT_FORMATS, write_report
+    from charlstm.inspect.features import language_of
+    from charlstm.inspect.pipeline import check_inspect_options, report_format
 
     try:
         if (text_file is None) == (prime is None):
             raise CharlstmError("inspect needs exactly one of --text FILE and --prime TEXT")
-        if max_chars < 1 or top < 1:
-            raise CharlstmError("--max-chars and --top must be >= 1")
-        if unknown not in ("error", "skip"):
-            raise CharlstmError(f"--unknown must be error or skip (got {unknown!r})")
+        check_inspect_options(feature or [], top, unknown, find, max_chars)
         check_out_file(out_file, "--out")
-        chosen = fmt or out_file.suffix.lstrip(".") or "html"
-        if chosen not in REPORT_FORMATS:
-            raise CharlstmError(f"--format must be {', '.join(REPORT_FORMATS)} (got {chosen!r})")
-        for spec in feature or []:
-            parse_feature(spec, "")  # a bad name=REGEX fails now, not after the run
+        chosen = report_format(out_file, fmt)
         lang = language_of(text_file, language)
-        if find is not None and not find:
-            raise CharlstmError("--find needs a text to look for")
         text = (read_text_file(text_file) if text_file is not None else prime)[:max_chars]
         model = load(checkpoint, "cpu")
         with StopRequests():
-            acts = record(
-                model.net, model.vocab, text, unknown=unknown, show_progress=True, console=err
+            seen = model.inspect(
+                text,
+                features=feature or [],
+                language=lang,
+                top=top,
+                unknown=unknown,
+                find=find,
+                title=text_file.name if text_file else "prime",
+                show_progress=True,
+                console=err,
             )
-            shown = "".join(acts.chars)  # the text as the model read it (skips dropped)
-            features = builtin_features(shown, lang)
-            features.update(parse_feature(spec, shown) for spec in feature or [])
-            ranking = rank_units(acts, features, top)
-            ids = model.vocab.encode(text, unknown=unknown)
-            tops = {name: (r[0].layer, r[0].unit) for name, r in ranking.items() if r}
-            effects = unit_effects(model.net, ids, tops)
-            found = find_like(acts, find) if find is not None else None
-        m = model.config.model
-        title = f"{text_file.name if text_file else 'prime'}, {m.num_layers}x"
-        title += f"{m.hidden_size} {m.cell}"
-        write_report(out_file, acts, features, ranking, chosen, title, effects, found)
+        seen.write(out_file, chosen)
     except CharlstmError as error:
         raise fail(error) from None
+    acts, ranking, effects, found = seen.acts, seen.ranking, seen.effects, seen.found
     out.print(
         f"wrote {out_file}: {len(acts.chars):,} characters, {acts.shape[1]} layer(s) x "
         f"{acts.shape[2]} units"

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from charlstm import tasks
 from charlstm.errors import ConfigError
 
 # What a device option accepts (train.device, --device).
@@ -45,8 +46,8 @@ class DataConfig:
     # For `task:NAME` corpora: how many example lines, from which seed, and the range of N.
     task_count: int = 20000
     task_seed: int = 0
-    task_n_min: int = 1
-    task_n_max: int = 10
+    task_n_min: int = tasks.N_MIN
+    task_n_max: int = tasks.N_MAX
 
     def __post_init__(self) -> None:
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", "in (0, 1)", self.val_fraction)

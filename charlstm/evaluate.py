@@ -24,8 +24,12 @@ from charlstm.config import Config
 from charlstm.corpus import changed_corpus, load_corpus
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.model import CharRNN
+from charlstm.options import SampleSettings, ScoreSettings, TaskExamples, default_of
 from charlstm.progress import Work
 from charlstm.vocab import Vocab
+
+STREAMS = default_of(ScoreSettings, "streams")
+WINDOW = default_of(ScoreSettings, "window")
 
 # Characters of context each stream reads before its first scored character. An LSTM's
 # state forgets most of what lies further back than this.
@@ -56,8 +60,8 @@ class EvalResult:
 def evaluate_ids(
     model: CharRNN,
     ids: np.ndarray,
-    streams: int = 16,
-    window: int = 512,
+    streams: int = STREAMS,
+    window: int = WINDOW,
     burn_in: int = BURN_IN,
     show_progress: bool = False,
     console: Console | None = None,
@@ -127,10 +131,7 @@ def check_eval_options(text: Path | None, split: str | None, streams: int, windo
 
 def check_scoring(streams: int, window: int) -> None:
     """How a text is walked (any text: a file, a split, a string from Python)."""
-    if streams < 1:
-        raise CharlstmError(f"--streams must be >= 1 (got {streams})")
-    if window < 1:
-        raise CharlstmError(f"--window must be >= 1 (got {window})")
+    ScoreSettings(streams=streams, window=window)
 
 
 def evaluate_on(
@@ -145,7 +146,7 @@ def evaluate_on(
     """`charlstm eval`'s choice of what to score: a file, or the training corpus's
     validation split (rebuilt from the corpus on this machine, which must still be the
     text the checkpoint was trained on: `corpus_key` is the key it recorded)."""
-    check_eval_options(text, split, kwargs.get("streams", 16), kwargs.get("window", 512))
+    check_eval_options(text, split, kwargs.get("streams", STREAMS), kwargs.get("window", WINDOW))
     if text is not None:
         if vocab.mode == "byte":  # any file: score its bytes as they are
             content = _read_bytes(text)
@@ -204,10 +205,10 @@ def score_task(
     model: CharRNN,
     vocab: Vocab,
     name: str,
-    count: int = 200,
-    seed: int = 1_000_003,
-    n_min: int = 1,
-    n_max: int = 10,
+    count: int = default_of(TaskExamples, "count"),
+    seed: int = default_of(TaskExamples, "seed"),
+    n_min: int = default_of(TaskExamples, "n_min"),
+    n_max: int = default_of(TaskExamples, "n_max"),
 ) -> TaskScore:
     """Exact-match score on fresh examples: prime with the given part, decode greedily up
     to the next newline, compare the determined part.
@@ -215,7 +216,7 @@ def score_task(
     A model trained with carried state has only ever read a line after other lines, never
     from a zero state, so each example is primed as it would appear in a corpus: after
     the CONTEXT_LINES correct lines before it (drawn with the test set, never scored)."""
-    from charlstm.sample import SampleSettings, generate
+    from charlstm.sample import generate
     from charlstm.tasks import examples
 
     drawn = examples(name, count + CONTEXT_LINES, seed, n_min, n_max)

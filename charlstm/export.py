@@ -9,14 +9,12 @@ settings the page's own forward pass needs. Python only fills in that data.
 from __future__ import annotations
 
 import base64
-import html
-import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from charlstm.api import Model
 from charlstm.errors import CharlstmError
+from charlstm.pages import render_page
 
 PRECISIONS = {"fp16": "<f2", "fp32": "<f4"}
 
@@ -38,7 +36,7 @@ def model_data(model: Model, precision: str) -> dict:
     (row-major, one buffer) with its offset and size in numbers."""
     check_precision(precision)
     m = model.config.model
-    weights = {k: v for k, v in model.net.state_dict().items() if not k.startswith("_")}
+    weights = dict(model.net.state_dict())
     if m.tie_weights:  # one matrix serves both ends; the page reuses it
         weights.pop("decoder.weight", None)
     offsets, chunks, at = {}, [], 0
@@ -69,16 +67,8 @@ def export_page(model: Model, out: Path, precision: str = "fp16", title: str = "
         f"vocabulary of {model.vocab.size}, {model.step:,} training steps, {precision} "
         "weights)."
     )
-    web = resources.files("charlstm") / "web"
-    page = (web / "generate.html").read_text(encoding="utf-8")
-    script = (web / "generate.js").read_text(encoding="utf-8")
-    # JSON inside <script>: "</" would end the element early.
-    model_json = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    page = (
-        page.replace("__TITLE__", html.escape(title))
-        .replace("__ABOUT__", html.escape(about))
-        .replace("__MODEL__", model_json)
-        .replace("__SCRIPT__", script)
+    page = render_page(
+        "charlstm", "generate.html", "generate.js", title=title, about=about, model=data
     )
     try:
         out.write_text(page, encoding="utf-8")

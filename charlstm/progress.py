@@ -1,6 +1,7 @@
 """What long work shows while it runs: a rich progress bar on a terminal, plain lines
-elsewhere (CI logs, pipes, --quiet), so logs stay readable. `TrainingProgress` is the
-training loop's; `Work` is every other long operation's."""
+elsewhere (CI logs, pipes, --quiet), so logs stay readable. `Work` is every long
+operation's (encoding, validation, eval, inspect); the training loop's own bar is
+charlstm.training.progress, built on the same two modes."""
 
 from __future__ import annotations
 
@@ -19,46 +20,6 @@ def format_duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-class TrainingProgress:
-    def __init__(self, console: Console, quiet: bool = False):
-        self.console = console
-        self.fancy = console.is_terminal and not quiet
-        self._last_plain = 0.0
-        self._bar = None
-        if self.fancy:
-            self._bar = Progress(
-                TextColumn("[bold]step {task.fields[step]}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(),
-                TextColumn("left {task.fields[left]}"),
-                console=console,
-                transient=False,
-            )
-            self._task = self._bar.add_task("train", total=1.0, step=0, stats="", left="?")
-            self._bar.start()
-
-    def update(self, step: int, fraction: float, left_s: float | None, stats: str) -> None:
-        left = format_duration(left_s) if left_s is not None else "?"
-        if self._bar is not None:
-            self._bar.update(self._task, completed=fraction, step=step, stats=stats, left=left)
-        elif time.monotonic() - self._last_plain >= PLAIN_INTERVAL_S or fraction >= 1.0:
-            self._last_plain = time.monotonic()
-            self.console.print(
-                f"step {step} ({fraction:4.0%}) {stats} left {left}", highlight=False
-            )
-
-    def message(self, text: str) -> None:
-        """A line that stays (validation results, checkpoints), printed above the bar."""
-        self.console.print(text, highlight=False)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
 
 
 # A long operation shows nothing for its first second: most finish sooner.

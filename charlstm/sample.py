@@ -11,47 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 
 from charlstm import interrupt
-from charlstm.errors import CharlstmError
 from charlstm.model import CharRNN
+from charlstm.options import SampleSettings
 from charlstm.vocab import Vocab
-
-
-@dataclass(frozen=True)
-class SampleSettings:
-    length: int = 500
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    greedy: bool = False
-    seed: int | None = None
-    num_samples: int = 1
-    stop: str | None = None  # a sample ends where this first appears (not included)
-    unknown: str = "error"  # prime characters outside the vocabulary: "error" or "skip"
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.length >= 0, f"--length must be >= 0 (got {self.length})"),
-            (self.temperature > 0, f"--temperature must be > 0 (got {self.temperature})"),
-            (self.top_k is None or self.top_k >= 1, f"--top-k must be >= 1 (got {self.top_k})"),
-            (
-                self.top_p is None or 0 < self.top_p <= 1,
-                f"--top-p must be in (0, 1] (got {self.top_p})",
-            ),
-            (self.num_samples >= 1, f"--num-samples must be >= 1 (got {self.num_samples})"),
-            (
-                self.unknown in ("error", "skip"),
-                f"--unknown must be error or skip (got {self.unknown!r})",
-            ),
-            (self.stop is None or self.stop != "", "--stop must not be empty"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise CharlstmError(message)
 
 
 class Sampler:
@@ -70,9 +36,8 @@ class Sampler:
     # Beyond this T the draw is uniform to float32 precision anyway; it keeps T * G finite.
     MAX_SCALE = 1e36
 
-    def __init__(self, settings: SampleSettings, seed: int | None = None):
+    def __init__(self, settings: SampleSettings):
         self.s = settings
-        self.seed = seed
         self.generator: torch.Generator | None = None
         self._noise: tuple[torch.Tensor, ...] = ()
         self._used = 0
@@ -109,10 +74,10 @@ class Sampler:
 
     def _seeded_generator(self, device: torch.device) -> torch.Generator:
         generator = torch.Generator(device)
-        if self.seed is None:
+        if self.s.seed is None:
             generator.seed()  # fresh entropy
         else:
-            generator.manual_seed(self.seed)
+            generator.manual_seed(self.s.seed)
         return generator
 
     @staticmethod
@@ -225,7 +190,7 @@ def iter_samples(
         prime = vocab.decode(prime_ids)
         # Without a prime, condition on a newline (the start of a line), not shown.
         context = prime_ids or [_line_start_id(vocab)]
-        sampler = Sampler(settings, settings.seed)
+        sampler = Sampler(settings)
         batch = settings.num_samples
         samples = [_SampleText(vocab, settings.stop) for _ in range(batch)]
         if prime:

@@ -62,7 +62,8 @@ TASKS: dict[str, Callable[[random.Random, int], Example]] = {
     "copy": copy,
 }
 PREFIX = "task:"
-DEFAULT_N = (1, 10)
+# The range of N a task draws from unless told otherwise (training data, generate, eval).
+N_MIN, N_MAX = 1, 10
 
 
 def check_task_options(name: str, count: int, n_min: int, n_max: int) -> None:
@@ -76,11 +77,13 @@ def check_task_options(name: str, count: int, n_min: int, n_max: int) -> None:
         raise CharlstmError(f"--count must be >= 1 (got {count})")
 
 
-def examples(name: str, count: int, seed: int, n_min: int = 1, n_max: int = 10) -> list[Example]:
+def examples(
+    name: str, count: int, seed: int, n_min: int = N_MIN, n_max: int = N_MAX
+) -> list[Example]:
     check_task_options(name, count, n_min, n_max)
     rng = random.Random(f"{name}/{seed}")
     return [TASKS[name](rng, rng.randint(n_min, n_max)) for _ in range(count)]
 
 
-def corpus_text(name: str, count: int, seed: int, n_min: int = 1, n_max: int = 10) -> str:
+def corpus_text(name: str, count: int, seed: int, n_min: int = N_MIN, n_max: int = N_MAX) -> str:
     return "".join(e.line + "\n" for e in examples(name, count, seed, n_min, n_max))

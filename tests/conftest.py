@@ -63,7 +63,7 @@ def trained_run(tmp_path_factory) -> Path:
     """One small model trained once for the whole session (sample/eval/info tests)."""
     from rich.console import Console
 
-    from charlstm.train import Trainer
+    from charlstm.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("trained")
     corpus = root / "corpus.txt"

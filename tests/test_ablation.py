@@ -8,11 +8,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charlstm.ablation import ablated, parse_units, per_char_loss
 from charlstm.checkpoint import load_for_inference
 from charlstm.cli import app
 from charlstm.config import ModelConfig
 from charlstm.errors import CharlstmError
+from charlstm.inspect.ablation import ablated, parse_units, per_char_loss
 from charlstm.model import CharRNN
 from charlstm.peephole import peephole_cell
 
@@ -95,10 +95,10 @@ def test_ablating_the_counting_unit_hurts_the_counter_task_most(tmp_path):
 
     from rich.console import Console
 
-    from charlstm.activations import rank_units, record
     from charlstm.config import load_config
+    from charlstm.inspect.activations import rank_units, record
     from charlstm.tasks import corpus_text
-    from charlstm.train import Trainer
+    from charlstm.training.trainer import Trainer
 
     root = Path(__file__).parent.parent
     cfg = load_config(root / "configs/counter.yaml", [f"train.out_dir={tmp_path / 'run'}",

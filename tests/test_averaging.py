@@ -5,10 +5,10 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from charlstm.averaging import WeightAverage
 from charlstm.checkpoint import load_checkpoint, restore_model
 from charlstm.evaluate import evaluate_ids
-from charlstm.train import Trainer
+from charlstm.training.averaging import WeightAverage
+from charlstm.training.trainer import Trainer
 from tests.conftest import small_config
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from charlstm.batches import TBPTTBatches
 from charlstm.errors import CorpusError
+from charlstm.training.batches import TBPTTBatches
 
 
 def test_rows_are_contiguous_streams_and_windows_continue_exactly():

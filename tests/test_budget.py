@@ -9,10 +9,10 @@ import torch
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from charlstm.budget import Budget, fits_budget
 from charlstm.checkpoint import load_checkpoint
 from charlstm.config import Config, TrainConfig
-from charlstm.train import Trainer, lr_at
+from charlstm.training.budget import Budget, fits_budget
+from charlstm.training.trainer import Trainer, lr_at
 from tests.conftest import make_text, small_config
 from tests.test_reliability import start_training, wait_for
 

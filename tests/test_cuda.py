@@ -9,8 +9,9 @@ from rich.console import Console
 
 from charlstm.checkpoint import load_checkpoint, load_for_inference
 from charlstm.evaluate import evaluate_text
-from charlstm.sample import SampleSettings, generate
-from charlstm.train import Trainer
+from charlstm.options import SampleSettings
+from charlstm.sample import generate
+from charlstm.training.trainer import Trainer
 from tests.conftest import make_text, small_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

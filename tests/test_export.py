@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from charlstm.cli import app
-from charlstm.train import Trainer
+from charlstm.training.trainer import Trainer
 from tests.conftest import small_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

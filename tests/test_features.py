@@ -3,7 +3,7 @@
 import pytest
 
 from charlstm.errors import CharlstmError
-from charlstm.features import builtin_features, language_of, strings_and_comments
+from charlstm.inspect.features import builtin_features, language_of, strings_and_comments
 
 
 def marked(text, language):

@@ -10,7 +10,7 @@ from charlstm.checkpoint import load_checkpoint, load_for_inference
 from charlstm.cli import app
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.evaluate import evaluate_text
-from charlstm.train import Trainer
+from charlstm.training.trainer import Trainer
 from tests.conftest import make_text, small_config
 
 

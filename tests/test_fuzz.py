@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from charlstm.checkpoint import load_for_inference
 from charlstm.config import Config, all_keys
 from charlstm.errors import CharlstmError
-from charlstm.sample import SampleSettings, generate
+from charlstm.options import SampleSettings
+from charlstm.sample import generate
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
@@ -85,7 +86,10 @@ def test_sample_options(
     model, vocab = model_and_vocab
 
     def run():
-        s = SampleSettings(length, temperature, top_k, top_p, greedy, 0, num_samples, stop, unknown)
+        s = SampleSettings(
+            length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
+            seed=0, num_samples=num_samples, stop=stop, unknown=unknown,
+        )  # fmt: skip
         return generate(model, vocab, prime, s)
 
     texts = accepted_or_config_error(run)

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from charlstm.train import Trainer
+from charlstm.training.trainer import Trainer
 from tests.conftest import small_config
 
 GOLDEN = [2.947716, 2.939866, 2.933310, 2.899231, 2.877012, 2.819063, 2.762651, 2.782779, 2.767206,

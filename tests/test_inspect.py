@@ -14,11 +14,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charlstm.activations import Activations, rank_units, record
 from charlstm.cli import app
 from charlstm.config import ModelConfig
 from charlstm.errors import CharlstmError
-from charlstm.features import builtin_features, regex_feature, string_literal_mask
+from charlstm.inspect.activations import Activations, rank_units, record
+from charlstm.inspect.features import builtin_features, regex_feature, string_literal_mask
 from charlstm.model import CharRNN
 from charlstm.vocab import Vocab
 
@@ -254,8 +254,8 @@ def test_page_renders_coloured_text_in_chromium(trained_run, tmp_path):
 
 
 def test_predictions_are_the_models_own_probabilities(trained_run):
-    from charlstm.ablation import per_char_loss
     from charlstm.checkpoint import load_for_inference
+    from charlstm.inspect.ablation import per_char_loss
 
     model, vocab, *_ = load_for_inference(trained_run)
     text = "the cat sat on the mat.\nthe dog ran.\n"
@@ -274,7 +274,7 @@ def test_predictions_are_the_models_own_probabilities(trained_run):
 
 
 def test_find_lists_the_spans_where_the_same_units_are_on():
-    from charlstm.match import find_like
+    from charlstm.inspect.match import find_like
 
     text = "ab[cd]ef gh[ij] k[lmn]op [q]"
     rng = np.random.default_rng(1)
@@ -316,9 +316,9 @@ def test_report_carries_predictions_ablation_and_matches(trained_run, tmp_path):
 
 
 def test_the_page_lists_the_matches_as_clickable_rows():
-    from charlstm.activations import QUANTITIES
-    from charlstm.match import Found, Match
-    from charlstm.report import html_page
+    from charlstm.inspect.activations import QUANTITIES
+    from charlstm.inspect.match import Found, Match
+    from charlstm.inspect.report import html_page
 
     text = "ab[cd]ef[gh]"
     values = {q: np.zeros((len(text), 1, 4), dtype=np.float32) for q in QUANTITIES}

@@ -14,7 +14,7 @@ from rich.console import Console
 from charlstm import checkpoint as ckpt_mod
 from charlstm.checkpoint import load_checkpoint
 from charlstm.errors import CharlstmError, CheckpointError
-from charlstm.train import Trainer
+from charlstm.training.trainer import Trainer, lr_at
 from tests.conftest import small_config
 
 
@@ -280,8 +280,7 @@ def trained(corpus_file, tmp_path):
         (
             "train.lr=0.05",
             lambda t: (
-                t.optimizer.param_groups[0]["lr"]
-                == pytest.approx(__import__("charlstm.train").train.lr_at(t.step - 1, t.cfg.train))
+                t.optimizer.param_groups[0]["lr"] == pytest.approx(lr_at(t.step - 1, t.cfg.train))
             ),
         ),  # fmt: skip
         ("train.max_steps=13", lambda t: t.step == 13),
@@ -407,7 +406,7 @@ def test_every_key_allowed_to_change_on_resume_is_listed_and_runs_with_its_new_v
     corpus_file, tmp_path
 ):
     from charlstm.config import all_keys
-    from charlstm.resume import FIXED_KEYS
+    from charlstm.training.resume import FIXED_KEYS
 
     changeable = {k for k in all_keys() if not k.startswith("model.") and k not in FIXED_KEYS}
     assert changeable - {"train.out_dir"} == set(CHANGED_ON_RESUME)
@@ -427,6 +426,6 @@ def test_every_key_allowed_to_change_on_resume_is_listed_and_runs_with_its_new_v
     finally:
         torch.set_num_threads(threads)
     assert trainer.step == 12 and group["lr"] == pytest.approx(
-        __import__("charlstm.train").train.lr_at(11, trainer.cfg.train)
+        __import__("charlstm.training.trainer").train.lr_at(11, trainer.cfg.train)
     )
     assert len(trainer.val_ids) == 51 and (tmp_path / "other-cache").is_dir()

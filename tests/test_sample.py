@@ -4,7 +4,8 @@ import torch
 
 from charlstm.checkpoint import load_for_inference
 from charlstm.errors import CharlstmError, VocabError
-from charlstm.sample import Sampler, SampleSettings, generate
+from charlstm.options import SampleSettings
+from charlstm.sample import Sampler, generate
 from tests.conftest import small_config
 
 
@@ -99,27 +100,37 @@ def test_no_prime_and_batches_of_samples(model_and_vocab):
 def test_low_temperature_cannot_overflow():
     logits = torch.tensor([[1000.0, 999.0, -1000.0]])
     for t in (1e-4, 1e-300, 5e-324):
-        assert Sampler(SampleSettings(temperature=t), seed=0)(logits).tolist() == [0]
+        assert Sampler(SampleSettings(temperature=t, seed=0))(logits).tolist() == [0]
 
 
 def test_draws_follow_the_distribution_and_its_cuts():
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]] * 20000).log()
-    freq = np.bincount(Sampler(SampleSettings(temperature=1.0), 1)(logits), minlength=4) / 20000
+    freq = (
+        np.bincount(Sampler(SampleSettings(temperature=1.0, seed=1))(logits), minlength=4) / 20000
+    )
     assert np.allclose(freq, [0.5, 0.3, 0.15, 0.05], atol=0.015)
-    hot = np.bincount(Sampler(SampleSettings(temperature=2.0), 2)(logits), minlength=4) / 20000
+    hot = np.bincount(Sampler(SampleSettings(temperature=2.0, seed=2))(logits), minlength=4) / 20000
     assert np.allclose(
         hot, np.sqrt([0.5, 0.3, 0.15, 0.05]) / np.sqrt([0.5, 0.3, 0.15, 0.05]).sum(), atol=0.015
     )
-    top2 = np.bincount(Sampler(SampleSettings(top_k=2), 3)(logits), minlength=4) / 20000
+    top2 = (
+        np.bincount(Sampler(SampleSettings(top_k=2, temperature=1.0, seed=3))(logits), minlength=4)
+        / 20000
+    )
     assert np.allclose(top2, [0.625, 0.375, 0, 0], atol=0.015)
-    nucleus = Sampler(SampleSettings(top_p=0.85), 4)(logits)  # 0.5 + 0.3 < 0.85: keeps 3
+    nucleus = Sampler(SampleSettings(top_p=0.85, temperature=1.0, seed=4))(
+        logits
+    )  # 0.5 + 0.3 < 0.85: keeps 3
     assert set(nucleus.tolist()) == {0, 1, 2}
     # top-p reads the mass at the sampling temperature: 0.8 for the first two at T = 1,
     # 0.67 at T = 2, so a cut at 0.7 keeps two ids there and three here
-    assert set(Sampler(SampleSettings(top_p=0.7), 5)(logits).tolist()) == {0, 1}
-    flat = Sampler(SampleSettings(top_p=0.7, temperature=2.0), 5)(logits)
+    assert set(Sampler(SampleSettings(top_p=0.7, temperature=1.0, seed=5))(logits).tolist()) == {
+        0,
+        1,
+    }
+    flat = Sampler(SampleSettings(top_p=0.7, temperature=2.0, seed=5))(logits)
     assert set(flat.tolist()) == {0, 1, 2}
-    uniform = Sampler(SampleSettings(temperature=1e308), 6)(logits)  # no overflow, no bias
+    uniform = Sampler(SampleSettings(temperature=1e308, seed=6))(logits)  # no overflow, no bias
     assert np.allclose(np.bincount(uniform, minlength=4) / 20000, 0.25, atol=0.015)
 
 
@@ -142,7 +153,7 @@ def test_bad_settings_are_named(kwargs, message):
 def test_byte_model_prints_multibyte_characters_whole(tmp_path):
     from rich.console import Console
 
-    from charlstm.train import Trainer
+    from charlstm.training.trainer import Trainer
 
     corpus = tmp_path / "u.txt"
     corpus.write_text("é🙂€ ü你\n" * 400, encoding="utf-8")

@@ -12,7 +12,7 @@ from charlstm.corpus import load_corpus
 from charlstm.errors import CharlstmError
 from charlstm.evaluate import score_task
 from charlstm.tasks import corpus_text, examples
-from charlstm.train import Trainer
+from charlstm.training.trainer import Trainer
 
 ROOT = Path(__file__).parent.parent
 

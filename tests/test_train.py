@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from charlstm.checkpoint import load_checkpoint
 from charlstm.config import Config, TrainConfig, load_config
 from charlstm.device import training_precision
-from charlstm.train import Trainer, lr_at
+from charlstm.training.trainer import Trainer, lr_at
 from tests.conftest import small_config
 
 

@@ -1,7 +1,8 @@
 """Writing what `charlstm inspect` recorded: a self-contained HTML page, npz or JSON.
 
 The page needs no network: the activations travel inside it as base64 int8 (a colour
-needs no more), the script that colours the text is inline. Each character is coloured
+needs no more), the script that colours the text is inline; the page is filled from web/inspect.html
+by charlstm.pages, escaped for each place a value lands. Each character is coloured
 by the chosen unit's value after reading it, red for negative and blue for positive, as
 in the classic pictures; c is shown as tanh(c) so that it fits the same scale. The exact
 values are in `--format npz` / `json`.
@@ -10,17 +11,16 @@ values are in `--format npz` / `json`.
 from __future__ import annotations
 
 import base64
-import html
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from charlstm.ablation import Ablation
-from charlstm.activations import QUANTITIES, Activations, Correlated
 from charlstm.errors import CharlstmError
-from charlstm.match import Found
+from charlstm.inspect.ablation import Ablation
+from charlstm.inspect.activations import QUANTITIES, Activations, Correlated
+from charlstm.inspect.match import Found
+from charlstm.pages import render_page
 
 
 def display_values(acts: Activations) -> np.ndarray:
@@ -114,45 +114,43 @@ def html_page(
             name: {"delta": [round(float(d), 4) for d in a.delta]} for name, a in ablation.items()
         },  # fmt: skip
     }
-    rows = []
-    for feature, ranked in ranking.items():
-        for rank, c in enumerate(ranked):
-            name = html.escape(feature) if rank == 0 else ""
-            effect = ablation.get(feature) if rank == 0 else None
-            change = f"{effect.mean_change:+.4f} nats/char" if effect is not None else ""
-            rows.append(
-                f'<tr class="pick" data-layer="{c.layer}" data-unit="{c.unit}" '
-                f'data-quantity="{c.quantity}"><td>{name}</td><td>{c.quantity}</td>'
-                f"<td>{c.layer}</td><td>{c.unit}</td><td>{c.r:+.3f}</td><td>{change}</td></tr>"
-            )
-    web = resources.files("charlstm") / "web"
-    # `</` cannot appear inside the inline script, whatever the text holds.
-    payload = json.dumps(data).replace("</", "<\\/")
-    return (
-        (web / "inspect.html")
-        .read_text(encoding="utf-8")
-        .replace("$TITLE", html.escape(title))
-        .replace("$ROWS", "\n".join(rows))
-        .replace("$FIND", _find_section(found))
-        .replace("$SCRIPT", (web / "inspect.js").read_text(encoding="utf-8"))
-        .replace("$DATA", payload)
-    )
-
-
-def _find_section(found: Found | None) -> str:
-    if found is None:
-        return ""
-    units = ", ".join(f"{layer}:{unit}" for layer, unit in found.units)
     rows = [
-        f'<tr class="pick" data-start="{m.start}" data-end="{m.end}"><td>{m.score:.2f}</td>'
-        f'<td><span class="ctx">{html.escape(m.before)}</span><span class="hit">'
-        f'{html.escape(m.text)}</span><span class="ctx">{html.escape(m.after)}</span></td></tr>'
-        for m in found.matches
+        {
+            "feature": feature if rank == 0 else "",
+            "quantity": c.quantity,
+            "layer": c.layer,
+            "unit": c.unit,
+            "r": f"{c.r:+.3f}",
+            "change": _change(ablation.get(feature)) if rank == 0 else "",
+        }
+        for feature, ranked in ranking.items()
+        for rank, c in enumerate(ranked)
     ]
-    return (
-        f"<h2>More like {html.escape(repr(found.query))}</h2>\n<p>Units on across it and "
-        f"off just before: {units}. Spans where they are on together (click to show):</p>\n"
-        '<table id="matches">\n<tr><th>share on</th><th>span</th></tr>\n'
-        + "\n".join(rows)
-        + "\n</table>"
-    )
+    return render_page(
+        "charlstm.inspect", "inspect.html", "inspect.js", title=title, rows=rows,
+        found=_find_section(found), data=data,
+    )  # fmt: skip
+
+
+def _change(effect: Ablation | None) -> str:
+    return f"{effect.mean_change:+.4f} nats/char" if effect is not None else ""
+
+
+def _find_section(found: Found | None) -> dict | None:
+    if found is None:
+        return None
+    return {
+        "query": repr(found.query),
+        "units": ", ".join(f"{layer}:{unit}" for layer, unit in found.units),
+        "matches": [
+            {
+                "start": m.start,
+                "end": m.end,
+                "score": f"{m.score:.2f}",
+                "before": m.before,
+                "text": m.text,
+                "after": m.after,
+            }  # fmt: skip
+            for m in found.matches
+        ],
+    }

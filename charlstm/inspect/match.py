@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charlstm.activations import Activations
 from charlstm.errors import CharlstmError
+from charlstm.inspect.activations import Activations
 
 THRESHOLD = 0.3  # h above this is "on"
 MIN_SHARE = 0.8  # a match has at least this share of the selected units on

@@ -22,6 +22,7 @@ from torch import nn
 from charlstm import interrupt
 from charlstm.errors import CharlstmError
 from charlstm.model import CharRNN
+from charlstm.options import ScoreSettings, default_of
 
 Unit = tuple[int, int]  # (layer, unit)
 
@@ -67,7 +68,9 @@ def ablated(model: CharRNN, units: list[Unit]) -> CharRNN:
 
 
 @torch.no_grad()
-def per_char_loss(model: CharRNN, ids: np.ndarray, window: int = 512) -> np.ndarray:
+def per_char_loss(
+    model: CharRNN, ids: np.ndarray, window: int = default_of(ScoreSettings, "window")
+) -> np.ndarray:
     """-log p of each of ids[1:] given everything before it: one in-order pass from a
     zero state, the state carried between windows."""
     device = next(model.parameters()).device

@@ -20,16 +20,11 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from charlstm import checkpoint as ckpt
-from charlstm.averaging import WeightAverage
-from charlstm.batches import TBPTTBatches
-from charlstm.budget import Budget, fits_budget
 from charlstm.config import Config, TrainConfig
 from charlstm.corpus import in_vocab, load_corpus
 from charlstm.device import pick_device, seed_everything, training_precision
-from charlstm.distributed import Ranks
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.evaluate import evaluate_ids
-from charlstm.finetune import grown_weights, load_base, with_model_of
 from charlstm.interrupt import Interrupted, StopRequests, interrupted
 from charlstm.model import (
     CharRNN,
@@ -39,11 +34,17 @@ from charlstm.model import (
     state_from_tensors,
     state_tensors,
 )
-from charlstm.monitor import RunWriter, TrainMeter
-from charlstm.progress import TrainingProgress
-from charlstm.resume import check_resumable
-from charlstm.runlock import RunLock
-from charlstm.sample import SampleSettings, generate
+from charlstm.options import SampleSettings
+from charlstm.sample import generate
+from charlstm.training.averaging import WeightAverage
+from charlstm.training.batches import TBPTTBatches
+from charlstm.training.budget import Budget, fits_budget
+from charlstm.training.distributed import Ranks
+from charlstm.training.finetune import grown_weights, load_base, with_model_of
+from charlstm.training.monitor import RunWriter, TrainMeter
+from charlstm.training.progress import TrainingProgress
+from charlstm.training.resume import check_resumable
+from charlstm.training.runlock import RunLock
 from charlstm.vocab import Vocab
 
 

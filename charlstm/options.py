@@ -1,0 +1,121 @@
+"""What the commands accept beside the config, each option with its one default and its
+one help text: the command line reads them from here (`default_of`, `help_of`), the API
+takes its keyword defaults from the same fields, and the settings objects check their
+values where they are built, so a mistake is one line before any work.
+
+Nothing here imports torch: `charlstm --help` stays quick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from charlstm import tasks
+from charlstm.errors import CharlstmError
+
+
+def option(default: Any, help: str) -> Any:
+    """A settings field: its default and the help text every interface shows for it."""
+    return field(default=default, metadata={"help": help})
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f
+    raise KeyError(f"{cls.__name__} has no field {name!r}")  # a charlstm bug
+
+
+def default_of(cls: type, name: str) -> Any:
+    return _field(cls, name).default
+
+
+def help_of(cls: type, name: str) -> str:
+    return _field(cls, name).metadata["help"]
+
+
+def _check(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise CharlstmError(message)
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """How to draw a sample (charlstm sample, Model.sample/stream, the training log)."""
+
+    length: int = option(500, "Characters to generate.")
+    # 0.8: a little more conservative than the model's own distribution, char-rnn's
+    # long-standing choice for readable samples.
+    temperature: float = option(0.8, "> 0; lower is more conservative.")
+    top_k: int | None = option(None, "Sample among the k likeliest characters.")
+    top_p: float | None = option(
+        None, "Sample among the likeliest characters holding p of the mass."
+    )
+    greedy: bool = option(False, "Always take the likeliest character.")
+    seed: int | None = option(None, "Same seed, same text.")
+    num_samples: int = option(1, "Samples generated together as one batch.")
+    stop: str | None = option(None, "End a sample where this string appears.")
+    unknown: str = option("error", "Prime characters outside the vocabulary: error or skip.")
+
+    def __post_init__(self) -> None:
+        _check(
+            [
+                (self.length >= 0, f"--length must be >= 0 (got {self.length})"),
+                (self.temperature > 0, f"--temperature must be > 0 (got {self.temperature})"),
+                (
+                    self.top_k is None or self.top_k >= 1,
+                    f"--top-k must be >= 1 (got {self.top_k})",
+                ),
+                (
+                    self.top_p is None or 0 < self.top_p <= 1,
+                    f"--top-p must be in (0, 1] (got {self.top_p})",
+                ),
+                (self.num_samples >= 1, f"--num-samples must be >= 1 (got {self.num_samples})"),
+                (
+                    self.unknown in ("error", "skip"),
+                    f"--unknown must be error or skip (got {self.unknown!r})",
+                ),
+                (self.stop is None or self.stop != "", "--stop must not be empty"),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """How a text is walked when it is scored (charlstm eval, Model.score/evaluate,
+    validation during training)."""
+
+    # 16 streams keep a CPU's cores busy; each burns in on the text before it, so the
+    # number is within 1e-4 nats of the single pass (bench/RESULTS.md).
+    streams: int = option(16, "Parallel streams (1 = one exact pass).")
+    window: int = option(512, "Characters per forward pass (memory bound only).")
+
+    def __post_init__(self) -> None:
+        _check(
+            [
+                (self.streams >= 1, f"--streams must be >= 1 (got {self.streams})"),
+                (self.window >= 1, f"--window must be >= 1 (got {self.window})"),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class TaskExamples:
+    """Which examples of a synthetic task are scored (charlstm eval --task)."""
+
+    count: int = option(200, "Task examples to score.")
+    # Not a training seed (configs train on task_seed 0): the scored examples are new.
+    seed: int = option(1_000_003, "Task examples' seed (not the training one).")
+    n_min: int = option(tasks.N_MIN, "Task examples: smallest N.")
+    n_max: int = option(tasks.N_MAX, "Task examples: largest N.")
+
+
+@dataclass(frozen=True)
+class InspectSettings:
+    """How much of a text `charlstm inspect` reads and how many units it lists."""
+
+    max_chars: int = option(4000, "Read at most this many characters.")
+    top: int = option(8, "Units listed per feature.")
