@@ -20,10 +20,11 @@ import numpy as np
 from rich.console import Console
 
 from bench.common import ROOT, ReferenceLoop, machine, shakespeare_path
-from charlstm.checkpoint import load_checkpoint, restore_model
+from charlstm.checkpoint import read_checkpoint, restore_model
 from charlstm.config import load_config
 from charlstm.corpus import load_corpus
 from charlstm.evaluate import evaluate_ids
+from charlstm.rundir import RunDir
 from charlstm.training.trainer import Trainer
 
 
@@ -39,7 +40,7 @@ def charlstm_val_loss(seconds: float, overrides: list[str], out: Path) -> tuple[
     )
     trainer = Trainer(cfg, console=Console(file=io.StringIO()), overwrite=True)
     trainer.run()
-    model, _, _ = restore_model(load_checkpoint(out / "checkpoints" / "last.pt"))
+    model = restore_model(read_checkpoint(RunDir(out).last))
     # The whole split (training itself validates on train.eval_chars of it).
     val = np.asarray(load_corpus(cfg.data).split(cfg.data.val_fraction)[1])
     return evaluate_ids(model, val, streams=1, window=1024).loss, trainer.step

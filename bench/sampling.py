@@ -56,7 +56,9 @@ def main() -> None:
     if args.checkpoint:
         from pathlib import Path
 
-        model, vocab, _, _ = load_for_inference(Path(args.checkpoint), args.device)
+        model, saved = load_for_inference(Path(args.checkpoint), args.device)
+
+        vocab = saved.vocab
     else:
         vocab = Vocab.from_code_points([10, *range(32, 127)])
         model = (

@@ -14,7 +14,6 @@ are charlstm's own exceptions (CharlstmError and its subclasses), never an exit.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from charlstm.checkpoint import load_for_inference
+from charlstm.checkpoint import Checkpoint, load_for_inference
 from charlstm.config import Config
 from charlstm.device import pick_device
 from charlstm.errors import CharlstmError
@@ -52,10 +51,8 @@ def load(path: str | Path | None = None, device: str | torch.device = "auto") ->
         checkpoint saved on a GPU loads anywhere.
     """
     where = device if isinstance(device, torch.device) else pick_device(device, "device")
-    net, vocab, config, payload = load_for_inference(
-        Path(path) if path is not None else None, where
-    )
-    return Model(net, vocab, config, payload, where)
+    net, saved = load_for_inference(Path(path) if path is not None else None, where)
+    return Model(net, saved, where)
 
 
 class Model:
@@ -63,21 +60,14 @@ class Model:
     resolved Config it was trained with), `step` (training steps behind it), `device`,
     and `net`, the torch module itself (CharRNN)."""
 
-    def __init__(
-        self,
-        net: CharRNN,
-        vocab: Vocab,
-        config: Config,
-        payload: dict[str, Any],
-        device: torch.device,
-    ):
+    def __init__(self, net: CharRNN, saved: Checkpoint, device: torch.device):
         self.net = net
-        self.vocab = vocab
-        self.config = config
-        self.step = int(payload.get("step", 0))
+        self.vocab: Vocab = saved.vocab
+        self.config: Config = saved.config
+        self.step = saved.step
         self.device = device
-        self.best_val_loss = float(payload.get("best_val_loss", math.inf))
-        self._corpus_key = payload.get("corpus_key")
+        self.best_val_loss = saved.best_val_loss
+        self._corpus_key = saved.corpus_key
 
     def __repr__(self) -> str:
         m = self.config.model

@@ -1,19 +1,20 @@
-"""Checkpoint files: atomic writes, safe reads, one format version.
+"""Checkpoint files: one typed schema, atomic writes, safe reads.
 
-A checkpoint is one dict of tensors and plain values (never pickled code):
-    format, format_version, model, optimizer, step, position, state (carried hidden
-    state), rng, vocab, config, best_val_loss
-It is written to `name.tmp` in the same folder, flushed, fsynced and renamed, so a crash
+A checkpoint is one dict of tensors and plain values (never pickled code), whose fields
+are those of `Checkpoint` below plus `format` and `format_version`: adding a field is one
+edit there. It is written to `name.tmp` in the same folder, flushed, fsynced and renamed, so a crash
 leaves either the old file or the new one under the real name, never half of one. It is
 read with `weights_only=True`, so opening a file can never run code.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +22,87 @@ import numpy as np
 import torch
 
 from charlstm.config import Config
-from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.errors import CheckpointError, ConfigError
 from charlstm.model import CharRNN
+from charlstm.rundir import BEST, LAST, RunDir
 from charlstm.vocab import Vocab
 
 FORMAT = "charlstm-checkpoint"
-FORMAT_VERSION = 1
-LAST, BEST = "last.pt", "best.pt"
+# 2: every field always present; `rng` (rank 0's random states) is rank_rngs[0] alone.
+# 1: the fields added during version 1 (averaged_model, rank_rngs, corpus_key,
+#    last_val_loss, schedule_steps) may be missing; `_from_version_1` says what they were.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
-def checkpoint_dir(out_dir: str | Path) -> Path:
-    return Path(out_dir) / "checkpoints"
+@dataclass
+class Checkpoint:
+    """Everything one checkpoint file holds."""
+
+    config: Config  # the resolved config the run trained with
+    vocab: Vocab
+    model: dict[str, torch.Tensor]  # the weights training goes on from
+    step: int = 0  # optimizer steps taken; the schedule and the data position follow from it
+    optimizer: dict[str, Any] | None = None
+    # train.ema's average of the weights (what validation, best.pt and inference use)
+    averaged_model: dict[str, torch.Tensor] | None = None
+    state: list[torch.Tensor] = field(default_factory=list)  # carried state, every stream
+    # each rank's random states (torch, numpy, python, cuda), rank 0 first
+    rank_rngs: list[dict[str, Any]] = field(default_factory=list)
+    corpus_key: str | None = None  # the corpus it trained on (corpus.py's cache key)
+    best_val_loss: float = math.inf
+    last_val_loss: float = math.nan
+    elapsed_seconds: float = 0.0  # training time behind it, over every resumed run
+    schedule_steps: int | None = None  # the step count fitted to train.max_seconds
+
+    @property
+    def inference_weights(self) -> dict[str, torch.Tensor]:
+        """The weights to run it with: the average of the weights (`train.ema`) when
+        training kept one, else the weights themselves."""
+        return self.averaged_model if self.averaged_model is not None else self.model
+
+    def to_payload(self) -> dict[str, Any]:
+        stored = {f.name: getattr(self, f.name) for f in fields(self)}
+        stored.update(config=self.config.to_dict(), vocab=self.vocab.to_dict())
+        return stored  # save_checkpoint stamps the format and its version
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], source: Any = "checkpoint") -> Checkpoint:
+        """The checkpoint a payload of any readable version holds; `source` names it in
+        errors."""
+        if payload.get("format_version") == 1:
+            payload = _from_version_1(payload)
+        try:
+            stored = {f.name: payload[f.name] for f in fields(cls)}
+            stored.update(
+                config=Config.from_dict(payload["config"]),
+                vocab=Vocab.from_dict(payload["vocab"]),
+            )
+            return cls(**stored)
+        except ConfigError as error:
+            raise CheckpointError(
+                f"{source} holds a config this charlstm rejects: {error}"
+            ) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError(
+                f"{source} is damaged or inconsistent ({type(error).__name__}: {error})"
+            ) from None
+
+
+def _from_version_1(payload: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 payload in version 2's shape: what an absent field meant then."""
+    return {
+        "averaged_model": None,  # no average kept
+        "corpus_key": None,  # not recorded: a resume cannot check the corpus
+        "last_val_loss": math.nan,
+        "schedule_steps": None,  # no time budget fitted
+        **payload,
+        "rank_rngs": payload.get("rank_rngs") or [payload["rng"]],  # one process
+    }
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write a payload (Checkpoint.to_payload) atomically, stamped with the format."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -141,60 +209,55 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a charlstm checkpoint")
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"{path} has checkpoint format version {version}; this charlstm reads version "
-            f"{FORMAT_VERSION}"
+            f"{path} has checkpoint format version {version}; this charlstm reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     return payload
+
+
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """A checkpoint file, read safely and typed."""
+    return Checkpoint.from_payload(load_checkpoint(path, map_location), path)
 
 
 def resolve_checkpoint(path: Path | None, runs_dir: Path = Path("runs")) -> Path:
     """A checkpoint file, a run folder (its best.pt, else last.pt), or None: the newest run."""
     if path is None:
-        candidates = sorted(runs_dir.glob(f"*/checkpoints/{LAST}"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
+        newest = RunDir.newest(runs_dir)
+        if newest is None:
             raise CheckpointError(
                 f"no checkpoint given and no runs under {runs_dir}/ (pass --checkpoint)"
             )
-        path = candidates[-1].parent.parent
+        path = newest.root
     if path.is_dir():
-        for folder in (checkpoint_dir(path), path):
-            for name in (BEST, LAST):
-                if (folder / name).is_file():
-                    return folder / name
-        raise CheckpointError(f"no {BEST} or {LAST} in {path} or {checkpoint_dir(path)}")
+        run = RunDir(path)
+        found = run.for_inference()
+        if found is None:
+            raise CheckpointError(f"no {BEST} or {LAST} in {path} or {run.checkpoints}")
+        return found
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     return path
 
 
-def inference_weights(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The weights to run a checkpoint with: the average of the weights (`train.ema`)
-    when training kept one, else the weights themselves."""
-    return payload.get("averaged_model") or payload["model"]
-
-
-def restore_model(payload: dict[str, Any], device: str | torch.device = "cpu"):
-    """The model (eval mode), vocabulary and config stored in a checkpoint."""
+def restore_model(saved: Checkpoint, device: str | torch.device = "cpu") -> CharRNN:
+    """The model a checkpoint holds, with its inference weights, in eval mode."""
     try:
-        config = Config.from_dict(payload["config"])
-        vocab = Vocab.from_dict(payload["vocab"])
-        model = CharRNN(vocab.size, config.model)
-        model.load_state_dict(inference_weights(payload))
-    except CharlstmError:
-        raise
+        model = CharRNN(saved.vocab.size, saved.config.model)
+        model.load_state_dict(saved.inference_weights)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(
             f"checkpoint is damaged or inconsistent ({type(err).__name__})"
         ) from None
-    return model.to(device).eval(), vocab, config
+    return model.to(device).eval()
 
 
 def load_for_inference(path: Path | None, device: str | torch.device = "cpu"):
-    """Resolve, read and restore a checkpoint: (model, vocab, config, payload)."""
-    payload = load_checkpoint(resolve_checkpoint(path), map_location=device)
-    return (*restore_model(payload, device), payload)
+    """Resolve, read and restore a checkpoint: (model, Checkpoint)."""
+    saved = read_checkpoint(resolve_checkpoint(path), map_location=device)
+    return restore_model(saved, device), saved
 
 
 def capture_rng() -> dict[str, Any]:

@@ -20,6 +20,7 @@ from rich.console import Console
 from charlstm.errors import CharlstmError
 from charlstm.interrupt import StopRequests
 from charlstm.options import InspectSettings, SampleSettings, ScoreSettings, TaskExamples, help_of
+from charlstm.rundir import RunDir
 
 app = typer.Typer(
     add_completion=False,
@@ -90,31 +91,34 @@ def train(
 ) -> None:
     """Train a model (see configs/ for examples)."""
     from charlstm.config import load_config
-    from charlstm.training.resume import restart_run, resume_payload
+    from charlstm.training.resume import restart_run, resume_checkpoint
     from charlstm.training.trainer import Trainer
 
     try:
-        payload, overrides = None, list(set_ or [])
+        saved, overrides = None, list(set_ or [])
+        run = None
         if resume is None:
             cfg = load_config(config, overrides)
-            resume = restart_run(cfg)  # under torchrun, after a rank died
-            overwrite = overwrite and resume is None
-        if resume is not None:
-            payload, base, resume = resume_payload(resume)
-            overrides = [f"train.out_dir={resume}", *overrides]
-            cfg = load_config(config, overrides) if config else base.with_overrides(overrides)
+            run = restart_run(cfg)  # under torchrun, after a rank died
+            overwrite = overwrite and run is None
+        if resume is not None or run is not None:
+            saved, run = resume_checkpoint(resume if resume is not None else run.root)
+            overrides = [f"train.out_dir={run}", *overrides]
+            cfg = (
+                load_config(config, overrides) if config else saved.config.with_overrides(overrides)
+            )
         with StopRequests():
-            trainer = Trainer(cfg, resume=payload, console=out, quiet=quiet, overwrite=overwrite)
+            trainer = Trainer(cfg, resume=saved, console=out, quiet=quiet, overwrite=overwrite)
             summary = trainer.run()
     except CharlstmError as error:
         raise fail(error) from None
     if not trainer.is_main:  # under torchrun, one summary for the whole run
         return
-    best = summary.out_dir / "checkpoints" / "best.pt"
+    run = RunDir(summary.out_dir)
     out.print(
         f"done: {summary.steps} steps in {summary.seconds:.0f}s, best val loss "
         f"{summary.best_val_loss:.4f} ({summary.best_val_loss / math.log(2):.4f} bpc)\n"
-        f"checkpoints: {best} and {best.with_name('last.pt')}\n"
+        f"checkpoints: {run.best} and {run.last}\n"
         f'sample with: charlstm sample --checkpoint {summary.out_dir} --prime "..."'
     )
 

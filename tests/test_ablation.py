@@ -74,7 +74,8 @@ def test_eval_and_sample_take_ablate(trained_run):
                                       "--json", "--ablate", "0:1,1:2"])  # fmt: skip
     numbers = json.loads(result.output)
     assert numbers["loss"] == plain["loss"] and numbers["ablated_units"] == [[0, 1], [1, 2]]
-    model, vocab, *_ = load_for_inference(trained_run)
+    model, saved = load_for_inference(trained_run)
+    vocab = saved.vocab
     ids = vocab.encode((trained_run.parent / "corpus.txt").read_text())
     exact = per_char_loss(ablated(model, [(0, 1), (1, 2)]), ids).mean()
     assert numbers["ablated_loss"] == pytest.approx(exact, rel=2e-3)  # 16 streams vs one
@@ -104,7 +105,8 @@ def test_ablating_the_counting_unit_hurts_the_counter_task_most(tmp_path):
     cfg = load_config(root / "configs/counter.yaml", [f"train.out_dir={tmp_path / 'run'}",
                                                       "train.max_steps=6000"])  # fmt: skip
     Trainer(cfg, console=Console(file=open(tmp_path / "log", "w")), quiet=True).run()
-    model, vocab, *_ = load_for_inference(tmp_path / "run")
+    model, saved = load_for_inference(tmp_path / "run")
+    vocab = saved.vocab
     text = corpus_text("counter", 60, seed=99)
     # the count: a's read so far on the line, minus b's written
     count, level = np.zeros(len(text), dtype=np.float32), 0

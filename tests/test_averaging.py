@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from charlstm.checkpoint import load_checkpoint, restore_model
+from charlstm.checkpoint import Checkpoint, load_checkpoint, restore_model
 from charlstm.evaluate import evaluate_ids
 from charlstm.training.averaging import WeightAverage
 from charlstm.training.trainer import Trainer
@@ -40,7 +40,8 @@ def train(corpus, out, tmp_path, *sets, resume=None):
         corpus, out, "train.ema=0.9", "train.eval_every=10", "train.decay_steps=30", *sets
     )
     console = Console(file=open(tmp_path / "console.txt", "a"))
-    trainer = Trainer(cfg, resume=resume, console=console, quiet=True)
+    saved = Checkpoint.from_payload(resume) if resume is not None else None
+    trainer = Trainer(cfg, resume=saved, console=console, quiet=True)
     trainer.run()
     return trainer, load_checkpoint(out / "checkpoints" / "last.pt")
 
@@ -52,7 +53,9 @@ def test_validation_and_inference_use_the_average_and_training_its_own_weights(
     raw, averaged = payload["model"], payload["averaged_model"]
     assert all(torch.equal(raw[k], v) for k, v in trainer.model.state_dict().items())
     assert not torch.equal(raw["decoder.weight"], averaged["decoder.weight"])
-    model, _, _ = restore_model(payload)  # what sample, eval, inspect and export run
+    model = restore_model(
+        Checkpoint.from_payload(payload)
+    )  # what sample, eval, inspect and export run
     assert all(torch.equal(averaged[k], v) for k, v in model.state_dict().items())
     # the last validation scored the average, not the weights it averages
     streams = trainer.cfg.train.eval_streams

@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from charlstm.checkpoint import load_checkpoint
+from charlstm.checkpoint import Checkpoint, load_checkpoint
 from charlstm.config import Config, TrainConfig
 from charlstm.training.budget import Budget, fits_budget
 from charlstm.training.trainer import Trainer, lr_at
@@ -63,7 +63,11 @@ def test_a_resumed_budget_run_follows_its_recorded_schedule(long_corpus, tmp_pat
     recorded, step = payload["schedule_steps"], payload["step"]
     assert recorded is not None and recorded > step
     cfg = Config.from_dict(payload["config"])  # the same run, resumed
-    trainer = Trainer(cfg, resume=payload, console=Console(file=open(tmp_path / "l", "w")))
+    trainer = Trainer(
+        cfg,
+        resume=Checkpoint.from_payload(payload),
+        console=Console(file=open(tmp_path / "l", "w")),
+    )
     assert trainer.budget_steps == recorded  # no new fit at the start of a resumed run
     for _ in range(5):
         expected = lr_at(trainer.step, cfg.train, recorded)

@@ -1,5 +1,7 @@
+import dataclasses
 import os
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch
 from charlstm import checkpoint as ckpt_mod
 from charlstm.checkpoint import (
     FORMAT_VERSION,
+    Checkpoint,
     CheckpointWriter,
     load_checkpoint,
     resolve_checkpoint,
@@ -124,7 +127,8 @@ def test_resolve_run_folder_prefers_best(tmp_path, trained_run):
 
 def test_restores_the_model_on_cpu(trained_run):
     payload = load_checkpoint(trained_run / "checkpoints" / "best.pt", map_location="cpu")
-    model, vocab, cfg = restore_model(payload)
+    saved = Checkpoint.from_payload(payload)
+    model, vocab = restore_model(saved), saved.vocab
     assert not model.training and vocab.size == model.vocab_size
     assert next(model.parameters()).device.type == "cpu"
 
@@ -134,3 +138,62 @@ def test_gpu_checkpoint_loads_on_cpu(tmp_path):
     path = tmp_path / "gpu.pt"
     save_checkpoint(path, {"w": torch.ones(3, device="cuda")})
     assert load_checkpoint(path, map_location="cpu")["w"].device.type == "cpu"
+
+
+# -- the schema --------------------------------------------------------------------------
+
+FIXTURE = Path(__file__).parent / "fixtures" / "v1-lstm-ema.pt"
+
+
+def test_a_format_1_checkpoint_still_loads_samples_and_scores_as_it_did():
+    """Written by charlstm before the typed schema (format 1: a 1x8 LSTM, 6 steps, with
+    a weight average); the text and the loss are what that charlstm printed."""
+    import charlstm
+
+    saved = ckpt_mod.read_checkpoint(FIXTURE)
+    assert saved.step == 6 and len(saved.rank_rngs) == 1 and saved.schedule_steps is None
+    assert saved.averaged_model is not None and saved.config.train.ema == 0.9
+    model = charlstm.load(FIXTURE, "cpu")
+    text = model.sample(prime="the ", length=40, seed=1, temperature=0.8)
+    assert text == "the shgdesgaogrnat masnroao ad n\nehcnoatsnhh"
+    loss = model.score("the cat sat on the mat and the dog ran\n", streams=1).loss
+    assert loss == pytest.approx(2.632493577505413, abs=1e-6)
+
+
+def test_the_schema_round_trips_every_field(trained_run):
+    saved = ckpt_mod.read_checkpoint(trained_run / "checkpoints" / "last.pt")
+    again = Checkpoint.from_payload(saved.to_payload())
+    for field in dataclasses.fields(Checkpoint):
+        a, b = getattr(saved, field.name), getattr(again, field.name)
+        assert a is b or a == b or (a != a and b != b), field.name  # nan == nan here
+
+
+def test_a_payload_missing_a_field_is_one_line_naming_it(trained_run):
+    payload = load_checkpoint(trained_run / "checkpoints" / "last.pt")
+    del payload["corpus_key"]
+    with pytest.raises(CheckpointError, match="damaged or inconsistent.*corpus_key"):
+        Checkpoint.from_payload(payload, "last.pt")
+
+
+def test_a_one_group_optimizer_state_resumes_as_the_two_groups_exactly():
+    """Format 1 kept every parameter in one AdamW group; a resume lays its moments out
+    in today's groups (matrices decayed, vectors not) without changing a number."""
+    from charlstm.config import ModelConfig
+    from charlstm.model import CharRNN
+    from charlstm.training.trainer import decay_groups, regrouped_optimizer_state
+
+    torch.manual_seed(0)
+    model = CharRNN(7, ModelConfig(hidden_size=8, embedding_dim=4, num_layers=1))
+    old = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+    for _ in range(2):
+        old.zero_grad()
+        model(torch.randint(0, 7, (2, 5)))[0].sum().backward()
+        old.step()
+    groups = decay_groups(model, 0.1)
+    new = torch.optim.AdamW(groups, lr=0.01)
+    new.load_state_dict(regrouped_optimizer_state(old.state_dict(), model, groups))
+    assert [g["weight_decay"] for g in new.param_groups] == [0.1, 0.0]
+    by_param = {id(p): new.state[p] for g in new.param_groups for p in g["params"]}
+    for p in model.parameters():
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(old.state[p][key], by_param[id(p)][key])

@@ -44,8 +44,9 @@ def test_trains_in_bf16_and_saves_float32_weights_that_open_on_cpu(cuda_run):
 
 
 def test_gpu_and_cpu_read_the_same_weights_alike(cuda_run):
-    on_cpu, vocab, *_ = load_for_inference(cuda_run, "cpu")
-    on_gpu, *_ = load_for_inference(cuda_run, "cuda")
+    on_cpu, saved = load_for_inference(cuda_run, "cpu")
+    vocab = saved.vocab
+    on_gpu, _ = load_for_inference(cuda_run, "cuda")
     text = make_text(lines=60, seed=7)
     cpu, gpu = evaluate_text(on_cpu, vocab, text), evaluate_text(on_gpu, vocab, text)
     assert gpu.loss == pytest.approx(cpu.loss, rel=2e-3)  # cuDNN may use TF32

@@ -11,7 +11,8 @@ from tests.conftest import make_text
 
 @pytest.fixture(scope="module")
 def loaded(trained_run):
-    return load_for_inference(trained_run)
+    model, saved = load_for_inference(trained_run)
+    return model, saved.vocab, saved.config, saved
 
 
 def test_training_text_scores_far_below_uniform(loaded, trained_run):

@@ -26,7 +26,8 @@ def test_at_step_zero_the_fine_tune_is_the_base_model(trained_run, tmp_path):
     corpus = tmp_path / "new.txt"
     corpus.write_text(make_text(seed=5).replace("dog", "cat"))  # fewer characters, no new one
     trainer = Trainer(fine_tune(corpus, tmp_path / "ft", trained_run), console=quiet(tmp_path))
-    base, base_vocab, *_ = load_for_inference(trained_run)
+    base, saved = load_for_inference(trained_run)
+    base_vocab = saved.vocab
     assert trainer.vocab == base_vocab  # characters the corpus lacks stay
     text = make_text(lines=50, seed=9)
     assert evaluate_text(trainer.model.eval(), trainer.vocab, text).loss == (

@@ -62,7 +62,8 @@ def test_override_strings(overrides):
 
 @pytest.fixture(scope="module")
 def model_and_vocab(trained_run):
-    model, vocab, _, _ = load_for_inference(trained_run)
+    model, saved = load_for_inference(trained_run)
+    vocab = saved.vocab
     return model, vocab
 
 

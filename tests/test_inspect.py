@@ -257,7 +257,9 @@ def test_predictions_are_the_models_own_probabilities(trained_run):
     from charlstm.checkpoint import load_for_inference
     from charlstm.inspect.ablation import per_char_loss
 
-    model, vocab, *_ = load_for_inference(trained_run)
+    model, saved = load_for_inference(trained_run)
+
+    vocab = saved.vocab
     text = "the cat sat on the mat.\nthe dog ran.\n"
     acts = record(model, vocab, text)
     assert acts.surprisal.shape == (len(text),)

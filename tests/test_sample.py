@@ -11,7 +11,8 @@ from tests.conftest import small_config
 
 @pytest.fixture(scope="module")
 def model_and_vocab(trained_run):
-    model, vocab, _, _ = load_for_inference(trained_run)
+    model, saved = load_for_inference(trained_run)
+    vocab = saved.vocab
     return model, vocab
 
 
@@ -159,7 +160,8 @@ def test_byte_model_prints_multibyte_characters_whole(tmp_path):
     corpus.write_text("é🙂€ ü你\n" * 400, encoding="utf-8")
     cfg = small_config(corpus, tmp_path / "run", "data.vocab=byte", "train.max_steps=300")
     Trainer(cfg, console=Console(file=open(tmp_path / "log", "w")), quiet=True).run()
-    model, vocab, _, _ = load_for_inference(tmp_path / "run")
+    model, saved = load_for_inference(tmp_path / "run")
+    vocab = saved.vocab
     pieces = []
     text = generate(
         model,

@@ -61,7 +61,8 @@ def test_an_untrained_model_fails_the_score(tmp_path):
         ROOT / "configs/counter.yaml", [f"train.out_dir={tmp_path}", "train.max_steps=1"]
     )
     Trainer(cfg, console=quiet(tmp_path), quiet=True).run()
-    model, vocab, _, _ = load_for_inference(tmp_path)
+    model, saved = load_for_inference(tmp_path)
+    vocab = saved.vocab
     assert score_task(model, vocab, "counter", count=50).accuracy < 0.5
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from charlstm.checkpoint import inference_weights, load_checkpoint, resolve_checkpoint
+from charlstm.checkpoint import read_checkpoint, resolve_checkpoint
 from charlstm.config import Config, ModelConfig
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.model import CharRNN
@@ -42,18 +42,10 @@ class Base:
 def load_base(init_from: str) -> Base:
     path = resolve_checkpoint(Path(init_from).expanduser())
     try:
-        payload = load_checkpoint(path)
+        saved = read_checkpoint(path)
     except CheckpointError as error:
         raise CheckpointError(f"train.init_from: {error}") from None
-    try:
-        saved = Config.from_dict(payload["config"])
-        return Base(
-            path, inference_weights(payload), Vocab.from_dict(payload["vocab"]), saved.model
-        )
-    except (KeyError, TypeError, ValueError, ConfigError):
-        raise CheckpointError(
-            f"train.init_from: {path} holds no usable model, vocabulary or config"
-        ) from None
+    return Base(path, saved.inference_weights, saved.vocab, saved.config.model)
 
 
 def with_model_of(cfg: Config, model: ModelConfig, source: str) -> Config:

@@ -13,10 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from charlstm.checkpoint import LAST, checkpoint_dir, load_checkpoint
+from charlstm.checkpoint import Checkpoint, read_checkpoint
 from charlstm.config import Config
 from charlstm.corpus import changed_corpus
 from charlstm.errors import CheckpointError
+from charlstm.rundir import CHECKPOINTS, LAST, RunDir
 from charlstm.vocab import Vocab
 
 # Keys that fix the learning problem; `model` as a whole is fixed too.
@@ -44,19 +45,10 @@ def _flat(cfg: Config) -> dict[str, Any]:
     }
 
 
-def check_resumable(
-    payload: dict[str, Any], cfg: Config, vocab: Vocab, corpus_key: str
-) -> list[str]:
+def check_resumable(saved: Checkpoint, cfg: Config, vocab: Vocab, corpus_key: str) -> list[str]:
     """Raise CheckpointError when `cfg` cannot continue the checkpoint; else list the
     settings that changed, as `key: old -> new`."""
-    try:
-        saved = Config.from_dict(payload["config"])
-        saved_vocab = Vocab.from_dict(payload["vocab"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(
-            "checkpoint has no usable config or vocabulary to resume from"
-        ) from None
-    old, new = _flat(saved), _flat(cfg)
+    old, new = _flat(saved.config), _flat(cfg)
     changed = [k for k in new if old.get(k) != new[k]]
     fixed = [k for k in changed if k.startswith("model.") or k in FIXED_KEYS]
     if fixed:
@@ -64,43 +56,42 @@ def check_resumable(
         raise CheckpointError(
             f"cannot resume with a changed {shown}: start a new run (a new train.out_dir)"
         )
-    if payload.get("corpus_key", corpus_key) != corpus_key:
+    if saved.corpus_key is not None and saved.corpus_key != corpus_key:
         raise CheckpointError(changed_corpus(cfg.data.path, "resume"))
-    if saved_vocab != vocab:
+    if saved.vocab != vocab:
         raise CheckpointError(
             f"cannot resume: the corpus now has a different vocabulary ({vocab.size} symbols, "
-            f"checkpoint {saved_vocab.size}); resume on the same corpus"
+            f"checkpoint {saved.vocab.size}); resume on the same corpus"
         )
     return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed if k != "train.out_dir"]
 
 
-def resume_payload(run: Path) -> tuple[dict[str, Any], Config, Path]:
-    """The last.pt of a run folder (or a run's checkpoint file), the config it was saved
-    with, and the run folder it continues."""
-    if not run.exists():
-        raise CheckpointError(f"checkpoint not found: {run} (--resume takes a run folder)")
-    if run.is_dir():
-        path = checkpoint_dir(run) / LAST
-        if not path.is_file():
-            raise CheckpointError(f"nothing to resume in {run}: no checkpoints/{LAST} there")
-    elif run.parent.name == checkpoint_dir("").name:
-        path, run = run, run.parent.parent  # RUN/checkpoints/last.pt continues RUN
+def resume_checkpoint(given: Path) -> tuple[Checkpoint, RunDir]:
+    """The last.pt of a run folder (or a run's checkpoint file), and the run it
+    continues."""
+    if not given.exists():
+        raise CheckpointError(f"checkpoint not found: {given} (--resume takes a run folder)")
+    if given.is_dir():
+        run = RunDir(given)
+        if not run.last.is_file():
+            raise CheckpointError(f"nothing to resume in {given}: no {CHECKPOINTS}/{LAST} there")
+        path = run.last
     else:
-        raise CheckpointError(
-            f"--resume takes a run folder (or a checkpoint in its checkpoints/ folder), not {run}"
-        )
-    payload = load_checkpoint(path)
-    try:
-        return payload, Config.from_dict(payload["config"]), run
-    except KeyError:
-        raise CheckpointError(f"{path} holds no config to resume with") from None
+        run = RunDir.of_checkpoint(given)  # RUN/checkpoints/last.pt continues RUN
+        if run is None:
+            raise CheckpointError(
+                f"--resume takes a run folder (or a checkpoint in its {CHECKPOINTS}/ folder), "
+                f"not {given}"
+            )
+        path = given
+    return read_checkpoint(path), run
 
 
-def restart_run(cfg: Config) -> Path | None:
+def restart_run(cfg: Config) -> RunDir | None:
     """The run to continue when torchrun restarted this worker group (a rank died and
     --max-restarts allowed another attempt): train.out_dir, if it holds a last.pt by now.
     A restart must continue the run it replaces, never start it over."""
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
         return None
-    out_dir = Path(cfg.train.out_dir)
-    return out_dir if (checkpoint_dir(out_dir) / LAST).is_file() else None
+    run = RunDir(cfg.train.out_dir)
+    return run if run.holds_run() else None

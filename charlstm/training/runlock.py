@@ -2,46 +2,48 @@
 
 Two processes training into one out_dir would interleave their checkpoints and event
 files, and an `--overwrite` would delete a live run's checkpoints under it. The trainer
-holds an exclusive flock on `out_dir/.lock` (holding its pid) for as long as it lives;
-the kernel releases it when the process ends, however it ends (kill -9 included), so a
-lock is never left stale.
+holds an exclusive lock on the run's lock file for as long as it lives, through the
+`filelock` package: an OS lock (flock on Unix, LockFileEx on Windows) that the kernel
+releases when the process ends, however it ends (kill -9 included), so a lock is never
+left stale. Beside it, the holder writes its pid, so a refusal can name the process.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import weakref
-from pathlib import Path
+
+import filelock
 
 from charlstm.errors import CheckpointError
-
-LOCK_NAME = ".lock"
+from charlstm.rundir import RunDir
 
 
 class RunLock:
-    def __init__(self, out_dir: Path):
-        path = out_dir / LOCK_NAME
+    def __init__(self, run: RunDir):
+        self._lock = filelock.FileLock(run.lock_file, blocking=False)
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            run.root.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        except filelock.Timeout:
+            raise CheckpointError(
+                f"{run} is in use by another charlstm train (pid {self._holder(run)}): "
+                "wait for it to end or stop it, or pick another train.out_dir"
+            ) from None
         except OSError as err:
             raise CheckpointError(
-                f"train.out_dir {out_dir} is not writable: {err.strerror or err}"
+                f"train.out_dir {run} is not writable: {err.strerror or err}"
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            run.lock_owner_file.write_text(f"{os.getpid()}\n")
         except OSError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise CheckpointError(
-                f"{out_dir} is in use by another charlstm train (pid {holder}): wait for it "
-                "to end or stop it, or pick another train.out_dir"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        # Released by release(), or when this object is collected.
-        self._close = weakref.finalize(self, os.close, fd)
+            pass  # the lock holds without it; a refusal then says "unknown"
+
+    @staticmethod
+    def _holder(run: RunDir) -> str:
+        try:
+            return run.lock_owner_file.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
 
     def release(self) -> None:
-        self._close()
+        self._lock.release()

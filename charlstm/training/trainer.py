@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from charlstm import checkpoint as ckpt
+from charlstm.checkpoint import Checkpoint
 from charlstm.config import Config, TrainConfig
-from charlstm.corpus import in_vocab, load_corpus
+from charlstm.corpus import Corpus, in_vocab, load_corpus
 from charlstm.device import pick_device, seed_everything, training_precision
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.evaluate import evaluate_ids
@@ -35,12 +36,13 @@ from charlstm.model import (
     state_tensors,
 )
 from charlstm.options import SampleSettings
+from charlstm.rundir import BEST, LAST, RunDir
 from charlstm.sample import generate
 from charlstm.training.averaging import WeightAverage
 from charlstm.training.batches import TBPTTBatches
 from charlstm.training.budget import Budget, fits_budget
 from charlstm.training.distributed import Ranks
-from charlstm.training.finetune import grown_weights, load_base, with_model_of
+from charlstm.training.finetune import Base, grown_weights, load_base, with_model_of
 from charlstm.training.monitor import RunWriter, TrainMeter
 from charlstm.training.progress import TrainingProgress
 from charlstm.training.resume import check_resumable
@@ -78,11 +80,65 @@ def fused_optimizer_state(saved: dict[str, Any]) -> dict[str, Any]:
     return {**saved, "param_groups": groups}
 
 
+@dataclass
+class _Live:
+    """What one call of `run` holds open: TensorBoard, the progress display, the speed
+    meter, and the clock (training time includes the runs this one resumes)."""
+
+    writer: RunWriter
+    progress: TrainingProgress
+    meter: TrainMeter
+    elapsed_before: float
+    started: float = field(default_factory=time.perf_counter)
+
+    def this_run(self) -> float:
+        return time.perf_counter() - self.started
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + self.this_run()
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: weight decay on the matrices (embedding, recurrent and
+    decoder weights), none on biases and peephole vectors, as nanoGPT does: shrinking a
+    bias towards 0 regularises nothing. The decayed group comes first."""
+    params = list(model.parameters())
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def regrouped_optimizer_state(
+    saved: dict[str, Any], model: torch.nn.Module, groups: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """An optimizer state saved with every parameter in one group (checkpoint format 1)
+    laid out as `groups`: each parameter keeps its moments, each group the saved options
+    but its own weight decay. A state already in that layout comes back as it is."""
+    if len(saved["param_groups"]) == len(groups):
+        return saved
+    (old_group,) = saved["param_groups"]
+    old_index = {id(p): i for i, p in enumerate(model.parameters())}
+    state, param_groups, at = {}, [], 0
+    for group in groups:
+        indices = []
+        for p in group["params"]:
+            if old_index[id(p)] in saved["state"]:
+                state[at] = saved["state"][old_index[id(p)]]
+            indices.append(at)
+            at += 1
+        param_groups.append({**old_group, "weight_decay": group["weight_decay"], "params": indices})
+    return {"state": state, "param_groups": param_groups}
+
+
 class Trainer:
+    """Set up from a config (one `_setup_*` method per component, in order), then `run`.
+    `resume` is the checkpoint of the run to continue."""
+
     def __init__(
         self,
         cfg: Config,
-        resume: dict[str, Any] | None = None,
+        resume: Checkpoint | None = None,
         console: Console | None = None,
         quiet: bool = False,
         overwrite: bool = False,
@@ -90,7 +146,31 @@ class Trainer:
         self.cfg = cfg
         self.console = console or Console()
         self.quiet = quiet
-        t = cfg.train
+        self.overwrite = overwrite
+        self._setup_process()
+        self.run_dir = RunDir(cfg.train.out_dir)
+        self.out_dir = self.run_dir.root
+        # Taken before anything in out_dir is read or removed (--overwrite).
+        self.lock = RunLock(self.run_dir) if self.is_main else None
+        try:
+            self._refuse_to_replace_a_run(resume)
+            corpus = self._setup_corpus()
+            base = self._setup_vocab(corpus, resume)
+            self._setup_data(corpus)
+            self._setup_model(base)
+            self._setup_optimizer()
+            self._setup_counters()
+            self._setup_budget(resume)
+            if resume is not None:
+                self._restore(resume)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    # -- set-up, one component each ----------------------------------------------------
+    def _setup_process(self) -> None:
+        """Threads, the process group under torchrun, the device and the seeds."""
+        t = self.cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
         self.ranks = Ranks()
@@ -98,43 +178,43 @@ class Trainer:
         self.is_main = self.ranks.is_main
         # Rank 0 draws exactly what a single process would; other ranks their own dropout.
         seed_everything(t.seed + self.ranks.rank)
-        self.out_dir = Path(t.out_dir)
-        self.ckpt_dir = ckpt.checkpoint_dir(self.out_dir)
-        self.overwrite = overwrite
-        # Taken before anything in out_dir is read or removed (--overwrite).
-        self.lock = RunLock(self.out_dir) if self.is_main else None
-        try:
-            self._set_up(resume, quiet)
-        except BaseException:
-            self._release_lock()
-            raise
 
-    def _set_up(self, resume: dict[str, Any] | None, quiet: bool) -> None:
-        cfg, t = self.cfg, self.cfg.train
-        previous_run = self.ckpt_dir / ckpt.LAST
-        if self.is_main and resume is None and previous_run.exists() and not self.overwrite:
+    def _refuse_to_replace_a_run(self, resume: Checkpoint | None) -> None:
+        if self.is_main and resume is None and self.run_dir.holds_run() and not self.overwrite:
             raise CheckpointError(
-                f"{self.out_dir} already holds a run ({previous_run}): resume it with "
+                f"{self.out_dir} already holds a run ({self.run_dir.last}): resume it with "
                 f"--resume {self.out_dir}, pick another train.out_dir, or pass --overwrite"
             )
 
+    def _setup_corpus(self) -> Corpus:
         shown = self.console if self.is_main else Console(quiet=True)
-        corpus = self.ranks.main_first(lambda: load_corpus(cfg.data, shown, quiet))
+        corpus = self.ranks.main_first(lambda: load_corpus(self.cfg.data, shown, self.quiet))
         self.corpus_key = corpus.key
+        return corpus
+
+    def _setup_vocab(self, corpus: Corpus, resume: Checkpoint | None) -> Base | None:
+        """The vocabulary (the corpus's, the resumed run's, or a fine-tune's grown from its
+        base), and the base model of a fine-tune (see finetune.py)."""
         base = None
-        if t.init_from:  # fine-tuning (see finetune.py); resumed: as the saved run was
+        if self.cfg.train.init_from:  # resumed: as the saved run was
             if resume is None:
-                base = load_base(t.init_from)
-                cfg = with_model_of(cfg, base.model, f"train.init_from {base.path}")
-                vocab = base.vocab.grown_by(corpus.vocab)
+                base = load_base(self.cfg.train.init_from)
+                source = f"train.init_from {base.path}"
+                self.cfg = with_model_of(self.cfg, base.model, source)
             else:
-                cfg = with_model_of(cfg, Config.from_dict(resume["config"]).model, "the run")
-            self.cfg = cfg
+                self.cfg = with_model_of(self.cfg, resume.config.model, "the run")
         if resume is not None:
-            vocab = Vocab.from_dict(resume["vocab"])
-        elif base is None:
-            vocab = corpus.vocab
-        corpus = in_vocab(corpus, vocab, cfg.data)
+            self.vocab = resume.vocab
+        elif base is not None:
+            self.vocab = base.vocab.grown_by(corpus.vocab)
+        else:
+            self.vocab = corpus.vocab
+        return base
+
+    def _setup_data(self, corpus: Corpus) -> None:
+        """The training streams of this rank and the validation stretch."""
+        cfg, t = self.cfg, self.cfg.train
+        corpus = in_vocab(corpus, self.vocab, cfg.data)
         self.vocab = corpus.vocab
         _check_sample_prime(cfg.log.sample_prime, self.vocab)
         train_ids, val_ids = corpus.split(cfg.data.val_fraction)
@@ -148,15 +228,16 @@ class Trainer:
             f"vocab {self.vocab.size} ({self.vocab.mode}), {len(train_ids):,} train / "
             f"{len(val_ids):,} val"
         )
-        self.model = CharRNN(self.vocab.size, cfg.model)
+
+    def _setup_model(self, base: Base | None) -> None:
+        """The model on its device, what training steps call (DDP's wrapper under
+        torchrun), the weight average and the precision."""
+        t = self.cfg.train
+        self.model = CharRNN(self.vocab.size, self.cfg.model)
         if base is not None:
             self.model.load_state_dict(grown_weights(base, self.vocab, self.model))
         self.model.to(self.device)
-        self.net = self.ranks.wrap(self.model, self.device)  # what training steps call
-        # fused: one kernel for all parameters, and it can skip an update on the device
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True
-        )
+        self.net = self.ranks.wrap(self.model, self.device)
         if self.device.type == "cuda":  # TF32 for the decoder's matmuls too, as cuDNN's RNNs
             torch.set_float32_matmul_precision("high")
         self.average = WeightAverage(self.model, t.ema) if t.ema is not None else None
@@ -166,7 +247,33 @@ class Trainer:
             if self.precision == "bf16"
             else nullcontext()
         )
+        if self.precision == "bf16":
+            self._check_bf16_runs()
+
+    def _check_bf16_runs(self) -> None:
+        """Some CPUs have no bfloat16 kernel for the recurrent layers at all (oneDNN
+        fails to build one): found out with a two-character forward pass, before any
+        training time is spent, rather than as a traceback at the first step."""
+        probe = torch.zeros(1, 2, dtype=torch.long, device=self.device)
+        try:
+            with torch.no_grad(), self.autocast:
+                self.model(probe, self.model.init_state(1, self.device))
+        except RuntimeError:
+            raise ConfigError(
+                f"config: train.precision={self.cfg.train.precision} chose bf16, but this "
+                f"{self.device.type} cannot run a {self.cfg.model.cell} in bfloat16: use "
+                "train.precision=fp32"
+            ) from None
+
+    def _setup_optimizer(self) -> None:
+        t = self.cfg.train
+        self.param_groups = decay_groups(self.model, t.weight_decay)
+        # fused: one kernel for all parameters, and it can skip an update on the device
+        self.optimizer = torch.optim.AdamW(self.param_groups, lr=t.lr, fused=True)
         self.checkpoints = ckpt.CheckpointWriter()
+
+    def _setup_counters(self) -> None:
+        """Where a fresh run starts; a resumed one overwrites these from its checkpoint."""
         self.step = 0
         self.state = None
         self.best_val_loss = math.inf
@@ -176,63 +283,64 @@ class Trainer:
         self.skipped_updates = 0
         self._unread_skip: tuple[int, torch.Tensor] | None = None
         self.resume_changes: list[str] = []
+
+    def _setup_budget(self, resume: Checkpoint | None) -> None:
+        """The step count fitted to train.max_seconds (see budget.py), if it decides the
+        schedule: recorded in the checkpoint, fitted anew when the budget changed."""
+        t = self.cfg.train
         self.budget = None
-        if fits_budget(t):
-            recorded = resume.get("schedule_steps") if resume is not None else None
-            budget_changed = resume is not None and (
-                Config.from_dict(resume["config"]).train.max_seconds != t.max_seconds
-            )
-            chars_per_step = self.batches.chars_per_window * self.ranks.world
-            val_chars = len(self.val_ids) - 1
-            self.budget = Budget(t, val_chars, chars_per_step, recorded, refit=budget_changed)
-        if resume is not None:
-            self._restore(resume)
+        if not fits_budget(t):
+            return
+        recorded = resume.schedule_steps if resume is not None else None
+        changed = resume is not None and resume.config.train.max_seconds != t.max_seconds
+        chars_per_step = self.batches.chars_per_window * self.ranks.world
+        val_chars = len(self.val_ids) - 1
+        self.budget = Budget(t, val_chars, chars_per_step, recorded, refit=changed)
 
     def _release_lock(self) -> None:
         if self.lock is not None:
             self.lock.release()
 
     # -- checkpoints -------------------------------------------------------------------
-    def _restore(self, payload: dict[str, Any]) -> None:
-        self.resume_changes = check_resumable(payload, self.cfg, self.vocab, self.corpus_key)
-        self.model.load_state_dict(payload["model"])
+    def _restore(self, saved: Checkpoint) -> None:
+        self.resume_changes = check_resumable(saved, self.cfg, self.vocab, self.corpus_key)
+        self.model.load_state_dict(saved.model)
         if self.average is not None:  # a run that kept none starts its average here
-            self.average.load_state_dict(ckpt.inference_weights(payload))
-        self.optimizer.load_state_dict(fused_optimizer_state(payload["optimizer"]))
-        for group in self.optimizer.param_groups:  # loading restored the saved value
-            group["weight_decay"] = self.cfg.train.weight_decay
-        self.step = int(payload["step"])
+            self.average.load_state_dict(saved.inference_weights)
+        layout = regrouped_optimizer_state(saved.optimizer, self.model, self.param_groups)
+        self.optimizer.load_state_dict(fused_optimizer_state(layout))
+        for group, mine in zip(self.optimizer.param_groups, self.param_groups, strict=True):
+            group["weight_decay"] = mine["weight_decay"]  # loading restored the saved value
+        self.step = saved.step
         cell = self.cfg.model.cell
-        if payload["state"]:  # saved for all streams; this rank carries its own
-            full = state_from_tensors([s.to(self.device) for s in payload["state"]], cell)
+        if saved.state:  # saved for all streams; this rank carries its own
+            full = state_from_tensors([s.to(self.device) for s in saved.state], cell)
             self.state = self.ranks.my_state(full, self.cfg.train.batch_size, cell)
-        self.best_val_loss = float(payload["best_val_loss"])
-        self.last_val_loss = float(payload.get("last_val_loss", math.nan))
-        self.elapsed_before = float(payload["elapsed_seconds"])
-        rank_rngs = payload.get("rank_rngs") or [payload["rng"]]
-        if len(rank_rngs) == self.ranks.world:
-            ckpt.restore_rng(rank_rngs[self.ranks.rank])
+        self.best_val_loss = float(saved.best_val_loss)
+        self.last_val_loss = float(saved.last_val_loss)
+        self.elapsed_before = float(saved.elapsed_seconds)
+        if len(saved.rank_rngs) == self.ranks.world:
+            ckpt.restore_rng(saved.rank_rngs[self.ranks.rank])
         else:  # another world size: the state carries on, the dropout streams start anew
             seed_everything(self.cfg.train.seed + self.ranks.rank + self.step)
 
-    def _payload(self, elapsed: float, state: State | None, rngs: list[dict]) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "averaged_model": self.average.state_dict() if self.average is not None else None,
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
+    def _checkpoint(self, elapsed: float, state: State | None, rngs: list[dict]) -> Checkpoint:
+        return Checkpoint(
+            config=self.cfg,
+            vocab=self.vocab,
+            model=self.model.state_dict(),
+            step=self.step,
+            optimizer=self.optimizer.state_dict(),
+            averaged_model=self.average.state_dict() if self.average is not None else None,
             # the writer copies every tensor to the host, detached, as it queues the save
-            "state": state_tensors(state) if state is not None else [],
-            "rng": rngs[0],
-            "rank_rngs": rngs,
-            "vocab": self.vocab.to_dict(),
-            "corpus_key": self.corpus_key,
-            "config": self.cfg.to_dict(),
-            "best_val_loss": self.best_val_loss,
-            "last_val_loss": self.last_val_loss,
-            "elapsed_seconds": elapsed,
-            "schedule_steps": self.budget_steps,
-        }
+            state=state_tensors(state) if state is not None else [],
+            rank_rngs=rngs,
+            corpus_key=self.corpus_key,
+            best_val_loss=self.best_val_loss,
+            last_val_loss=self.last_val_loss,
+            elapsed_seconds=elapsed,
+            schedule_steps=self.budget_steps,
+        )
 
     def save(self, name: str, elapsed: float) -> Path:
         """Every rank takes part (the carried state and RNG states are gathered); the
@@ -241,11 +349,11 @@ class Trainer:
         if self.state is not None:
             state = self.ranks.gather_state(self.state, self.cfg.model.cell)
         rngs = self.ranks.gather_objects(ckpt.capture_rng())
-        path = self.ckpt_dir / name
+        path = self.run_dir.checkpoints / name
         if self.is_main:
             if not all(torch.isfinite(p).all() for p in self.model.parameters()):
                 raise CharlstmError(f"refusing to save {name}: the weights are not finite")
-            self.checkpoints.write(path, self._payload(elapsed, state, rngs))
+            self.checkpoints.write(path, self._checkpoint(elapsed, state, rngs).to_payload())
         return path
 
     # -- one step ----------------------------------------------------------------------
@@ -303,7 +411,26 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> TrainSummary:
-        t, log, m = self.cfg.train, self.cfg.log, self.cfg.model
+        """Train until max_steps, max_seconds or the budget says stop, or a signal asks.
+        Each pass of the loop is one step and its bookkeeping, in this order."""
+        live = self._start()
+        finished = False
+        try:
+            with StopRequests() as stop:
+                while not self._should_stop(stop, live):  # 1. agreed by every rank
+                    live.meter.add(*self.train_step())  # 2. one TBPTT window
+                    self._after_step(live)  # 3. budget, log line, validation, last.pt
+                self._finish(live)  # 4. the last validation and last.pt
+                finished = True
+        finally:
+            self._close(live, finished)
+        return TrainSummary(
+            self.step, self.best_val_loss, self.last_val_loss, self.out_dir, live.elapsed()
+        )
+
+    def _start(self) -> _Live:
+        """The run folder, TensorBoard, the progress display and the opening lines."""
+        m = self.cfg.model
         if self.is_main:
             self._prepare_out_dir()
         self._first_step = self.step
@@ -311,7 +438,6 @@ class Trainer:
         # left some): the curves continue without overlapping points.
         purge = self.step + 1 if self.step else None
         writer = RunWriter(self.out_dir, self.cfg, purge_step=purge, enabled=self.is_main)
-        finished = False
         console = self.console if self.is_main else Console(quiet=True)
         progress = TrainingProgress(console, quiet=self.quiet)
         progress.message(self.corpus_note)
@@ -324,81 +450,73 @@ class Trainer:
         )
         for change in self.resume_changes:
             progress.message(f"changed on resume: {change}")
-        started = time.perf_counter()
-        elapsed = lambda: self.elapsed_before + time.perf_counter() - started  # noqa: E731
-        meter = TrainMeter(self.device, self.step)
-        try:
-            with StopRequests() as stop:
-                while True:
-                    # Between steps, and agreed by all ranks: time up, or asked to stop.
-                    time_up, signalled = self.ranks.any(
-                        self._done(elapsed()), stop.signum is not None
-                    )
-                    if signalled:
-                        path = self.save(ckpt.LAST, elapsed())
-                        self.checkpoints.wait()
-                        raise stop.interrupted(
-                            f"stopped after step {self.step}, saved {path}; "
-                            f"resume with: charlstm train --resume {self.out_dir}"
-                        )
-                    if time_up:
-                        break
-                    loss, grad_norm, skipped = self.train_step()
-                    meter.add(loss, grad_norm, skipped)
-                    if self.budget is not None and self.budget.after_step(self.step, elapsed()):
-                        self._agree_on_budget()
-                    if self.step % log.log_every == 0:
-                        self._log(meter, writer, progress, elapsed(), time.perf_counter() - started)
-                    validating = self.step % t.eval_every == 0
-                    saving = self.step % t.checkpoint_every == 0
-                    if validating:
-                        started_validation = time.perf_counter()
-                        self._validate_or_stop(writer, progress, elapsed())
-                        if self.budget is not None:
-                            self.budget.after_validation(time.perf_counter() - started_validation)
-                    if saving:
-                        self.save(ckpt.LAST, elapsed())
-                    if validating or saving:  # chars/s measures training alone
-                        meter.restart(self.step)
-                        # fit again, with all measured so far
-                        if self.budget is not None and self.budget.refit(self.step, elapsed()):
-                            self._agree_on_budget()
-                self._count_skips()
-                if self.step % t.eval_every != 0:
-                    self._validate_or_stop(writer, progress, elapsed())
-                self.save(ckpt.LAST, elapsed())
-                self.checkpoints.wait()
-                finished = True
-        finally:
-            self.checkpoints.close()  # no write is left behind, whatever ended the run
-            progress.close()
-            writer.close()
-            self.net = self.model  # the DDP wrapper goes before its process group
-            self.ranks.stop(finished)
-            self._release_lock()
-        return TrainSummary(
-            self.step, self.best_val_loss, self.last_val_loss, self.out_dir, elapsed()
-        )
+        return _Live(writer, progress, TrainMeter(self.device, self.step), self.elapsed_before)
 
-    def _log(
-        self,
-        meter: TrainMeter,
-        writer: RunWriter,
-        progress: TrainingProgress,
-        elapsed: float,
-        this_run: float,
-    ) -> None:
+    def _should_stop(self, stop: StopRequests, live: _Live) -> bool:
+        """Between steps, and agreed by all ranks: time up (True), or asked to stop (then
+        last.pt is saved and the run ends with the signal's exit code)."""
+        time_up, signalled = self.ranks.any(self._done(live.elapsed()), stop.signum is not None)
+        if signalled:
+            path = self.save(LAST, live.elapsed())
+            self.checkpoints.wait()
+            raise stop.interrupted(
+                f"stopped after step {self.step}, saved {path}; "
+                f"resume with: charlstm train --resume {self.out_dir}"
+            )
+        return time_up
+
+    def _after_step(self, live: _Live) -> None:
+        t = self.cfg.train
+        if self.budget is not None and self.budget.after_step(self.step, live.elapsed()):
+            self._agree_on_budget()
+        if self.step % self.cfg.log.log_every == 0:
+            self._log(live)
+        validating = self.step % t.eval_every == 0
+        saving = self.step % t.checkpoint_every == 0
+        if validating:
+            started = time.perf_counter()
+            self._validate_or_stop(live)
+            if self.budget is not None:
+                self.budget.after_validation(time.perf_counter() - started)
+        if saving:
+            self.save(LAST, live.elapsed())
+        if validating or saving:  # chars/s measures training alone
+            live.meter.restart(self.step)
+            # fit again, with all measured so far
+            if self.budget is not None and self.budget.refit(self.step, live.elapsed()):
+                self._agree_on_budget()
+
+    def _finish(self, live: _Live) -> None:
+        self._count_skips()
+        if self.step % self.cfg.train.eval_every != 0:
+            self._validate_or_stop(live)
+        self.save(LAST, live.elapsed())
+        self.checkpoints.wait()
+
+    def _close(self, live: _Live, finished: bool) -> None:
+        """Whatever ended the run: no write is left behind, the process group and the
+        lock are released."""
+        self.checkpoints.close()
+        live.progress.close()
+        live.writer.close()
+        self.net = self.model  # the DDP wrapper goes before its process group
+        self.ranks.stop(finished)
+        self._release_lock()
+
+    def _log(self, live: _Live) -> None:
         self._count_skips()  # the log shows every skip so far
         chars_per_step = self.batches.chars_per_window * self.ranks.world
-        read = meter.read(self.step, chars_per_step, self.ranks.mean)
+        read = live.meter.read(self.step, chars_per_step, self.ranks.mean)
         if read is None:  # every update since the last line was skipped
             return
         loss, grad_norm, chars_per_sec = read
         lr = lr_at(self.step - 1, self.cfg.train, self.budget_steps)
-        writer.train_scalars(self.step, loss, grad_norm, lr, chars_per_sec, self.skipped_updates)
-        fraction, left = self._progress(elapsed, this_run)
+        live.writer.train_scalars(
+            self.step, loss, grad_norm, lr, chars_per_sec, self.skipped_updates
+        )
+        fraction, left = self._progress(live.elapsed(), live.this_run())
         stats = f"loss {loss:.3f} bpc {loss / math.log(2):.3f} {chars_per_sec:,.0f} chars/s"
-        progress.update(self.step, fraction, left, stats)
+        live.progress.update(self.step, fraction, left, stats)
 
     def _done(self, elapsed: float) -> bool:
         t = self.cfg.train
@@ -431,22 +549,20 @@ class Trainer:
             lefts.append(t.max_seconds - elapsed)
         return (min(1.0, max(fractions)) if fractions else 0.0), (min(lefts) if lefts else None)
 
-    def _validate_or_stop(
-        self, writer: RunWriter, progress: TrainingProgress, elapsed: float
-    ) -> None:
+    def _validate_or_stop(self, live: _Live) -> None:
         """Validate; a stop requested meanwhile ends it early and the run stops as between
         steps (validation never touches the training state, so last.pt is exact)."""
         try:
-            self._validate(writer, progress, elapsed)
+            self._validate(live)
         except Interrupted:
-            path = self.save(ckpt.LAST, elapsed)
+            path = self.save(LAST, live.elapsed())
             self.checkpoints.wait()
             raise interrupted(
                 f"stopped during validation after step {self.step}, saved {path}; "
                 f"resume with: charlstm train --resume {self.out_dir}"
             ) from None
 
-    def _validate(self, writer: RunWriter, progress: TrainingProgress, elapsed: float) -> None:
+    def _validate(self, live: _Live) -> None:
         log = self.cfg.log
         with self.average.applied() if self.average is not None else nullcontext():
             result = evaluate_ids(self.model, self.val_ids, streams=self.cfg.train.eval_streams)
@@ -459,11 +575,11 @@ class Trainer:
         improved = result.loss < self.best_val_loss
         if improved:  # saved outside the block: a checkpoint's `model` is the raw weights
             self.best_val_loss = result.loss
-            self.save(ckpt.BEST, elapsed)
+            self.save(BEST, live.elapsed())
         if not self.is_main:
             return
-        writer.validation(self.step, result.loss, text)
-        progress.message(
+        live.writer.validation(self.step, result.loss, text)
+        live.progress.message(
             f"step {self.step}: val loss {result.loss:.4f} bpc {result.bpc:.4f} "
             f"on {result.chars:,} chars" + (" (best, saved best.pt)" if improved else "")
         )
@@ -471,13 +587,10 @@ class Trainer:
     def _prepare_out_dir(self) -> None:
         try:
             if self.overwrite and self.step == 0:  # a fresh start: no stale curves or weights
-                for old in [
-                    *self.out_dir.glob("events.out.tfevents.*"),
-                    *self.ckpt_dir.glob("*.pt"),
-                ]:
+                for old in [*self.run_dir.event_files(), *self.run_dir.checkpoint_files()]:
                     old.unlink()
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            self.cfg.write_yaml(self.out_dir / "config.yaml")
+            self.run_dir.checkpoints.mkdir(parents=True, exist_ok=True)
+            self.cfg.write_yaml(self.run_dir.config_file)
         except OSError as err:
             raise CheckpointError(
                 f"train.out_dir {self.out_dir} is not writable: {err.strerror or err}"
