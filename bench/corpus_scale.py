@@ -1,6 +1,7 @@
 """Corpus scale: generated code corpora of many files, from megabytes to gigabytes.
 
     .venv/bin/python -m bench.corpus_scale [--sizes 10,200,1024,4096] [--dir /tmp]
+    .venv/bin/python -m bench.corpus_scale --formats 1024 [--dir /tmp]
 
 Each corpus is a folder of ~20 KB files of code-like text, mostly ASCII, with one line
 in 40 in other scripts (Greek, Cyrillic, CJK, accented Latin), so the vocabulary has
@@ -13,6 +14,11 @@ For each size, in fresh processes:
 - a 20-step training run of the default 2x256 LSTM with one validation of the default
   train.eval_chars: peak RSS of the whole process, and the validation's seconds;
 - for reference, the size of the encoded array: what a full in-RAM copy would add.
+
+With --formats MB, one corpus of that size is read three ways in fresh processes, side
+by side: as the folder, as one .tar.xz of that folder (xz preset 1), and as one .jsonl
+with a record per file (its text in "text"): first-encode seconds, MB/s of text, and
+peak RSS for each.
 
 Corpora are written under --dir and deleted afterwards (never commit them).
 """
@@ -111,6 +117,42 @@ def write_corpus(root: Path, megabytes: int, file_kb: int = 20) -> int:
     return count
 
 
+def write_formats(folder: Path, work: Path) -> dict[str, Path]:
+    """The folder's files as one .tar.xz and as one .jsonl (a record per file)."""
+    import tarfile
+
+    files = sorted(folder.rglob("*.py"))
+    tar_path, jsonl_path = work / "corpus.tar.xz", work / "corpus.jsonl"
+    with tarfile.open(tar_path, "w:xz", preset=1) as tar:
+        for f in files:
+            tar.add(f, arcname=f.relative_to(folder).as_posix())
+    with open(jsonl_path, "w", encoding="utf-8") as out:
+        for f in files:
+            record = {"path": f.relative_to(folder).as_posix(), "text": f.read_text()}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return {"folder": folder, ".tar.xz": tar_path, ".jsonl": jsonl_path}
+
+
+def formats(mb: int, where: Path) -> None:
+    print(f"# corpus formats, {mb:,} MB of text, {time.strftime('%Y-%m-%d')}\n")
+    print("| read as | file MB | chars | encode s | text MB/s | encode peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    work = where / f"charlstm-formats-{mb}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        write_corpus(work / "corpus", mb)
+        for name, path in write_formats(work / "corpus", work).items():
+            size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+            first = child(ENCODE, str(path), str(work / f"cache-{name.strip('.')}"))
+            print(
+                f"| {name} | {size / 2**20:,.0f} | {first['chars']:,} | {first['seconds']:.1f} | "
+                f"{mb / first['seconds']:.0f} | {first['peak_kb'] / 1024:.0f} |",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def child(script: str, *args: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True
@@ -122,7 +164,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,200,1024,4096", help="MB, comma-separated")
     parser.add_argument("--dir", default="/tmp", help="where corpora are generated")
+    parser.add_argument("--formats", type=int, metavar="MB", help="folder vs .tar.xz vs .jsonl")
     args = parser.parse_args()
+    if args.formats:
+        formats(args.formats, Path(args.dir))
+        return
     print(f"# corpus scale, {time.strftime('%Y-%m-%d')}\n")
     print(
         "| corpus MB | files | chars | vocab | encode s | encode MB/s | encode peak RSS MB "

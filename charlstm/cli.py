@@ -22,6 +22,9 @@ from charlstm.interrupt import StopRequests
 from charlstm.options import InspectSettings, SampleSettings, ScoreSettings, TaskExamples, help_of
 from charlstm.rundir import RunDir
 
+# Windows has no SIGPIPE; a closed pipe there still ends with the status it has on Unix.
+SIGPIPE = getattr(signal, "SIGPIPE", 13)
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -58,7 +61,7 @@ def write_out(text: str) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(128 + signal.SIGPIPE) from None
+        raise typer.Exit(128 + SIGPIPE) from None
 
 
 def check_out_file(path: Path | None, option: str) -> None:

@@ -7,8 +7,10 @@ that suggest the closest valid key; values are typed by the dataclass field.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
+import json
 import re
 import types
 import typing
@@ -20,6 +22,7 @@ import yaml
 
 from charlstm import tasks
 from charlstm.errors import ConfigError
+from charlstm.options import SampleSettings, ScoreSettings, default_of
 
 # What a device option accepts (train.device, --device).
 DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
@@ -30,28 +33,63 @@ def _require(ok: bool, key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"config: {key} must be {rule} (got {value!r})")
 
 
+def setting(default: Any, help: str) -> Any:
+    """A config key: its default and its help, the one text that README's config
+    reference and `python -m charlstm.config` show for it."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    # A text file, a directory, `python-stdlib` (this interpreter's own .py sources:
-    # a code corpus present on every machine) or `task:NAME` for a synthetic language.
-    path: str = "python-stdlib"
-    # Globs a directory's files must match (by name or relative path); empty = all files.
-    include: tuple[str, ...] = ()
-    # `char`: one id per code point seen in the corpus; `byte`: 256 ids, reads any file.
-    vocab: Literal["char", "byte"] = "char"
-    # The last fraction of the text is held out for validation (contiguous, never shuffled).
-    val_fraction: float = 0.05
-    # Where encoded corpora are cached; null = $XDG_CACHE_HOME/charlstm or ~/.cache/charlstm.
-    cache_dir: str | None = None
-    # For `task:NAME` corpora: how many example lines, from which seed, and the range of N.
-    task_count: int = 20000
-    task_seed: int = 0
-    task_n_min: int = tasks.N_MIN
-    task_n_max: int = tasks.N_MAX
+    path: str = setting(
+        "python-stdlib",
+        "a text file, a directory (read recursively, sorted), `python-stdlib` (this "
+        "interpreter's own .py sources: a code corpus on every machine), or `task:NAME`",
+    )
+    include: tuple[str, ...] = setting(
+        (), 'globs a directory\'s files must match, by name or relative path (`["*.py"]`)'
+    )
+    exclude: tuple[str, ...] = setting(
+        (), 'globs of files and folders to leave out, by name or relative path (`["docs/*"]`)'
+    )
+    respect_ignore: bool = setting(
+        True, "honour the `.gitignore` and `.ignore` files of a directory, as git does"
+    )
+    field: str | None = setting(
+        None,
+        "JSON Lines / CSV / TSV / Parquet: the column holding the text; null = `text` "
+        "(each record is a document; records are joined by a newline)",
+    )
+    encoding: str = setting(
+        "utf-8", "the text's encoding: any codec Python knows (`latin-1`, `gbk`, `utf-16`, ...)"
+    )
+    newlines: Literal["keep", "lf"] = setting(
+        "keep", "`keep` line ends as they are; `lf` turns CRLF and lone CR into LF"
+    )
+    vocab: Literal["char", "byte"] = setting(
+        "char", "`char`: one id per code point seen; `byte`: 256 ids, reads any file"
+    )
+    # Contiguous, never shuffled: a shuffled split of overlapping text leaks.
+    val_fraction: float = setting(0.05, "the last fraction of the text is the validation split")
+    cache_dir: str | None = setting(
+        None, "encoded-corpus cache; null = `$XDG_CACHE_HOME/charlstm` or `~/.cache/charlstm`"
+    )
+    task_count: int = setting(20000, "`task:NAME` corpora: example lines")
+    task_seed: int = setting(0, "`task:NAME` corpora: the seed they are drawn from")
+    task_n_min: int = setting(tasks.N_MIN, "`task:NAME` corpora: the smallest N")
+    task_n_max: int = setting(tasks.N_MAX, "`task:NAME` corpora: the largest N")
 
     def __post_init__(self) -> None:
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", "in (0, 1)", self.val_fraction)
         _require(bool(self.path.strip()), "data.path", "a non-empty path", self.path)
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(
+                f"config: data.encoding {self.encoding!r} is not an encoding Python knows "
+                "(e.g. utf-8, latin-1, gbk, utf-16)"
+            ) from None
+        _require(self.field is None or bool(self.field), "data.field", "a column name", self.field)
         _require(self.task_count >= 1, "data.task_count", ">= 1", self.task_count)
         _require(self.task_n_min >= 1, "data.task_n_min", ">= 1", self.task_n_min)
         _require(
@@ -65,15 +103,20 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     # LSTM is the default because it is what char-rnn made famous; gru/rnn for comparison.
-    cell: Literal["lstm", "gru", "rnn", "peephole"] = "lstm"
+    cell: Literal["lstm", "gru", "rnn", "peephole"] = setting(
+        "lstm",
+        "`lstm`, `gru`, `rnn` (fused kernels) or `peephole` (an LSTM whose gates also see "
+        "the cell state; TorchScript loop, slower)",
+    )
     # Characters are few; a small embedding loses nothing against one-hot inputs.
-    embedding_dim: int = 64
-    hidden_size: int = 256
-    num_layers: int = 2
-    # Dropout between recurrent layers and before the decoder; 0 for small corpora/models.
-    dropout: float = 0.0
-    # Share the embedding and decoder matrices (needs embedding_dim == hidden_size).
-    tie_weights: bool = False
+    embedding_dim: int = setting(64, "character embedding size")
+    hidden_size: int = setting(256, "units per recurrent layer")
+    num_layers: int = setting(2, "recurrent layers")
+    # 0: small corpora and models underfit before they overfit.
+    dropout: float = setting(0.0, "between recurrent layers and before the decoder, in [0, 1)")
+    tie_weights: bool = setting(
+        False, "share embedding and decoder weights (needs embedding_dim == hidden_size)"
+    )
 
     def __post_init__(self) -> None:
         _require(self.embedding_dim > 0, "model.embedding_dim", "> 0", self.embedding_dim)
@@ -89,58 +132,79 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Fine-tuning: start from this checkpoint's weights (a file, or a run folder: its
-    # best.pt, else last.pt) on this config's corpus, with a fresh optimizer, schedule and
-    # step count. The model settings come from the checkpoint (model.dropout excepted);
-    # the vocabulary grows by the corpus's new characters. null = a fresh model.
-    init_from: str | None = None
-    # Number of contiguous streams trained side by side (the TBPTT batch).
-    batch_size: int = 32
-    # Characters per window; gradients stop at window edges, the hidden state does not.
-    bptt: int = 64
-    # Training stops at whichever of max_steps / max_seconds comes first (null = no limit).
-    max_steps: int | None = 2000
-    max_seconds: float | None = None
+    init_from: str | None = setting(
+        None,
+        "fine-tune: start from this checkpoint's weights (a file, or a run folder: its "
+        "best.pt, else last.pt) with a fresh optimizer, schedule and step count; the model "
+        "settings come from it, the vocabulary grows by the corpus's new characters",
+    )
+    batch_size: int = setting(32, "contiguous streams trained side by side")
+    bptt: int = setting(
+        64, "characters per window (truncation length): gradients stop there, the state not"
+    )
+    max_steps: int | None = setting(2000, "stop after this many steps (null = no limit)")
+    max_seconds: float | None = setting(
+        None,
+        "a time budget (null = none): without `decay_steps` the schedule fits it (see "
+        '"What training does"); always a hard stop',
+    )
     # Adam-family rates near 2e-3 are the long-standing char-rnn sweet spot.
-    lr: float = 2e-3
+    lr: float = setting(2e-3, "peak learning rate (AdamW)")
     # Linear warm-up avoids early blow-ups of the recurrent weights.
-    warmup_steps: int = 100
-    # Cosine decay length; null = max_steps (and a constant rate if that is null too).
-    decay_steps: int | None = None
-    # The cosine ends at lr * final_lr_fraction rather than 0, as nanoGPT does.
-    final_lr_fraction: float = 0.1
-    weight_decay: float = 0.01
-    # Gradient-norm clipping keeps exploding gradients in check; 0 disables clipping.
-    grad_clip: float = 1.0
-    # Validate, pick best.pt and sample with an exponential moving average of the weights
-    # with this decay (0.995 ~ the last 200 steps; null = the weights themselves). The
-    # checkpoint keeps both: training resumes from its own weights.
-    ema: float | None = None
-    eval_every: int = 250
-    # Validation walks the held-out text as this many contiguous streams, each warmed up
-    # on the text before it, so the number matches one in-order pass closely and quickly.
-    eval_streams: int = 16
-    # Validation scores this many characters, always the same stretch at the start of the
-    # validation split, so the curve stays comparable and each validation takes a couple
-    # of seconds on a CPU even when the split is gigabytes (null = the whole split;
-    # `charlstm eval --split val` always scores the whole split).
-    eval_chars: int | None = 100_000
-    checkpoint_every: int = 250
-    seed: int = 1337
-    # auto = cuda, then mps, then cpu; cuda:N picks one GPU (under torchrun each rank
-    # takes the GPU of its local rank).
-    device: str = "auto"
-    out_dir: str = "runs/default"
-    # CPU threads for PyTorch; null = PyTorch's own choice.
-    threads: int | None = None
-    # fp32: float32 throughout (TF32 tensor cores on CUDA). bf16: bfloat16 autocast for
-    # the forward pass, half the activation memory; for cuDNN LSTMs on an H100 it was not
-    # faster than fp32 with TF32 (bench/RESULTS.md). auto: bf16 on a CPU that computes in
-    # it natively (1.3x faster there), else fp32. fp32 is the default: it gives the same
-    # numbers on every machine.
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"
-    # A non-finite loss or gradient skips that update; this many in a row stop training.
-    max_nonfinite: int = 5
+    warmup_steps: int = setting(100, "linear warm-up steps")
+    decay_steps: int | None = setting(
+        None,
+        "cosine decay length; null = the steps `max_seconds` allows when it is set, else "
+        "max_steps (a constant rate if both are null)",
+    )
+    # As nanoGPT does: the cosine ends above 0, so the last steps still learn.
+    final_lr_fraction: float = setting(0.1, "the cosine ends at lr × this")
+    weight_decay: float = setting(
+        0.01, "AdamW weight decay, on the weight matrices only (not biases or peepholes)"
+    )
+    # Clipping keeps exploding gradients in check.
+    grad_clip: float = setting(1.0, "gradient-norm clipping threshold; 0 = no clipping")
+    # 0.995 averages over about the last 1 / (1 - 0.995) = 200 steps (fewer early on,
+    # where the warm-up caps the decay at (1 + t) / (10 + t)).
+    ema: float | None = setting(
+        None,
+        "validate, save best.pt and sample with a moving average of the weights with this "
+        "decay, in (0, 1) (null = off); training resumes from its own weights",
+    )
+    eval_every: int = setting(250, "validate (and log a sample) every this many steps")
+    # Each stream is warmed up on the text before it, so the number matches one in-order
+    # pass closely and quickly.
+    eval_streams: int = setting(
+        default_of(ScoreSettings, "streams"), "streams the validation split is walked as"
+    )
+    # The same stretch every time keeps the curve comparable, and a validation takes a
+    # couple of seconds on a CPU even when the split is gigabytes.
+    eval_chars: int | None = setting(
+        100_000,
+        "characters each validation scores, always the same stretch at the start of the "
+        "split (null = all; `charlstm eval --split val` always scores all)",
+    )
+    checkpoint_every: int = setting(250, "save last.pt every this many steps")
+    seed: int = setting(1337, "seeds torch, numpy and Python")
+    device: str = setting(
+        "auto",
+        "`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N` or `mps`; under torchrun "
+        "each rank takes the GPU of its local rank",
+    )
+    out_dir: str = setting("runs/default", "the run folder")
+    threads: int | None = setting(None, "CPU threads for PyTorch; null = PyTorch's choice")
+    # fp32 is the default: it gives the same numbers on every machine. bf16 measured:
+    # 1.25x the steps of the Shakespeare GRU recipe and 1.65x those of make demo's LSTM
+    # on an AVX512-BF16 CPU; on an H100, cuDNN LSTMs were not faster than fp32 with TF32
+    # (bench/RESULTS.md).
+    precision: Literal["fp32", "bf16", "auto"] = setting(
+        "fp32",
+        "`fp32` (TF32 tensor cores on CUDA), `bf16` (autocast: half the activation memory) "
+        "or `auto` (bf16 on a CPU that computes in it natively, else fp32)",
+    )
+    max_nonfinite: int = setting(
+        5, "a non-finite loss or gradient skips its update; this many in a row stop training"
+    )
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "train.batch_size", ">= 1", self.batch_size)
@@ -182,13 +246,17 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    # Scalars and progress every this many steps; the only place training reads losses
-    # back from the device, so a larger value means fewer synchronisations.
-    log_every: int = 10
-    # A sample is written to TensorBoard at each validation.
-    sample_length: int = 300
-    sample_temperature: float = 0.8
-    sample_prime: str = "\n"
+    # The only place training reads losses back from the device: a larger value means
+    # fewer synchronisations.
+    log_every: int = setting(10, "steps between logged scalars and progress updates")
+    sample_length: int = setting(300, "characters of the TensorBoard sample at each validation")
+    sample_temperature: float = setting(
+        default_of(SampleSettings, "temperature"), "its temperature"
+    )
+    # The default fits any corpus; a prime given here must be text the corpus has.
+    sample_prime: str | None = setting(
+        None, "its prime; null = a newline, or the corpus's first character if it has none"
+    )
 
     def __post_init__(self) -> None:
         _require(self.log_every >= 1, "log.log_every", ">= 1", self.log_every)
@@ -368,3 +436,29 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         _require(isinstance(value, str), key, "a string", value)
         return value
     raise TypeError(f"unsupported config field type {tp!r} for {key}")  # a charlstm bug
+
+
+def _shown(value: Any) -> str:
+    """A default as it is written in YAML."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(value) + "]"
+    if isinstance(value, str) and (not value.strip() or value != value.strip()):
+        return json.dumps(value)
+    return str(value)
+
+
+def reference_table() -> str:
+    """Every key, its default and its help, as the Markdown table README carries."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for name, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            rows.append(f"| `{name}.{f.name}` | `{_shown(f.default)}` | {f.metadata['help']} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # python -m charlstm.config: the table for README
+    print(reference_table(), end="")

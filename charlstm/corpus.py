@@ -1,4 +1,5 @@
-"""Corpora: find the files, encode them once into a compact id array, cache it, split it.
+"""Corpora: list the files (sources/walk.py), read them as their types say
+(sources/read.py), encode the text once into a compact id array, cache it, split it.
 
 Encoding streams the files in chunks and writes the ids straight to the cache file, so
 memory stays near one chunk whatever the corpus size: a first pass reads every byte to
@@ -11,7 +12,6 @@ its windows from the map, so a corpus never has to fit in RAM (see corpus_cache.
 from __future__ import annotations
 
 import codecs
-import fnmatch
 import hashlib
 import os
 import sysconfig
@@ -29,6 +29,8 @@ from charlstm import tasks
 from charlstm.config import DataConfig
 from charlstm.errors import CorpusError
 from charlstm.progress import Work
+from charlstm.sources.read import Reader, bad_record_note
+from charlstm.sources.walk import REASONS, Listing, Skipped, check_single_file, walk
 from charlstm.vocab import Vocab
 
 STDLIB = "python-stdlib"
@@ -47,6 +49,22 @@ class Corpus:
     source: str  # what was read, for logs
     num_files: int
     key: str  # hash of the content and vocab mode: checkpoints record what they saw
+    skipped: tuple[Skipped, ...] = ()  # files passed over (binary, special, ...)
+    notes: tuple[str, ...] = ()  # what else the reader had to say (records left out)
+
+    def report(self) -> list[str]:
+        """One line for the files passed over (how many, of what kinds, a few names),
+        and the reader's notes."""
+        lines = list(self.notes)
+        if self.skipped:
+            kinds: dict[str, int] = {}
+            for s in self.skipped:
+                kinds[s.reason] = kinds.get(s.reason, 0) + 1
+            shown = ", ".join(f"{n} {REASONS[r]}" for r, n in sorted(kinds.items()))
+            names = ", ".join(s.name for s in self.skipped[:4])
+            more = ", ..." if len(self.skipped) > 4 else ""
+            lines.append(f"passed over {len(self.skipped)} file(s): {shown} ({names}{more})")
+        return lines
 
     def split(self, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
         """Contiguous split: the last `val_fraction` of the text is validation."""
@@ -70,16 +88,33 @@ def load_corpus(cfg: DataConfig, console: Console | None = None, quiet: bool = F
         )
         key = hashlib.sha256(f"{cfg.vocab}\0{text}".encode()).hexdigest()[:32]
         return Corpus(vocab.encode(text), vocab, cfg.path, 0, key)
-    files = find_files(cfg.path, cfg.include)
+    listing, strict = list_corpus(cfg)
     folder = cache.cache_dir(cfg)
-    fp = cache.fingerprint(files, cfg.vocab)
-    key = cache.key_for(folder, fp)
+    fp = cache.fingerprint(listing.files + listing.ignore_files, cfg.vocab + listing_tag(cfg))
+    key, remembered = cache.key_for(folder, fp)
     entry = cache.read_entry(folder, key) if key else None
     if entry is None:
-        key, entry = _encode(files, cfg, folder, Encoding(files, console, quiet))
-        cache.remember_key(folder, fp, key)
+        reader = Reader(cfg, listing.files, listing.root, strict)
+        shown = EncodeProgress(listing.files, console, quiet)
+        key, entry = _encode(reader, cfg, folder, shown)
+        note = bad_record_note(reader.records)
+        remembered = {
+            "skipped": [
+                [s.name, s.reason]
+                for s in sorted(listing.skipped + reader.skipped, key=lambda s: s.name)
+            ],
+            "notes": [note] if note else [],
+        }
+        cache.remember_key(folder, fp, key, remembered)
     ids, vocab = entry
-    return Corpus(ids, vocab, cfg.path, len(files), key)
+    skipped = tuple(Skipped(name, reason) for name, reason in remembered.get("skipped", []))
+    corpus = Corpus(
+        ids, vocab, cfg.path, len(listing.files), key, skipped, tuple(remembered.get("notes", []))
+    )
+    if console is not None:
+        for line in corpus.report():
+            console.print(line, markup=False, highlight=False)
+    return corpus
 
 
 def changed_corpus(path: str, what: str) -> str:
@@ -95,39 +130,66 @@ def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
+def settings_tag(cfg: DataConfig) -> str:
+    """The reading settings that change the text, for the cache's keys: empty for the
+    defaults, so a corpus read the default way keeps the key it always had."""
+    parts = []
+    encoding = codecs.lookup(cfg.encoding).name
+    if encoding != "utf-8":
+        parts.append(f"encoding={encoding}")
+    if cfg.newlines != "keep":
+        parts.append(f"newlines={cfg.newlines}")
+    if cfg.field is not None:
+        parts.append(f"field={cfg.field}")
+    return "".join(f"/{p}" for p in parts)
+
+
+def listing_tag(cfg: DataConfig) -> str:
+    """Everything that decides what is read, for the cache's fingerprint: the reading
+    settings, and the filters (which also choose an archive's members)."""
+    return f"{settings_tag(cfg)}/{cfg.include}/{cfg.exclude}/{cfg.respect_ignore}"
+
+
+def list_corpus(cfg: DataConfig) -> tuple[Listing, bool]:
+    """What data.path names, and whether it is one file given by name (then a file
+    that is not text is an error, not a note)."""
+    if cfg.path == STDLIB:
+        root = stdlib_root()
+        listing = walk(root, cfg.include or ("*.py",), cfg.exclude, False, STDLIB_SKIP)
+        return _some_files(listing, root, cfg), False
+    root = Path(cfg.path).expanduser()
+    if root.is_dir():
+        listing = walk(root, cfg.include, cfg.exclude, cfg.respect_ignore)
+        return _some_files(listing, root, cfg), False
+    if not root.exists() and not root.is_symlink():
+        raise CorpusError(
+            f"data.path not found: {cfg.path} (a text file, a directory, or {STDLIB})"
+        )
+    check_single_file(root)
+    return Listing(root, [root]), True
+
+
+def _some_files(listing: Listing, root: Path, cfg: DataConfig) -> Listing:
+    if not listing.files:
+        wanted = f" matching {list(cfg.include)}" if cfg.include else ""
+        passed = f" ({len(listing.skipped)} passed over)" if listing.skipped else ""
+        raise CorpusError(
+            f"no files{wanted} in {root}{passed} (check data.path, data.include, "
+            "data.exclude and the folder's .gitignore)"
+        )
+    return listing
+
+
 def find_files(path: str, include: tuple[str, ...] = ()) -> list[Path]:
     """The files a data.path names, in a fixed (sorted) order."""
-    if path == STDLIB:
-        root, patterns, skip = stdlib_root(), include or ("*.py",), STDLIB_SKIP
-    else:
-        root, patterns, skip = Path(path).expanduser(), include, set()
-        if root.is_file():
-            return [root]
-        if not root.is_dir():
-            raise CorpusError(
-                f"data.path not found: {path} (a text file, a directory, or {STDLIB})"
-            )
-    files = []
-    # Plain strings while walking: a corpus may have hundreds of thousands of files, and
-    # building paths piece by piece would cost more than finding them.
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in skip and not d.startswith("."))
-        prefix = os.path.relpath(dirpath, root).replace(os.sep, "/") + "/"
-        for name in sorted(filenames):
-            if not patterns or any(
-                fnmatch.fnmatch(name, p) or fnmatch.fnmatch(prefix.removeprefix("./") + name, p)
-                for p in patterns
-            ):
-                files.append(Path(dirpath, name))
-    if not files:
-        wanted = f" matching {list(patterns)}" if patterns else ""
-        raise CorpusError(f"no files{wanted} in {root} (check data.path and data.include)")
-    return files
+    from charlstm.config import DataConfig
+
+    return list_corpus(DataConfig(path=path, include=include))[0].files
 
 
 @dataclass
-class Encoding:
-    """What an encode reports as it goes: the files, and where to show progress."""
+class EncodeProgress:
+    """Where an encode shows its progress, and the files whose bytes measure it."""
 
     files: list[Path]
     console: Console | None
@@ -139,21 +201,26 @@ class Encoding:
 
 
 def _encode(
-    files: list[Path], cfg: DataConfig, folder: Path, shown: Encoding
+    reader: Reader, cfg: DataConfig, folder: Path, shown: EncodeProgress
 ) -> tuple[str, tuple[np.ndarray, Vocab]]:
     """Pass 1 finds the content key, vocabulary and length; pass 2 (skipped when an entry
     with that key exists: files touched, content unchanged) writes the ids file."""
-    digest = hashlib.sha256(f"charlstm-corpus/{cache.CACHE_VERSION}/{cfg.vocab}".encode())
+    digest = hashlib.sha256(
+        f"charlstm-corpus/{cache.CACHE_VERSION}/{cfg.vocab}{settings_tag(cfg)}".encode()
+    )
     seen = np.zeros(0x110000, dtype=bool) if cfg.vocab == "char" else None
     total = 0
     with shown.work("reading corpus") as work:
-        for symbols, raw, done in _symbol_chunks(files, cfg.vocab, digest):
+        for symbols, raw, done in _symbol_chunks(reader, digest):
             if seen is not None:
                 seen[symbols] = True
             total += len(symbols)
             work.advance(raw, files=done)
     if total == 0:
-        raise CorpusError(f"corpus {cfg.path} is empty: give data.path a file with text in it")
+        passed = f" ({len(reader.skipped)} file(s) passed over)" if reader.skipped else ""
+        raise CorpusError(
+            f"corpus {cfg.path} is empty{passed}: give data.path a file with text in it"
+        )
     key = digest.hexdigest()[:32]
     entry = cache.read_entry(folder, key)
     if entry is not None:
@@ -164,7 +231,7 @@ def _encode(
     with shown.work("encoding corpus") as work:
 
         def ids() -> Iterator[np.ndarray]:
-            for symbols, raw, done in _symbol_chunks(files, cfg.vocab):
+            for symbols, raw, done in _symbol_chunks(reader):
                 if seen is not None and not seen[symbols].all():  # edited since pass 1
                     raise CorpusError(f"corpus {cfg.path} changed while it was being encoded")
                 yield table[symbols]
@@ -244,98 +311,27 @@ def _new_ids_file(folder: Path, key: str) -> Path:
 
 
 def _symbol_chunks(
-    files: list[Path], mode: str, digest: Any | None = None
+    reader: Reader, digest: Any | None = None
 ) -> Iterator[tuple[np.ndarray, int, int]]:
     """(symbols, bytes read, files finished) chunk by chunk over all files, in order:
-    UTF-8 code points decoded strictly, or bytes. Small files are decoded together, as
-    one call per file would cost more than decoding them."""
-    batch: list[tuple[Path, bytes]] = []
-    size = 0
-    for path in files:
-        if path.stat().st_size >= CHUNK_BYTES:
-            if batch:
-                yield _batch_symbols(batch, mode), size, len(batch)
-                batch, size = [], 0
-            yield from _large_file_symbols(path, mode, digest)
-            continue
-        data = _read(path)
-        if digest is not None:
-            digest.update(f"\0{path.name}\0{len(data)}\0".encode())
-            digest.update(data)
-        batch.append((path, data))
-        size += len(data)
+    code points, or bytes. Small files' texts are joined first, as one conversion per
+    file would cost more than converting them."""
+    batch: list[str | bytes] = []
+    size = raw = done = 0
+    for piece in reader.pieces(digest):
+        if piece.content:
+            batch.append(piece.content)
+            size += len(piece.content)
+        raw += piece.raw
+        done += piece.files_done
         if size >= CHUNK_BYTES:
-            yield _batch_symbols(batch, mode), size, len(batch)
-            batch, size = [], 0
-    if batch:
-        yield _batch_symbols(batch, mode), size, len(batch)
+            yield _symbols(batch, reader.byte_mode), raw, done
+            batch, size, raw, done = [], 0, 0, 0
+    if batch or raw or done:
+        yield _symbols(batch, reader.byte_mode), raw, done
 
 
-def _batch_symbols(batch: list[tuple[Path, bytes]], mode: str) -> np.ndarray:
-    data = b"".join(d for _, d in batch)
-    if mode == "byte":
-        return np.frombuffer(data, dtype=np.uint8)
-    # Text joined from valid files is valid, and a valid file never starts with a
-    # continuation byte (one that could complete the end of the file before): so one
-    # decode checks every file. When it fails, each file alone names the one at fault.
-    if not any(d[:1] and 0x80 <= d[0] < 0xC0 for _, d in batch[1:]):
-        try:
-            return _code_points(data.decode("utf-8"))
-        except UnicodeDecodeError:
-            pass
-    for path, d in batch:
-        _utf8_or_error(path, d, 0)
-    return _code_points(data.decode("utf-8"))
-
-
-def _large_file_symbols(
-    path: Path, mode: str, digest: Any | None
-) -> Iterator[tuple[np.ndarray, int, int]]:
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    offset = 0
-    if digest is not None:
-        digest.update(f"\0{path.name}\0{path.stat().st_size}\0".encode())
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK_BYTES):
-                if digest is not None:
-                    digest.update(chunk)
-                offset += len(chunk)
-                if mode == "byte":
-                    yield np.frombuffer(chunk, dtype=np.uint8), len(chunk), 0
-                else:
-                    yield _code_points(decoder.decode(chunk)), len(chunk), 0
-    except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
-    except UnicodeDecodeError as err:
-        _invalid_utf8(path, offset - len(chunk) + err.start)
-    if mode != "byte":
-        _utf8_or_error(path, b"", offset, decoder)
-    yield np.empty(0, dtype=np.uint32), 0, 1
-
-
-def _utf8_or_error(path: Path, data: bytes, offset: int, decoder=None) -> None:
-    try:
-        if decoder is not None:
-            decoder.decode(data, final=True)
-        else:
-            data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        _invalid_utf8(path, offset + err.start)
-
-
-def _invalid_utf8(path: Path, at: int) -> None:
-    raise CorpusError(
-        f"{path} is not valid UTF-8 (byte {at}); set data.vocab=byte to read any file as bytes"
-    ) from None
-
-
-def _code_points(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+def _symbols(batch: list, byte_mode: bool) -> np.ndarray:
+    if byte_mode:
+        return np.frombuffer(b"".join(batch), dtype=np.uint8)
+    return np.frombuffer("".join(batch).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)

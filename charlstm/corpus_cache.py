@@ -5,8 +5,10 @@ vocabulary), where KEY is a hash of the corpus's content and vocab mode: the key
 checkpoint records, so it can tell later whether its corpus changed. Finding KEY means
 reading every byte, so a second, cheap name points at it: `fp-FINGERPRINT.json`, where
 the fingerprint hashes the files' paths, sizes and modification times (as make and
-ninja decide what changed). An unchanged corpus is thus found without reading it; a
-touched but unchanged one is read once more, found under the same KEY, and not encoded.
+ninja decide what changed), with the ignore files that chose them and the reading
+settings; it also keeps which files reading passed over, to report them again. An
+unchanged corpus is thus found without reading it; a touched but unchanged one is read
+once more, found under the same KEY, and not encoded.
 
 Everything here is best effort: a cache that cannot be written or read only costs the
 next run an encode.
@@ -43,16 +45,18 @@ def fingerprint(files: list[Path], mode: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def key_for(folder: Path, fp: str) -> str | None:
-    """The content key last seen for this fingerprint, if any."""
+def key_for(folder: Path, fp: str) -> tuple[str | None, dict]:
+    """The content key last seen for this fingerprint, if any, and what reading those
+    files had to say (the files passed over, notes)."""
     try:
-        return str(json.loads((folder / f"fp-{fp}.json").read_text())["key"])
+        seen = json.loads((folder / f"fp-{fp}.json").read_text())
+        return str(seen["key"]), seen
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return None, {}
 
 
-def remember_key(folder: Path, fp: str, key: str) -> None:
-    _write_json(folder, f"fp-{fp}.json", {"key": key})
+def remember_key(folder: Path, fp: str, key: str, said: dict | None = None) -> None:
+    _write_json(folder, f"fp-{fp}.json", {"key": key, **(said or {})})
 
 
 def read_entry(folder: Path, key: str) -> tuple[np.ndarray, Vocab] | None:

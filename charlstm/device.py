@@ -43,9 +43,10 @@ def pick_device(name: str, option: str = "--device") -> torch.device:
 
 def training_precision(precision: str, device: torch.device) -> str:
     """fp32 or bf16: what `train.precision` means on this device. `auto` takes bf16 only
-    on CPUs that compute in it natively (AVX512-BF16 or AMX: 1.3x the characters per
-    second of fp32 for the 2x256 recipes here, at the same loss); emulated bf16 is
-    slower than fp32, and on CUDA TF32 was as fast (bench/RESULTS.md)."""
+    on CPUs that compute in it natively (AVX512-BF16 or AMX: on such a CPU, 1.25x the
+    steps of fp32 for the Shakespeare GRU recipe and 1.65x for make demo's LSTM, at the
+    same loss per step); emulated bf16 is slower than fp32 or has no LSTM kernel at all,
+    and on CUDA TF32 was as fast (bench/RESULTS.md)."""
     if precision != "auto":
         return precision
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()

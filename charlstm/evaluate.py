@@ -23,6 +23,7 @@ from rich.console import Console
 from charlstm.config import Config
 from charlstm.corpus import changed_corpus, load_corpus
 from charlstm.errors import CharlstmError, CorpusError
+from charlstm.memory import check_scoring_fits
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings, ScoreSettings, TaskExamples, default_of
 from charlstm.progress import Work
@@ -84,6 +85,7 @@ def evaluate_ids(
     ends = np.minimum(starts + seg, n)
     burns = np.minimum(burn_in, starts)
     width = int((burns + ends - starts).max())
+    check_scoring_fits(model.vocab_size, model.cfg, len(starts), min(window, width), device)
     # Row r reads ids[firsts[r] : lasts[r]] and scores columns [lo[r], hi[r]).
     firsts, lasts = starts - burns, ends + 1
     lo_np, hi_np = burns, burns + ends - starts

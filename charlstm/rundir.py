@@ -44,6 +44,10 @@ class RunDir:
         return self.root / "config.yaml"
 
     @property
+    def skipped_file(self) -> Path:
+        return self.root / "skipped.txt"
+
+    @property
     def lock_file(self) -> Path:
         return self.root / ".lock"
 

@@ -22,6 +22,46 @@ def make_text(lines: int = 400, seed: int = 0) -> str:
     return "\n".join(out) + "\n"
 
 
+_open_logs: list = []
+
+
+def quiet_console(path: Path):
+    """A rich Console that writes to the file `path` (appending), not to the terminal;
+    the file is closed when the test ends."""
+    from rich.console import Console
+
+    log = open(path, "a", encoding="utf-8")
+    _open_logs.append(log)
+    return Console(file=log)
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A test that trains with train.threads leaves the process as it found it: a later
+    test comparing with a fresh process must see the default thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _close_logs():
+    yield
+    while _open_logs:
+        _open_logs.pop().close()
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of every point TensorBoard holds for `tag` in a run folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Encoded corpora go to a per-session temporary cache, never the user's."""
@@ -71,5 +111,31 @@ def trained_run(tmp_path_factory) -> Path:
     cfg = small_config(
         corpus, root / "run", "train.max_steps=300", f"data.cache_dir={root / 'cache'}"
     )
-    Trainer(cfg, console=Console(file=open(root / "log.txt", "w")), quiet=True).run()
+    with open(root / "log.txt", "w", encoding="utf-8") as log:
+        Trainer(cfg, console=Console(file=log), quiet=True).run()
+    return root / "run"
+
+
+# Text that breaks a page filled by string replacement: it closes the script and the
+# title, opens tags and comments, and holds every placeholder those pages ever used.
+HOSTILE = (
+    '</script><script>alert("x")</script> </title><b>&amp;</b> <!-- '
+    "$DATA $TITLE $ROWS __SCRIPT__ __MODEL__ {{ x }} '"
+)
+
+
+@pytest.fixture(scope="session")
+def hostile_run(tmp_path_factory) -> Path:
+    """A tiny model whose corpus (and so vocabulary) holds HOSTILE."""
+    from rich.console import Console
+
+    from charlstm.training.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("hostile")
+    corpus = root / "corpus.txt"
+    corpus.write_text((make_text(lines=100) + HOSTILE + "\n") * 3, encoding="utf-8")
+    cfg = small_config(corpus, root / "run", "train.max_steps=4", "train.eval_every=4",
+                       "model.hidden_size=16", f"data.cache_dir={root / 'cache'}")  # fmt: skip
+    with open(root / "log.txt", "w", encoding="utf-8") as log:
+        Trainer(cfg, console=Console(file=log), quiet=True).run()
     return root / "run"

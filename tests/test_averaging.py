@@ -3,13 +3,12 @@ average of the weights; training and resume keep the weights themselves."""
 
 import numpy as np
 import torch
-from rich.console import Console
 
 from charlstm.checkpoint import Checkpoint, load_checkpoint, restore_model
 from charlstm.evaluate import evaluate_ids
 from charlstm.training.averaging import WeightAverage
 from charlstm.training.trainer import Trainer
-from tests.conftest import small_config
+from tests.conftest import quiet_console, small_config
 
 
 def test_the_average_follows_its_formula_and_is_applied_only_inside_the_block():
@@ -39,7 +38,7 @@ def train(corpus, out, tmp_path, *sets, resume=None):
     cfg = small_config(
         corpus, out, "train.ema=0.9", "train.eval_every=10", "train.decay_steps=30", *sets
     )
-    console = Console(file=open(tmp_path / "console.txt", "a"))
+    console = quiet_console(tmp_path / "console.txt")
     saved = Checkpoint.from_payload(resume) if resume is not None else None
     trainer = Trainer(cfg, resume=saved, console=console, quiet=True)
     trainer.run()

@@ -136,3 +136,16 @@ def test_shipped_configs_are_valid():
         first = path.read_text().splitlines()[0]
         assert first.startswith("# charlstm train --config configs/"), path
         load_config(path)
+
+
+def test_readme_config_reference_is_the_one_the_code_describes():
+    """Each key's help lives on its dataclass field; README's table is made from it
+    (`python -m charlstm.config`), so the two cannot drift apart."""
+    from charlstm.config import all_keys, reference_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- config reference:")
+    start = readme.index("\n", start) + 1
+    end = readme.index("<!-- end of config reference -->")
+    assert readme[start:end] == reference_table(), "run: python -m charlstm.config"
+    assert len(reference_table().splitlines()) == 2 + len(all_keys())

@@ -20,7 +20,10 @@ def test_file_encodes_and_decodes_back(tmp_path):
 
 
 def test_chunk_boundaries_inside_multibyte_characters(tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", 7)  # splits most multi-byte characters
+    from charlstm.sources import read
+
+    monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", 7)
+    monkeypatch.setattr(read, "CHUNK_BYTES", 7)  # reads that split most multi-byte characters
     text = "€uro 🙂 ünïcödé 你好\n" * 20
     (tmp_path / "a.txt").write_text(text, encoding="utf-8")
     c = load_corpus(cfg(tmp_path / "a.txt", tmp_path))
@@ -76,7 +79,8 @@ def test_contiguous_split(tmp_path):
 def test_invalid_utf8_suggests_byte_mode_and_byte_mode_reads_it(tmp_path):
     (tmp_path / "bin.dat").write_bytes(b"abc\xff\xfedef" * 10)
     with pytest.raises(
-        CorpusError, match=r"bin.dat is not valid UTF-8 \(byte 3\); set data.vocab=byte"
+        CorpusError,
+        match=r"bin.dat is not valid UTF-8 \(byte 3\): set data.encoding .* or data.vocab=byte",
     ):
         load_corpus(cfg(tmp_path / "bin.dat", tmp_path))
     c = load_corpus(cfg(tmp_path / "bin.dat", tmp_path, vocab="byte"))
@@ -137,12 +141,17 @@ def test_many_small_files_decode_together_and_a_bad_one_is_named(tmp_path):
     c = load_corpus(cfg(tmp_path / "d", tmp_path))
     assert c.vocab.decode(c.ids) == "".join(texts)
     # a file cut inside a character, before one that starts with a continuation byte:
-    # joined they would decode, alone each is invalid; the first is named
+    # joined they would decode, alone each is invalid: both are passed over, by name
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "a.txt").write_bytes(b"ok \xe2\x82")
     (tmp_path / "e" / "b.txt").write_bytes(b"\xac fine\n")
+    (tmp_path / "e" / "c.txt").write_bytes(b"good\n")
+    c = load_corpus(cfg(tmp_path / "e", tmp_path))
+    assert c.vocab.decode(c.ids) == "good\n"
+    assert [(s.name, s.reason) for s in c.skipped] == [("a.txt", "not-text"), ("b.txt", "not-text")]
+    # one file named as data.path is read or refused, never passed over
     with pytest.raises(CorpusError, match=r"a.txt is not valid UTF-8 \(byte 3\)"):
-        load_corpus(cfg(tmp_path / "e", tmp_path))
+        load_corpus(cfg(tmp_path / "e" / "a.txt", tmp_path))
 
 
 def test_a_stop_during_encoding_leaves_no_cache_entry(tmp_path, monkeypatch):
@@ -150,13 +159,15 @@ def test_a_stop_during_encoding_leaves_no_cache_entry(tmp_path, monkeypatch):
     import signal
 
     from charlstm.interrupt import Interrupted, StopRequests
+    from charlstm.sources import read
 
     monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(read, "CHUNK_BYTES", 1000)
     (tmp_path / "a.txt").write_text("some text to encode\n" * 5000)
     real = corpus_mod._symbol_chunks
 
-    def signal_midway(files, mode, digest=None):
-        for n, chunk in enumerate(real(files, mode, digest)):
+    def signal_midway(reader, digest=None):
+        for n, chunk in enumerate(real(reader, digest)):
             if n == 20 and digest is None:  # in the second pass, with the file half written
                 os.kill(os.getpid(), signal.SIGINT)
             yield chunk

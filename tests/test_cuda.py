@@ -5,20 +5,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
 
 from charlstm.checkpoint import load_checkpoint, load_for_inference
 from charlstm.evaluate import evaluate_text
 from charlstm.options import SampleSettings
 from charlstm.sample import generate
 from charlstm.training.trainer import Trainer
-from tests.conftest import make_text, small_config
+from tests.conftest import make_text, quiet_console, small_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def train(cfg, log_dir, resume=None) -> Trainer:
-    console = Console(file=open(log_dir / f"{Path(cfg.train.out_dir).name}.log", "w"))
+    console = quiet_console(log_dir / f"{Path(cfg.train.out_dir).name}.log")
     trainer = Trainer(cfg, resume=resume, console=console, quiet=True)
     trainer.run()
     return trainer

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from charlstm.checkpoint import load_checkpoint
+from tests.conftest import scalars
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +39,7 @@ def run(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def losses(run_dir: Path) -> list[tuple[int, float]]:
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars("train/loss")]
+    return scalars(run_dir, "train/loss")
 
 
 def test_two_ranks_equal_one_process(corpus_file, tmp_path):

@@ -8,12 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
 from charlstm.cli import app
 from charlstm.training.trainer import Trainer
-from tests.conftest import small_config
+from tests.conftest import HOSTILE, quiet_console, small_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -58,7 +57,7 @@ def other_cell_run(
     corpus.write_text(make_text(), encoding="utf-8")
     cfg = small_config(corpus, root / "run", f"model.cell={request.param}",
                        "train.max_steps=60", "train.eval_every=60")  # fmt: skip
-    Trainer(cfg, console=Console(file=open(root / "log", "w")), quiet=True).run()
+    Trainer(cfg, console=quiet_console(root / "log"), quiet=True).run()
     return root / "run"
 
 
@@ -115,3 +114,23 @@ def test_sampling_in_the_page_is_seeded_and_can_start_without_a_prime(trained_ru
     again = page_text(tmp_path / "m.html", fragment, tmp_path)
     other = page_text(tmp_path / "m.html", fragment.replace("seed=7", "seed=8"), tmp_path)
     assert first == again and first != other and len(first) == 120
+
+
+def test_a_hostile_title_and_vocabulary_stay_inert_in_the_page(hostile_run, tmp_path):
+    """A title holding the old placeholders and a closing tag, and a vocabulary that
+    holds </script>: the page has the same tags as with a plain title, the title is
+    text, and the page reads its model."""
+    import json
+
+    import markupsafe
+
+    export(hostile_run, tmp_path / "plain.html", "--title", "plain")
+    export(hostile_run, tmp_path / "page.html", "--title", HOSTILE)
+    plain = (tmp_path / "plain.html").read_text(encoding="utf-8")
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    for tag in ("<script", "</script>", "<title>", "</title>", "<b>", "<!--"):
+        assert page.lower().count(tag) == plain.lower().count(tag), tag
+    assert f"<title>{markupsafe.escape(HOSTILE)}</title>" in page
+    model = page.split('<script id="model" type="application/json">')[1].split("</script>")[0]
+    assert set(HOSTILE) <= {chr(c) for c in json.loads(model)["vocab"]}
+    assert len(page) - len(plain) < 2 * len(HOSTILE) * 6  # the title, escaped, twice

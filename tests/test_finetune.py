@@ -3,7 +3,6 @@ grows without remapping, a head start over training from scratch, exact resume."
 
 import pytest
 import torch
-from rich.console import Console
 from typer.testing import CliRunner
 
 from charlstm.checkpoint import load_checkpoint, load_for_inference
@@ -11,11 +10,7 @@ from charlstm.cli import app
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.evaluate import evaluate_text
 from charlstm.training.trainer import Trainer
-from tests.conftest import make_text, small_config
-
-
-def quiet(tmp_path):
-    return Console(file=open(tmp_path / "log.txt", "a"))
+from tests.conftest import make_text, quiet_console, small_config
 
 
 def fine_tune(corpus, out, base, *sets):
@@ -25,7 +20,9 @@ def fine_tune(corpus, out, base, *sets):
 def test_at_step_zero_the_fine_tune_is_the_base_model(trained_run, tmp_path):
     corpus = tmp_path / "new.txt"
     corpus.write_text(make_text(seed=5).replace("dog", "cat"))  # fewer characters, no new one
-    trainer = Trainer(fine_tune(corpus, tmp_path / "ft", trained_run), console=quiet(tmp_path))
+    trainer = Trainer(
+        fine_tune(corpus, tmp_path / "ft", trained_run), console=quiet_console(tmp_path / "log.txt")
+    )
     base, saved = load_for_inference(trained_run)
     base_vocab = saved.vocab
     assert trainer.vocab == base_vocab  # characters the corpus lacks stay
@@ -38,7 +35,9 @@ def test_at_step_zero_the_fine_tune_is_the_base_model(trained_run, tmp_path):
 def test_new_characters_grow_the_vocabulary_and_the_old_ids_keep_their_rows(trained_run, tmp_path):
     corpus = tmp_path / "new.txt"
     corpus.write_text(make_text(seed=5).replace(".", "!").replace("dog", "dög"))
-    trainer = Trainer(fine_tune(corpus, tmp_path / "ft", trained_run), console=quiet(tmp_path))
+    trainer = Trainer(
+        fine_tune(corpus, tmp_path / "ft", trained_run), console=quiet_console(tmp_path / "log.txt")
+    )
     base = load_checkpoint(trained_run / "checkpoints" / "best.pt")
     old = base["vocab"]["code_points"]
     assert trainer.vocab.code_points[: len(old)] == tuple(old)
@@ -56,10 +55,12 @@ def test_fine_tuning_beats_the_same_steps_from_scratch(trained_run, tmp_path):
     corpus.write_text(make_text(lines=600, seed=5).replace(".", "!").replace("dog", "dög"))
     steps = ["train.max_steps=40", "train.eval_every=40", "train.warmup_steps=5"]
     tuned = Trainer(
-        fine_tune(corpus, tmp_path / "ft", trained_run, *steps), console=quiet(tmp_path)
+        fine_tune(corpus, tmp_path / "ft", trained_run, *steps),
+        console=quiet_console(tmp_path / "log.txt"),
     ).run()
     scratch = Trainer(
-        small_config(corpus, tmp_path / "scratch", *steps), console=quiet(tmp_path)
+        small_config(corpus, tmp_path / "scratch", *steps),
+        console=quiet_console(tmp_path / "log.txt"),
     ).run()
     print(f"\nval loss after 40 steps: fine-tuned {tuned.best_val_loss:.4f}, "
           f"from scratch {scratch.best_val_loss:.4f}")  # fmt: skip
@@ -71,9 +72,9 @@ def test_a_fine_tune_run_resumes_exactly(trained_run, tmp_path):
     corpus.write_text(make_text(seed=5).replace(".", "!"))
     common = ["train.decay_steps=20", "train.checkpoint_every=10", "train.eval_every=10"]
     straight = fine_tune(corpus, tmp_path / "a", trained_run, "train.max_steps=20", *common)
-    Trainer(straight, console=quiet(tmp_path)).run()
+    Trainer(straight, console=quiet_console(tmp_path / "log.txt")).run()
     first = fine_tune(corpus, tmp_path / "b", trained_run, "train.max_steps=10", *common)
-    Trainer(first, console=quiet(tmp_path)).run()
+    Trainer(first, console=quiet_console(tmp_path / "log.txt")).run()
     result = CliRunner().invoke(app, ["train", "--quiet", "--resume", str(tmp_path / "b"),
                                       "--set", "train.max_steps=20"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -90,11 +91,14 @@ def test_bad_init_from_and_conflicting_model_settings_are_one_line(
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match=r"train.init_from: cannot read .*junk.pt"):
-        Trainer(fine_tune(corpus_file, tmp_path / "x", junk), console=quiet(tmp_path))
+        Trainer(
+            fine_tune(corpus_file, tmp_path / "x", junk),
+            console=quiet_console(tmp_path / "log.txt"),
+        )
     result = CliRunner().invoke(app, ["train", "--quiet", "--set", f"data.path={corpus_file}",
                                       "--set", f"train.out_dir={tmp_path / 'y'}",
                                       "--set", f"train.init_from={junk}"])  # fmt: skip
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     conflicting = fine_tune(corpus_file, tmp_path / "z", trained_run, "model.hidden_size=128")
     with pytest.raises(ConfigError, match="model.hidden_size is 128 but train.init_from"):
-        Trainer(conflicting, console=quiet(tmp_path))
+        Trainer(conflicting, console=quiet_console(tmp_path / "log.txt"))

@@ -7,11 +7,9 @@ paste the printed values here, saying why in the commit."""
 import os
 
 import pytest
-from rich.console import Console
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from charlstm.training.trainer import Trainer
-from tests.conftest import small_config
+from tests.conftest import quiet_console, scalars, small_config
 
 GOLDEN = [2.947716, 2.939866, 2.933310, 2.899231, 2.877012, 2.819063, 2.762651, 2.782779, 2.767206,
           2.708186, 2.646876, 2.715628]  # train/loss at steps 1..12  # fmt: skip
@@ -20,10 +18,8 @@ GOLDEN = [2.947716, 2.939866, 2.933310, 2.899231, 2.877012, 2.819063, 2.762651, 
 def test_the_first_losses_are_the_pinned_ones(corpus_file, tmp_path):
     steps = ["train.max_steps=12", "train.eval_every=12", "train.checkpoint_every=12"]
     cfg = small_config(corpus_file, tmp_path / "run", *steps, "log.log_every=1", "train.threads=1")
-    Trainer(cfg, console=Console(file=open(tmp_path / "log", "w")), quiet=True).run()
-    acc = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0})
-    acc.Reload()
-    losses = [e.value for e in acc.Scalars("train/loss")]
+    Trainer(cfg, console=quiet_console(tmp_path / "log"), quiet=True).run()
+    losses = [value for _, value in scalars(tmp_path / "run", "train/loss")]
     if os.environ.get("GOLDEN_PRINT"):
         print("\nGOLDEN = [" + ", ".join(f"{v:.6f}" for v in losses) + "]")
     assert len(losses) == 12

@@ -18,9 +18,10 @@ from charlstm.cli import app
 from charlstm.config import ModelConfig
 from charlstm.errors import CharlstmError
 from charlstm.inspect.activations import Activations, rank_units, record
-from charlstm.inspect.features import builtin_features, regex_feature, string_literal_mask
+from charlstm.inspect.features import builtin_features, regex_feature, strings_and_comments
 from charlstm.model import CharRNN
 from charlstm.vocab import Vocab
+from tests.conftest import HOSTILE
 
 CODE = "def f(x):\n    s = \"a(b\"  # it's\n    if (x[0]):\n        return 'q\\''\n"
 
@@ -50,7 +51,7 @@ def test_recorded_h_and_c_match_the_network(cell):
 
 
 def test_text_features():
-    strings = string_literal_mask(CODE)
+    strings, _ = strings_and_comments(CODE)
     inside = "".join(ch for ch, s in zip(CODE, strings, strict=True) if s)
     # the '(' in the string and the quote in the comment are not code; the escape is kept
     assert inside == "\"a(b\"'q\\''"
@@ -330,6 +331,12 @@ def test_the_page_lists_the_matches_as_clickable_rows():
     page = html_page(acts, {}, "t", {}, found)
     assert '<tr class="pick" data-start="8" data-end="12">' in page
     assert '<span class="hit">[gh]</span>' in page and "Units on across it" in page
+    # a match's text is text: escaped, whatever it holds
+    found = Found("</script>", 2, [(0, 1)], [Match(8, 12, 1.0, "<!--", "</script><b>", "'\"")])
+    page = html_page(acts, {}, "t", {}, found)
+    assert '<span class="hit">&lt;/script&gt;&lt;b&gt;</span>' in page
+    assert "<h2>More like &#39;&lt;/script&gt;&#39;</h2>" in page
+    assert page.count("</script>") == 1
 
 
 @needs_chromium
@@ -341,3 +348,31 @@ def test_surprisal_view_colours_the_text_in_chromium(trained_run, tmp_path):
     r, g, b = (surprisal[:, :, i] for i in range(3))
     assert ((r - b > 60) & (r - g > 40)).sum() > 1000, "no character coloured by surprisal"
     assert np.abs(surprisal - ablation).sum(axis=2).__gt__(30).sum() > 500
+
+
+def test_hostile_file_names_features_and_text_stay_inert_in_the_page(hostile_run, tmp_path):
+    """A file named after a placeholder, a feature named like a closing tag, and text
+    that closes the script: each lands escaped where it belongs, and the page has the
+    tags a plain one has."""
+    import markupsafe
+
+    def report(name: str, feature: str) -> str:
+        text_file = tmp_path / name
+        text_file.write_text(HOSTILE + "\nthe cat sat.\n", encoding="utf-8")
+        out = tmp_path / f"{len(name)}.html"
+        args = ["inspect", "-c", str(hostile_run), "--text", str(text_file), "--out",
+                str(out), "--feature", f"{feature}=alert"]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return out.read_text(encoding="utf-8")
+
+    plain = report("plain.txt", "plain")
+    hostile_name = "$DATA {{ title }} <b>x<!-- $SCRIPT.txt"
+    page = report(hostile_name, "</script><b>")
+    for tag in ("<script", "</script>", "<title>", "<b>", "<!--", "<tr"):
+        assert page.lower().count(tag) == plain.lower().count(tag), tag
+    assert f"<title>charlstm inspect: {markupsafe.escape(hostile_name)}, 2x16 lstm" in page
+    assert "<td>&lt;/script&gt;&lt;b&gt;</td>" in page  # the feature's row
+    data = json.loads(page.split("const DATA = ", 1)[1].split(";\n", 1)[0])
+    assert "".join(data["chars"]) == HOSTILE + "\nthe cat sat.\n"
+    assert page.count(data["values"]) == 1  # the payload once, not spliced into the title

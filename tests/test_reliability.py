@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
 
 from charlstm import checkpoint as ckpt_mod
 from charlstm.checkpoint import Checkpoint, load_checkpoint
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.training.trainer import Trainer, lr_at
-from tests.conftest import small_config
+from tests.conftest import quiet_console, small_config
 
 
 def start_training(corpus: Path, out: Path, *sets: str, resume: bool = False) -> subprocess.Popen:
@@ -102,10 +101,6 @@ def test_killed_at_random_moments_always_leaves_a_loadable_last(corpus_file, tmp
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == steps_seen[-1] + 3
 
 
-def quiet(tmp_path):
-    return Console(file=open(tmp_path / "log.txt", "a"))
-
-
 def test_failed_save_keeps_previous_checkpoint_and_stops_clearly(
     corpus_file, tmp_path, monkeypatch
 ):
@@ -116,7 +111,7 @@ def test_failed_save_keeps_previous_checkpoint_and_stops_clearly(
         "train.checkpoint_every=10",
         "train.eval_every=1000",
     )
-    trainer = Trainer(cfg, console=quiet(tmp_path), quiet=True)
+    trainer = Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True)
     real_save = torch.save
     calls = []
 
@@ -137,7 +132,7 @@ def test_failed_save_keeps_previous_checkpoint_and_stops_clearly(
 
 def test_non_finite_updates_are_skipped_counted_and_stop_in_a_row(corpus_file, tmp_path):
     cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=30", "train.max_nonfinite=3")
-    trainer = Trainer(cfg, console=quiet(tmp_path), quiet=True)
+    trainer = Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True)
     poisoned = {5, 6, 12}
     weight = trainer.model.decoder.weight
     weight.register_hook(lambda g: g * float("nan") if trainer.step in poisoned else g)
@@ -148,7 +143,7 @@ def test_non_finite_updates_are_skipped_counted_and_stop_in_a_row(corpus_file, t
     poisoned.update(range(100))
     trainer2 = Trainer(
         small_config(corpus_file, tmp_path / "run2", "train.max_nonfinite=3"),
-        console=quiet(tmp_path),
+        console=quiet_console(tmp_path / "log.txt"),
         quiet=True,
     )
     trainer2.model.decoder.weight.register_hook(lambda g: g * float("nan"))
@@ -157,7 +152,9 @@ def test_non_finite_updates_are_skipped_counted_and_stop_in_a_row(corpus_file, t
 
 
 def test_a_skipped_update_leaves_weights_moments_and_state_as_they_were(corpus_file, tmp_path):
-    trainer = Trainer(small_config(corpus_file, tmp_path / "run"), console=quiet(tmp_path))
+    trainer = Trainer(
+        small_config(corpus_file, tmp_path / "run"), console=quiet_console(tmp_path / "log.txt")
+    )
     for _ in range(3):
         trainer.train_step()
     clone = lambda tensors: [t.clone() for t in tensors]  # noqa: E731
@@ -177,7 +174,7 @@ def test_resume_refuses_a_changed_model_or_layout(corpus_file, tmp_path):
     from charlstm.cli import app
 
     cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=10")
-    Trainer(cfg, console=quiet(tmp_path), quiet=True).run()
+    Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True).run()
     before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
     for change, named in [
         ("model.hidden_size=32", "model.hidden_size (64 -> 32)"),
@@ -200,7 +197,7 @@ def test_a_new_run_never_replaces_an_old_one_unasked(corpus_file, tmp_path):
 
     Trainer(
         small_config(corpus_file, tmp_path / "run", "train.max_steps=10"),
-        console=quiet(tmp_path),
+        console=quiet_console(tmp_path / "log.txt"),
         quiet=True,
     ).run()
     before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
@@ -269,7 +266,7 @@ def test_a_second_process_into_a_live_run_folder_refuses_and_the_run_survives(
 
 def trained(corpus_file, tmp_path):
     cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=10")
-    Trainer(cfg, console=quiet(tmp_path), quiet=True).run()
+    Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True).run()
     return load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
 
 
@@ -291,7 +288,10 @@ def test_each_change_allowed_on_resume_takes_effect(corpus_file, tmp_path, chang
     payload = trained(corpus_file, tmp_path)
     cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=13", change)
     trainer = Trainer(
-        cfg, resume=Checkpoint.from_payload(payload), console=quiet(tmp_path), quiet=True
+        cfg,
+        resume=Checkpoint.from_payload(payload),
+        console=quiet_console(tmp_path / "log.txt"),
+        quiet=True,
     )
     assert any(c.startswith(change.split("=")[0]) for c in trainer.resume_changes) or (
         "max_steps" in change
@@ -304,14 +304,17 @@ def test_each_change_allowed_on_resume_takes_effect(corpus_file, tmp_path, chang
 def test_changes_that_could_not_take_effect_are_refused(tmp_path, change):
     task = ["data.path=task:counter", "data.task_count=400"]
     cfg = small_config(tmp_path, tmp_path / "run", "train.max_steps=5", *task)
-    Trainer(cfg, console=quiet(tmp_path), quiet=True).run()
+    Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True).run()
     payload = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     changed = small_config(tmp_path, tmp_path / "run", "train.max_steps=9", *task, change)
     with pytest.raises(
         CheckpointError, match=f"cannot resume with a changed {change.split('=')[0]}"
     ):
         Trainer(
-            changed, resume=Checkpoint.from_payload(payload), console=quiet(tmp_path), quiet=True
+            changed,
+            resume=Checkpoint.from_payload(payload),
+            console=quiet_console(tmp_path / "log.txt"),
+            quiet=True,
         )
 
 
@@ -326,7 +329,12 @@ def test_a_corpus_whose_content_changed_is_refused_by_resume_and_eval(corpus_fil
     corpus_file.write_text(text.replace("cat", "dog"))  # same vocabulary, other text
     cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=20")
     with pytest.raises(CheckpointError, match=f"data.path {corpus_file} is not the text"):
-        Trainer(cfg, resume=Checkpoint.from_payload(payload), console=quiet(tmp_path), quiet=True)
+        Trainer(
+            cfg,
+            resume=Checkpoint.from_payload(payload),
+            console=quiet_console(tmp_path / "log.txt"),
+            quiet=True,
+        )
     result = CliRunner().invoke(app, ["eval", "-c", str(tmp_path / "run"), "--split", "val"])
     assert result.exit_code == 1 and "is not the text this checkpoint was trained on" in (
         result.output
@@ -419,7 +427,10 @@ def test_every_key_allowed_to_change_on_resume_is_listed_and_runs_with_its_new_v
     cfg = small_config(corpus_file, tmp_path / "run", *sets)
     threads = torch.get_num_threads()
     trainer = Trainer(
-        cfg, resume=Checkpoint.from_payload(payload), console=quiet(tmp_path), quiet=True
+        cfg,
+        resume=Checkpoint.from_payload(payload),
+        console=quiet_console(tmp_path / "log.txt"),
+        quiet=True,
     )
     reported = {change.split(":")[0] for change in trainer.resume_changes}
     assert reported == set(CHANGED_ON_RESUME) - {"train.device"}  # cpu both times

@@ -6,7 +6,7 @@ from charlstm.checkpoint import load_for_inference
 from charlstm.errors import CharlstmError, VocabError
 from charlstm.options import SampleSettings
 from charlstm.sample import Sampler, generate
-from tests.conftest import small_config
+from tests.conftest import quiet_console, small_config
 
 
 @pytest.fixture(scope="module")
@@ -152,14 +152,13 @@ def test_bad_settings_are_named(kwargs, message):
 
 
 def test_byte_model_prints_multibyte_characters_whole(tmp_path):
-    from rich.console import Console
 
     from charlstm.training.trainer import Trainer
 
     corpus = tmp_path / "u.txt"
     corpus.write_text("é🙂€ ü你\n" * 400, encoding="utf-8")
     cfg = small_config(corpus, tmp_path / "run", "data.vocab=byte", "train.max_steps=300")
-    Trainer(cfg, console=Console(file=open(tmp_path / "log", "w")), quiet=True).run()
+    Trainer(cfg, console=quiet_console(tmp_path / "log"), quiet=True).run()
     model, saved = load_for_inference(tmp_path / "run")
     vocab = saved.vocab
     pieces = []

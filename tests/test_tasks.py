@@ -2,7 +2,6 @@ import json
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
 from charlstm.checkpoint import load_for_inference
@@ -13,6 +12,7 @@ from charlstm.errors import CharlstmError
 from charlstm.evaluate import score_task
 from charlstm.tasks import corpus_text, examples
 from charlstm.training.trainer import Trainer
+from tests.conftest import quiet_console
 
 ROOT = Path(__file__).parent.parent
 
@@ -52,15 +52,11 @@ def test_task_corpus_loads_without_files():
     assert {chr(cp) for cp in c.vocab.code_points} == {"a", "X", "b", "\n"}
 
 
-def quiet(tmp_path):
-    return Console(file=open(tmp_path / "log.txt", "w"))
-
-
 def test_an_untrained_model_fails_the_score(tmp_path):
     cfg = load_config(
         ROOT / "configs/counter.yaml", [f"train.out_dir={tmp_path}", "train.max_steps=1"]
     )
-    Trainer(cfg, console=quiet(tmp_path), quiet=True).run()
+    Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True).run()
     model, saved = load_for_inference(tmp_path)
     vocab = saved.vocab
     assert score_task(model, vocab, "counter", count=50).accuracy < 0.5
@@ -93,7 +89,7 @@ def test_tiny_lstm_learns_the_task_within_two_minutes(task, tmp_path):
     assert (
         cfg.model.hidden_size == 10 and cfg.model.num_layers == 1 and cfg.train.max_seconds <= 120
     )
-    Trainer(cfg, console=quiet(tmp_path), quiet=True).run()
+    Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True).run()
     result = CliRunner().invoke(
         app, ["eval", "-c", str(tmp_path / "run"), "--task", task, "--json"]
     )

@@ -12,23 +12,15 @@ from charlstm.config import Config, TrainConfig, load_config
 from charlstm.device import training_precision
 from charlstm.errors import ConfigError
 from charlstm.training.trainer import Trainer, lr_at
-from tests.conftest import small_config
-
-
-def quiet_console(tmp_path):
-    return Console(file=open(tmp_path / "console.txt", "w"))
+from tests.conftest import quiet_console, scalars, small_config
 
 
 def run(cfg, tmp_path, resume=None):
-    trainer = Trainer(cfg, resume=resume, console=quiet_console(tmp_path), quiet=True)
+    trainer = Trainer(
+        cfg, resume=resume, console=quiet_console(tmp_path / "console.txt"), quiet=True
+    )
     trainer.run()
     return trainer
-
-
-def scalars(run_dir, tag):
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
 def test_schedule_is_warmup_then_cosine_to_floor():
@@ -187,7 +179,7 @@ def test_resume_in_a_fresh_process_continues_bit_exactly(corpus_file, tmp_path):
 def test_each_window_starts_from_the_state_the_window_before_ended_in(corpus_file, tmp_path):
     """TBPTT carries the state: a trainer that reset it every window would fail here."""
     cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=12")
-    trainer = Trainer(cfg, console=Console(file=open(tmp_path / "log", "w")), quiet=True)
+    trainer = Trainer(cfg, console=quiet_console(tmp_path / "log"), quiet=True)
     given, returned = [], []
     forward = trainer.net.forward
 

@@ -93,10 +93,6 @@ def _string_end(text: str, start: int, c_family: bool, char_literals: bool) -> i
     return len(text)
 
 
-def string_literal_mask(text: str, language: str = "python") -> np.ndarray:
-    return strings_and_comments(text, language)[0]
-
-
 def builtin_features(text: str, language: str = "python") -> dict[str, np.ndarray]:
     strings, comments = strings_and_comments(text, language)
     depth = np.zeros(len(text), dtype=np.float32)

@@ -46,8 +46,9 @@ class Inspection:
     found: Found | None
     title: str
 
-    def write(self, path: Path, fmt: str | None = None) -> None:
+    def write(self, path: str | Path, fmt: str | None = None) -> None:
         """The report as html, npz or json (default: from the file's suffix)."""
+        path = Path(path)
         chosen = report_format(path, fmt)
         write_report(
             path, self.acts, self.features, self.ranking, chosen, self.title, self.effects,

@@ -26,8 +26,8 @@ from charlstm.errors import CorpusError
 
 @dataclass(frozen=True)
 class Window:
-    inputs: torch.Tensor  # (batch_size, bptt) int64
-    targets: torch.Tensor  # (batch_size, bptt) int64, inputs shifted by one character
+    inputs: torch.Tensor  # (local_streams, bptt) int64
+    targets: torch.Tensor  # (local_streams, bptt) int64, inputs shifted by one character
     starts_epoch: bool  # True for the first window of an epoch: begin from a zero state
 
 
@@ -48,7 +48,9 @@ class TBPTTBatches:
                 f"batch_size x (bptt + 1) = {batch_size} x {bptt + 1} = {batch_size * (bptt + 1)};"
                 " use a longer corpus or lower train.batch_size / train.bptt"
             )
-        self.batch_size = len(range(batch_size)[streams])
+        # The rows this process trains (all of them outside torchrun): batch_size counts
+        # every rank's.
+        self.local_streams = len(range(batch_size)[streams])
         self.bptt = bptt
         self.device = torch.device(device)
         # Only whole windows: every step has the same shape (no recompiles, fair averages).
@@ -74,4 +76,4 @@ class TBPTTBatches:
 
     @property
     def chars_per_window(self) -> int:
-        return self.batch_size * self.bptt
+        return self.local_streams * self.bptt

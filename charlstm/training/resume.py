@@ -24,6 +24,11 @@ from charlstm.vocab import Vocab
 FIXED_KEYS = (
     "data.path",
     "data.include",
+    "data.exclude",
+    "data.respect_ignore",
+    "data.field",
+    "data.encoding",
+    "data.newlines",
     "data.vocab",
     "data.val_fraction",
     "data.task_count",

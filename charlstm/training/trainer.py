@@ -27,6 +27,7 @@ from charlstm.device import pick_device, seed_everything, training_precision
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.evaluate import evaluate_ids
 from charlstm.interrupt import Interrupted, StopRequests, interrupted
+from charlstm.memory import amount, available_bytes, check_training_fits, parameter_count
 from charlstm.model import (
     CharRNN,
     State,
@@ -190,6 +191,7 @@ class Trainer:
         shown = self.console if self.is_main else Console(quiet=True)
         corpus = self.ranks.main_first(lambda: load_corpus(self.cfg.data, shown, self.quiet))
         self.corpus_key = corpus.key
+        self.corpus_skipped = corpus.skipped
         return corpus
 
     def _setup_vocab(self, corpus: Corpus, resume: Checkpoint | None) -> Base | None:
@@ -216,8 +218,8 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         corpus = in_vocab(corpus, self.vocab, cfg.data)
         self.vocab = corpus.vocab
-        _check_sample_prime(cfg.log.sample_prime, self.vocab)
         train_ids, val_ids = corpus.split(cfg.data.val_fraction)
+        self.sample_prime = _sample_prime(cfg.log.sample_prime, self.vocab, train_ids)
         # The same stretch every time (see TrainConfig.eval_chars); +1: targets of the last.
         self.val_ids = val_ids[: t.eval_chars + 1] if t.eval_chars else val_ids
         streams = self.ranks.my_streams(t.batch_size)
@@ -233,7 +235,17 @@ class Trainer:
         """The model on its device, what training steps call (DDP's wrapper under
         torchrun), the weight average and the precision."""
         t = self.cfg.train
-        self.model = CharRNN(self.vocab.size, self.cfg.model)
+        check_training_fits(self.vocab.size, self.cfg, self.local_batch, self.device)
+        try:
+            self.model = CharRNN(self.vocab.size, self.cfg.model)
+        except (RuntimeError, MemoryError):  # the estimate let it through; the allocator not
+            free = available_bytes(self.device)
+            raise ConfigError(
+                f"config: the model does not fit in memory "
+                f"({parameter_count(self.vocab.size, self.cfg.model):,} parameters"
+                + (f", {amount(free)} free" if free is not None else "")
+                + "): lower model.hidden_size or model.num_layers"
+            ) from None
         if base is not None:
             self.model.load_state_dict(grown_weights(base, self.vocab, self.model))
         self.model.to(self.device)
@@ -441,6 +453,8 @@ class Trainer:
         console = self.console if self.is_main else Console(quiet=True)
         progress = TrainingProgress(console, quiet=self.quiet)
         progress.message(self.corpus_note)
+        if self.corpus_skipped:
+            progress.message(f"the files passed over are listed in {self.run_dir.skipped_file}")
         progress.message(
             f"model: {m.num_layers}x{m.hidden_size} {m.cell}, "
             f"{self.model.num_parameters():,} parameters, on {self.device}"
@@ -570,7 +584,7 @@ class Trainer:
                 settings = SampleSettings(
                     length=log.sample_length, temperature=log.sample_temperature, seed=self.step
                 )
-                text = generate(self.model, self.vocab, log.sample_prime, settings)[0]
+                text = generate(self.model, self.vocab, self.sample_prime, settings)[0]
         self.last_val_loss = result.loss
         improved = result.loss < self.best_val_loss
         if improved:  # saved outside the block: a checkpoint's `model` is the raw weights
@@ -591,14 +605,22 @@ class Trainer:
                     old.unlink()
             self.run_dir.checkpoints.mkdir(parents=True, exist_ok=True)
             self.cfg.write_yaml(self.run_dir.config_file)
+            if self.corpus_skipped:
+                listed = "".join(f"{s.reason}\t{s.name}\n" for s in self.corpus_skipped)
+                self.run_dir.skipped_file.write_text(listed, encoding="utf-8")
         except OSError as err:
             raise CheckpointError(
                 f"train.out_dir {self.out_dir} is not writable: {err.strerror or err}"
             ) from None
 
 
-def _check_sample_prime(prime: str, vocab: Vocab) -> None:
-    """The prime of the validation samples, checked before any training time is spent."""
+def _sample_prime(prime: str | None, vocab: Vocab, train_ids) -> str:
+    """The prime of the validation samples, checked before any training time is spent:
+    the one given, which must be text the corpus has; by default a newline, or, in a
+    corpus without one, the corpus's first character (a default never fails)."""
+    if prime is None:
+        newline = vocab.id_of("\n")
+        return "\n" if newline is not None else vocab.decode([int(train_ids[0])])
     missing = sorted({ch for ch in prime if vocab.id_of(ch) is None})
     if missing:
         shown = ", ".join(repr(ch) for ch in missing[:10])
@@ -606,3 +628,4 @@ def _check_sample_prime(prime: str, vocab: Vocab) -> None:
             f"config: log.sample_prime has {len(missing)} character(s) the corpus lacks "
             f"({shown}): change log.sample_prime"
         )
+    return prime

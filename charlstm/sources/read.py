@@ -1,0 +1,505 @@
+"""One reader for every kind of file a corpus may hold: it opens each file as its type
+says (filetypes.py), decompresses and unpacks as a stream (never to disk, memory bound
+by a chunk), takes the text field of records, decodes with data.encoding, drops a
+UTF-8 byte-order mark, converts line ends when data.newlines is lf, and passes over
+binary files (a NUL byte in the first block; in char mode also text that does not
+decode) with a note of each. What it yields is text (char mode) or bytes (byte mode),
+piece by piece, in a fixed order, and it feeds the corpus's content key as it goes.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import csv
+import gzip
+import io
+import json
+import lzma
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from charlstm.config import DataConfig
+from charlstm.errors import CorpusError
+from charlstm.sources.filetypes import SNIFF_BYTES, FileType, file_type, looks_binary
+from charlstm.sources.walk import Skipped, matches
+
+# Bytes read at a time from a file or stream; text pieces are about this long.
+CHUNK_BYTES = 8 << 20
+# A records file may leave out at most this share of its records (a missing field, or
+# one that is not a string) before it is an error rather than a few bad rows.
+MAX_BAD_RECORDS = 0.01
+# Between records: each record is a document of its own, ended by a newline.
+RECORD_END = "\n"
+# csv's own limit (128 KiB a field) is far below a long document's length.
+csv.field_size_limit(2**31 - 1)
+
+
+@dataclass(frozen=True)
+class Piece:
+    content: str | bytes  # decoded text (char mode) or bytes (byte mode)
+    raw: int  # bytes of the files on disk consumed since the last piece
+    files_done: int  # files (on disk) finished with this piece
+
+
+@dataclass
+class RecordCount:
+    """Records of one structured file, and those left out."""
+
+    name: str
+    total: int = 0
+    bad: int = 0
+
+
+class Counting(io.RawIOBase):
+    """A file whose reads are counted, so progress is measured in bytes on disk even
+    through a decompressor."""
+
+    def __init__(self, raw: IO[bytes]):
+        self.raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.raw.readinto(buffer)
+        self.count += n or 0
+        return n
+
+    def take(self) -> int:
+        n, self.count = self.count, 0
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def read_full(stream: IO[bytes], n: int) -> bytes:
+    """n bytes, or fewer only at the end (a decompressor may return less per read)."""
+    parts, wanted = [], n
+    while wanted > 0:
+        part = stream.read(wanted)
+        if not part:
+            break
+        parts.append(part)
+        wanted -= len(part)
+    return b"".join(parts)
+
+
+def decompressed(raw: IO[bytes], compression: str | None) -> IO[bytes]:
+    if compression is None:
+        return io.BufferedReader(raw)
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw)
+    if compression == "bz2":
+        return bz2.BZ2File(raw)
+    if compression == "xz":
+        return lzma.LZMAFile(raw)
+    try:
+        import zstandard
+    except ImportError:
+        raise CorpusError(
+            "reading .zst files needs the zstandard package: pip install zstandard"
+        ) from None
+    return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
+
+
+class Reader:
+    """Reads the files of a listing in order. `strict` (data.path names one file):
+    a binary or undecodable file is an error, not a note."""
+
+    def __init__(self, cfg: DataConfig, files: list[Path], root: Path, strict: bool):
+        self.cfg = cfg
+        self.files = files
+        self.root = root
+        self.strict = strict
+        self.byte_mode = cfg.vocab == "byte"
+        # In UTF-16 and UTF-32 text NUL bytes are ordinary; there only decoding decides.
+        self.nul_is_binary = not codecs.lookup(cfg.encoding).name.startswith(("utf-16", "utf-32"))
+        self.skipped: list[Skipped] = []
+        self.records: list[RecordCount] = []
+
+    # -- what the corpus encoder calls -------------------------------------------------
+    def pieces(self, digest: Any | None = None) -> Iterator[Piece]:
+        self.skipped, self.records = [], []
+        for path in self.files:
+            kind = file_type(path.name)
+            try:
+                with open(path, "rb") as handle:
+                    counted = Counting(handle)
+                    yield from self._file(path, kind, counted, digest)
+                    yield Piece(self._empty(), counted.take(), 1)
+            except OSError as err:
+                raise CorpusError(f"cannot read {path}: {err.strerror or err}") from None
+
+    def _name(self, path: Path) -> str:
+        if path == self.root:
+            return path.name
+        return path.relative_to(self.root).as_posix()
+
+    def _empty(self) -> str | bytes:
+        return b"" if self.byte_mode else ""
+
+    def _file(self, path: Path, kind: FileType, raw: Counting, digest) -> Iterator[Piece]:
+        name = self._name(path)
+        if kind.records == "parquet":
+            yield from self._parquet(path, name, raw, digest)
+        elif kind.archive == "zip":
+            yield from self._zip(path, name, raw, digest)
+        elif kind.archive == "tar":
+            stream = decompressed(raw, kind.compression)
+            try:
+                yield from self._tar(name, stream, raw, digest)
+            except (tarfile.TarError, EOFError, OSError, lzma.LZMAError) as err:
+                raise CorpusError(f"{path} is not a readable tar archive ({err})") from None
+        else:
+            stream = decompressed(raw, kind.compression)
+            try:
+                size = None if kind.compression else path.stat().st_size
+                yield from self._content(name, kind, stream, raw, digest, size)
+            except (EOFError, OSError, lzma.LZMAError, zlib_error()) as err:
+                what = kind.compression or "file"
+                raise CorpusError(f"{path} is not a readable {what} file ({err})") from None
+
+    # -- archives ----------------------------------------------------------------------
+    def _member_wanted(self, archive: str, member: str) -> bool:
+        parts = member.split("/")
+        if any(p.startswith(".") and p not in (".", "..") for p in parts[:-1]):
+            return False  # .git/ and other dot folders inside the archive
+        cfg = self.cfg
+        if cfg.include and not matches(member, cfg.include):
+            return False
+        return not matches(member, cfg.exclude)
+
+    def _zip(self, path: Path, name: str, raw: Counting, digest) -> Iterator[Piece]:
+        # A zip's index is at its end: it is read from the file itself (seekable), and
+        # its bytes count as read when it is done.
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as err:
+            raise CorpusError(f"{path} is not a readable zip archive ({err})") from None
+        with archive:
+            for info in archive.infolist():
+                if info.is_dir() or not self._member_wanted(name, info.filename):
+                    continue
+                with archive.open(info) as member:
+                    yield from self._member(name, info.filename, member, raw, digest)
+        yield Piece(self._empty(), path.stat().st_size, 0)
+
+    def _tar(self, name: str, stream: IO[bytes], raw: Counting, digest) -> Iterator[Piece]:
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            for member in archive:
+                if member.isdir() or not self._member_wanted(name, member.name):
+                    continue
+                if not member.isfile():
+                    if not member.issym() and not member.islnk():
+                        self.skipped.append(Skipped(f"{name}:{member.name}", "special"))
+                    continue
+                handle = archive.extractfile(member)
+                if handle is not None:
+                    yield from self._member(name, member.name, handle, raw, digest)
+
+    def _member(self, archive: str, member: str, stream: IO[bytes], raw, digest):
+        kind = file_type(member)
+        label = f"{archive}:{member}"
+        if kind.archive or kind.compression or kind.records == "parquet":
+            self.skipped.append(Skipped(label, "nested"))
+            return
+        strict, self.strict = self.strict, False  # a member is passed over, never refused
+        try:
+            yield from self._content(label, kind, stream, raw, digest, None)
+        finally:
+            self.strict = strict
+
+    # -- text and records from a stream ------------------------------------------------
+    def _content(self, name, kind, stream, raw, digest, size: int | None) -> Iterator[Piece]:
+        if kind.records in ("jsonl", "csv", "tsv"):
+            yield from self._records(name, kind.records, stream, raw, digest)
+        else:
+            yield from self._text(name, stream, raw, digest, size)
+
+    def _text(self, name: str, stream: IO[bytes], raw, digest, size: int | None) -> Iterator[Piece]:
+        """A text file (or member, or decompressed stream) chunk by chunk. `size`: of a
+        file read straight from disk, whose content key is the one charlstm always gave
+        it (None for what comes out of an archive or a decompressor)."""
+        first = read_full(stream, CHUNK_BYTES)
+        binary = self.nul_is_binary and looks_binary(first[:SNIFF_BYTES])
+        if binary and first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            if not self.byte_mode:
+                self._pass_over(
+                    name, "not-text", "it starts as UTF-16 text does: set data.encoding=utf-16"
+                )
+                return
+        if binary and not (self.strict and self.byte_mode):
+            self._pass_over(name, "binary", "it holds NUL bytes: it looks binary")
+            return
+        rest = read_full(stream, 1) if len(first) == CHUNK_BYTES else b""
+        if not rest:  # the whole file at once: it can be passed over if it does not decode
+            yield from self._whole_text(name, first, raw, digest, plain=size is not None)
+            return
+        yield from self._long_text(name, first + rest, stream, raw, digest, size)
+
+    def _whole_text(self, name, data: bytes, raw, digest, plain: bool) -> Iterator[Piece]:
+        if self.byte_mode:
+            content = self._lf_bytes(data)
+            self._digest(digest, name, content, plain=plain and content is data)
+            yield Piece(content, raw.take(), 0)
+            return
+        try:
+            text = data.decode(self.cfg.encoding)
+        except UnicodeDecodeError as err:
+            self._undecodable(name, err.start)
+            return
+        text, changed = self._normalised(text, first=True, final=True)
+        if plain and not changed:
+            self._digest(digest, name, data, plain=True)
+        else:
+            self._digest(digest, name, text.encode("utf-8", "surrogatepass"), plain=False)
+        yield Piece(text, raw.take(), 0)
+
+    def _long_text(self, name, head: bytes, stream, raw, digest, size: int | None):
+        """A file longer than a chunk: decoded incrementally. An error past the first
+        chunk cannot pass the file over (its start is already read): it is one line."""
+        decoder = None if self.byte_mode else codecs.getincrementaldecoder(self.cfg.encoding)()
+        # Read from disk as it stands (no mark to drop, no line ends to change): the key
+        # charlstm always gave it, over its bytes; otherwise over the text produced.
+        as_is = (
+            size is not None
+            and self.cfg.newlines == "keep"
+            and not head.startswith(codecs.BOM_UTF8)
+        )
+        if digest is not None:
+            tag = f"{name.rsplit('/', 1)[-1]}\0{size}" if as_is else f"{name}\0long"
+            digest.update(f"\0{tag}\0".encode())
+        offset, first, carry = 0, True, self._empty()
+        chunk = head
+        while chunk:
+            nxt = read_full(stream, CHUNK_BYTES)
+            final = not nxt
+            if decoder is None:
+                text = chunk
+            else:
+                try:
+                    text = decoder.decode(chunk, final=final)
+                except UnicodeDecodeError as err:
+                    self._undecodable(name, offset + err.start, started=not first)
+                    return
+            text, carry = carry + text, self._empty()
+            cr = b"\r" if decoder is None else "\r"
+            if self.cfg.newlines == "lf" and text.endswith(cr) and not final:
+                text, carry = text[:-1], cr  # its \n may start the next chunk
+            if decoder is None:
+                content = self._lf_bytes(text)
+            else:
+                content, _ = self._normalised(text, first=first, final=final)
+            if digest is not None:
+                if as_is or decoder is None:
+                    digest.update(chunk)
+                else:
+                    digest.update(content.encode("utf-8", "surrogatepass"))
+            yield Piece(content, raw.take(), 0)
+            offset += len(chunk)
+            first, chunk = False, nxt
+
+    def _normalised(self, text: str, first: bool, final: bool) -> tuple[str, bool]:
+        """Without a leading byte-order mark; with LF line ends when asked. Returns the
+        text and whether it changed."""
+        changed = False
+        if first and text.startswith("\ufeff"):
+            text, changed = text[1:], True
+        if self.cfg.newlines == "lf" and "\r" in text:
+            text, changed = text.replace("\r\n", "\n").replace("\r", "\n"), True
+        return text, changed
+
+    def _lf_bytes(self, data: bytes) -> bytes:
+        if self.cfg.newlines == "lf" and b"\r" in data:
+            return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return data
+
+    def _digest(self, digest, name: str, data: bytes, plain: bool) -> None:
+        if digest is None:
+            return
+        # A plain file keeps the key charlstm always gave it: name, length, bytes.
+        tag = name.rsplit("/", 1)[-1] if plain else f"{name}\0decoded"
+        digest.update(f"\0{tag}\0{len(data)}\0".encode())
+        digest.update(data)
+
+    def _undecodable(self, name: str, at: int, started: bool = False) -> None:
+        encoding = self.cfg.encoding
+        encoding = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
+        if self.strict or started:
+            raise CorpusError(
+                f"{self._shown(name)} is not valid {encoding} (byte {at}): set data.encoding "
+                "to its encoding (e.g. latin-1, gbk, utf-16), or data.vocab=byte to read "
+                "its bytes"
+            )
+        self.skipped.append(Skipped(name, "not-text"))
+
+    def _pass_over(self, name: str, reason: str, why: str) -> None:
+        if self.strict:
+            advice = (
+                ""
+                if "data.encoding" in why
+                else ("; charlstm reads text (data.vocab=byte reads any single file's bytes)")
+            )
+            raise CorpusError(f"{self._shown(name)}: {why}{advice}")
+        self.skipped.append(Skipped(name, reason))
+
+    def _shown(self, name: str) -> str:
+        return str(self.root) if self.root.is_file() and name == self.root.name else name
+
+    # -- records -----------------------------------------------------------------------
+    def _records(self, name: str, fmt: str, stream, raw, digest) -> Iterator[Piece]:
+        text = io.TextIOWrapper(
+            stream, encoding=self.cfg.encoding, newline="" if fmt != "jsonl" else None
+        )
+        count = RecordCount(name)
+        self.records.append(count)
+        try:
+            if fmt == "jsonl":
+                values = self._jsonl_values(name, text, count)
+            else:
+                values = self._csv_values(name, text, "\t" if fmt == "tsv" else ",", count)
+            yield from self._record_pieces(name, values, raw, digest)
+        except UnicodeDecodeError as err:
+            raise CorpusError(
+                f"{self._shown(name)} is not valid {self.cfg.encoding} ({err.reason}): set "
+                "data.encoding"
+            ) from None
+        finally:
+            text.detach()
+        self._check_bad(count)
+
+    def _field(self, name: str, columns: list[str]) -> str:
+        wanted = self.cfg.field or "text"
+        if wanted not in columns and (self.cfg.field is None or not columns):
+            shown = ", ".join(columns[:20]) or "none"
+            raise CorpusError(
+                f"{self._shown(name)} has no {wanted!r} column: set data.field to the column "
+                f"that holds the text (columns: {shown})"
+            )
+        return wanted
+
+    def _jsonl_values(self, name, text: IO[str], count: RecordCount) -> Iterator[Any]:
+        field = None
+        for line_number, line in enumerate(text, 1):
+            if not line.strip():
+                continue
+            count.total += 1
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise CorpusError(
+                    f"{self._shown(name)} line {line_number} is not JSON ({err.msg}): JSON "
+                    "Lines holds one JSON object per line"
+                ) from None
+            if field is None:
+                field = self._field(name, list(record) if isinstance(record, dict) else [])
+            yield record.get(field) if isinstance(record, dict) else None
+
+    def _csv_values(self, name, text: IO[str], delimiter: str, count) -> Iterator[Any]:
+        try:
+            rows = csv.reader(text, delimiter=delimiter)
+            header = next(rows, [])
+            field = self._field(name, header)
+            index = header.index(field)
+            for row in rows:
+                if not row:
+                    continue
+                count.total += 1
+                yield row[index] if index < len(row) else None
+        except csv.Error as err:
+            raise CorpusError(f"{self._shown(name)} is not readable CSV ({err})") from None
+
+    def _parquet(self, path: Path, name: str, raw: Counting, digest) -> Iterator[Piece]:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise CorpusError(
+                f"reading {path.name} needs pyarrow: pip install 'charlstm[parquet]'"
+            ) from None
+        try:
+            table = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as err:
+            raise CorpusError(f"{path} is not a readable Parquet file ({err})") from None
+        columns = table.schema_arrow.names
+        field = self._field(name, columns)
+        kind = table.schema_arrow.field(field).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise CorpusError(
+                f"{path}: column {field!r} holds {kind}, not text: set data.field to a text "
+                f"column (columns: {', '.join(columns[:20])})"
+            )
+        count = RecordCount(name)
+        self.records.append(count)
+
+        def values() -> Iterator[Any]:
+            # One row group's batch at a time: a file of gigabytes is never loaded whole.
+            for batch in table.iter_batches(batch_size=16384, columns=[field]):
+                column = batch.column(0).to_pylist()
+                count.total += len(column)
+                yield from column
+
+        yield from self._record_pieces(name, values(), raw, digest, on_disk=path.stat().st_size)
+        self._check_bad(count)
+
+    def _record_pieces(self, name, values: Iterator[Any], raw, digest, on_disk: int = 0):
+        count = self.records[-1]
+        if digest is not None:
+            digest.update(f"\0{name}\0records\0{self.cfg.field}\0".encode())
+        buffer: list[str] = []
+        size = 0
+        for value in values:
+            if not isinstance(value, str):
+                count.bad += 1
+                continue
+            if self.cfg.newlines == "lf" and "\r" in value:
+                value = value.replace("\r\n", "\n").replace("\r", "\n")
+            buffer.append(value + RECORD_END)
+            size += len(value) + 1
+            if size >= CHUNK_BYTES:
+                yield self._record_piece(buffer, raw, digest)
+                buffer, size = [], 0
+        if buffer:
+            yield self._record_piece(buffer, raw, digest)
+        if on_disk:  # Parquet is read by pyarrow itself, not through `raw`
+            yield Piece(self._empty(), on_disk, 0)
+
+    def _record_piece(self, buffer: list[str], raw, digest) -> Piece:
+        text = "".join(buffer)
+        data = text.encode("utf-8", "surrogatepass")
+        if digest is not None:
+            digest.update(data)
+        return Piece(data if self.byte_mode else text, raw.take(), 0)
+
+    def _check_bad(self, count: RecordCount) -> None:
+        if count.total and count.bad / count.total > MAX_BAD_RECORDS:
+            wanted = self.cfg.field or "text"
+            raise CorpusError(
+                f"{self._shown(count.name)}: {count.bad:,} of {count.total:,} records have "
+                f"no text in {wanted!r} (missing, null or not a string): set data.field to "
+                "the column that holds the text"
+            )
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
+def bad_record_note(records: list[RecordCount]) -> str | None:
+    """One line for the records left out of structured files, if any were."""
+    bad = [c for c in records if c.bad]
+    if not bad:
+        return None
+    total = sum(c.bad for c in bad)
+    names = ", ".join(c.name for c in bad[:3]) + (", ..." if len(bad) > 3 else "")
+    return f"left out {total:,} record(s) without text in the field ({names})"
