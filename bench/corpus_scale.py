@@ -142,7 +142,11 @@ def formats(mb: int, where: Path) -> None:
     try:
         write_corpus(work / "corpus", mb)
         for name, path in write_formats(work / "corpus", work).items():
-            size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+            size = (
+                sum(f.stat().st_size for f in path.rglob("*"))
+                if path.is_dir()
+                else path.stat().st_size
+            )
             first = child(ENCODE, str(path), str(work / f"cache-{name.strip('.')}"))
             print(
                 f"| {name} | {size / 2**20:,.0f} | {first['chars']:,} | {first['seconds']:.1f} | "
