@@ -139,3 +139,27 @@ def hostile_run(tmp_path_factory) -> Path:
     with open(root / "log.txt", "w", encoding="utf-8") as log:
         Trainer(cfg, console=Console(file=log), quiet=True).run()
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def task_runs(tmp_path_factory) -> dict[str, Path]:
+    """configs/counter.yaml and configs/state.yaml trained as they ship, side by side in
+    two processes of one thread each (each a 1x10 LSTM: one core apiece is what they
+    use): the acceptance tests and the ablation test share them."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("tasks")
+    repo = Path(__file__).parent.parent
+    procs = {}
+    for task in ("counter", "state"):
+        cmd = [sys.executable, "-m", "charlstm", "train", "--config",
+               str(repo / f"configs/{task}.yaml"), "--set", f"train.out_dir={root / task}",
+               "--set", "train.threads=1", "--quiet"]  # fmt: skip
+        log = open(root / f"{task}.log", "w", encoding="utf-8")
+        procs[task] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+    for task, (proc, log) in procs.items():
+        code = proc.wait(timeout=600)
+        log.close()
+        assert code == 0, (root / f"{task}.log").read_text()
+    return {task: root / task for task in procs}

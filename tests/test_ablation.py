@@ -15,7 +15,6 @@ from charlstm.errors import CharlstmError
 from charlstm.inspect.ablation import ablated, parse_units, per_char_loss
 from charlstm.model import CharRNN
 from charlstm.peephole import peephole_cell
-from tests.conftest import quiet_console
 
 
 def held_at_zero(model: CharRNN, ids: list[int], units: list[tuple[int, int]]) -> torch.Tensor:
@@ -92,19 +91,11 @@ def test_eval_and_sample_take_ablate(trained_run):
 
 
 @pytest.mark.slow
-def test_ablating_the_counting_unit_hurts_the_counter_task_most(tmp_path):
-    from pathlib import Path
-
-    from charlstm.config import load_config
+def test_ablating_the_counting_unit_hurts_the_counter_task_most(task_runs):
     from charlstm.inspect.activations import rank_units, record
     from charlstm.tasks import corpus_text
-    from charlstm.training.trainer import Trainer
 
-    root = Path(__file__).parent.parent
-    cfg = load_config(root / "configs/counter.yaml", [f"train.out_dir={tmp_path / 'run'}",
-                                                      "train.max_steps=6000"])  # fmt: skip
-    Trainer(cfg, console=quiet_console(tmp_path / "log"), quiet=True).run()
-    model, saved = load_for_inference(tmp_path / "run")
+    model, saved = load_for_inference(task_runs["counter"])  # configs/counter.yaml, trained
     vocab = saved.vocab
     text = corpus_text("counter", 60, seed=99)
     # the count: a's read so far on the line, minus b's written

@@ -83,16 +83,13 @@ def test_tasks_cli(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["counter", "state"])
-def test_tiny_lstm_learns_the_task_within_two_minutes(task, tmp_path):
+def test_tiny_lstm_learns_the_task_within_two_minutes(task, task_runs):
     """The acceptance line: a 1x10 LSTM, at most two CPU minutes, >= 99% exact on N <= 10."""
-    cfg = load_config(ROOT / f"configs/{task}.yaml", [f"train.out_dir={tmp_path / 'run'}"])
+    cfg = load_config(ROOT / f"configs/{task}.yaml")
     assert (
         cfg.model.hidden_size == 10 and cfg.model.num_layers == 1 and cfg.train.max_seconds <= 120
     )
-    Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True).run()
-    result = CliRunner().invoke(
-        app, ["eval", "-c", str(tmp_path / "run"), "--task", task, "--json"]
-    )
+    result = CliRunner().invoke(app, ["eval", "-c", str(task_runs[task]), "--task", task, "--json"])
     assert result.exit_code == 0, result.output
     score = json.loads(result.output)
     print(f"\n{task}: {score}")
