@@ -180,13 +180,6 @@ def _some_files(listing: Listing, root: Path, cfg: DataConfig) -> Listing:
     return listing
 
 
-def find_files(path: str, include: tuple[str, ...] = ()) -> list[Path]:
-    """The files a data.path names, in a fixed (sorted) order."""
-    from charlstm.config import DataConfig
-
-    return list_corpus(DataConfig(path=path, include=include))[0].files
-
-
 @dataclass
 class EncodeProgress:
     """Where an encode shows its progress, and the files whose bytes measure it."""

@@ -3,7 +3,7 @@ import pytest
 
 from charlstm import corpus as corpus_mod
 from charlstm.config import DataConfig
-from charlstm.corpus import find_files, load_corpus
+from charlstm.corpus import list_corpus, load_corpus
 from charlstm.errors import CorpusError
 
 
@@ -40,16 +40,16 @@ def test_directory_sorted_recursive_and_filtered(tmp_path):
     assert c.vocab.decode(c.ids) == "A\nB\nC\n"
     assert c.num_files == 3
     with pytest.raises(CorpusError, match=r"no files matching \['\*.rs'\] in .*d"):
-        find_files(str(tmp_path / "d"), ("*.rs",))
+        list_corpus(DataConfig(path=str(tmp_path / "d"), include=("*.rs",)))
 
 
 def test_python_stdlib_is_the_builtin_code_corpus():
-    files = find_files("python-stdlib")
+    files = list_corpus(DataConfig(path="python-stdlib"))[0].files
     names = {f.name for f in files}
     assert {"os.py", "decoder.py", "textwrap.py"} <= names
     assert all(f.suffix == ".py" for f in files)
     assert not any("site-packages" in f.parts or "test" in f.parts for f in files)
-    assert find_files("python-stdlib") == files  # a fixed order, run after run
+    assert list_corpus(DataConfig(path="python-stdlib"))[0].files == files  # a fixed order
 
 
 def test_cache_hit_skips_encoding(tmp_path, monkeypatch):

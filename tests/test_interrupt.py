@@ -75,8 +75,12 @@ def test_a_stop_during_validation_saves_and_exits_promptly(long_text, tmp_path):
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
 
 
-def test_eval_of_a_long_text_stops_promptly(trained_run, long_text):
-    proc = charlstm("eval", "-c", str(trained_run), "--text", str(long_text), "--streams", "1")
+def test_eval_of_a_long_text_stops_promptly(trained_run, long_text, tmp_path):
+    # four times the long text: a one-stream pass of it takes far longer than the ten
+    # seconds before the first progress line, however fast the machine is today
+    longer = tmp_path / "longer.txt"
+    longer.write_text(long_text.read_text(encoding="utf-8") * 4, encoding="utf-8")
+    proc = charlstm("eval", "-c", str(trained_run), "--text", str(longer), "--streams", "1")
     wait_for_line(proc, "evaluating: ", stream="stderr")  # its first progress line
     assert proc.poll() is None
     took, stdout, stderr = stop_and_time(proc, signal.SIGINT)

@@ -37,9 +37,19 @@ def start_training(corpus: Path, out: Path, *sets: str, resume: bool = False) ->
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+def wait_for(
+    path: Path, proc: subprocess.Popen, timeout: float = 60, changed_since: int | None = None
+) -> None:
+    """Until `path` exists (and, with `changed_since`, was written after that mtime)."""
+
+    def ready() -> bool:
+        try:
+            return path.stat().st_mtime_ns != changed_since  # None: any file will do
+        except FileNotFoundError:
+            return False
+
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not ready():
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
@@ -70,12 +80,16 @@ def test_killed_at_random_moments_always_leaves_a_loadable_last(corpus_file, tmp
     for attempt in range(6):
         # a checkpoint at every step, big enough that saving takes a good share of the time
         sets = ("train.checkpoint_every=1", "model.hidden_size=384")
+        last = out / "checkpoints" / "last.pt"
+        before = last.stat().st_mtime_ns if attempt > 0 else None
         proc = start_training(corpus_file, out, *sets, resume=attempt > 0)
-        if attempt == 0:
-            wait_for(out / "checkpoints" / "last.pt", proc)
-        time.sleep(rng.uniform(3.5, 7.0))  # past start-up (~3 s), into the step/save loop
+        # past start-up (which takes seconds), into the step/save loop: a new save, then
+        # a random moment after it
+        wait_for(last, proc, changed_since=before)
+        time.sleep(rng.uniform(0.0, 2.0))
         proc.kill()
-        proc.communicate()
+        _, stderr = proc.communicate()
+        assert "error" not in stderr, stderr  # killed while it worked, never failed first
         names = sorted(p.name for p in (out / "checkpoints").iterdir())
         assert set(names) <= {"last.pt", "last.pt.tmp"}, names
         mid_save += "last.pt.tmp" in names  # this kill landed inside a save

@@ -321,3 +321,20 @@ def test_a_run_lists_the_files_it_passed_over(repo, tmp_path):
     assert f"the files passed over are listed in {tmp_path / 'run' / 'skipped.txt'}" in said
     listed = (tmp_path / "run" / "skipped.txt").read_text().splitlines()
     assert sorted(listed) == ["binary\tlogo.png", "broken-link\tloop", "special\tpipe"]
+
+
+def test_a_warm_start_finds_an_archive_without_reading_it(tmp_path, monkeypatch):
+    from charlstm.sources.read import Reader
+
+    (tmp_path / "src.tar.xz").write_bytes(tar_bytes(MEMBERS, "w:xz"))
+    first = load_corpus(cfg(tmp_path / "src.tar.xz", tmp_path))
+
+    def unread(*_args, **_kwargs):
+        raise AssertionError("read again")
+
+    monkeypatch.setattr(Reader, "pieces", unread)
+    again = load_corpus(cfg(tmp_path / "src.tar.xz", tmp_path))  # size and mtime match
+    assert again.key == first.key and again.skipped == first.skipped
+    os.utime(tmp_path / "src.tar.xz", (1, 1))  # touched: read once more
+    with pytest.raises(AssertionError, match="read again"):
+        load_corpus(cfg(tmp_path / "src.tar.xz", tmp_path))
