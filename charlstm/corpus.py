@@ -187,10 +187,12 @@ class EncodeProgress:
     files: list[Path]
     console: Console | None
     quiet: bool
+    total: int | None = None
 
     def work(self, what: str) -> Work:
-        total = sum(f.stat().st_size for f in self.files)
-        return Work(what, total, "bytes", self.console, self.quiet)
+        if self.total is None:  # once for both passes
+            self.total = sum(os.stat(f).st_size for f in self.files)
+        return Work(what, self.total, "bytes", self.console, self.quiet)
 
 
 def _encode(

@@ -72,10 +72,10 @@ def available_bytes(device: torch.device) -> int | None:
 
 def amount(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if n < 1000 or unit == "PB":
+        if n < 1000:
             return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
         n /= 1000
-    return f"{n:,.1f} PB"
+    return f"{n:,.1f} EB"
 
 
 def check_training_fits(vocab_size: int, cfg: Config, local_streams: int, device) -> None:

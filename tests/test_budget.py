@@ -31,6 +31,7 @@ def logged_lr(run_dir):
     return scalars(run_dir, "train/lr")
 
 
+@pytest.mark.slow  # seconds of real training or scoring: in `make test`
 @pytest.mark.parametrize("seconds", [6.0, 10.0])
 def test_a_budget_run_ends_on_time_with_the_rate_at_its_floor(long_corpus, tmp_path, seconds):
     cfg = budget_config(long_corpus, tmp_path / "run", seconds, "log.log_every=1")
@@ -49,6 +50,7 @@ def test_a_budget_run_ends_on_time_with_the_rate_at_its_floor(long_corpus, tmp_p
     )
 
 
+@pytest.mark.slow  # seconds of real training or scoring: in `make test`
 def test_a_resumed_budget_run_follows_its_recorded_schedule(long_corpus, tmp_path):
     out = tmp_path / "run"
     proc = start_training(long_corpus, out, "train.max_steps=null", "train.max_seconds=30",

@@ -179,3 +179,20 @@ def test_a_stop_during_encoding_leaves_no_cache_entry(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus_mod, "_symbol_chunks", real)
     c = load_corpus(cfg(tmp_path / "a.txt", tmp_path))  # the next run encodes it whole
     assert c.vocab.decode(c.ids) == "some text to encode\n" * 5000
+
+
+def test_content_keys_are_the_ones_earlier_releases_gave(tmp_path):
+    """Checkpoints record their corpus's key; reading a plain corpus the default way
+    must give the key it always had, or every existing run would refuse to resume."""
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a.txt").write_text("alpha\n", encoding="utf-8")
+    (tmp_path / "d" / "sub" / "b.py").write_text('x = "é"\n', encoding="utf-8")
+    (tmp_path / "big.txt").write_text("line of text ✓\n" * 700_000, encoding="utf-8")  # > 8 MB
+    pinned = {  # written by the release before charlstm/sources
+        ("d", "char"): "41d1d6cf948455a190cc9f6b37209279",
+        ("d", "byte"): "3fbde7ac73daa71cc8639814fc45116b",
+        ("big.txt", "char"): "70376fd731bcb78ab1b47d767254ae9b",
+        ("big.txt", "byte"): "512ca6d0c4219154426a03bcb6aa4797",
+    }
+    for (name, vocab), key in pinned.items():
+        assert load_corpus(cfg(tmp_path / name, tmp_path, vocab=vocab)).key == key, (name, vocab)

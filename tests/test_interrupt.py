@@ -75,6 +75,7 @@ def test_a_stop_during_validation_saves_and_exits_promptly(long_text, tmp_path):
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
 
 
+@pytest.mark.slow  # seconds of real training or scoring: in `make test`
 def test_eval_of_a_long_text_stops_promptly(trained_run, long_text, tmp_path):
     # four times the long text: a one-stream pass of it takes far longer than the ten
     # seconds before the first progress line, however fast the machine is today

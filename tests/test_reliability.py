@@ -243,6 +243,7 @@ def test_a_new_run_never_replaces_an_old_one_unasked(corpus_file, tmp_path):
 # -- one run per folder --------------------------------------------------------------
 
 
+@pytest.mark.slow  # seconds of real training or scoring: in `make test`
 def test_a_second_process_into_a_live_run_folder_refuses_and_the_run_survives(
     corpus_file, tmp_path
 ):

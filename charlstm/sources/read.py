@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import lzma
+import os
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from charlstm.config import DataConfig
 from charlstm.errors import CorpusError
 from charlstm.sources.filetypes import SNIFF_BYTES, FileType, file_type, looks_binary
 from charlstm.sources.walk import Skipped, matches
+
+PLAIN = FileType()  # text, read as it is
 
 # Bytes read at a time from a file or stream; text pieces are about this long.
 CHUNK_BYTES = 8 << 20
@@ -124,30 +127,36 @@ class Reader:
         self.nul_is_binary = not codecs.lookup(cfg.encoding).name.startswith(("utf-16", "utf-32"))
         self.skipped: list[Skipped] = []
         self.records: list[RecordCount] = []
+        # Worked out once for both passes: a corpus may hold hundreds of thousands of files.
+        self.kinds = [file_type(path.name) for path in files]
+        prefix = len(str(root)) + 1
+        self.names = [
+            path.name if path == root else str(path)[prefix:].replace(os.sep, "/") for path in files
+        ]
 
     # -- what the corpus encoder calls -------------------------------------------------
     def pieces(self, digest: Any | None = None) -> Iterator[Piece]:
         self.skipped, self.records = [], []
-        for path in self.files:
-            kind = file_type(path.name)
+        for path, kind, name in zip(self.files, self.kinds, self.names, strict=True):
             try:
                 with open(path, "rb") as handle:
+                    if kind == PLAIN:  # most files of most corpora: read whole, at once
+                        size = os.fstat(handle.fileno()).st_size
+                        if size < CHUNK_BYTES:
+                            data = handle.read()
+                            content = self._whole(name, data, digest, plain=True)
+                            yield Piece(self._empty() if content is None else content, len(data), 1)
+                            continue
                     counted = Counting(handle)
-                    yield from self._file(path, kind, counted, digest)
+                    yield from self._file(path, name, kind, counted, digest)
                     yield Piece(self._empty(), counted.take(), 1)
             except OSError as err:
                 raise CorpusError(f"cannot read {path}: {err.strerror or err}") from None
 
-    def _name(self, path: Path) -> str:
-        if path == self.root:
-            return path.name
-        return path.relative_to(self.root).as_posix()
-
     def _empty(self) -> str | bytes:
         return b"" if self.byte_mode else ""
 
-    def _file(self, path: Path, kind: FileType, raw: Counting, digest) -> Iterator[Piece]:
-        name = self._name(path)
+    def _file(self, path: Path, name: str, kind: FileType, raw: Counting, digest):
         if kind.records == "parquet":
             yield from self._parquet(path, name, raw, digest)
         elif kind.archive == "zip":
@@ -161,7 +170,7 @@ class Reader:
         else:
             stream = decompressed(raw, kind.compression)
             try:
-                size = None if kind.compression else path.stat().st_size
+                size = None if kind.compression else os.fstat(raw.raw.fileno()).st_size
                 yield from self._content(name, kind, stream, raw, digest, size)
             except (EOFError, OSError, lzma.LZMAError, zlib_error()) as err:
                 what = kind.compression or "file"
@@ -228,40 +237,52 @@ class Reader:
         """A text file (or member, or decompressed stream) chunk by chunk. `size`: of a
         file read straight from disk, whose content key is the one charlstm always gave
         it (None for what comes out of an archive or a decompressor)."""
-        first = read_full(stream, CHUNK_BYTES)
+        # A file on disk is read at its own size (a chunk-sized buffer per small file
+        # would cost more than reading it); a stream a chunk at a time.
+        first = read_full(stream, CHUNK_BYTES if size is None else min(CHUNK_BYTES, size + 1))
+        if len(first) < CHUNK_BYTES:  # the whole file: it can be passed over if it fails
+            content = self._whole(name, first, digest, plain=size is not None)
+            if content is not None:
+                yield Piece(content, raw.take(), 0)
+            return
+        if self._binary(name, first):
+            return
+        yield from self._long_text(name, first, stream, raw, digest, size)
+
+    def _binary(self, name: str, first: bytes) -> bool:
+        """Whether a file is passed over (or, named alone, refused) for what its first
+        block holds."""
         binary = self.nul_is_binary and looks_binary(first[:SNIFF_BYTES])
         if binary and first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             if not self.byte_mode:
                 self._pass_over(
                     name, "not-text", "it starts as UTF-16 text does: set data.encoding=utf-16"
                 )
-                return
+                return True
         if binary and not (self.strict and self.byte_mode):
             self._pass_over(name, "binary", "it holds NUL bytes: it looks binary")
-            return
-        rest = read_full(stream, 1) if len(first) == CHUNK_BYTES else b""
-        if not rest:  # the whole file at once: it can be passed over if it does not decode
-            yield from self._whole_text(name, first, raw, digest, plain=size is not None)
-            return
-        yield from self._long_text(name, first + rest, stream, raw, digest, size)
+            return True
+        return False
 
-    def _whole_text(self, name, data: bytes, raw, digest, plain: bool) -> Iterator[Piece]:
+    def _whole(self, name: str, data: bytes, digest, plain: bool) -> str | bytes | None:
+        """A whole file's content, or None when it is passed over."""
+        if self._binary(name, data):
+            return None
         if self.byte_mode:
             content = self._lf_bytes(data)
             self._digest(digest, name, content, plain=plain and content is data)
-            yield Piece(content, raw.take(), 0)
-            return
+            return content
         try:
             text = data.decode(self.cfg.encoding)
         except UnicodeDecodeError as err:
             self._undecodable(name, err.start)
-            return
+            return None
         text, changed = self._normalised(text, first=True, final=True)
         if plain and not changed:
             self._digest(digest, name, data, plain=True)
         else:
             self._digest(digest, name, text.encode("utf-8", "surrogatepass"), plain=False)
-        yield Piece(text, raw.take(), 0)
+        return text
 
     def _long_text(self, name, head: bytes, stream, raw, digest, size: int | None):
         """A file longer than a chunk: decoded incrementally. An error past the first
