@@ -32,6 +32,7 @@ from charlstm.inspect.ablation import ablated, parse_units
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings, ScoreSettings
 from charlstm.sample import generate, iter_samples
+from charlstm.search import Scored, beam_search, best_of
 from charlstm.vocab import Vocab
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class Model:
         num_samples: int = _SAMPLE.num_samples,
         stop: str | None = _SAMPLE.stop,
         unknown: str = _SAMPLE.unknown,
+        beam: int | None = _SAMPLE.beam,
+        best_of: int | None = _SAMPLE.best_of,
     ) -> str | list[str]:
         """Generate text that begins with `prime`.
 
@@ -113,16 +116,36 @@ class Model:
         stop: end a sample where this string appears (it is not included).
         unknown: prime characters outside the vocabulary: "error" (raise VocabError
             naming them) or "skip" (drop them).
+        beam: beam search with this many beams instead of drawing: the likeliest text
+            found (1 = greedy); see `search()` for its log-probability.
+        best_of: draw this many samples and return the likeliest (bits per character).
 
         The defaults are SampleSettings' (charlstm/options.py), as on the command line.
         Returns the text, or a list of texts when num_samples > 1.
         """
         settings = SampleSettings(
             length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
-            seed=seed, num_samples=num_samples, stop=stop, unknown=unknown,
+            seed=seed, num_samples=num_samples, stop=stop, unknown=unknown, beam=beam,
+            best_of=best_of,
         )  # fmt: skip
+        if beam is not None or best_of is not None:
+            return self._search(prime, settings).text
         texts = generate(self.net, self.vocab, prime, settings)
         return texts[0] if num_samples == 1 else texts
+
+    def search(self, prime: str = "", **options: Any) -> Scored:
+        """As `sample` with `beam=K` or `best_of=N` (one of them), returning the text with
+        its log-probability: `.text`, `.log_prob` (nats, of what follows the prime),
+        `.chars` and `.bpc`."""
+        settings = SampleSettings(**options)
+        if settings.beam is None and settings.best_of is None:
+            raise CharlstmError("search() needs beam=K or best_of=N")
+        return self._search(prime, settings)
+
+    def _search(self, prime: str, settings: SampleSettings) -> Scored:
+        if settings.beam is not None:
+            return beam_search(self.net, self.vocab, prime, settings)
+        return best_of(self.net, self.vocab, prime, settings)
 
     def stream(self, prime: str = "", **options: Any) -> Iterator[str]:
         """As `sample`, with the same keyword options, but yields the text in pieces as it
@@ -131,6 +154,10 @@ class Model:
         settings = SampleSettings(**options)
         if settings.num_samples != 1:
             raise CharlstmError("stream() writes one sample; call sample(num_samples=...)")
+        if settings.beam is not None or settings.best_of is not None:
+            raise CharlstmError(
+                "stream() writes as it draws; a search knows its text at the end: call sample()"
+            )
         return (piece for _, piece in iter_samples(self.net, self.vocab, prime, settings))
 
     # -- looking inside ----------------------------------------------------------------

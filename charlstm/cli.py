@@ -141,6 +141,8 @@ def sample(
     num_samples: Annotated[int, _opt(S, "num_samples", "--num-samples")] = S.num_samples,
     stop: Annotated[str | None, _opt(S, "stop", "--stop")] = S.stop,
     unknown: Annotated[str, _opt(S, "unknown", "--unknown")] = S.unknown,
+    beam: Annotated[int | None, _opt(S, "beam", "--beam")] = S.beam,
+    best_of: Annotated[int | None, _opt(S, "best_of", "--best-of")] = S.best_of,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the samples to this file.")
     ] = None,
@@ -160,6 +162,7 @@ def sample(
     options = dict(
         prime=prime, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
         greedy=greedy, seed=seed, num_samples=num_samples, stop=stop, unknown=unknown,
+        beam=beam, best_of=best_of,
     )  # fmt: skip
     try:
         SampleSettings(**{k: v for k, v in options.items() if k != "prime"})  # checked first
@@ -169,7 +172,16 @@ def sample(
         if units:
             model = model.ablated(units)
         with StopRequests():
-            if num_samples == 1:  # streamed as it is generated
+            if beam is not None or best_of is not None:  # known whole at the end
+                found = model.search(**options)
+                write_out(found.text)
+                texts = [found.text]
+                err.print(
+                    f"log-probability {found.log_prob:.3f} nats over {found.chars} characters, "
+                    f"{found.bpc:.3f} bits per character",
+                    markup=False,
+                )
+            elif num_samples == 1:  # streamed as it is generated
                 pieces = []
                 for piece in model.stream(**options):
                     write_out(piece)

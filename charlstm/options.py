@@ -59,6 +59,10 @@ class SampleSettings:
     num_samples: int = option(1, "Samples generated together as one batch.")
     stop: str | None = option(None, "End a sample where this string appears.")
     unknown: str = option("error", "Prime characters outside the vocabulary: error or skip.")
+    beam: int | None = option(
+        None, "Beam search with this many beams: the likeliest text found (1 = greedy)."
+    )
+    best_of: int | None = option(None, "Draw this many samples, keep the likeliest.")
 
     def __post_init__(self) -> None:
         _check(
@@ -79,6 +83,19 @@ class SampleSettings:
                     f"--unknown must be error or skip (got {self.unknown!r})",
                 ),
                 (self.stop is None or self.stop != "", "--stop must not be empty"),
+                (self.beam is None or self.beam >= 1, f"--beam must be >= 1 (got {self.beam})"),
+                (
+                    self.best_of is None or self.best_of >= 1,
+                    f"--best-of must be >= 1 (got {self.best_of})",
+                ),
+                (
+                    self.beam is None or self.best_of is None,
+                    "--beam and --best-of are two searches: give one of them",
+                ),
+                (
+                    (self.beam is None and self.best_of is None) or self.num_samples == 1,
+                    "--beam and --best-of return one text: leave --num-samples at 1",
+                ),
             ]
         )
 

@@ -46,7 +46,7 @@ def test_score_matches_eval(model, trained_run):
     path = trained_run.parent / "corpus.txt"
     score = model.score(path.read_text())
     cli = CliRunner().invoke(app, ["eval", "-c", str(trained_run), "--text", str(path), "--json"])
-    numbers = json.loads(cli.output)
+    numbers = json.loads(cli.output.strip().splitlines()[-1])  # the JSON is the last line
     assert score.loss == pytest.approx(numbers["loss"], rel=1e-12)
     assert score.chars == numbers["chars"] and score.bpc == pytest.approx(numbers["bpc"])
     assert score.perplexity == pytest.approx(numbers["perplexity"])

@@ -42,11 +42,23 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
     return scalars(run_dir, "train/loss")
 
 
-def test_two_ranks_equal_one_process(corpus_file, tmp_path):
-    run(train_cmd(1, corpus_file, tmp_path / "one", "train.max_steps=20"))
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+    """The 20-step single-process run that the two-rank runs are held to (on a corpus of
+    the same text as each test's own corpus_file)."""
+    from tests.conftest import make_text
+
+    root = tmp_path_factory.mktemp("one")
+    (root / "corpus.txt").write_text(make_text(), encoding="utf-8")
+    cache = f"data.cache_dir={root / 'cache'}"  # module scope: before the per-test cache
+    run(train_cmd(1, root / "corpus.txt", root / "one", "train.max_steps=20", cache))
+    return root / "one"
+
+
+def test_two_ranks_equal_one_process(corpus_file, tmp_path, one_process):
     two = run(train_cmd(2, corpus_file, tmp_path / "two", "train.max_steps=20"))
     assert "x 2 ranks" in two.stdout
-    one_l, two_l = losses(tmp_path / "one"), losses(tmp_path / "two")
+    one_l, two_l = losses(one_process), losses(tmp_path / "two")
     assert [s for s, _ in one_l] == [s for s, _ in two_l] == list(range(1, 21))
     table = "\n".join(
         f"{s:>4} {a:.6f} {b:.6f} {b - a:+.1e}" for (s, a), (_, b) in zip(one_l, two_l, strict=True)
@@ -54,7 +66,7 @@ def test_two_ranks_equal_one_process(corpus_file, tmp_path):
     print("\nstep  1 rank   2 ranks  diff\n" + table)
     for (_, a), (_, b) in zip(one_l, two_l, strict=True):
         assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
-    p1 = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
+    p1 = load_checkpoint(one_process / "checkpoints" / "last.pt")
     p2 = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")
     for name, tensor in p1["model"].items():
         assert torch.allclose(tensor, p2["model"][name], atol=1e-5), name
@@ -143,9 +155,8 @@ def test_a_restart_after_a_dead_rank_continues_from_last_pt(corpus_file, tmp_pat
         assert torch.equal(tensor, b["model"][name]), name
 
 
-def test_two_nodes_on_one_machine_equal_one_process(corpus_file, tmp_path):
+def test_two_nodes_on_one_machine_equal_one_process(corpus_file, tmp_path, one_process):
     """Two torchrun agents (--nnodes=2, one rank each) meet at a c10d rendezvous."""
-    run(train_cmd(1, corpus_file, tmp_path / "one", "train.max_steps=20"))
     port = free_port()
     agents = []
     for _ in range(2):
@@ -163,11 +174,11 @@ def test_two_nodes_on_one_machine_equal_one_process(corpus_file, tmp_path):
     for agent, (stdout, stderr) in zip(agents, outputs, strict=True):
         assert agent.returncode == 0, stdout + stderr
     assert any("x 2 ranks" in stdout for stdout, _ in outputs)
-    p1 = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
+    p1 = load_checkpoint(one_process / "checkpoints" / "last.pt")
     p2 = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")
     for name, tensor in p1["model"].items():
         assert torch.allclose(tensor, p2["model"][name], atol=1e-5), name
-    for (_, a), (_, b) in zip(losses(tmp_path / "one"), losses(tmp_path / "two"), strict=True):
+    for (_, a), (_, b) in zip(losses(one_process), losses(tmp_path / "two"), strict=True):
         assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
 
 

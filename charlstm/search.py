@@ -1,0 +1,168 @@
+"""Search over samples: beam search over characters, and the best of N draws.
+
+Both judge text by the model's own probabilities (temperature 1): the log-probability
+of the generated characters given the prime, and, to compare texts of different
+lengths (a stop string ends some early), the mean per character, i.e. bits per
+character. char-rnn and torch-rnn users have long asked for both (char-rnn #138,
+torch-rnn #113): a sample drawn at temperature T is one guess; these look for likelier
+text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from charlstm import interrupt
+from charlstm.model import CharRNN, State
+from charlstm.options import SampleSettings
+from charlstm.vocab import Vocab
+
+
+@dataclass(frozen=True)
+class Scored:
+    text: str  # the prime, then what was generated
+    log_prob: float  # ln P(generated | prime), nats
+    chars: int  # characters generated (after the prime)
+
+    @property
+    def bpc(self) -> float:
+        return -self.log_prob / max(self.chars, 1) / math.log(2)
+
+    @property
+    def mean_log_prob(self) -> float:
+        return self.log_prob / max(self.chars, 1)
+
+
+def _context(vocab: Vocab, prime: str, unknown: str) -> tuple[str, list[int]]:
+    from charlstm.sample import _line_start_id
+
+    prime_ids = vocab.encode(prime, unknown=unknown).tolist() if prime else []
+    # Without a prime, condition on the start of a line, as sampling does.
+    return vocab.decode(prime_ids), prime_ids or [_line_start_id(vocab)]
+
+
+def _select(state: State, rows: torch.Tensor) -> State:
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, rows) for s in state)
+    return state.index_select(1, rows)
+
+
+def _cut_at_stop(text: str, stop: str | None) -> tuple[str, bool]:
+    if stop is None or stop not in text:
+        return text, False
+    return text[: text.index(stop)], True
+
+
+@torch.no_grad()
+def beam_search(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings) -> Scored:
+    """The likeliest continuation found by keeping the `settings.beam` likeliest
+    prefixes at every character, up to `settings.length` characters or the stop string
+    (compared by mean log-probability per character). Width 1 is greedy decoding. Beam
+    search is not monotone in its width, so greedy's text is kept when it is likelier."""
+    found = _beam(model, vocab, prime, settings, settings.beam)
+    if settings.beam > 1:
+        greedy = _beam(model, vocab, prime, settings, 1)
+        if greedy.mean_log_prob > found.mean_log_prob:
+            return greedy
+    return found
+
+
+def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, width: int):
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        shown_prime, context = _context(vocab, prime, settings.unknown)
+        state = None
+        if len(context) > 1:
+            _, state = model(torch.tensor([context[:-1]], device=device), state)
+        last = torch.tensor([[context[-1]]], device=device)
+        beams: list[list[int]] = [[]]
+        scores = torch.zeros(1, dtype=torch.float64, device=device)
+        finished: list[tuple[float, list[int], str]] = []  # log-prob, ids, text
+        for _ in range(settings.length):
+            interrupt.check("searching")
+            logits, state = model(last, state)
+            logp = F.log_softmax(logits[:, -1].double(), dim=-1)  # (beams, vocab)
+            total = (scores[:, None] + logp).flatten()
+            top = total.topk(min(width, total.numel()))
+            # waits for the device: the chosen rows and characters come back
+            rows, chars = (top.indices // logp.shape[1]).tolist(), (top.indices % logp.shape[1])
+            beams = [beams[r] + [c] for r, c in zip(rows, chars.tolist(), strict=True)]
+            scores = top.values
+            state = _select(state, torch.tensor(rows, device=device))
+            last = chars[:, None]
+            if settings.stop is not None:
+                keep = []
+                for i, ids in enumerate(beams):
+                    text, stopped = _cut_at_stop(vocab.decode(ids), settings.stop)
+                    if stopped:
+                        finished.append((float(scores[i]), ids, text))
+                    else:
+                        keep.append(i)
+                if not keep:  # every beam has stopped
+                    beams, scores = [], scores[:0]
+                    break
+                if len(keep) < len(beams):
+                    index = torch.tensor(keep, device=device)
+                    beams = [beams[i] for i in keep]
+                    scores, last = scores[index], last[index]
+                    state = _select(state, index)
+        ended = zip(scores.tolist(), beams, strict=True)
+        finished += [(score, ids, vocab.decode(ids)) for score, ids in ended]
+        best = max(finished, key=lambda f: f[0] / max(len(f[1]), 1))
+        log_prob, ids, text = best
+        return Scored(shown_prime + text, log_prob, len(ids))
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def continuation_log_probs(
+    model: CharRNN, vocab: Vocab, prime: str, texts: list[str], unknown: str = "error"
+) -> list[tuple[float, int]]:
+    """(ln P(text | prime), ids scored) for each text, scored together as one padded
+    batch."""
+    device = next(model.parameters()).device
+    _, context = _context(vocab, prime, unknown)
+    rows = [vocab.encode(t, unknown="skip").tolist() for t in texts]
+    width = max((len(r) for r in rows), default=0)
+    if width == 0:
+        return [(0.0, 0) for _ in texts]
+    ids = torch.zeros(len(rows), len(context) + width, dtype=torch.long, device=device)
+    ids[:, : len(context)] = torch.tensor(context, device=device)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, len(context) : len(context) + len(row)] = torch.tensor(row, device=device)
+            mask[i, : len(row)] = True
+    was_training = model.training
+    model.eval()
+    try:
+        logits, _ = model(ids[:, :-1])
+    finally:
+        model.train(was_training)
+    logp = F.log_softmax(logits[:, len(context) - 1 :].double(), dim=-1)
+    picked = logp.gather(-1, ids[:, len(context) :, None]).squeeze(-1)
+    totals = (picked * mask).sum(dim=1).tolist()  # waits for the device
+    return [(total, len(row)) for total, row in zip(totals, rows, strict=True)]
+
+
+def best_of(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings) -> Scored:
+    """`settings.best_of` samples drawn together (with the settings' temperature, top-k,
+    top-p and seed), and the likeliest of them by bits per character."""
+    from dataclasses import replace
+
+    from charlstm.sample import generate
+
+    draws = replace(settings, num_samples=settings.best_of, best_of=None)
+    texts = generate(model, vocab, prime, draws)
+    shown_prime, _ = _context(vocab, prime, settings.unknown)
+    continuations = [t[len(shown_prime) :] for t in texts]
+    scores = continuation_log_probs(model, vocab, prime, continuations, settings.unknown)
+    scored = [Scored(t, lp, n) for t, (lp, n) in zip(texts, scores, strict=True)]
+    return min(scored, key=lambda s: s.bpc)
