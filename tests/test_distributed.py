@@ -187,7 +187,10 @@ def test_a_budget_run_under_two_ranks_agrees_on_one_schedule(corpus_file, tmp_pa
                          "train.max_seconds=6", "train.decay_steps=null"))  # fmt: skip
     assert "x 2 ranks" in proc.stdout
     payload = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert payload["schedule_steps"] == payload["step"] > 20
+    # one count for both ranks, and the run ends at it (or, when the machine slows in the
+    # last seconds, at the hard stop a few steps before it)
+    fitted = payload["schedule_steps"]
+    assert 0.95 * fitted <= payload["step"] <= fitted and payload["step"] > 20
     assert payload["elapsed_seconds"] < 6 * 1.1
 
 
