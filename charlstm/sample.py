@@ -158,6 +158,14 @@ def _line_start_id(vocab: Vocab) -> int:
     return 0
 
 
+def prime_context(vocab: Vocab, prime: str, unknown: str) -> tuple[str, list[int]]:
+    """The prime as the model reads it (skipped characters dropped) and the ids it is
+    conditioned on: the prime's, or without one a newline (the start of a line), which
+    is not shown."""
+    prime_ids = vocab.encode(prime, unknown=unknown).tolist() if prime else []
+    return vocab.decode(prime_ids), prime_ids or [_line_start_id(vocab)]
+
+
 def generate(
     model: CharRNN,
     vocab: Vocab,
@@ -186,10 +194,7 @@ def iter_samples(
     was_training = model.training
     model.eval()
     try:
-        prime_ids = vocab.encode(prime, unknown=settings.unknown).tolist() if prime else []
-        prime = vocab.decode(prime_ids)
-        # Without a prime, condition on a newline (the start of a line), not shown.
-        context = prime_ids or [_line_start_id(vocab)]
+        prime, context = prime_context(vocab, prime, settings.unknown)
         sampler = Sampler(settings)
         batch = settings.num_samples
         samples = [_SampleText(vocab, settings.stop) for _ in range(batch)]

@@ -11,7 +11,7 @@ text.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from charlstm import interrupt
 from charlstm.model import CharRNN, State
 from charlstm.options import SampleSettings
+from charlstm.sample import generate, prime_context
 from charlstm.vocab import Vocab
 
 
@@ -35,14 +36,6 @@ class Scored:
     @property
     def mean_log_prob(self) -> float:
         return self.log_prob / max(self.chars, 1)
-
-
-def _context(vocab: Vocab, prime: str, unknown: str) -> tuple[str, list[int]]:
-    from charlstm.sample import _line_start_id
-
-    prime_ids = vocab.encode(prime, unknown=unknown).tolist() if prime else []
-    # Without a prime, condition on the start of a line, as sampling does.
-    return vocab.decode(prime_ids), prime_ids or [_line_start_id(vocab)]
 
 
 def _select(state: State, rows: torch.Tensor) -> State:
@@ -76,7 +69,7 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
     was_training = model.training
     model.eval()
     try:
-        shown_prime, context = _context(vocab, prime, settings.unknown)
+        shown_prime, context = prime_context(vocab, prime, settings.unknown)
         state = None
         if len(context) > 1:
             _, state = model(torch.tensor([context[:-1]], device=device), state)
@@ -128,7 +121,7 @@ def continuation_log_probs(
     """(ln P(text | prime), ids scored) for each text, scored together as one padded
     batch."""
     device = next(model.parameters()).device
-    _, context = _context(vocab, prime, unknown)
+    _, context = prime_context(vocab, prime, unknown)
     rows = [vocab.encode(t, unknown="skip").tolist() for t in texts]
     width = max((len(r) for r in rows), default=0)
     if width == 0:
@@ -155,13 +148,9 @@ def continuation_log_probs(
 def best_of(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings) -> Scored:
     """`settings.best_of` samples drawn together (with the settings' temperature, top-k,
     top-p and seed), and the likeliest of them by bits per character."""
-    from dataclasses import replace
-
-    from charlstm.sample import generate
-
     draws = replace(settings, num_samples=settings.best_of, best_of=None)
     texts = generate(model, vocab, prime, draws)
-    shown_prime, _ = _context(vocab, prime, settings.unknown)
+    shown_prime, _ = prime_context(vocab, prime, settings.unknown)
     continuations = [t[len(shown_prime) :] for t in texts]
     scores = continuation_log_probs(model, vocab, prime, continuations, settings.unknown)
     scored = [Scored(t, lp, n) for t, (lp, n) in zip(texts, scores, strict=True)]

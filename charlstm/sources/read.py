@@ -19,6 +19,7 @@ import lzma
 import os
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,12 +173,12 @@ class Reader:
             try:
                 size = None if kind.compression else os.fstat(raw.raw.fileno()).st_size
                 yield from self._content(name, kind, stream, raw, digest, size)
-            except (EOFError, OSError, lzma.LZMAError, zlib_error()) as err:
+            except (EOFError, OSError, lzma.LZMAError, zlib.error) as err:
                 what = kind.compression or "file"
                 raise CorpusError(f"{path} is not a readable {what} file ({err})") from None
 
     # -- archives ----------------------------------------------------------------------
-    def _member_wanted(self, archive: str, member: str) -> bool:
+    def _member_wanted(self, member: str) -> bool:
         parts = member.split("/")
         if any(p.startswith(".") and p not in (".", "..") for p in parts[:-1]):
             return False  # .git/ and other dot folders inside the archive
@@ -195,7 +196,7 @@ class Reader:
             raise CorpusError(f"{path} is not a readable zip archive ({err})") from None
         with archive:
             for info in archive.infolist():
-                if info.is_dir() or not self._member_wanted(name, info.filename):
+                if info.is_dir() or not self._member_wanted(info.filename):
                     continue
                 with archive.open(info) as member:
                     yield from self._member(name, info.filename, member, raw, digest)
@@ -204,7 +205,7 @@ class Reader:
     def _tar(self, name: str, stream: IO[bytes], raw: Counting, digest) -> Iterator[Piece]:
         with tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
-                if member.isdir() or not self._member_wanted(name, member.name):
+                if member.isdir() or not self._member_wanted(member.name):
                     continue
                 if not member.isfile():
                     if not member.issym() and not member.islnk():
@@ -277,7 +278,7 @@ class Reader:
         except UnicodeDecodeError as err:
             self._undecodable(name, err.start)
             return None
-        text, changed = self._normalised(text, first=True, final=True)
+        text, changed = self._normalised(text, first=True)
         if plain and not changed:
             self._digest(digest, name, data, plain=True)
         else:
@@ -318,7 +319,7 @@ class Reader:
             if decoder is None:
                 content = self._lf_bytes(text)
             else:
-                content, _ = self._normalised(text, first=first, final=final)
+                content, _ = self._normalised(text, first=first)
             if digest is not None:
                 if as_is or decoder is None:
                     digest.update(chunk)
@@ -328,7 +329,7 @@ class Reader:
             offset += len(chunk)
             first, chunk = False, nxt
 
-    def _normalised(self, text: str, first: bool, final: bool) -> tuple[str, bool]:
+    def _normalised(self, text: str, first: bool) -> tuple[str, bool]:
         """Without a leading byte-order mark; with LF line ends when asked. Returns the
         text and whether it changed."""
         changed = False
@@ -508,12 +509,6 @@ class Reader:
                 f"no text in {wanted!r} (missing, null or not a string): set data.field to "
                 "the column that holds the text"
             )
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 def bad_record_note(records: list[RecordCount]) -> str | None:
