@@ -25,10 +25,19 @@ from rich.console import Console
 from charlstm.checkpoint import Checkpoint, load_for_inference
 from charlstm.config import Config
 from charlstm.device import pick_device
+from charlstm.documents import DocumentScore, load_split, score_split, score_texts
 from charlstm.errors import CharlstmError
-from charlstm.evaluate import EvalResult, check_scoring, evaluate_ids, evaluate_on
+from charlstm.evaluate import (
+    EvalResult,
+    check_eval_options,
+    check_scoring,
+    evaluate_ids,
+    evaluate_on,
+    read_text_file,
+)
 from charlstm.evaluate import evaluate_text as _evaluate_text
 from charlstm.inspect.ablation import ablated, parse_units
+from charlstm.make import Known, Made, Tally, known_documents, sample_documents
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings, ScoreSettings
 from charlstm.sample import generate, iter_samples
@@ -69,6 +78,8 @@ class Model:
         self.device = device
         self.best_val_loss = saved.best_val_loss
         self._corpus_key = saved.corpus_key
+        self._known: Known | None = None
+        self.last_tally: Tally | None = None  # what sample_documents drew last
 
     def __repr__(self) -> str:
         m = self.config.model
@@ -147,6 +158,37 @@ class Model:
             return beam_search(self.net, self.vocab, prime, settings)
         return best_of(self.net, self.vocab, prime, settings)
 
+    def sample_documents(
+        self, count: int = 10, prime: str = "", known: Known | None = None, **options: Any
+    ) -> list[Made]:
+        """`count` whole new documents from a document model (data.documents), each with
+        `.text`, `.log_prob`, `.bpc`, `.chars` and `.ended` (False: cut at `length`).
+        Options as `sample`, and `unique` (no text twice), `novel` (none found verbatim
+        in the training split; the corpus is read to know) and `label` (generate for this
+        label). `last_tally` then says how many were drawn, repeated, and were training,
+        held-out or new documents (when the corpus is at hand)."""
+        settings = SampleSettings(documents=count, **options)
+        if not self.vocab.documents:
+            raise CharlstmError(
+                "this model was not trained on documents (data.documents): use sample()"
+            )
+        if known is None and settings.novel:
+            known = self.known_documents()
+        made, self.last_tally = sample_documents(self.net, self.vocab, settings, prime, known)
+        return made
+
+    def known_documents(self, console: Console | None = None) -> Known:
+        """The training and held-out documents of the corpus this model was trained on
+        (read from it, which must still be that text)."""
+        if self._known is None:
+            split = load_split(
+                self.config.data, self.vocab, self._corpus_key, "tell new documents", console
+            )
+            self._known = known_documents(
+                split.texts(self.vocab, split.train), split.texts(self.vocab, split.val)
+            )
+        return self._known
+
     def stream(self, prime: str = "", **options: Any) -> Iterator[str]:
         """As `sample`, with the same keyword options, but yields the text in pieces as it
         is generated (the prime first); joined, the pieces are exactly what `sample`
@@ -184,6 +226,25 @@ class Model:
             return evaluate_ids(self.net, ids, streams=streams, window=window)
         return _evaluate_text(self.net, self.vocab, text, streams=streams, window=window)
 
+    def score_documents(self, texts: list[str], label: str | None = None) -> list[DocumentScore]:
+        """Each text scored as a whole document from the document start, in input order
+        (batched): `.loss` (nats per prediction, the end included), `.bpc`, `.log_prob`,
+        `.chars`. Rank candidates, find typos and outliers."""
+        if not self.vocab.documents:
+            raise CharlstmError(
+                "this model was not trained on documents (data.documents): use score()"
+            )
+        return score_texts(self.net, self.vocab, list(texts), label)
+
+    def evaluate_documents(self, console: Console | None = None) -> tuple[EvalResult, dict]:
+        """The held-out documents of the training corpus, each scored from its start: the
+        result and the loss per label (empty without labels)."""
+        split = load_split(
+            self.config.data, self.vocab, self._corpus_key, "score its held-out documents",
+            console,
+        )  # fmt: skip
+        return score_split(self.net, self.vocab, split, split.val)
+
     def evaluate(
         self,
         text_file: Path | None = None,
@@ -194,7 +255,17 @@ class Model:
         console: Console | None = None,
     ) -> EvalResult:
         """Score a file, or (split="val") the validation split of the corpus the model
-        was trained on, which must still be that text: what `charlstm eval` prints."""
+        was trained on, which must still be that text: what `charlstm eval` prints. A
+        document model scores a file as one document read from the document start, its
+        end predicted too (one exact pass), and the split as its held-out documents."""
+        if self.vocab.documents:
+            check_eval_options(text_file, split, streams, window)
+            if split is not None:
+                return self.evaluate_documents(console)[0]
+            text = read_text_file(Path(text_file))
+            ids = self.vocab.document_start() + self.vocab.encode(text).tolist()
+            ids = np.asarray(ids + [self.vocab.end_id])
+            return evaluate_ids(self.net, ids, streams=1, window=window)
         return evaluate_on(
             self.net,
             self.vocab,

@@ -143,6 +143,16 @@ def sample(
     unknown: Annotated[str, _opt(S, "unknown", "--unknown")] = S.unknown,
     beam: Annotated[int | None, _opt(S, "beam", "--beam")] = S.beam,
     best_of: Annotated[int | None, _opt(S, "best_of", "--best-of")] = S.best_of,
+    documents: Annotated[int | None, _opt(S, "documents", "--documents")] = S.documents,
+    unique: Annotated[bool, _opt(S, "unique", "--unique")] = S.unique,
+    novel: Annotated[bool, _opt(S, "novel", "--novel")] = S.novel,
+    label: Annotated[str | None, _opt(S, "label", "--label")] = S.label,
+    as_jsonl: Annotated[
+        bool,
+        typer.Option(
+            "--jsonl", help="Documents: one JSON object each (text, log_prob, bpc, chars)."
+        ),
+    ] = False,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the samples to this file.")
     ] = None,
@@ -164,13 +174,28 @@ def sample(
         greedy=greedy, seed=seed, num_samples=num_samples, stop=stop, unknown=unknown,
         beam=beam, best_of=best_of,
     )  # fmt: skip
+    chosen = dict(documents=documents, unique=unique, novel=novel, label=label)
     try:
-        SampleSettings(**{k: v for k, v in options.items() if k != "prime"})  # checked first
+        checked = SampleSettings(**{k: v for k, v in options.items() if k != "prime"}, **chosen)
+        if as_jsonl and documents is None:
+            raise CharlstmError("--jsonl writes documents: give --documents N")
         check_out_file(output, "--output")
         units = parse_units(ablate) if ablate is not None else []
         model = load(checkpoint, pick_device(device))
         if units:
             model = model.ablated(units)
+        if model.vocab.documents and label is not None:
+            model.vocab.label_id(label)  # an unknown label: one line before any work
+        if model.vocab.documents and beam is None and best_of is None:
+            count = documents or num_samples
+            with StopRequests():
+                made = _documents(model, count, options, checked, as_jsonl)
+            _write_documents(made, as_jsonl, output)
+            return
+        if documents is not None or label is not None:
+            raise CharlstmError(
+                "--documents and --label need a document model (trained with data.documents)"
+            )
         with StopRequests():
             if beam is not None or best_of is not None:  # known whole at the end
                 found = model.search(**options)
@@ -200,6 +225,46 @@ def sample(
             raise fail(CharlstmError(f"cannot write {output}: {error.strerror}")) from None
 
 
+def _documents(model, count: int, options: dict, settings: SampleSettings, as_jsonl: bool):
+    """Documents drawn, and on stderr what was drawn: repeats, and how many were
+    training, held-out and new documents (when the training corpus is at hand)."""
+    known = None
+    try:
+        known = model.known_documents()
+    except CharlstmError:
+        if settings.novel:
+            raise
+    options = {k: v for k, v in options.items() if k not in ("num_samples", "stop")}
+    made = model.sample_documents(
+        count, known=known, unique=settings.unique, novel=settings.novel, label=settings.label,
+        **options,
+    )  # fmt: skip
+    tally = model.last_tally
+    if known is None:
+        err.print(f"{tally.drawn:,} document(s) drawn, {tally.repeats:,} repeat(s) (the "
+                  "training corpus is not here to tell new ones)", markup=False)  # fmt: skip
+    else:
+        err.print(tally.line(), markup=False)
+    if len(made) < count:
+        err.print(f"only {len(made):,} of {count:,} documents met --unique/--novel", markup=False)
+    return made
+
+
+def _write_documents(made: list, as_jsonl: bool, output: Path | None) -> None:
+    if as_jsonl:
+        lines = [json.dumps(m.to_dict(), ensure_ascii=False) for m in made]
+    else:  # documents of several lines are kept apart by a blank line
+        gap = "\n\n" if any("\n" in m.text for m in made) else "\n"
+        lines = [gap.join(m.text for m in made)] if made else []
+    text = "\n".join(lines) + ("\n" if lines else "")
+    write_out(text)
+    if output is not None:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise fail(CharlstmError(f"cannot write {output}: {error.strerror}")) from None
+
+
 @app.command("eval")
 def evaluate(
     checkpoint: CheckpointOpt = None,
@@ -212,6 +277,17 @@ def evaluate(
     window: Annotated[int, _opt(Score, "window", "--window")] = Score.window,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object and nothing else.")
+    ] = False,
+    documents: Annotated[
+        Path | None,
+        typer.Option(
+            "--documents",
+            help="Document models: score each line of this file (or each record of a "
+            ".jsonl file: text, label) as a document of its own.",
+        ),
+    ] = None,
+    as_jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="With --documents: one JSON object per document.")
     ] = False,
     device: Annotated[
         str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")
@@ -236,7 +312,12 @@ def evaluate(
     from charlstm.inspect.ablation import parse_units
     from charlstm.tasks import check_task_options
 
+    if documents is not None:
+        _score_documents(checkpoint, documents, as_jsonl, device)
+        return
     try:
+        if as_jsonl:
+            raise CharlstmError("--jsonl scores documents: give --documents FILE")
         if task is not None:
             check_task_options(task, count, n_min, n_max)
         else:
@@ -257,6 +338,9 @@ def evaluate(
                 )
                 if silenced is not None:
                     ablated_result = silenced.evaluate(text, split, streams, window)
+                per_label = {}
+                if split is not None and model.vocab.labels:
+                    per_label = model.evaluate_documents()[1]
     except CharlstmError as error:
         raise fail(error) from None
     shown_units = [[layer, unit] for layer, unit in units]
@@ -282,6 +366,8 @@ def evaluate(
     }
     if silenced is not None:
         numbers.update(ablated_loss=ablated_result.loss, ablated_units=shown_units)
+    if per_label:
+        numbers["loss_per_label"] = per_label
     if as_json:
         sys.stdout.write(json.dumps(numbers) + "\n")
         return
@@ -298,6 +384,45 @@ def evaluate(
         )
     if result.unknown:
         out.print(f"{result.unknown:,} characters outside the vocabulary were left out")
+    for name, loss in per_label.items():
+        out.print(f"  label {name}: loss {loss:.4f} nats/char", markup=False)
+
+
+def _score_documents(checkpoint, path: Path, as_jsonl: bool, device: str) -> None:
+    """`charlstm eval --documents FILE`: each document scored from the document start."""
+    from charlstm.api import load
+    from charlstm.device import pick_device
+    from charlstm.documents import read_documents
+
+    try:
+        model = load(checkpoint, pick_device(device))
+        if not model.vocab.documents:
+            raise CharlstmError(
+                "--documents scores documents, and this model was not trained on them "
+                "(data.documents): use --text FILE"
+            )
+        docs = read_documents(path, model.config.data)
+        for label in sorted({label for label, _ in docs if label is not None}):
+            model.vocab.label_id(label)  # an unknown label: one line before any work
+        with StopRequests():
+            scores = []
+            for label in dict.fromkeys(label for label, _ in docs):
+                texts = [t for lab, t in docs if lab == label]
+                scores += list(zip([i for i, (lab, _) in enumerate(docs) if lab == label],
+                                   model.score_documents(texts, label), strict=True))  # fmt: skip
+    except CharlstmError as error:
+        raise fail(error) from None
+    scores = [score for _, score in sorted(scores, key=lambda pair: pair[0])]
+    if as_jsonl:
+        write_out("".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in scores))
+        return
+    total = -sum(s.log_prob for s in scores)
+    predictions = sum(s.chars + 1 for s in scores)
+    loss = total / max(predictions, 1)
+    out.print(
+        f"{len(scores):,} documents: loss {loss:.4f} nats/char  bpc {loss / math.log(2):.4f} "
+        f"({predictions:,} predictions, each end included)"
+    )
 
 
 tasks_app = typer.Typer(help="Synthetic languages from the exploring-LSTMs experiments.")

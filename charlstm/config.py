@@ -70,7 +70,34 @@ class DataConfig:
         "char", "`char`: one id per code point seen; `byte`: 256 ids, reads any file"
     )
     # Contiguous, never shuffled: a shuffled split of overlapping text leaks.
-    val_fraction: float = setting(0.05, "the last fraction of the text is the validation split")
+    val_fraction: float = setting(
+        0.05,
+        "the last fraction of the text is the validation split (of documents: that share "
+        "of them, drawn at random)",
+    )
+    documents: Literal["lines", "paragraphs", "files", "records"] | None = setting(
+        None,
+        "split the corpus into documents, each ended by a reserved end id: `lines`, "
+        "`paragraphs` (blank-line separated), `files` (each file or archive member), "
+        "`records` (each record of JSON Lines / CSV / Parquet); null = one long text",
+    )
+    # Fresh: every document from the state sampling starts in (measured: bench/RESULTS.md 6).
+    document_state: Literal["fresh", "carried"] = setting(
+        "fresh",
+        "documents: `fresh` trains each from the document-start state; `carried` reads them "
+        "as one stream, the state carried across",
+    )
+    val_max_documents: int | None = setting(
+        None, "documents: at most this many held out (makemore holds out 10%, at most 1,000)"
+    )
+    label_separator: str | None = setting(
+        None,
+        "documents: each starts with a label and this separator (`label<TAB>text` lines: "
+        '`"\\t"`); the label becomes a control id, `sample --label` picks it',
+    )
+    label_field: str | None = setting(
+        None, "documents of records: the column holding each record's label"
+    )
     cache_dir: str | None = setting(
         None, "encoded-corpus cache; null = `$XDG_CACHE_HOME/charlstm` or `~/.cache/charlstm`"
     )
@@ -90,6 +117,33 @@ class DataConfig:
                 "(e.g. utf-8, latin-1, gbk, utf-16)"
             ) from None
         _require(self.field is None or bool(self.field), "data.field", "a column name", self.field)
+        for key in ("label_separator", "label_field"):
+            value = getattr(self, key)
+            _require(value is None or bool(value), f"data.{key}", "non-empty", value)
+            _require(
+                value is None or self.documents is not None,
+                f"data.{key}",
+                "unset unless data.documents is set",
+                value,
+            )
+        _require(
+            self.label_field is None or self.documents == "records",
+            "data.label_field",
+            "used with data.documents=records",
+            self.label_field,
+        )
+        _require(
+            self.label_separator is None or self.label_field is None,
+            "data.label_separator",
+            "unset when data.label_field is set",
+            self.label_separator,
+        )
+        _require(
+            self.val_max_documents is None or self.val_max_documents >= 1,
+            "data.val_max_documents",
+            ">= 1",
+            self.val_max_documents,
+        )
         _require(self.task_count >= 1, "data.task_count", ">= 1", self.task_count)
         _require(self.task_n_min >= 1, "data.task_n_min", ">= 1", self.task_n_min)
         _require(

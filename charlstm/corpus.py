@@ -29,9 +29,10 @@ from charlstm import tasks
 from charlstm.config import DataConfig
 from charlstm.errors import CorpusError
 from charlstm.progress import Work
+from charlstm.sources.documents import DocumentCutter, document_chunks, label_separator
 from charlstm.sources.read import Reader, bad_record_note
 from charlstm.sources.walk import REASONS, Listing, Skipped, check_single_file, walk
-from charlstm.vocab import Vocab
+from charlstm.vocab import END, LABEL_BASE, Vocab
 
 STDLIB = "python-stdlib"
 # Bytes decoded at a time (small files are read together up to this much): memory for
@@ -96,14 +97,14 @@ def load_corpus(cfg: DataConfig, console: Console | None = None, quiet: bool = F
     if entry is None:
         reader = Reader(cfg, listing.files, listing.root, strict)
         shown = EncodeProgress(listing.files, console, quiet)
-        key, entry = _encode(reader, cfg, folder, shown)
+        key, entry, notes = _encode(reader, cfg, folder, shown)
         note = bad_record_note(reader.records)
         remembered = {
             "skipped": [
                 [s.name, s.reason]
                 for s in sorted(listing.skipped + reader.skipped, key=lambda s: s.name)
             ],
-            "notes": [note] if note else [],
+            "notes": ([note] if note else []) + notes,
         }
         cache.remember_key(folder, fp, key, remembered)
     ids, vocab = entry
@@ -141,6 +142,11 @@ def settings_tag(cfg: DataConfig) -> str:
         parts.append(f"newlines={cfg.newlines}")
     if cfg.field is not None:
         parts.append(f"field={cfg.field}")
+    if cfg.documents is not None:
+        parts.append(f"documents={cfg.documents}")
+    for name in ("label_separator", "label_field"):
+        if getattr(cfg, name) is not None:
+            parts.append(f"{name}={getattr(cfg, name)!r}")
     return "".join(f"/{p}" for p in parts)
 
 
@@ -197,42 +203,76 @@ class EncodeProgress:
 
 def _encode(
     reader: Reader, cfg: DataConfig, folder: Path, shown: EncodeProgress
-) -> tuple[str, tuple[np.ndarray, Vocab]]:
-    """Pass 1 finds the content key, vocabulary and length; pass 2 (skipped when an entry
-    with that key exists: files touched, content unchanged) writes the ids file."""
+) -> tuple[str, tuple[np.ndarray, Vocab], list[str]]:
+    """Pass 1 finds the content key, vocabulary, labels and length; pass 2 (skipped when
+    an entry with that key exists: files touched, content unchanged) writes the ids
+    file. Also returns what the cutting into documents had to say."""
     digest = hashlib.sha256(
         f"charlstm-corpus/{cache.CACHE_VERSION}/{cfg.vocab}{settings_tag(cfg)}".encode()
     )
-    seen = np.zeros(0x110000, dtype=bool) if cfg.vocab == "char" else None
+    # END is past every code point: seen there too, then taken out of the characters.
+    seen = np.zeros(END + 1, dtype=bool) if cfg.vocab == "char" else None
+    labels: set[str] = set()
+
+    def first_pass_label(name: str) -> int:  # symbols are known only once all are seen
+        labels.add(name)
+        return END
+
     total = 0
     with shown.work("reading corpus") as work:
-        for symbols, raw, done in _symbol_chunks(reader, digest):
+        chunks, cutter = _chunks(reader, cfg, digest, first_pass_label)
+        for symbols, raw, done in chunks:
             if seen is not None:
                 seen[symbols] = True
             total += len(symbols)
             work.advance(raw, files=done)
+    notes = []
+    if cutter is not None:
+        cutter.check_labels(cfg.path, "data.label_separator")
+        notes = [cutter.note()] if cutter.note() else []
+        total -= 1  # the opening end symbol alone is no text
     if total == 0:
         passed = f" ({len(reader.skipped)} file(s) passed over)" if reader.skipped else ""
         raise CorpusError(
             f"corpus {cfg.path} is empty{passed}: give data.path a file with text in it"
         )
+    total += cutter is not None
     key = digest.hexdigest()[:32]
     entry = cache.read_entry(folder, key)
     if entry is not None:
-        return key, entry
+        return key, entry, notes
+    if seen is not None:
+        seen[END] = False
     vocab = Vocab.bytes() if seen is None else Vocab.from_code_points(np.flatnonzero(seen))
+    if cutter is not None:
+        vocab = vocab.with_documents(labels)
+    symbol_of = {name: LABEL_BASE + i for i, name in enumerate(vocab.labels)}
     table = np.zeros(max(vocab.code_points) + 1, dtype=vocab.dtype)
     table[list(vocab.code_points)] = np.arange(vocab.size)
     with shown.work("encoding corpus") as work:
 
         def ids() -> Iterator[np.ndarray]:
-            for symbols, raw, done in _symbol_chunks(reader):
-                if seen is not None and not seen[symbols].all():  # edited since pass 1
+            for symbols, raw, done in _chunks(reader, cfg, None, symbol_of.__getitem__)[0]:
+                if seen is not None and not _all_seen(seen, symbols):  # edited since pass 1
                     raise CorpusError(f"corpus {cfg.path} changed while it was being encoded")
                 yield table[symbols]
                 work.advance(raw, files=done)
 
-        return key, _write_entry(folder, key, vocab, total, ids())
+        return key, _write_entry(folder, key, vocab, total, ids()), notes
+
+
+def _all_seen(seen: np.ndarray, symbols: np.ndarray) -> bool:
+    text = symbols[symbols < END]
+    return bool(seen[text].all())
+
+
+def _chunks(reader: Reader, cfg: DataConfig, digest: Any | None, label_symbol):
+    """The symbol chunks of one pass, and the cutter that makes documents of them (None
+    for one long text)."""
+    if cfg.documents is None:
+        return _symbol_chunks(reader, digest), None
+    cutter = DocumentCutter(cfg.documents, label_separator(cfg), reader.byte_mode)
+    return document_chunks(reader.pieces(digest), cutter, label_symbol), cutter
 
 
 def in_vocab(corpus: Corpus, vocab: Vocab, cfg: DataConfig) -> Corpus:

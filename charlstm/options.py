@@ -63,6 +63,12 @@ class SampleSettings:
         None, "Beam search with this many beams: the likeliest text found (1 = greedy)."
     )
     best_of: int | None = option(None, "Draw this many samples, keep the likeliest.")
+    documents: int | None = option(
+        None, "Document models: write this many whole documents, one per line."
+    )
+    unique: bool = option(False, "Documents: drop repeats.")
+    novel: bool = option(False, "Documents: drop those found verbatim in the training corpus.")
+    label: str | None = option(None, "Labelled document models: generate for this label.")
 
     def __post_init__(self) -> None:
         _check(
@@ -95,6 +101,23 @@ class SampleSettings:
                 (
                     (self.beam is None and self.best_of is None) or self.num_samples == 1,
                     "--beam and --best-of return one text: leave --num-samples at 1",
+                ),
+                (
+                    self.documents is None or self.documents >= 1,
+                    f"--documents must be >= 1 (got {self.documents})",
+                ),
+                (
+                    self.documents is None or (self.beam is None and self.best_of is None),
+                    "--beam and --best-of return one document: leave out --documents",
+                ),
+                (
+                    self.documents is None or (self.num_samples == 1 and self.stop is None),
+                    "--documents N counts the documents and each ends at its end token: leave "
+                    "out --num-samples and --stop",
+                ),
+                (
+                    self.documents is not None or not (self.unique or self.novel),
+                    "--unique and --novel choose among documents: give --documents N",
                 ),
             ]
         )

@@ -5,7 +5,8 @@ of the generated characters given the prime, and, to compare texts of different
 lengths (a stop string ends some early), the mean per character, i.e. bits per
 character. char-rnn and torch-rnn users have long asked for both (char-rnn #138,
 torch-rnn #113): a sample drawn at temperature T is one guess; these look for likelier
-text.
+text. A document model searches for a whole document: from the document start, ending
+at the end id (its probability counted too), or at `length` characters.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from charlstm import interrupt
+from charlstm.make import document_context, make_documents
 from charlstm.model import CharRNN, State
 from charlstm.options import SampleSettings
 from charlstm.sample import generate, prime_context
@@ -26,16 +28,18 @@ from charlstm.vocab import Vocab
 @dataclass(frozen=True)
 class Scored:
     text: str  # the prime, then what was generated
-    log_prob: float  # ln P(generated | prime), nats
+    log_prob: float  # ln P(generated | prime), nats (with the end of a document)
     chars: int  # characters generated (after the prime)
+    ended: bool = False  # a document that drew its end id
 
     @property
     def bpc(self) -> float:
-        return -self.log_prob / max(self.chars, 1) / math.log(2)
+        return -self.mean_log_prob / math.log(2)
 
     @property
     def mean_log_prob(self) -> float:
-        return self.log_prob / max(self.chars, 1)
+        """Per prediction: each character, and a document's end."""
+        return self.log_prob / max(self.chars + self.ended, 1)
 
 
 def _select(state: State, rows: torch.Tensor) -> State:
@@ -69,7 +73,8 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
     was_training = model.training
     model.eval()
     try:
-        shown_prime, context = prime_context(vocab, prime, settings.unknown)
+        shown_prime, context = _context(vocab, prime, settings)
+        end = vocab.end_id
         state = None
         if len(context) > 1:
             _, state = model(torch.tensor([context[:-1]], device=device), state)
@@ -89,10 +94,13 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
             scores = top.values
             state = _select(state, torch.tensor(rows, device=device))
             last = chars[:, None]
-            if settings.stop is not None:
+            if settings.stop is not None or end is not None:
                 keep = []
                 for i, ids in enumerate(beams):
-                    text, stopped = _cut_at_stop(vocab.decode(ids), settings.stop)
+                    if end is not None:
+                        text, stopped = vocab.decode(ids), ids[-1] == end
+                    else:
+                        text, stopped = _cut_at_stop(vocab.decode(ids), settings.stop)
                     if stopped:
                         finished.append((float(scores[i]), ids, text))
                     else:
@@ -107,9 +115,11 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
                     state = _select(state, index)
         ended = zip(scores.tolist(), beams, strict=True)
         finished += [(score, ids, vocab.decode(ids)) for score, ids in ended]
+        # per prediction; a document's end is one of its predictions
         best = max(finished, key=lambda f: f[0] / max(len(f[1]), 1))
         log_prob, ids, text = best
-        return Scored(shown_prime + text, log_prob, len(ids))
+        ended = end is not None and bool(ids) and ids[-1] == end
+        return Scored(shown_prime + text, log_prob, len(ids) - ended, ended)
     finally:
         model.train(was_training)
 
@@ -145,9 +155,19 @@ def continuation_log_probs(
     return [(total, len(row)) for total, row in zip(totals, rows, strict=True)]
 
 
+def _context(vocab: Vocab, prime: str, settings: SampleSettings) -> tuple[str, list[int]]:
+    if vocab.documents:
+        return document_context(vocab, prime, settings)
+    return prime_context(vocab, prime, settings.unknown)
+
+
 def best_of(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings) -> Scored:
     """`settings.best_of` samples drawn together (with the settings' temperature, top-k,
     top-p and seed), and the likeliest of them by bits per character."""
+    if vocab.documents:
+        made = make_documents(model, vocab, settings, prime, count=settings.best_of)
+        scored = [Scored(m.text, m.log_prob, m.chars, m.ended) for m in made]
+        return min(scored, key=lambda s: s.bpc)
     draws = replace(settings, num_samples=settings.best_of, best_of=None)
     texts = generate(model, vocab, prime, draws)
     shown_prime, _ = prime_context(vocab, prime, settings.unknown)

@@ -39,6 +39,12 @@ CHUNK_BYTES = 8 << 20
 MAX_BAD_RECORDS = 0.01
 # Between records: each record is a document of its own, ended by a newline.
 RECORD_END = "\n"
+# With data.documents set, where one document ends and the next begins (after each
+# file, archive member and record): a character that the text itself then never
+# holds (NUL is dropped from documents), so documents.py can cut the stream at it.
+BOUNDARY = "\0"
+# Between a record's label and its text (data.label_field), for the same reason.
+LABEL_MARK = "\x1f"
 # csv's own limit (128 KiB a field) is far below a long document's length.
 csv.field_size_limit(2**31 - 1)
 
@@ -124,6 +130,8 @@ class Reader:
         self.root = root
         self.strict = strict
         self.byte_mode = cfg.vocab == "byte"
+        self.documents = cfg.documents is not None
+        self.boundary = self._same_kind(BOUNDARY) if self.documents else self._empty()
         # In UTF-16 and UTF-32 text NUL bytes are ordinary; there only decoding decides.
         self.nul_is_binary = not codecs.lookup(cfg.encoding).name.startswith(("utf-16", "utf-32"))
         self.skipped: list[Skipped] = []
@@ -146,7 +154,8 @@ class Reader:
                         if size < CHUNK_BYTES:
                             data = handle.read()
                             content = self._whole(name, data, digest, plain=True)
-                            yield Piece(self._empty() if content is None else content, len(data), 1)
+                            content = self._empty() if content is None else content + self.boundary
+                            yield Piece(content, len(data), 1)
                             continue
                     counted = Counting(handle)
                     yield from self._file(path, name, kind, counted, digest)
@@ -156,6 +165,19 @@ class Reader:
 
     def _empty(self) -> str | bytes:
         return b"" if self.byte_mode else ""
+
+    def _same_kind(self, text: str) -> str | bytes:
+        return text.encode() if self.byte_mode else text
+
+    def _document_text(self, content: str | bytes) -> str | bytes:
+        """Text as a document holds it: without the characters that mark boundaries."""
+        if not self.documents:
+            return content
+        for mark in (BOUNDARY, LABEL_MARK):
+            mark = mark.encode() if isinstance(content, bytes) else mark
+            if mark in content:
+                content = content.replace(mark, self._empty())
+        return content
 
     def _file(self, path: Path, name: str, kind: FileType, raw: Counting, digest):
         if kind.records == "parquet":
@@ -233,6 +255,8 @@ class Reader:
             yield from self._records(name, kind.records, stream, raw, digest)
         else:
             yield from self._text(name, stream, raw, digest, size)
+        if self.documents:  # a file or member ends a document
+            yield Piece(self.boundary, 0, 0)
 
     def _text(self, name: str, stream: IO[bytes], raw, digest, size: int | None) -> Iterator[Piece]:
         """A text file (or member, or decompressed stream) chunk by chunk. `size`: of a
@@ -272,7 +296,7 @@ class Reader:
         if self.byte_mode:
             content = self._lf_bytes(data)
             self._digest(digest, name, content, plain=plain and content is data)
-            return content
+            return self._document_text(content)
         try:
             text = data.decode(self.cfg.encoding)
         except UnicodeDecodeError as err:
@@ -283,7 +307,7 @@ class Reader:
             self._digest(digest, name, data, plain=True)
         else:
             self._digest(digest, name, text.encode("utf-8", "surrogatepass"), plain=False)
-        return text
+        return self._document_text(text)
 
     def _long_text(self, name, head: bytes, stream, raw, digest, size: int | None):
         """A file longer than a chunk: decoded incrementally. An error past the first
@@ -325,7 +349,7 @@ class Reader:
                     digest.update(chunk)
                 else:
                     digest.update(content.encode("utf-8", "surrogatepass"))
-            yield Piece(content, raw.take(), 0)
+            yield Piece(self._document_text(content), raw.take(), 0)
             offset += len(chunk)
             first, chunk = False, nxt
 
@@ -408,6 +432,16 @@ class Reader:
             )
         return wanted
 
+    def _label_field(self, name: str, columns: list[str]) -> str | None:
+        wanted = self.cfg.label_field
+        if wanted is not None and wanted not in columns:
+            shown = ", ".join(columns[:20]) or "none"
+            raise CorpusError(
+                f"{self._shown(name)} has no {wanted!r} column: set data.label_field to the "
+                f"column that holds the labels (columns: {shown})"
+            )
+        return wanted
+
     def _jsonl_values(self, name, text: IO[str], count: RecordCount) -> Iterator[Any]:
         field = None
         for line_number, line in enumerate(text, 1):
@@ -422,20 +456,30 @@ class Reader:
                     "Lines holds one JSON object per line"
                 ) from None
             if field is None:
-                field = self._field(name, list(record) if isinstance(record, dict) else [])
-            yield record.get(field) if isinstance(record, dict) else None
+                columns = list(record) if isinstance(record, dict) else []
+                field, label = self._field(name, columns), self._label_field(name, columns)
+            if not isinstance(record, dict):
+                yield None
+            else:
+                text = record.get(field)
+                yield text if label is None else (record.get(label), text)
 
     def _csv_values(self, name, text: IO[str], delimiter: str, count) -> Iterator[Any]:
         try:
             rows = csv.reader(text, delimiter=delimiter)
             header = next(rows, [])
-            field = self._field(name, header)
+            field, label = self._field(name, header), self._label_field(name, header)
             index = header.index(field)
+            at = header.index(label) if label is not None else None
             for row in rows:
                 if not row:
                     continue
                 count.total += 1
-                yield row[index] if index < len(row) else None
+                text = row[index] if index < len(row) else None
+                if at is None:
+                    yield text
+                else:
+                    yield (row[at] if at < len(row) else None), text
         except csv.Error as err:
             raise CorpusError(f"{self._shown(name)} is not readable CSV ({err})") from None
 
@@ -459,15 +503,20 @@ class Reader:
                 f"{path}: column {field!r} holds {kind}, not text: set data.field to a text "
                 f"column (columns: {', '.join(columns[:20])})"
             )
+        label = self._label_field(name, columns)
         count = RecordCount(name)
         self.records.append(count)
 
         def values() -> Iterator[Any]:
             # One row group's batch at a time: a file of gigabytes is never loaded whole.
-            for batch in table.iter_batches(batch_size=16384, columns=[field]):
+            wanted = [field] if label is None else [field, label]
+            for batch in table.iter_batches(batch_size=16384, columns=wanted):
                 column = batch.column(0).to_pylist()
                 count.total += len(column)
-                yield from column
+                if label is None:
+                    yield from column
+                else:
+                    yield from zip(batch.column(1).to_pylist(), column, strict=True)
 
         yield from self._record_pieces(name, values(), raw, digest, on_disk=path.stat().st_size)
         self._check_bad(count)
@@ -478,13 +527,22 @@ class Reader:
             digest.update(f"\0{name}\0records\0{self.cfg.field}\0".encode())
         buffer: list[str] = []
         size = 0
+        end = BOUNDARY if self.documents else RECORD_END
         for value in values:
+            label = None
+            if isinstance(value, tuple):  # (label, text): data.label_field
+                label, value = value
+                if not isinstance(label, str):
+                    value = None
             if not isinstance(value, str):
                 count.bad += 1
                 continue
             if self.cfg.newlines == "lf" and "\r" in value:
                 value = value.replace("\r\n", "\n").replace("\r", "\n")
-            buffer.append(value + RECORD_END)
+            value = self._document_text(value)
+            if label is not None:
+                value = self._document_text(label) + LABEL_MARK + value
+            buffer.append(value + end)
             size += len(value) + 1
             if size >= CHUNK_BYTES:
                 yield self._record_piece(buffer, raw, digest)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -24,6 +25,7 @@ from charlstm.checkpoint import Checkpoint
 from charlstm.config import Config, TrainConfig
 from charlstm.corpus import Corpus, in_vocab, load_corpus
 from charlstm.device import pick_device, seed_everything, training_precision
+from charlstm.documents import score_split, split_documents
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.evaluate import evaluate_ids
 from charlstm.interrupt import Interrupted, StopRequests, interrupted
@@ -40,7 +42,7 @@ from charlstm.options import SampleSettings
 from charlstm.rundir import BEST, LAST, RunDir
 from charlstm.sample import generate
 from charlstm.training.averaging import WeightAverage
-from charlstm.training.batches import TBPTTBatches
+from charlstm.training.batches import IGNORED, DocumentBatches, TBPTTBatches
 from charlstm.training.budget import Budget, fits_budget
 from charlstm.training.distributed import Ranks
 from charlstm.training.finetune import Base, grown_weights, load_base, with_model_of
@@ -218,17 +220,51 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         corpus = in_vocab(corpus, self.vocab, cfg.data)
         self.vocab = corpus.vocab
+        streams = self.ranks.my_streams(t.batch_size)
+        self.local_batch = streams.stop - streams.start
+        self.split = None
+        if self.vocab.documents:
+            self._setup_documents(corpus, streams)
+            return
         train_ids, val_ids = corpus.split(cfg.data.val_fraction)
         self.sample_prime = _sample_prime(cfg.log.sample_prime, self.vocab, train_ids)
         # The same stretch every time (see TrainConfig.eval_chars); +1: targets of the last.
         self.val_ids = val_ids[: t.eval_chars + 1] if t.eval_chars else val_ids
-        streams = self.ranks.my_streams(t.batch_size)
-        self.local_batch = streams.stop - streams.start
+        self.val_chars = len(self.val_ids) - 1
         self.batches = TBPTTBatches(train_ids, t.batch_size, t.bptt, self.device, streams)
         self.corpus_note = (
             f"{corpus.source}: {len(corpus.ids):,} chars in {corpus.num_files} file(s), "
             f"vocab {self.vocab.size} ({self.vocab.mode}), {len(train_ids):,} train / "
             f"{len(val_ids):,} val"
+        )
+
+    def _setup_documents(self, corpus: Corpus, streams: slice) -> None:
+        """Whole documents: read from their start (fresh) or as one stream (carried);
+        validation scores each held-out document from its start, as sampling begins."""
+        cfg, t = self.cfg, self.cfg.train
+        split = self.split = split_documents(corpus.ids, self.vocab, cfg.data)
+        self.sample_prime = ""
+        val = split.val
+        if t.eval_chars:  # the same documents every time, about eval_chars of them
+            within = np.cumsum(split.lengths[val] - 1) <= t.eval_chars
+            val = val[: max(1, int(within.sum()))]
+        self.val_docs = val
+        self.val_chars = int((split.lengths[val] - 1).sum())
+        labels = self.vocab.label_ids
+        if cfg.data.document_state == "fresh":
+            self.batches = DocumentBatches(
+                split, t.batch_size, t.bptt, self.device, streams, t.seed, labels
+            )
+        else:
+            self.batches = TBPTTBatches(
+                split.train_stream(), t.batch_size, t.bptt, self.device, streams, labels
+            )
+        self.corpus_note = (
+            f"{corpus.source}: {len(split.starts):,} documents ({cfg.data.documents}, "
+            f"{cfg.data.document_state} state) in {corpus.num_files} file(s), vocab "
+            f"{self.vocab.size} ({self.vocab.mode}"
+            + (f", {len(self.vocab.labels)} labels" if self.vocab.labels else "")
+            + f"), {len(split.train):,} train / {len(split.val):,} val documents"
         )
 
     def _setup_model(self, base: Base | None) -> None:
@@ -306,8 +342,7 @@ class Trainer:
         recorded = resume.schedule_steps if resume is not None else None
         changed = resume is not None and resume.config.train.max_seconds != t.max_seconds
         chars_per_step = self.batches.chars_per_window * self.ranks.world
-        val_chars = len(self.val_ids) - 1
-        self.budget = Budget(t, val_chars, chars_per_step, recorded, refit=changed)
+        self.budget = Budget(t, self.val_chars, chars_per_step, recorded, refit=changed)
 
     def _release_lock(self) -> None:
         if self.lock is not None:
@@ -379,13 +414,21 @@ class Trainer:
         window = self.batches.window(self.step)
         if window.starts_epoch or self.state is None:
             self.state = self.model.init_state(self.local_batch, self.device)
+        if window.fresh_rows is not None:  # rows beginning a document start from zero
+            self.state = keep_if(
+                window.fresh_rows[None, :, None],
+                self.model.init_state(self.local_batch, self.device),
+                self.state,
+            )
         lr = lr_at(self.step, self.cfg.train, self.budget_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with self.autocast:
             logits, state = self.net(window.inputs, self.state)
         loss = F.cross_entropy(
-            logits.float().reshape(-1, self.vocab.size), window.targets.reshape(-1)
+            logits.float().reshape(-1, self.vocab.size),
+            window.targets.reshape(-1),
+            ignore_index=IGNORED,
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -579,12 +622,15 @@ class Trainer:
     def _validate(self, live: _Live) -> None:
         log = self.cfg.log
         with self.average.applied() if self.average is not None else nullcontext():
-            result = evaluate_ids(self.model, self.val_ids, streams=self.cfg.train.eval_streams)
+            if self.split is not None:
+                result, _ = score_split(self.model, self.vocab, self.split, self.val_docs)
+            else:
+                result = evaluate_ids(self.model, self.val_ids, streams=self.cfg.train.eval_streams)
             if self.is_main:  # the one sample of the run's log
                 settings = SampleSettings(
                     length=log.sample_length, temperature=log.sample_temperature, seed=self.step
                 )
-                text = generate(self.model, self.vocab, self.sample_prime, settings)[0]
+                text = self._log_sample(settings)
         self.last_val_loss = result.loss
         improved = result.loss < self.best_val_loss
         if improved:  # saved outside the block: a checkpoint's `model` is the raw weights
@@ -597,6 +643,14 @@ class Trainer:
             f"step {self.step}: val loss {result.loss:.4f} bpc {result.bpc:.4f} "
             f"on {result.chars:,} chars" + (" (best, saved best.pt)" if improved else "")
         )
+
+    def _log_sample(self, settings: SampleSettings) -> str:
+        if self.split is None:
+            return generate(self.model, self.vocab, self.sample_prime, settings)[0]
+        from charlstm.make import make_documents
+
+        made = make_documents(self.model, self.vocab, replace(settings, num_samples=8))
+        return "\n".join(d.text for d in made)
 
     def _prepare_out_dir(self) -> None:
         try:

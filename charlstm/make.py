@@ -1,0 +1,197 @@
+"""Making more of something: whole new documents from a document model, as makemore
+does, with the repeats and the copies of the training list told apart.
+
+Every document starts where training started each one (the zero state, then the end
+id of the document before, the label, the prime) and ends when the model draws the
+end id, or at `length` characters. All documents of a round are drawn side by side as
+one batch; each one's log-probability is the model's own (temperature 1) of its
+characters and its end, so documents compare by bits per character whatever the
+temperature they were drawn at.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+from charlstm import interrupt
+from charlstm.errors import CharlstmError
+from charlstm.model import CharRNN
+from charlstm.options import SampleSettings
+from charlstm.sample import Sampler, one_char_steps
+from charlstm.vocab import Vocab
+
+# Steps drawn between checks whether every document has ended (each check waits for
+# the device).
+CHECK_EVERY = 16
+# --unique / --novel give up after drawing this many times the documents asked for.
+MAX_DRAWS_PER_DOCUMENT = 50
+ROUND_MAX = 1024  # documents drawn side by side at most
+
+
+@dataclass(frozen=True)
+class Made:
+    text: str  # the prime, then what was generated
+    log_prob: float  # ln P(generated characters and the end | start, prime), nats
+    chars: int  # characters generated after the prime
+    ended: bool  # drew the end id (False: cut at --length)
+    label: str | None = None
+
+    @property
+    def bpc(self) -> float:
+        """Bits per prediction: each generated character, and the end when drawn."""
+        return -self.log_prob / max(self.chars + self.ended, 1) / math.log(2)
+
+    def to_dict(self) -> dict:
+        row = {"text": self.text}
+        if self.label is not None:
+            row["label"] = self.label
+        return row | {
+            "log_prob": self.log_prob,
+            "bpc": self.bpc,
+            "chars": self.chars,
+            "ended": self.ended,
+        }
+
+
+@dataclass(frozen=True)
+class Known:
+    """The documents a model was trained on and those held out, for telling new ones."""
+
+    train: frozenset[str]
+    val: frozenset[str]
+
+    def where(self, text: str) -> str:
+        if text in self.train:
+            return "train"
+        return "val" if text in self.val else "new"
+
+
+@dataclass
+class Tally:
+    """What was drawn: how many in all, repeats, and how many were training, held-out
+    or new documents (counted once per distinct text, as makemore reports)."""
+
+    drawn: int = 0
+    repeats: int = 0
+    places: dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0, "new": 0})
+
+    def line(self) -> str:
+        p = self.places
+        return (
+            f"{self.drawn:,} document(s) drawn, {self.repeats:,} repeat(s); of the distinct: "
+            f"{p['train']:,} in the training split, {p['val']:,} held out, {p['new']:,} new"
+        )
+
+
+def document_context(vocab: Vocab, prime: str, settings: SampleSettings) -> tuple[str, list[int]]:
+    """The prime as read (skipped characters dropped) and the ids each document is
+    conditioned on: the document start, its label, then the prime."""
+    start = vocab.document_start(settings.label)
+    prime = vocab.encode(prime, unknown=settings.unknown).tolist() if prime else []
+    return vocab.decode(prime), start + prime
+
+
+@torch.no_grad()
+def make_documents(
+    model: CharRNN,
+    vocab: Vocab,
+    settings: SampleSettings,
+    prime: str = "",
+    count: int | None = None,
+) -> list[Made]:
+    """`count` documents (default settings.documents or num_samples), drawn as one batch,
+    each beginning with the prime."""
+    count = count or settings.documents or settings.num_samples
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        shown_prime, context = document_context(vocab, prime, settings)
+        sampler = Sampler(settings)
+        state = None
+        if len(context) > 1:
+            _, state = model(torch.tensor(context[:-1], device=device).expand(count, -1), state)
+        last = torch.full((count, 1), context[-1], dtype=torch.long, device=device)
+        ended = torch.zeros(count, dtype=torch.bool, device=device)
+        drawn, log_probs = [], []
+        for step in range(settings.length + 1):  # the end may follow the last character
+            interrupt.check("sampling")
+            with one_char_steps(device):
+                logits, state = model(last, state)
+            logits = logits[:, -1]
+            choice = sampler(logits)
+            own = F.log_softmax(logits.double(), dim=-1)
+            picked = own.gather(1, choice[:, None]).squeeze(1)
+            log_probs.append(torch.where(ended, torch.zeros_like(picked), picked))
+            drawn.append(choice)
+            ended = ended | (choice == vocab.end_id)
+            last = choice[:, None]
+            if step % CHECK_EVERY == CHECK_EVERY - 1 and bool(ended.all()):  # waits
+                break
+        return _finish(vocab, settings, shown_prime, drawn, log_probs)
+    finally:
+        model.train(was_training)
+
+
+def _finish(vocab, settings, shown_prime, drawn, log_probs) -> list[Made]:
+    ids = torch.stack(drawn, dim=1).tolist()  # waits for the device
+    lps = torch.stack(log_probs, dim=1).tolist()
+    made = []
+    for row, row_lp in zip(ids, lps, strict=True):
+        # drawn: up to length characters, then one more draw that may be the end
+        ended = vocab.end_id in row
+        n = row.index(vocab.end_id) if ended else min(len(row), settings.length)
+        text = vocab.decode(row[:n])
+        chars = n
+        log_prob = sum(row_lp[: n + ended])
+        made.append(Made(shown_prime + text, log_prob, chars, ended, settings.label))
+    return made
+
+
+def sample_documents(
+    model: CharRNN,
+    vocab: Vocab,
+    settings: SampleSettings,
+    prime: str = "",
+    known: Known | None = None,
+) -> tuple[list[Made], Tally]:
+    """settings.documents documents, in the order drawn: with `unique` no text twice,
+    with `novel` none of the training split's (which `known` must then hold). Drawn
+    in rounds (the seed moves on by one each round) until there are enough, or
+    MAX_DRAWS_PER_DOCUMENT times as many have been drawn (then fewer come back)."""
+    wanted = settings.documents or 1
+    if settings.novel and known is None:
+        raise CharlstmError("--novel needs the training corpus, to tell which are new")
+    tally, kept, seen = Tally(), [], set()
+    round_ = 0
+    while len(kept) < wanted and tally.drawn < wanted * MAX_DRAWS_PER_DOCUMENT:
+        need = wanted - len(kept)
+        size = need if not (settings.unique or settings.novel) else min(ROUND_MAX, 2 * need + 8)
+        seed = settings.seed + round_ if settings.seed is not None else None
+        batch = make_documents(model, vocab, replace(settings, seed=seed), prime, size)
+        round_ += 1
+        for made in batch:
+            tally.drawn += 1
+            text = made.text
+            repeat = text in seen
+            if repeat:
+                tally.repeats += 1
+            else:
+                seen.add(text)
+                if known is not None:
+                    tally.places[known.where(text)] += 1
+            if len(kept) >= wanted:
+                continue
+            if (settings.unique and repeat) or (settings.novel and known.where(text) == "train"):
+                continue
+            kept.append(made)
+    return kept, tally
+
+
+def known_documents(texts_train: Iterable[str], texts_val: Iterable[str]) -> Known:
+    return Known(frozenset(texts_train), frozenset(texts_val))
