@@ -172,8 +172,12 @@ class Model:
             raise CharlstmError(
                 "this model was not trained on documents (data.documents): use sample()"
             )
-        if known is None and settings.novel:
-            known = self.known_documents()
+        if known is None:
+            try:
+                known = self.known_documents()
+            except CharlstmError:  # the corpus is not here: nothing to tell new ones by
+                if settings.novel:
+                    raise
         made, self.last_tally = sample_documents(self.net, self.vocab, settings, prime, known)
         return made
 

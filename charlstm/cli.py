@@ -228,19 +228,12 @@ def sample(
 def _documents(model, count: int, options: dict, settings: SampleSettings, as_jsonl: bool):
     """Documents drawn, and on stderr what was drawn: repeats, and how many were
     training, held-out and new documents (when the training corpus is at hand)."""
-    known = None
-    try:
-        known = model.known_documents()
-    except CharlstmError:
-        if settings.novel:
-            raise
     options = {k: v for k, v in options.items() if k not in ("num_samples", "stop")}
     made = model.sample_documents(
-        count, known=known, unique=settings.unique, novel=settings.novel, label=settings.label,
-        **options,
-    )  # fmt: skip
+        count, unique=settings.unique, novel=settings.novel, label=settings.label, **options
+    )
     tally = model.last_tally
-    if known is None:
+    if not tally.told:
         err.print(f"{tally.drawn:,} document(s) drawn, {tally.repeats:,} repeat(s) (the "
                   "training corpus is not here to tell new ones)", markup=False)  # fmt: skip
     else:

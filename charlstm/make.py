@@ -78,6 +78,7 @@ class Tally:
 
     drawn: int = 0
     repeats: int = 0
+    told: bool = False  # whether the training documents were at hand to tell new ones
     places: dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0, "new": 0})
 
     def line(self) -> str:
@@ -167,7 +168,7 @@ def sample_documents(
     wanted = settings.documents or 1
     if settings.novel and known is None:
         raise CharlstmError("--novel needs the training corpus, to tell which are new")
-    tally, kept, seen = Tally(), [], set()
+    tally, kept, seen = Tally(told=known is not None), [], set()
     round_ = 0
     while len(kept) < wanted and tally.drawn < wanted * MAX_DRAWS_PER_DOCUMENT:
         need = wanted - len(kept)
