@@ -52,6 +52,9 @@ def model_data(model: Model, precision: str) -> dict:
         "embedding": m.embedding_dim,
         "mode": model.vocab.mode,
         "vocab": list(model.vocab.code_points),
+        # a document model: its end id, and each label's id, by name
+        "end": model.vocab.end_id,
+        "labels": {name: model.vocab.label_id(name) for name in model.vocab.labels},
         "precision": precision,
         "tensors": offsets,
         "data": base64.b64encode(b"".join(chunks)).decode("ascii"),

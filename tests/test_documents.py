@@ -25,6 +25,7 @@ from charlstm.options import SampleSettings
 from charlstm.sources.documents import DocumentCutter, document_symbols
 from charlstm.training.trainer import Trainer
 from charlstm.vocab import END, Vocab
+from tests.test_export import export, needs_chromium, page_text
 
 # A tiny grammar of names: two to four syllables, each a consonant and a vowel.
 NAME = re.compile(r"(?:[bdkm][aoi]){2,4}")
@@ -135,8 +136,8 @@ def test_a_corpus_of_lines_reads_as_documents_with_a_reserved_end_id(tmp_path):
     vocab = corpus.vocab
     assert vocab.documents and vocab.decode([vocab.end_id]) == ""
     assert set(vocab.decode(range(vocab.size))) == set("abcd")  # the end is no character
-    assert corpus.ids.tolist() == vocab.document_start() + [0, 1, vocab.end_id, 2, 3,
-                                                             vocab.end_id, 0, 1, vocab.end_id]  # fmt: skip
+    end = vocab.end_id
+    assert corpus.ids.tolist() == [end, 0, 1, end, 2, 3, end, 0, 1, end]
     assert Vocab.from_dict(vocab.to_dict()) == vocab
 
 
@@ -182,8 +183,8 @@ def test_the_held_out_split_is_whole_documents_drawn_at_random(tmp_path):
     assert split.val.max() - split.val.min() > 1500  # spread over the list, not its tail
     held = split.texts(corpus.vocab, split.val)
     assert all(re.fullmatch(r"w\d{4}", t) for t in held)
-    capped = Config.from_dict({}, [f"data.path={path}", "data.documents=lines",
-                                   "data.val_fraction=0.5", "data.val_max_documents=150"])  # fmt: skip
+    keys = [f"data.path={path}", "data.documents=lines", "data.val_max_documents=150"]
+    capped = Config.from_dict({}, [*keys, "data.val_fraction=0.5"])
     assert len(split_documents(corpus.ids, corpus.vocab, capped.data).val) == 150
 
 
@@ -390,3 +391,39 @@ def test_the_end_id_is_kept_in_the_checkpoint(names_run):
     vocab = Vocab.from_dict(saved["vocab"])
     assert vocab.end_id == vocab.size - 1 and END in vocab.code_points
     assert np.all(np.asarray(vocab.code_points[:-1]) < END)
+
+
+# -- the exported page ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_page_makes_whole_documents_and_searches_as_the_cli_does(names_run, tmp_path):
+    export(names_run, tmp_path / "names.html", "--precision", "fp32")
+    page = tmp_path / "names.html"
+    made = page_text(page, "autorun=make&count=20&seed=1&temperature=0.7", tmp_path).split("\n")
+    assert len(made) == 20 and all(NAME.fullmatch(m) for m in made), made
+    model = charlstm.load(names_run)
+    for width in (1, 3):
+        shown = page_text(page, f"search=beam&width={width}&autorun=1", tmp_path)
+        assert shown == model.search(beam=width).text
+    best = page_text(page, "search=best-of&width=6&seed=2&autorun=1", tmp_path)
+    assert NAME.fullmatch(best)
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_page_searches_a_model_of_one_long_text_as_the_cli_does(trained_run, tmp_path):
+    export(trained_run, tmp_path / "text.html", "--precision", "fp32")
+    shown = page_text(tmp_path / "text.html", "prime=the&length=40&search=beam&width=3&autorun=1",
+                      tmp_path)  # fmt: skip
+    assert shown == charlstm.load(trained_run).search(prime="the", length=40, beam=3).text
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_label_in_the_page_steers_its_documents(labels_run, tmp_path):
+    export(labels_run, tmp_path / "labels.html")
+    up = page_text(tmp_path / "labels.html", "autorun=make&count=10&seed=3&label=up", tmp_path)
+    low = page_text(tmp_path / "labels.html", "autorun=make&count=10&seed=3&label=low", tmp_path)
+    assert set(up) <= set("ABC\n") and set(low) <= set("xyz\n")

@@ -132,12 +132,22 @@
     }
     return { ids, unknown: [...unknown] };
   }
+  // Symbols past U+10FFFF are reserved ids (a document's end, labels): no text.
+  const RESERVED = 0x110000;
   function decoder() {
-    if (M.mode !== "byte") return (id) => String.fromCodePoint(M.vocab[id]);
+    if (M.mode !== "byte")
+      return (id) => (M.vocab[id] >= RESERVED ? "" : String.fromCodePoint(M.vocab[id]));
     const utf8 = new TextDecoder("utf-8");
-    return (id) => utf8.decode(Uint8Array.of(M.vocab[id]), { stream: true });
+    return (id) => (M.vocab[id] >= RESERVED ? ""
+                                            : utf8.decode(Uint8Array.of(M.vocab[id]), { stream: true }));
   }
   const lineStart = [10, 32].map((cp) => idOf.get(cp)).find((id) => id !== undefined) ?? 0;
+  // A document model starts every document from its end id (then the label's id).
+  const END = M.end;
+  function startIds(opts) {
+    if (END === null) return [];
+    return opts.label in M.labels ? [END, M.labels[opts.label]] : [END];
+  }
 
   // -- choosing the next character ----------------------------------------------------------
   function mulberry32(seed) {
@@ -181,22 +191,124 @@
   }
 
   // -- generation: a whole text at once, or streamed into the page ---------------------------
-  function* characters(opts) {
+  function primed(opts) {
     const { ids, unknown } = encode(opts.prime);
     $("notice").textContent = unknown.length
       ? `left out of the prime (not in the vocabulary): ${unknown.join(" ")}` : "";
+    const context = [...startIds(opts), ...ids];
+    return { ids, context: context.length ? context : [lineStart] };
+  }
+
+  function* characters(opts) {
+    const { ids, context } = primed(opts);
     const decode = decoder();
-    const prime = ids.map(decode).join("");
-    yield prime;
+    yield ids.map(decode).join("");
     const state = newState();
-    const context = ids.length ? ids : [lineStart];
     for (const id of context) step(state, id);
     const random = mulberry32(opts.seed);
     for (let n = 0; n < opts.length; n++) {
       const next = choose(opts, random);
+      if (next === END) break; // a document ends here
       yield decode(next);
       step(state, next);
     }
+  }
+
+  // -- search: the model's own probabilities (temperature 1), compared per prediction ------
+  function logSoftmax(values) {
+    let top = -Infinity;
+    for (const v of values) if (v > top) top = v;
+    let total = 0;
+    for (const v of values) total += Math.exp(v - top);
+    const shift = top + Math.log(total);
+    return Float64Array.from(values, (v) => v - shift);
+  }
+
+  // ln P of each id of `ids` after `context`, the end of a document included
+  function logProbOf(context, ids) {
+    const state = newState();
+    for (const id of context) step(state, id);
+    let total = 0;
+    for (const id of ids) {
+      total += logSoftmax(logits)[id];
+      step(state, id);
+    }
+    return total;
+  }
+
+  function copyState(state) {
+    return state.map((s) => ({ h: s.h.slice(), c: s.c.slice() }));
+  }
+
+  // Beam search as `charlstm sample --beam K`: the `width` likeliest prefixes at every
+  // character, up to `length` or a document's end; greedy's text is kept when likelier.
+  function beam(opts, width) {
+    const { ids, context } = primed(opts);
+    const decode = decoder();
+    const run = (k) => {
+      const start = newState();
+      for (const id of context.slice(0, -1)) step(start, id);
+      let beams = [{ ids: [], score: 0, state: start, last: context[context.length - 1] }];
+      const finished = [];
+      for (let n = 0; n < opts.length && beams.length; n++) {
+        const candidates = [];
+        for (const b of beams) {
+          const state = copyState(b.state);
+          step(state, b.last);
+          const lp = logSoftmax(logits);
+          for (let v = 0; v < V; v++) candidates.push({ from: b, state, id: v, score: b.score + lp[v] });
+        }
+        // ties broken by the lower flat index, as torch.topk does on a CPU
+        candidates.sort((a, b) => b.score - a.score);
+        beams = [];
+        for (const c of candidates.slice(0, k)) {
+          const next = { ids: [...c.from.ids, c.id], score: c.score, state: c.state, last: c.id };
+          if (c.id === END) finished.push(next);
+          else beams.push(next);
+        }
+      }
+      finished.push(...beams);
+      const per = (b) => b.score / Math.max(b.ids.length, 1);
+      return finished.reduce((best, b) => (per(b) > per(best) ? b : best));
+    };
+    let found = run(width);
+    if (width > 1) {
+      const greedy = run(1);
+      if (greedy.score / Math.max(greedy.ids.length, 1) > found.score / Math.max(found.ids.length, 1))
+        found = greedy;
+    }
+    return ids.map(decode).join("") + found.ids.map(decode).join("");
+  }
+
+  // The likeliest of `n` draws by bits per prediction (`charlstm sample --best-of N`).
+  function bestOf(opts, n) {
+    const { ids, context } = primed(opts);
+    const prime = ids.map(decoder()).join("");
+    let best = null;
+    for (let i = 0; i < n; i++) {
+      const random = mulberry32((opts.seed + i) >>> 0);
+      const state = newState();
+      for (const id of context) step(state, id);
+      const drawn = [];
+      for (let k = 0; k < opts.length; k++) {
+        const next = choose(opts, random);
+        drawn.push(next);
+        if (next === END) break;
+        step(state, next);
+      }
+      const per = logProbOf(context, drawn) / Math.max(drawn.length, 1);
+      if (best === null || per > best.per) best = { per, drawn };
+    }
+    const decode = decoder();
+    return prime + best.drawn.map(decode).join("");
+  }
+
+  // "Make N": N whole documents, one per line, each from the document start.
+  function makeDocuments(opts) {
+    const lines = [];
+    for (let i = 0; i < opts.count; i++)
+      lines.push([...characters({ ...opts, seed: (opts.seed + i) >>> 0 })].join(""));
+    return lines.join("\n");
   }
 
   function options() {
@@ -209,7 +321,21 @@
       topP: parseFloat($("top-p").value) || 0,
       greedy: $("greedy").checked,
       seed: seedText === "" ? (Math.random() * 2 ** 32) >>> 0 : parseInt(seedText, 10) >>> 0,
+      search: $("search").value,
+      width: Math.max(1, parseInt($("width").value, 10) || 1),
+      count: Math.max(1, parseInt($("count").value, 10) || 1),
+      label: $("label").value,
     };
+  }
+
+  // Whole texts at once: a search, or documents.
+  function writeWhole(opts, what) {
+    const started = performance.now();
+    const text = what === "make" ? makeDocuments(opts)
+      : opts.search === "beam" ? beam(opts, opts.width) : bestOf(opts, opts.width);
+    $("output").textContent = text;
+    report([...text].length, performance.now() - started);
+    document.body.dataset.done = "1";
   }
 
   function report(chars, ms) {
@@ -254,15 +380,32 @@
     document.body.dataset.done = "1";
   }
 
-  $("generate").addEventListener("click", () => generateStreaming());
+  function generate() {
+    const opts = options();
+    if (opts.search !== "sample") writeWhole(opts, "search");
+    else generateStreaming();
+  }
+  $("generate").addEventListener("click", generate);
   $("stop").addEventListener("click", () => { running = null; });
+  $("make").addEventListener("click", () => writeWhole(options(), "make"));
+  if (END !== null) {
+    $("documents").hidden = false;
+    for (const name of Object.keys(M.labels)) $("label").add(new Option(name, name));
+    if (!Object.keys(M.labels).length) $("label-box").hidden = true;
+  }
 
   // The page's contract: #prime=...&length=N&temperature=T&top-k=K&top-p=P&seed=S
-  // &greedy=1&autorun=1 fills the controls; autorun generates on load and writes the whole
-  // text, prime included, into #output.
+  // &greedy=1&search=beam|best-of&width=K&count=N&label=L&autorun=1|make fills the
+  // controls; autorun generates on load (make: N documents) and writes the whole text,
+  // prime included, into #output.
   const given = new URLSearchParams(location.hash.slice(1));
-  for (const key of ["prime", "length", "temperature", "top-k", "top-p", "seed"])
+  for (const key of ["prime", "length", "temperature", "top-k", "top-p", "seed", "search",
+                     "width", "count"])
     if (given.has(key)) $(key).value = given.get(key);
+  if (given.has("label")) { $("label").add(new Option(given.get("label"))); $("label").value = given.get("label"); }
   if (given.has("greedy")) $("greedy").checked = given.get("greedy") === "1";
-  if (given.get("autorun") === "1") generateAll(options());
+  const autorun = given.get("autorun");
+  if (autorun === "make") writeWhole(options(), "make");
+  else if (autorun === "1" && options().search !== "sample") writeWhole(options(), "search");
+  else if (autorun === "1") generateAll(options());
 })();
