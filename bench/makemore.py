@@ -53,11 +53,12 @@ CHARLSTM_WORDS = [
     "model.embedding_dim=32",
     "model.hidden_size=256",
     "model.num_layers=2",
-    "model.dropout=0.1",
+    "model.dropout=0.3",
     "train.batch_size=128",
     "train.bptt=16",
     "train.lr=3e-3",
     "train.warmup_steps=100",
+    "train.max_steps=null",  # the minutes decide
     "train.eval_every=500",
     "train.checkpoint_every=500",
     "train.device=cpu",
@@ -224,7 +225,7 @@ def compare_state(args) -> None:
         f"data.path={shakespeare_path()}", "data.documents=paragraphs",
         "data.val_max_documents=1000", "model.hidden_size=256", "model.num_layers=2",
         "model.embedding_dim=64", "train.batch_size=32", "train.bptt=64", "train.lr=3e-3",
-        "train.warmup_steps=100", "train.eval_every=250", "train.checkpoint_every=250",
+        "train.warmup_steps=100", "train.max_steps=null", "train.eval_every=250", "train.checkpoint_every=250",
         "train.device=cpu", "log.log_every=100", "train.eval_chars=100000",
     ]  # fmt: skip
     corpora = {

@@ -81,7 +81,7 @@ class DataConfig:
         "`paragraphs` (blank-line separated), `files` (each file or archive member), "
         "`records` (each record of JSON Lines / CSV / Parquet); null = one long text",
     )
-    # Fresh: every document from the state sampling starts in (measured: bench/RESULTS.md 6).
+    # Fresh: every document from the state sampling starts in (measured: bench/RESULTS.md 7).
     document_state: Literal["fresh", "carried"] = setting(
         "fresh",
         "documents: `fresh` trains each from the document-start state; `carried` reads them "

@@ -280,10 +280,10 @@ def in_vocab(corpus: Corpus, vocab: Vocab, cfg: DataConfig) -> Corpus:
     grown for fine-tuning): mapped once, cached beside the corpus's own entry."""
     if vocab == corpus.vocab:
         return corpus
-    if not set(corpus.vocab.code_points) <= set(vocab.code_points):
+    symbols = _symbols_in(corpus.vocab, vocab)
+    if not set(symbols.tolist()) <= set(vocab.code_points):
         raise CorpusError(changed_corpus(corpus.source, "use it with this checkpoint"))
-    dtype = np.uint8 if vocab.mode == "byte" else np.uint32
-    table = vocab.ids_of(np.asarray(corpus.vocab.code_points, dtype=dtype))
+    table = vocab.ids_of(symbols)
     if corpus.num_files == 0:  # generated in memory: mapped in memory
         return Corpus(table[corpus.ids], vocab, corpus.source, 0, corpus.key)
     folder = cache.cache_dir(cfg)
@@ -295,6 +295,19 @@ def in_vocab(corpus: Corpus, vocab: Vocab, cfg: DataConfig) -> Corpus:
         )
         entry = _write_entry(folder, name, vocab, len(corpus.ids), chunks)
     return Corpus(entry[0], vocab, corpus.source, corpus.num_files, corpus.key)
+
+
+def _symbols_in(own: Vocab, other: Vocab) -> np.ndarray:
+    """The symbol of each id of `own` as `other` writes it: characters and the end are
+    the same everywhere; a label is known by its name (its symbol depends on the order
+    in which a vocabulary met its labels)."""
+    points = list(own.code_points)
+    for i, point in enumerate(points):
+        name = own.label_of(i)
+        if name is not None and name in other.labels:
+            points[i] = LABEL_BASE + other.labels.index(name)
+    small = own.mode == "byte" and max(points) < 256
+    return np.asarray(points, dtype=np.uint8 if small else np.uint32)
 
 
 def _write_entry(

@@ -427,3 +427,18 @@ def test_a_label_in_the_page_steers_its_documents(labels_run, tmp_path):
     up = page_text(tmp_path / "labels.html", "autorun=make&count=10&seed=3&label=up", tmp_path)
     low = page_text(tmp_path / "labels.html", "autorun=make&count=10&seed=3&label=low", tmp_path)
     assert set(up) <= set("ABC\n") and set(low) <= set("xyz\n")
+
+
+def test_a_model_of_one_long_text_fine_tunes_into_a_document_model(trained_run, tmp_path):
+    """The end id (and the labels) are new rows, as new characters are: every old id
+    keeps its row."""
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(grammar_names(800)) + "\n", encoding="utf-8")
+    cfg = documents_config(path, tmp_path / "tuned", f"train.init_from={trained_run}",
+                           "train.max_steps=60")  # fmt: skip
+    trainer = train(cfg, tmp_path)
+    base = charlstm.load(trained_run)
+    assert trainer.vocab.code_points[: base.vocab.size] == base.vocab.code_points
+    assert trainer.vocab.end_id == base.vocab.size
+    made = charlstm.load(tmp_path / "tuned").sample_documents(5, seed=0)
+    assert all(m.ended for m in made)
