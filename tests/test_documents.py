@@ -435,10 +435,10 @@ def test_a_model_of_one_long_text_fine_tunes_into_a_document_model(trained_run, 
     path = tmp_path / "names.txt"
     path.write_text("\n".join(grammar_names(800)) + "\n", encoding="utf-8")
     cfg = documents_config(path, tmp_path / "tuned", f"train.init_from={trained_run}",
-                           "train.max_steps=60")  # fmt: skip
+                           "model.num_layers=2", "train.max_steps=60")  # fmt: skip
     trainer = train(cfg, tmp_path)
     base = charlstm.load(trained_run)
     assert trainer.vocab.code_points[: base.vocab.size] == base.vocab.code_points
-    assert trainer.vocab.end_id == base.vocab.size
+    assert trainer.vocab.end_id >= base.vocab.size  # a new row, after every old one
     made = charlstm.load(tmp_path / "tuned").sample_documents(5, seed=0)
     assert all(m.ended for m in made)
