@@ -302,7 +302,7 @@ def _symbols_in(own: Vocab, other: Vocab) -> np.ndarray:
     the same everywhere; a label is known by its name (its symbol depends on the order
     in which a vocabulary met its labels)."""
     points = list(own.code_points)
-    for i, point in enumerate(points):
+    for i in range(len(points)):
         name = own.label_of(i)
         if name is not None and name in other.labels:
             points[i] = LABEL_BASE + other.labels.index(name)
