@@ -548,14 +548,29 @@ def export(
         ),
     ] = "fp16",
     title: Annotated[str, typer.Option("--title", help="The page's title.")] = "",
+    form: Annotated[
+        str,
+        typer.Option(
+            "--format", help="html (a page that writes in the browser) or onnx (a step model)."
+        ),
+    ] = "html",
 ) -> None:
-    """Write the model as one self-contained web page that generates text in the browser."""
+    """Write the model as one self-contained web page that generates text in the browser,
+    or (--format onnx) as an ONNX step model for onnxruntime."""
     from charlstm.api import load
     from charlstm.export import check_precision, export_page
 
     try:
+        if form not in ("html", "onnx"):
+            raise CharlstmError(f"--format must be html or onnx (got {form!r})")
         check_precision(precision)
         check_out_file(out_file, "--out")
+        if form == "onnx":
+            from charlstm.onnx_export import export_onnx
+
+            size = export_onnx(load(checkpoint, "cpu"), out_file)
+            out.print(f"wrote {out_file}: {size / 1e6:.2f} MB, an ONNX step model (opset 17)")
+            return
         exported = export_page(load(checkpoint, "cpu"), out_file, precision, title)
     except CharlstmError as error:
         raise fail(error) from None
