@@ -581,6 +581,109 @@ def export(
     )
 
 
+def _Server(config):
+    """uvicorn's server, but a SIGTERM or Ctrl-C that it drained ends the process with
+    status 0 (uvicorn raises the signal again once it has stopped)."""
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
+
+
+@app.command()
+def serve(
+    checkpoint: CheckpointOpt = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="CHARLSTM_API_KEY",
+            help="Required on every request (Authorization: Bearer KEY); needed to "
+            "bind any address but loopback.",
+        ),
+    ] = None,
+    cors: Annotated[
+        str | None, typer.Option("--cors", help="Allow browser requests from this origin.")
+    ] = None,
+    max_streams: Annotated[
+        int, typer.Option("--max-streams", help="Streams generated at once; more get 503.")
+    ] = 256,
+    max_chars: Annotated[
+        int, typer.Option("--max-chars", help="Characters one request may ask for.")
+    ] = 4000,
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")
+    ] = "cpu",
+) -> None:
+    """Serve a model over HTTP: OpenAI's /v1/completions (streaming too), /v1/models,
+    and /info, /score, /health; concurrent requests share each recurrent step."""
+    import ipaddress
+
+    try:
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback and not api_key:
+            raise CharlstmError(
+                f"--host {host} is reachable from other machines: give --api-key KEY (or "
+                "set CHARLSTM_API_KEY), or bind 127.0.0.1"
+            )
+        if not 0 < port < 65536:
+            raise CharlstmError(f"--port must be in 1..65535 (got {port})")
+        if max_streams < 1 or max_chars < 1:
+            raise CharlstmError("--max-streams and --max-chars must be >= 1")
+        try:
+            import uvicorn
+
+            from charlstm.serve.app import create_app
+        except ImportError:
+            raise CharlstmError(
+                "charlstm serve needs its extra: pip install 'charlstm[serve]'"
+            ) from None
+        from charlstm.api import load
+        from charlstm.device import pick_device
+        from charlstm.serve.engine import Engine
+
+        model = load(checkpoint, pick_device(device))
+    except CharlstmError as error:
+        raise fail(error) from None
+    engine = Engine(model.net, model.vocab, max_streams)
+    name = f"charlstm-{model.config.model.cell}-{model.step}"
+    web = create_app(model, engine, name, max_chars, api_key, cors)
+    engine.start()
+    err.print(
+        f"serving {name} on http://{host}:{port}/v1 (Ctrl-C or SIGTERM to stop)", markup=False
+    )
+    try:
+        config = uvicorn.Config(
+            web, host=host, port=port, log_level="info", timeout_graceful_shutdown=10
+        )
+        _Server(config).run()
+    finally:
+        engine.close()
+        err.print(
+            f"stopped: {engine.served:,} streams served, {engine.chars:,} characters", markup=False
+        )
+
+
 @app.command()
 def info(checkpoint: CheckpointOpt = None) -> None:
     """What a checkpoint holds: config, vocabulary, size, step, best validation loss."""

@@ -1,0 +1,242 @@
+"""The HTTP side of `charlstm serve`: FastAPI (Typer's sibling: typed request models,
+so a bad field is a 422 naming it) on uvicorn.
+
+Endpoints: POST /v1/completions in OpenAI's shape (max_tokens counts characters;
+`logprobs` gives each character's log-probability), GET /v1/models, and charlstm's own
+GET /health, GET /info and POST /score. Requests never name files on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+import uuid
+from dataclasses import replace
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from charlstm.errors import CharlstmError
+from charlstm.options import SampleSettings
+from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
+
+RETRY_AFTER_S = 1
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    prompt: str | list[str] = ""
+    max_tokens: int = Field(16, ge=0)
+    temperature: float = Field(1.0, gt=0.0, le=100.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=1)
+    n: int = Field(1, ge=1, le=64)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    logprobs: int | None = Field(None, ge=0, le=5)
+    echo: bool = False
+    user: str | None = None
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[str] | None = None
+    text: str | None = None
+    label: str | None = None
+
+
+def error(status: int, message: str, kind: str = "invalid_request_error", **headers):
+    body = {"error": {"message": message, "type": kind}}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def create_app(model, engine: Engine, name: str, max_chars: int, api_key: str | None,
+               cors: str | None = None) -> FastAPI:  # fmt: skip
+    app = FastAPI(title="charlstm", docs_url=None, redoc_url=None, openapi_url=None)
+    started = int(time.time())
+    vocab = model.vocab
+
+    if cors:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=[cors], allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])  # fmt: skip
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next):
+        if api_key is not None:
+            given = request.headers.get("authorization", "")
+            if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return error(401, "missing or wrong API key (Authorization: Bearer KEY)",
+                             "authentication_error")  # fmt: skip
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "active_streams": engine.active, "served": engine.served}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list",
+                "data": [{"id": name, "object": "model", "created": started,
+                          "owned_by": "charlstm"}]}  # fmt: skip
+
+    @app.get("/info")
+    async def info():
+        m = model.config.model
+        return {
+            "model": name, "cell": m.cell, "layers": m.num_layers, "hidden": m.hidden_size,
+            "parameters": model.net.num_parameters(), "vocab_size": vocab.size,
+            "vocab_mode": vocab.mode, "documents": vocab.documents, "labels": list(vocab.labels),
+            "step": model.step, "best_val_loss": model.best_val_loss,
+        }  # fmt: skip
+
+    @app.post("/score")
+    async def score(body: ScoreRequest):
+        try:
+            if body.documents is not None:
+                scores = await asyncio.to_thread(model.score_documents, body.documents,
+                                                 body.label)  # fmt: skip
+                return {"documents": [s.to_dict() for s in scores]}
+            if body.text is None:
+                return error(400, "give documents (a list of texts) or text")
+            result = await asyncio.to_thread(model.score, body.text)
+        except CharlstmError as err:
+            return error(400, str(err))
+        return {"loss": result.loss, "bpc": result.bpc, "chars": result.chars}
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request):
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if len(prompts) != 1:
+            return error(400, "prompt: give one prompt (a string, or a list of one)")
+        prompt = prompts[0]
+        if body.max_tokens > max_chars:
+            return error(400, f"max_tokens: at most {max_chars} characters per request")
+        stops = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+        if len(stops) > 4 or any(not s for s in stops):
+            return error(400, "stop: up to 4 non-empty strings")
+        try:
+            settings = SampleSettings(
+                length=body.max_tokens, temperature=body.temperature, seed=body.seed,
+                top_p=body.top_p if body.top_p < 1.0 else None, top_k=body.top_k,
+            )  # fmt: skip
+            context = _context(model, prompt, settings)
+        except CharlstmError as err:
+            return error(400, str(err))
+        loop = asyncio.get_running_loop()
+        streams = []
+        try:
+            for i in range(body.n):
+                seed = None if body.seed is None else body.seed + i
+                one = replace(settings, seed=seed)
+                stream = Stream(context, one, stops, loop)
+                engine.submit(stream)
+                streams.append(stream)
+        except Full:
+            for s in streams:
+                s.cancelled = True
+            return error(503, f"the server is full ({engine.max_streams} streams): retry soon",
+                         "server_busy", **{"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+        rid = f"cmpl-{uuid.uuid4().hex[:24]}"
+        head = {"id": rid, "object": "text_completion", "created": int(time.time()),
+                "model": body.model or name}  # fmt: skip
+        if body.stream:
+            return StreamingResponse(_sse(head, streams, body, prompt, request),
+                                     media_type="text/event-stream")  # fmt: skip
+        try:
+            results = await asyncio.gather(*(_collect(s) for s in streams))
+        finally:
+            for s in streams:
+                s.cancelled = True
+        choices = []
+        for i, (text, lps, done) in enumerate(results):
+            choice = {"text": (prompt if body.echo else "") + text, "index": i,
+                      "finish_reason": done.finish_reason, "logprobs": None}  # fmt: skip
+            if body.logprobs is not None:
+                choice["logprobs"] = _logprobs(text, lps)
+            choices.append(choice)
+        generated = sum(done.chars for _, _, done in results)
+        usage = {"prompt_tokens": len(prompt), "completion_tokens": generated,
+                 "total_tokens": len(prompt) + generated}  # fmt: skip
+        return {**head, "choices": choices, "usage": usage}
+
+    return app
+
+
+def _context(model, prompt: str, settings: SampleSettings) -> list[int]:
+    from charlstm.make import document_context
+    from charlstm.sample import prime_context
+
+    if model.vocab.documents:
+        return document_context(model.vocab, prompt, settings)[1]
+    return prime_context(model.vocab, prompt, settings.unknown)[1]
+
+
+async def _collect(stream: Stream):
+    pieces, lps = [], []
+    while True:
+        item = await stream.events.get()
+        if isinstance(item, Done):
+            return "".join(pieces), lps, item
+        pieces.append(item.text)
+        lps += item.log_probs
+
+
+def _logprobs(text: str, lps: list[float]) -> dict:
+    offsets = list(range(len(text)))
+    return {"tokens": list(text), "token_logprobs": lps, "top_logprobs": None,
+            "text_offset": offsets}  # fmt: skip
+
+
+async def _sse(head: dict, streams: list[Stream], body, prompt: str, request: Request):
+    """Server-sent events, one per piece of any choice; a client that goes away ends
+    every stream of its request at once (the engine drops their rows)."""
+    try:
+        if body.echo:
+            for i in range(len(streams)):
+                yield _event(head, i, prompt, None, None)
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(i: int, s: Stream):
+            while True:
+                item = await s.events.get()
+                await queue.put((i, item))
+                if isinstance(item, Done):
+                    return
+
+        tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+        left = len(streams)
+        while left:
+            i, item = await queue.get()
+            if isinstance(item, Piece):
+                lps = _logprobs(item.text, item.log_probs) if body.logprobs is not None else None
+                yield _event(head, i, item.text, None, lps)
+            else:
+                left -= 1
+                yield _event(head, i, "", item.finish_reason, None)
+        for t in tasks:
+            await t
+        yield "data: [DONE]\n\n"
+    finally:
+        for s in streams:
+            s.cancelled = True
+
+
+def _event(head: dict, index: int, text: str, finish: str | None, lps) -> str:
+    choice = {"text": text, "index": index, "logprobs": lps, "finish_reason": finish}
+    return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"

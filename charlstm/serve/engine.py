@@ -1,0 +1,213 @@
+"""Continuous batching: every active stream is one row of one batched recurrent step.
+
+A request becomes a Stream (its context ids, its own sampler with its own seed, its
+length and stop rules). One engine thread owns the model: between steps it admits the
+streams that arrived (warming each one's state on its prime alone) and drops those that
+finished or whose client went away, then runs one step for all rows together and hands
+each row's character to its stream. An LSTM's state is a fixed-size row per stream, so
+joining and leaving cost a concatenation and an index_select, not a recomputation.
+
+Each stream draws from its own generator on logits of its own row, shaped as a batch of
+one: the same seed gives the same text whether the stream ran alone or beside others
+(up to the float rounding of a batched matrix product, which leaves the draws alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from charlstm.model import CharRNN
+from charlstm.options import SampleSettings
+from charlstm.sample import Sampler, one_char_steps
+from charlstm.vocab import Vocab
+
+
+@dataclass
+class Piece:
+    text: str
+    log_probs: list[float]  # one per character of `text` (the model's own, T = 1)
+
+
+@dataclass
+class Done:
+    finish_reason: str  # "stop" (a stop string or a document's end) or "length"
+    chars: int
+
+
+@dataclass(eq=False)
+class Stream:
+    context: list[int]  # ids the first draw is conditioned on (prime, or a start)
+    settings: SampleSettings
+    stops: tuple[str, ...]
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    # the engine's own
+    sampler: Sampler | None = None
+    decoder: object = None
+    produced: int = 0
+    pending: str = ""
+    pending_lp: list[float] = field(default_factory=list)
+
+    def emit(self, item) -> None:
+        self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+
+
+class Full(Exception):
+    """No room for another stream."""
+
+
+class Engine:
+    def __init__(self, net: CharRNN, vocab: Vocab, max_streams: int):
+        self.net = net.eval()
+        self.vocab = vocab
+        self.device = next(net.parameters()).device
+        self.max_streams = max_streams
+        self.arrivals: queue.Queue[Stream] = queue.Queue()
+        self.streams: list[Stream] = []
+        self.state = None
+        self.last: torch.Tensor | None = None
+        self.admitted = 0  # streams taken in, waiting or active
+        self.lock = threading.Lock()
+        self.served = 0
+        self.chars = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="charlstm-engine", daemon=True)
+
+    # -- from the request side -----------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, stream: Stream) -> None:
+        with self.lock:
+            if self.admitted >= self.max_streams:
+                raise Full
+            self.admitted += 1
+        self.arrivals.put(stream)
+
+    @property
+    def active(self) -> int:
+        return self.admitted
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.thread.join(timeout)
+
+    # -- the engine thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        with torch.no_grad(), one_char_steps(self.device):
+            while not self._stop.is_set():
+                self._admit(block=not self.streams)
+                self._drop_finished()
+                if self.streams:
+                    self._step()
+
+    def _admit(self, block: bool) -> None:
+        try:
+            first = self.arrivals.get(timeout=0.05) if block else self.arrivals.get_nowait()
+        except queue.Empty:
+            return
+        arrived = [first]
+        while True:
+            try:
+                arrived.append(self.arrivals.get_nowait())
+            except queue.Empty:
+                break
+        for stream in arrived:
+            stream.sampler = Sampler(stream.settings)
+            stream.decoder = self.vocab.stream_decoder()
+            context = torch.tensor([stream.context], device=self.device)
+            state = None
+            if context.shape[1] > 1:  # warmed on its own prime, as `charlstm sample` does
+                _, state = self.net(context[:, :-1], state)
+            else:
+                state = self.net.init_state(1, self.device)
+            self._join(state, context[:, -1:])
+            self.streams.append(stream)
+
+    def _join(self, state, last: torch.Tensor) -> None:
+        if self.last is None:
+            self.state, self.last = state, last
+            return
+        if isinstance(state, tuple):
+            self.state = tuple(
+                torch.cat([a, b], dim=1) for a, b in zip(self.state, state, strict=True)
+            )
+        else:
+            self.state = torch.cat([self.state, state], dim=1)
+        self.last = torch.cat([self.last, last], dim=0)
+
+    def _drop_finished(self) -> None:
+        keep = [i for i, s in enumerate(self.streams) if not (s.cancelled or s.sampler is None)]
+        if len(keep) == len(self.streams):
+            return
+        for s in self.streams:
+            if s.cancelled or s.sampler is None:
+                self._release(s)
+        self.streams = [self.streams[i] for i in keep]
+        if not keep:
+            self.state, self.last = None, None
+            return
+        rows = torch.tensor(keep, device=self.device)
+        if isinstance(self.state, tuple):
+            self.state = tuple(s.index_select(1, rows) for s in self.state)
+        else:
+            self.state = self.state.index_select(1, rows)
+        self.last = self.last.index_select(0, rows)
+
+    def _release(self, stream: Stream) -> None:
+        with self.lock:
+            self.admitted -= 1
+        self.served += 1
+
+    def _step(self) -> None:
+        logits, self.state = self.net(self.last, self.state)  # (rows, 1, vocab)
+        choices = [s.sampler(logits[i : i + 1]) for i, s in enumerate(self.streams)]
+        chosen = torch.cat(choices, dim=0)  # (rows, 1)
+        own = F.log_softmax(logits[:, -1].double(), dim=-1)
+        picked = own.gather(1, chosen).squeeze(1).tolist()  # waits for the device
+        self.last = chosen
+        for stream, token, lp in zip(self.streams, chosen[:, 0].tolist(), picked, strict=True):
+            self._advance(stream, token, lp)
+
+    def _advance(self, stream: Stream, token: int, log_prob: float) -> None:
+        if stream.cancelled:
+            return
+        end = self.vocab.end_id
+        if end is not None and token == end:
+            self._finish(stream, "stop")
+            return
+        stream.produced += 1
+        self.chars += 1
+        piece = stream.decoder.feed(token)  # bytes: whole characters at a time
+        stream.pending += piece
+        stream.pending_lp += [log_prob] * len(piece) if piece else []
+        for stop in stream.stops:
+            at = stream.pending.find(stop)
+            if at >= 0:
+                self._send(stream, at)
+                stream.pending = ""
+                self._finish(stream, "stop")
+                return
+        hold = max((len(s) - 1 for s in stream.stops), default=0)
+        self._send(stream, max(0, len(stream.pending) - hold))
+        if stream.produced >= stream.settings.length:
+            self._send(stream, len(stream.pending))
+            self._finish(stream, "length")
+
+    def _send(self, stream: Stream, upto: int) -> None:
+        if upto <= 0:
+            return
+        text, stream.pending = stream.pending[:upto], stream.pending[upto:]
+        lps, stream.pending_lp = stream.pending_lp[:upto], stream.pending_lp[upto:]
+        stream.emit(Piece(text, lps))
+
+    def _finish(self, stream: Stream, reason: str) -> None:
+        stream.emit(Done(reason, stream.produced))
+        stream.sampler = None  # dropped before the next step

@@ -1,0 +1,225 @@
+"""`charlstm serve`: real HTTP against uvicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from charlstm.cli import app
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, run: Path, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "charlstm", "serve", "-c", str(run), "--port", str(self.port),
+             *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url + "/health", timeout=1, headers=self.auth(extra))
+                return
+            except httpx.TransportError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stdout.read()) from None
+                time.sleep(0.2)
+        raise RuntimeError("the server did not start")
+
+    @staticmethod
+    def auth(extra) -> dict:
+        if "--api-key" in extra:
+            return {"Authorization": f"Bearer {extra[list(extra).index('--api-key') + 1]}"}
+        return {}
+
+    def post(self, path: str, body: dict, **kwargs):
+        return httpx.post(self.url + path, json=body, timeout=60, **kwargs)
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        return self.proc.returncode, out
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    s = Server(trained_run, "--max-streams", "8", "--max-chars", "5000")
+    yield s
+    s.stop()
+
+
+def cli_sample(run: Path, prime: str, length: int, seed: int, temperature: float) -> str:
+    result = CliRunner().invoke(app, ["sample", "-c", str(run), "--prime", prime, "--length",
+                                      str(length), "--seed", str(seed), "--temperature",
+                                      str(temperature)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return result.output[len(prime) : -1]
+
+
+def test_health_models_and_info(server):
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    (listed,) = httpx.get(server.url + "/v1/models").json()["data"]
+    assert listed["object"] == "model" and listed["id"].startswith("charlstm-lstm-")
+    info = httpx.get(server.url + "/info").json()
+    assert info["cell"] == "lstm" and info["vocab_size"] > 10 and info["documents"] is False
+
+
+def test_the_openai_client_works_unchanged(server, trained_run):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    made = client.completions.create(model="any", prompt="the ", max_tokens=60, seed=3,
+                                     temperature=0.8, logprobs=1)  # fmt: skip
+    text = made.choices[0].text
+    assert len(text) == 60 and made.choices[0].finish_reason == "length"
+    assert made.usage.completion_tokens == 60
+    assert len(made.choices[0].logprobs.token_logprobs) == 60
+    # the text `charlstm sample` writes with the same prime, seed and temperature
+    assert text == cli_sample(trained_run, "the ", 60, 3, 0.8)
+    streamed = client.completions.create(model="any", prompt="the ", max_tokens=60, seed=3,
+                                         temperature=0.8, stream=True)  # fmt: skip
+    assert "".join(chunk.choices[0].text for chunk in streamed) == text
+
+
+def test_a_seeded_text_is_the_same_alone_and_beside_others(server):
+    body = {"prompt": "and ", "max_tokens": 300, "seed": 11, "temperature": 1.0}
+    alone = server.post("/v1/completions", body).json()["choices"][0]["text"]
+    results = {}
+
+    def ask(i: int) -> None:
+        mine = {**body, "seed": 11 if i == 0 else 100 + i, "max_tokens": 300 - 7 * i}
+        results[i] = server.post("/v1/completions", mine).json()["choices"][0]["text"]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] == alone and len(alone) == 300
+    assert len(set(results.values())) == 8  # the others did run beside it, with their seeds
+
+
+def test_a_stop_string_ends_a_completion(server):
+    made = server.post("/v1/completions", {"prompt": "the ", "max_tokens": 400, "seed": 1,
+                                           "stop": ["e"]}).json()  # fmt: skip
+    choice = made["choices"][0]
+    assert "e" not in choice["text"] and choice["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"prompt": "x", "bogus": 1}, 422, "bogus: Extra inputs are not permitted"),
+        ({"prompt": "x", "temperature": 0}, 422, "temperature: Input should be greater than 0"),
+        ({"prompt": "x", "max_tokens": 9000}, 400, "max_tokens: at most 5000 characters"),
+        ({"prompt": "the\u2603"}, 400, "1 character(s) not in the model's vocabulary: '\u2603'"),
+        ({"prompt": ["a", "b"]}, 400, "give one prompt"),
+    ],
+)
+def test_bad_requests_are_one_line(server, body, status, message):
+    answer = server.post("/v1/completions", body)
+    assert answer.status_code == status
+    assert message in answer.json()["error"]["message"]
+
+
+def test_a_full_server_answers_503_and_a_gone_client_frees_its_stream(trained_run):
+    s = Server(trained_run, "--max-streams", "2", "--max-chars", "10000000")
+    body = {"prompt": "the ", "max_tokens": 10000000, "stream": True}
+    clients = [httpx.Client(timeout=60) for _ in range(2)]
+    opened = []
+    try:
+        for client in clients:
+            request = client.build_request("POST", s.url + "/v1/completions", json=body)
+            response = client.send(request, stream=True)
+            lines = response.iter_lines()  # kept: a dropped iterator closes the response
+            next(lines)  # it is generating
+            opened.append((response, lines))
+        assert httpx.get(s.url + "/health").json()["active_streams"] == 2
+        busy = s.post("/v1/completions", {"prompt": "a", "max_tokens": 5})
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+        for response, _ in opened:
+            response.close()
+        for client in clients:
+            client.close()
+        deadline = time.monotonic() + 10
+        while httpx.get(s.url + "/health").json()["active_streams"]:
+            assert time.monotonic() < deadline, "a stream kept running for nobody"
+            time.sleep(0.1)
+        assert s.post("/v1/completions", {"prompt": "a", "max_tokens": 5}).status_code == 200
+    finally:
+        s.stop()
+
+
+def test_an_api_key_is_checked_on_every_request(trained_run):
+    keyed = Server(trained_run, "--api-key", "s3cret")
+    try:
+        assert httpx.get(keyed.url + "/health").status_code == 401
+        wrong = httpx.get(keyed.url + "/info", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = httpx.get(keyed.url + "/info", headers={"Authorization": "Bearer s3cret"})
+        assert right.status_code == 200
+    finally:
+        keyed.stop()
+
+
+def test_binding_beyond_loopback_needs_a_key(trained_run):
+    proc = subprocess.run([sys.executable, "-m", "charlstm", "serve", "-c", str(trained_run),
+                           "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert proc.returncode == 1 and "give --api-key KEY" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_ends_streams_and_exits_0(trained_run):
+    s = Server(trained_run)
+    client = httpx.Client(timeout=60)
+    try:
+        body = {"prompt": "the ", "max_tokens": 4000, "stream": True}
+        request = client.build_request("POST", s.url + "/v1/completions", json=body)
+        response = client.send(request, stream=True)
+        lines = response.iter_lines()
+        next(lines)
+        started = time.monotonic()
+        code, out = s.stop()
+        assert code == 0 and time.monotonic() - started < 20
+        assert "stopped:" in out and "streams served" in out
+    finally:
+        client.close()
+
+
+def test_scores_per_document_over_http(tmp_path_factory):
+    from tests.test_documents import documents_config, grammar_names, train
+
+    root = tmp_path_factory.mktemp("serve-docs")
+    corpus = root / "names.txt"
+    corpus.write_text("\n".join(grammar_names(600)) + "\n", encoding="utf-8")
+    train(documents_config(corpus, root / "run", "train.max_steps=60",
+                           f"data.cache_dir={root / 'cache'}"), root)  # fmt: skip
+    s = Server(root / "run")
+    try:
+        scored = s.post("/score", {"documents": ["bako", "mimi"]}).json()["documents"]
+        assert [d["text"] for d in scored] == ["bako", "mimi"] and scored[0]["chars"] == 4
+        made = s.post("/v1/completions", {"prompt": "", "max_tokens": 40, "n": 4, "seed": 0}).json()
+        assert all(c["finish_reason"] == "stop" for c in made["choices"])  # each ended itself
+    finally:
+        s.stop()
