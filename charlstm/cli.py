@@ -628,6 +628,12 @@ def serve(
     max_chars: Annotated[
         int, typer.Option("--max-chars", help="Characters one request may ask for.")
     ] = 4000,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="Reload when the checkpoint file changes (serve while training)."
+        ),
+    ] = False,
     device: Annotated[
         str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")
     ] = "cpu",
@@ -635,6 +641,7 @@ def serve(
     """Serve a model over HTTP: OpenAI's /v1/completions (streaming too), /v1/models,
     and /info, /score, /health; concurrent requests share each recurrent step."""
     import ipaddress
+    import types
 
     try:
         try:
@@ -666,9 +673,20 @@ def serve(
     except CharlstmError as error:
         raise fail(error) from None
     engine = Engine(model.net, model.vocab, max_streams)
-    name = f"charlstm-{model.config.model.cell}-{model.step}"
-    web = create_app(model, engine, name, max_chars, api_key, cors)
+    name = f"charlstm-{model.config.model.cell}"
+    served = types.SimpleNamespace(model=model)
+    web = create_app(served, engine, name, max_chars, api_key, cors)
     engine.start()
+    watcher = None
+    if watch:
+        from charlstm.checkpoint import resolve_checkpoint
+        from charlstm.serve.watch import Watcher
+
+        path = resolve_checkpoint(Path(checkpoint) if checkpoint is not None else None)
+        watcher = Watcher(path, served, engine, lambda line: err.print(line, markup=False),
+                          model.device)  # fmt: skip
+        watcher.start()
+        err.print(f"watching {path}", markup=False)
     err.print(
         f"serving {name} on http://{host}:{port}/v1 (Ctrl-C or SIGTERM to stop)", markup=False
     )
@@ -678,6 +696,8 @@ def serve(
         )
         _Server(config).run()
     finally:
+        if watcher is not None:
+            watcher.stop()
         engine.close()
         err.print(
             f"stopped: {engine.served:,} streams served, {engine.chars:,} characters", markup=False

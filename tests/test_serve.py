@@ -80,7 +80,7 @@ def cli_sample(run: Path, prime: str, length: int, seed: int, temperature: float
 def test_health_models_and_info(server):
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
     (listed,) = httpx.get(server.url + "/v1/models").json()["data"]
-    assert listed["object"] == "model" and listed["id"].startswith("charlstm-lstm-")
+    assert listed["object"] == "model" and listed["id"] == "charlstm-lstm"
     info = httpx.get(server.url + "/info").json()
     assert info["cell"] == "lstm" and info["vocab_size"] > 10 and info["documents"] is False
 
@@ -223,3 +223,52 @@ def test_scores_per_document_over_http(tmp_path_factory):
         assert all(c["finish_reason"] == "stop" for c in made["choices"])  # each ended itself
     finally:
         s.stop()
+
+
+def test_watch_reloads_a_new_checkpoint_and_keeps_serving_through_a_corrupt_one(
+    trained_run, tmp_path
+):
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    best = run / "checkpoints" / "best.pt"
+    s = Server(run, "--watch", "--max-chars", "100000000")
+    try:
+        step = httpx.get(s.url + "/info").json()["step"]
+        body = {"prompt": "the ", "max_tokens": 100000000, "stream": True}
+        client = httpx.Client(timeout=60)
+        response = client.send(client.build_request("POST", s.url + "/v1/completions", json=body),
+                               stream=True)  # fmt: skip
+        lines = response.iter_lines()
+        next(lines)  # a stream in flight through both changes
+
+        def replace_with(data: bytes) -> None:  # as the trainer writes: whole, then renamed
+            (run / "incoming").write_bytes(data)
+            (run / "incoming").replace(best)
+
+        def wait_for(text: str) -> None:
+            deadline = time.monotonic() + 20
+            while httpx.get(s.url + "/info").json()["step"] != text:
+                assert time.monotonic() < deadline, f"step never became {text}"
+                time.sleep(0.2)
+
+        replace_with(b"not a checkpoint")
+        time.sleep(2.5)  # polled every second: it has seen the file, and refused it
+        assert httpx.get(s.url + "/info").json()["step"] == step
+        assert s.post("/v1/completions", {"prompt": "the ", "max_tokens": 5}).status_code == 200
+        payload = torch.load(trained_run / "checkpoints" / "best.pt", weights_only=False)
+        payload["step"] = step + 1000
+        torch.save(payload, run / "new.pt")
+        replace_with((run / "new.pt").read_bytes())
+        wait_for(step + 1000)
+        more = [next(lines) for _ in range(5)]  # the stream in flight carried on
+        assert all(line.startswith("data: ") or line == "" for line in more)
+        assert httpx.get(s.url + "/health").json()["active_streams"] == 1
+        response.close()
+        client.close()
+    finally:
+        code, out = s.stop()
+    assert "--watch: kept step" in out and f"now serving step {step + 1000}" in out

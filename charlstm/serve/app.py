@@ -58,11 +58,12 @@ def error(status: int, message: str, kind: str = "invalid_request_error", **head
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
-def create_app(model, engine: Engine, name: str, max_chars: int, api_key: str | None,
+def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str | None,
                cors: str | None = None) -> FastAPI:  # fmt: skip
+    """`served.model` is the Model being served (--watch replaces it)."""
     app = FastAPI(title="charlstm", docs_url=None, redoc_url=None, openapi_url=None)
     started = int(time.time())
-    vocab = model.vocab
+    vocab = served.model.vocab  # the same for every model --watch takes
 
     if cors:
         from fastapi.middleware.cors import CORSMiddleware
@@ -97,6 +98,7 @@ def create_app(model, engine: Engine, name: str, max_chars: int, api_key: str | 
 
     @app.get("/info")
     async def info():
+        model = served.model
         m = model.config.model
         return {
             "model": name, "cell": m.cell, "layers": m.num_layers, "hidden": m.hidden_size,
@@ -107,6 +109,7 @@ def create_app(model, engine: Engine, name: str, max_chars: int, api_key: str | 
 
     @app.post("/score")
     async def score(body: ScoreRequest):
+        model = served.model
         try:
             if body.documents is not None:
                 scores = await asyncio.to_thread(model.score_documents, body.documents,
@@ -135,7 +138,7 @@ def create_app(model, engine: Engine, name: str, max_chars: int, api_key: str | 
                 length=body.max_tokens, temperature=body.temperature, seed=body.seed,
                 top_p=body.top_p if body.top_p < 1.0 else None, top_k=body.top_k,
             )  # fmt: skip
-            context = _context(model, prompt, settings)
+            context = _context(served.model, prompt, settings)
         except CharlstmError as err:
             return error(400, str(err))
         loop = asyncio.get_running_loop()

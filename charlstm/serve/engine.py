@@ -78,6 +78,7 @@ class Engine:
         self.served = 0
         self.chars = 0
         self._stop = threading.Event()
+        self._next_net: CharRNN | None = None
         self.thread = threading.Thread(target=self._run, name="charlstm-engine", daemon=True)
 
     # -- from the request side -----------------------------------------------------------
@@ -95,6 +96,10 @@ class Engine:
     def active(self) -> int:
         return self.admitted
 
+    def swap(self, net: CharRNN) -> None:
+        """New weights of the same shape, taken between two steps (--watch)."""
+        self._next_net = net.eval()
+
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self.thread.join(timeout)
@@ -103,6 +108,8 @@ class Engine:
     def _run(self) -> None:
         with torch.no_grad(), one_char_steps(self.device):
             while not self._stop.is_set():
+                if self._next_net is not None:  # the state rows carry on under it
+                    self.net, self._next_net = self._next_net, None
                 self._admit(block=not self.streams)
                 self._drop_finished()
                 if self.streams:

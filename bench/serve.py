@@ -1,0 +1,193 @@
+"""`charlstm serve` under load, beside a naive server that answers one request at a time
+with the same model, in the same run, on loopback.
+
+    .venv/bin/python -m bench.serve --checkpoint runs/python-code [--clients 1,8,64,256]
+                                    [--chars 300] [--soak SECONDS]
+
+For each count of concurrent clients, every client streams one completion of `--chars`
+characters (asyncio + httpx, server-sent events); reported: aggregate characters per
+second, time to first character (p50, p99), errors, and the server's peak RSS. The naive
+server is Model.stream behind a lock: what serving a model without batching gives.
+`--soak S` then keeps 64 clients asking for S seconds and prints the server's RSS every
+30 s (flat memory: no stream, queue or state left behind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):  # the peak resident set
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def current_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start(command: list[str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"server did not start: {' '.join(command)}")
+
+
+async def one_client(client: httpx.AsyncClient, url: str, chars: int, seed: int):
+    """(characters, seconds to the first one, error or None)."""
+    body = {"prompt": "def ", "max_tokens": chars, "stream": True, "seed": seed}
+    started = time.perf_counter()
+    first, got = None, 0
+    try:
+        async with client.stream("POST", url + "/v1/completions", json=body) as response:
+            if response.status_code != 200:
+                return 0, None, f"HTTP {response.status_code}"
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                text = json.loads(line[6:])["choices"][0]["text"]
+                if text and first is None:
+                    first = time.perf_counter() - started
+                got += len(text)
+    except httpx.HTTPError as err:
+        return got, first, type(err).__name__
+    return got, first, None if got == chars else f"{got} of {chars} characters"
+
+
+async def load(url: str, clients: int, chars: int, seed0: int = 0):
+    limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(one_client(client, url, chars, seed0 + i) for i in range(clients))
+        )
+        wall = time.perf_counter() - started
+    total = sum(r[0] for r in results)
+    firsts = sorted(r[1] for r in results if r[1] is not None)
+    errors = [r[2] for r in results if r[2]]
+    p50 = statistics.median(firsts) if firsts else float("nan")
+    p99 = firsts[min(len(firsts) - 1, int(0.99 * len(firsts)))] if firsts else float("nan")
+    return total / wall, p50, p99, errors
+
+
+def naive_server(checkpoint: str, port: int) -> None:
+    """One request at a time: Model.stream behind a lock."""
+    import uvicorn
+    from fastapi import FastAPI, Request
+    from fastapi.responses import StreamingResponse
+
+    from charlstm.api import load as load_model
+
+    model = load_model(checkpoint, "cpu")
+    app = FastAPI()
+    lock = asyncio.Lock()
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        body = await request.json()
+
+        async def events():
+            async with lock:
+                pieces = model.stream(prime=body["prompt"], length=body["max_tokens"],
+                                      seed=body.get("seed"), temperature=1.0)  # fmt: skip
+                next(pieces)  # the prime
+                for piece in pieces:
+                    choice = {"text": piece, "index": 0}
+                    yield f"data: {json.dumps({'choices': [choice]})}\n\n"
+                    await asyncio.sleep(0)
+                yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="runs/python-code")
+    parser.add_argument("--clients", default="1,8,64,256")
+    parser.add_argument("--chars", type=int, default=300)
+    parser.add_argument("--soak", type=float, default=0.0)
+    parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_server:
+        naive_server(args.checkpoint, args.naive_server)
+        return
+    counts = [int(c) for c in args.clients.split(",")]
+    print(f"machine: {machine()}; {args.chars} characters per client; {args.checkpoint}\n")
+    print("| server | clients | chars/s | vs 1 client | first char p50 | p99 | errors | peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name in ("charlstm serve", "naive (one at a time)"):
+        port = free_port()
+        if name == "charlstm serve":
+            command = [sys.executable, "-m", "charlstm", "serve", "-c", args.checkpoint,
+                       "--port", str(port), "--max-streams", str(max(counts) + 8)]  # fmt: skip
+        else:
+            command = [sys.executable, "-m", "bench.serve", "--checkpoint", args.checkpoint,
+                       "--naive-server", str(port)]  # fmt: skip
+        proc = start(command, port)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            single = None
+            for clients in counts:
+                rate, p50, p99, errors = asyncio.run(load(url, clients, args.chars))
+                single = single or rate
+                print(f"| {name} | {clients} | {rate:,.0f} | {rate / single:.1f}x | "
+                      f"{p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms | {len(errors)} | "
+                      f"{rss_mb(proc.pid):.0f} MB |", flush=True)  # fmt: skip
+            if args.soak and name == "charlstm serve":
+                soak(url, proc, args)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def soak(url: str, proc: subprocess.Popen, args) -> None:
+    print(f"\nsoak: 64 clients for {args.soak:.0f} s; RSS every 30 s")
+    started = time.monotonic()
+    next_report, errors, rounds = 0.0, 0, 0
+    while time.monotonic() - started < args.soak:
+        _, _, _, failed = asyncio.run(load(url, 64, args.chars, seed0=rounds * 64))
+        errors += len(failed)
+        rounds += 1
+        if time.monotonic() - started >= next_report:
+            print(f"  {time.monotonic() - started:5.0f} s: RSS {current_rss_mb(proc.pid):.0f} MB, "
+                  f"{rounds} rounds, {errors} errors", flush=True)  # fmt: skip
+            next_report += 30
+
+
+if __name__ == "__main__":
+    main()
