@@ -64,7 +64,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(trained_run):
-    s = Server(trained_run, "--max-streams", "8", "--max-chars", "5000")
+    s = Server(trained_run, "--max-streams", "80", "--max-chars", "5000")
     yield s
     s.stop()
 
@@ -101,22 +101,38 @@ def test_the_openai_client_works_unchanged(server, trained_run):
     assert "".join(chunk.choices[0].text for chunk in streamed) == text
 
 
+@pytest.mark.slow
 def test_a_seeded_text_is_the_same_alone_and_beside_others(server):
     body = {"prompt": "and ", "max_tokens": 300, "seed": 11, "temperature": 1.0}
     alone = server.post("/v1/completions", body).json()["choices"][0]["text"]
     results = {}
 
     def ask(i: int) -> None:
-        mine = {**body, "seed": 11 if i == 0 else 100 + i, "max_tokens": 300 - 7 * i}
+        mine = {**body, "seed": 11 if i == 0 else 100 + i, "max_tokens": 300 - 4 * i}
         results[i] = server.post("/v1/completions", mine).json()["choices"][0]["text"]
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(64)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert results[0] == alone and len(alone) == 300
-    assert len(set(results.values())) == 8  # the others did run beside it, with their seeds
+    assert len(set(results.values())) == 64  # the others did run beside it, with their seeds
+
+
+def test_the_native_sample_endpoint_takes_every_sample_option(server, trained_run):
+    texts = server.post("/sample", {"prime": "the ", "length": 40, "seed": 2,
+                                    "num_samples": 3}).json()["texts"]  # fmt: skip
+    assert len(texts) == 3 and all(t.startswith("the ") and len(t) == 44 for t in texts)
+    beam = server.post("/sample", {"prime": "the ", "length": 30, "beam": 3}).json()
+    import charlstm
+
+    assert beam["text"] == charlstm.load(trained_run).search(prime="the ", length=30, beam=3).text
+    refused = server.post("/sample", {"documents": 3})
+    assert (
+        refused.status_code == 400 and "need a document model" in refused.json()["error"]["message"]
+    )
+    assert server.post("/sample", {"length": -1}).status_code == 422
 
 
 def test_a_stop_string_ends_a_completion(server):
@@ -142,6 +158,7 @@ def test_bad_requests_are_one_line(server, body, status, message):
     assert message in answer.json()["error"]["message"]
 
 
+@pytest.mark.slow
 def test_a_full_server_answers_503_and_a_gone_client_frees_its_stream(trained_run):
     s = Server(trained_run, "--max-streams", "2", "--max-chars", "10000000")
     body = {"prompt": "the ", "max_tokens": 10000000, "stream": True}
@@ -190,6 +207,7 @@ def test_binding_beyond_loopback_needs_a_key(trained_run):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_sigterm_ends_streams_and_exits_0(trained_run):
     s = Server(trained_run)
     client = httpx.Client(timeout=60)
@@ -207,6 +225,7 @@ def test_sigterm_ends_streams_and_exits_0(trained_run):
         client.close()
 
 
+@pytest.mark.slow
 def test_scores_per_document_over_http(tmp_path_factory):
     from tests.test_documents import documents_config, grammar_names, train
 
@@ -221,10 +240,13 @@ def test_scores_per_document_over_http(tmp_path_factory):
         assert [d["text"] for d in scored] == ["bako", "mimi"] and scored[0]["chars"] == 4
         made = s.post("/v1/completions", {"prompt": "", "max_tokens": 40, "n": 4, "seed": 0}).json()
         assert all(c["finish_reason"] == "stop" for c in made["choices"])  # each ended itself
+        docs = s.post("/sample", {"documents": 5, "unique": True, "seed": 1}).json()
+        assert len(docs["documents"]) == 5 and docs["places"] is not None
     finally:
         s.stop()
 
 
+@pytest.mark.slow
 def test_watch_reloads_a_new_checkpoint_and_keeps_serving_through_a_corrupt_one(
     trained_run, tmp_path
 ):

@@ -14,6 +14,7 @@ import secrets
 import time
 import uuid
 from dataclasses import replace
+from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +44,29 @@ class CompletionRequest(BaseModel):
     logprobs: int | None = Field(None, ge=0, le=5)
     echo: bool = False
     user: str | None = None
+
+
+class SampleRequest(BaseModel):
+    """Every option of `charlstm sample` (the defaults are the same)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prime: str = ""
+    length: int = Field(500, ge=0)
+    temperature: float = Field(0.8, gt=0.0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    greedy: bool = False
+    seed: int | None = None
+    num_samples: int = Field(1, ge=1, le=64)
+    stop: str | None = None
+    unknown: Literal["error", "skip"] = "error"
+    beam: int | None = Field(None, ge=1, le=64)
+    best_of: int | None = Field(None, ge=1, le=256)
+    documents: int | None = Field(None, ge=1, le=10000)
+    unique: bool = False
+    novel: bool = False
+    label: str | None = None
 
 
 class ScoreRequest(BaseModel):
@@ -106,6 +130,39 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
             "vocab_mode": vocab.mode, "documents": vocab.documents, "labels": list(vocab.labels),
             "step": model.step, "best_val_loss": model.best_val_loss,
         }  # fmt: skip
+
+    @app.post("/sample")
+    async def sample(body: SampleRequest):
+        """charlstm's own sampling: documents, beam search, best-of, labels. Drawn by the
+        Model API in a worker thread, beside the batched completions."""
+        model = served.model
+        options = body.model_dump()
+        chars = body.length * max(body.num_samples, body.documents or 1, body.best_of or 1)
+        if chars > max_chars * 64:
+            return error(400, f"at most {max_chars * 64:,} characters per request")
+        try:
+            if model.vocab.documents and body.beam is None and body.best_of is None:
+                count = options.pop("documents") or body.num_samples
+                for key in ("num_samples", "stop"):
+                    options.pop(key)
+                prime = options.pop("prime")
+                made = await asyncio.to_thread(model.sample_documents, count, prime, **options)
+                tally = model.last_tally
+                return {"documents": [m.to_dict() for m in made],
+                        "drawn": tally.drawn, "repeats": tally.repeats,
+                        "places": tally.places if tally.told else None}  # fmt: skip
+            if body.documents is not None or body.label is not None:
+                return error(400, "documents and label need a document model")
+            for key in ("documents", "unique", "novel", "label"):
+                options.pop(key)
+            if body.beam is not None or body.best_of is not None:
+                found = await asyncio.to_thread(model.search, **options)
+                return {"text": found.text, "log_prob": found.log_prob, "bpc": found.bpc,
+                        "chars": found.chars}  # fmt: skip
+            texts = await asyncio.to_thread(model.sample, **options)
+            return {"texts": [texts] if isinstance(texts, str) else texts}
+        except CharlstmError as err:
+            return error(400, str(err))
 
     @app.post("/score")
     async def score(body: ScoreRequest):
