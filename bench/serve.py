@@ -102,7 +102,7 @@ async def load(url: str, clients: int, chars: int, seed0: int = 0):
 def naive_server(checkpoint: str, port: int) -> None:
     """One request at a time: Model.stream behind a lock."""
     import uvicorn
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import StreamingResponse
 
     from charlstm.api import load as load_model
@@ -116,8 +116,7 @@ def naive_server(checkpoint: str, port: int) -> None:
         return {"status": "ok"}
 
     @app.post("/v1/completions")
-    async def completions(request: Request):
-        body = await request.json()
+    async def completions(body: dict):
 
         async def events():
             async with lock:
@@ -164,7 +163,7 @@ def main() -> None:
             single = None
             for clients in counts:
                 rate, p50, p99, errors = asyncio.run(load(url, clients, args.chars))
-                single = single or rate
+                single = single or rate or float("nan")
                 print(f"| {name} | {clients} | {rate:,.0f} | {rate / single:.1f}x | "
                       f"{p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms | {len(errors)} | "
                       f"{rss_mb(proc.pid):.0f} MB |", flush=True)  # fmt: skip

@@ -282,11 +282,25 @@ async def _sse(head: dict, streams: list[Stream], body, prompt: str, request: Re
         tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
         left = len(streams)
         while left:
-            i, item = await queue.get()
-            if isinstance(item, Piece):
-                lps = _logprobs(item.text, item.log_probs) if body.logprobs is not None else None
-                yield _event(head, i, item.text, None, lps)
-            else:
+            # everything that is there now goes out as one event per choice: a busy
+            # server sends fewer, longer pieces instead of falling behind
+            ready = [await queue.get()]
+            while not queue.empty():
+                ready.append(queue.get_nowait())
+            text: dict[int, list[str]] = {}
+            lps: dict[int, list[float]] = {}
+            ended = []
+            for i, item in ready:
+                if isinstance(item, Piece):
+                    text.setdefault(i, []).append(item.text)
+                    lps.setdefault(i, []).extend(item.log_probs)
+                else:
+                    ended.append((i, item))
+            for i, pieces in text.items():
+                joined = "".join(pieces)
+                shown = _logprobs(joined, lps[i]) if body.logprobs is not None else None
+                yield _event(head, i, joined, None, shown)
+            for i, item in ended:
                 left -= 1
                 yield _event(head, i, "", item.finish_reason, None)
         for t in tasks:
