@@ -55,8 +55,10 @@ class Stream:
     pending: str = ""
     pending_lp: list[float] = field(default_factory=list)
 
-    def emit(self, item) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+
+def _deliver(handed: list[tuple[Stream, object]]) -> None:
+    for stream, item in handed:
+        stream.events.put_nowait(item)
 
 
 class Full(Exception):
@@ -79,6 +81,7 @@ class Engine:
         self.chars = 0
         self._stop = threading.Event()
         self._next_net: CharRNN | None = None
+        self.handed: list[tuple[Stream, object]] = []  # this step's pieces, by stream
         self.thread = threading.Thread(target=self._run, name="charlstm-engine", daemon=True)
 
     # -- from the request side -----------------------------------------------------------
@@ -180,8 +183,15 @@ class Engine:
         own = F.log_softmax(logits[:, -1].double(), dim=-1)
         picked = own.gather(1, chosen).squeeze(1).tolist()  # waits for the device
         self.last = chosen
+        self.handed = []
         for stream, token, lp in zip(self.streams, chosen[:, 0].tolist(), picked, strict=True):
             self._advance(stream, token, lp)
+        # one wake-up of each event loop per step, however many streams got text
+        loops: dict[asyncio.AbstractEventLoop, list] = {}
+        for stream, item in self.handed:
+            loops.setdefault(stream.loop, []).append((stream, item))
+        for loop, handed in loops.items():
+            loop.call_soon_threadsafe(_deliver, handed)
 
     def _advance(self, stream: Stream, token: int, log_prob: float) -> None:
         if stream.cancelled:
@@ -213,8 +223,8 @@ class Engine:
             return
         text, stream.pending = stream.pending[:upto], stream.pending[upto:]
         lps, stream.pending_lp = stream.pending_lp[:upto], stream.pending_lp[upto:]
-        stream.emit(Piece(text, lps))
+        self.handed.append((stream, Piece(text, lps)))
 
     def _finish(self, stream: Stream, reason: str) -> None:
-        stream.emit(Done(reason, stream.produced))
+        self.handed.append((stream, Done(reason, stream.produced)))
         stream.sampler = None  # dropped before the next step
