@@ -26,6 +26,7 @@ same minutes, and scores held-out documents from the document start.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import io
 import random
@@ -84,19 +85,8 @@ def makemore_module(path: Path):
 def makemore_split(mm, words_file: Path):
     """makemore's own split of the list, exactly as its run made it (its seed first)."""
     torch.manual_seed(3407)
-    with io.StringIO() as quiet, _redirect(quiet):
+    with io.StringIO() as quiet, contextlib.redirect_stdout(quiet):
         return mm.create_datasets(str(words_file))
-
-
-class _redirect:
-    def __init__(self, to):
-        self.to = to
-
-    def __enter__(self):
-        self.saved, sys.stdout = sys.stdout, self.to
-
-    def __exit__(self, *exc):
-        sys.stdout = self.saved
 
 
 def run_makemore(script: Path, words_file: Path, work: Path, kind: str, seconds: float):
@@ -125,7 +115,7 @@ def score_makemore(mm, kind: str, work: Path, train_set, test_set):
     config = mm.ModelConfig(
         vocab_size=train_set.get_vocab_size(), block_size=train_set.get_output_length()
     )
-    with io.StringIO() as quiet, _redirect(quiet):
+    with io.StringIO() as quiet, contextlib.redirect_stdout(quiet):
         model = mm.Transformer(config) if kind == "transformer" else mm.RNN(config, kind)
     model.load_state_dict(torch.load(work / "model.pt"))
     model.eval()

@@ -73,7 +73,7 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
     was_training = model.training
     model.eval()
     try:
-        shown_prime, context = _context(vocab, prime, settings)
+        shown_prime, context = start_context(vocab, prime, settings)
         end = vocab.end_id
         state = None
         if len(context) > 1:
@@ -155,7 +155,9 @@ def continuation_log_probs(
     return [(total, len(row)) for total, row in zip(totals, rows, strict=True)]
 
 
-def _context(vocab: Vocab, prime: str, settings: SampleSettings) -> tuple[str, list[int]]:
+def start_context(vocab: Vocab, prime: str, settings: SampleSettings) -> tuple[str, list[int]]:
+    """The prime as read and the ids generation is conditioned on: a document model's
+    document start (and label), or a text model's line start."""
     if vocab.documents:
         return document_context(vocab, prime, settings)
     return prime_context(vocab, prime, settings.unknown)

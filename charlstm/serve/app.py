@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from charlstm.errors import CharlstmError
 from charlstm.options import SampleSettings
+from charlstm.search import start_context
 from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
 
 RETRY_AFTER_S = 1
@@ -195,7 +196,7 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
                 length=body.max_tokens, temperature=body.temperature, seed=body.seed,
                 top_p=body.top_p if body.top_p < 1.0 else None, top_k=body.top_k,
             )  # fmt: skip
-            context = _context(served.model, prompt, settings)
+            context = start_context(served.model.vocab, prompt, settings)[1]
         except CharlstmError as err:
             return error(400, str(err))
         loop = asyncio.get_running_loop()
@@ -236,15 +237,6 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
         return {**head, "choices": choices, "usage": usage}
 
     return app
-
-
-def _context(model, prompt: str, settings: SampleSettings) -> list[int]:
-    from charlstm.make import document_context
-    from charlstm.sample import prime_context
-
-    if model.vocab.documents:
-        return document_context(model.vocab, prompt, settings)[1]
-    return prime_context(model.vocab, prompt, settings.unknown)[1]
 
 
 async def _collect(stream: Stream):

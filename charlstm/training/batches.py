@@ -45,12 +45,15 @@ def to_device(chunk: torch.Tensor, device: torch.device) -> torch.Tensor:
     return chunk.to(device)
 
 
-def unpredicted(targets: torch.Tensor, label_ids: tuple[int, ...]) -> torch.Tensor:
+def unpredicted(targets: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     """Targets with the label ids taken out: a document's label is given, not guessed."""
-    if label_ids:
-        labels = torch.tensor(label_ids, device=targets.device)
+    if labels is not None:
         targets = targets.masked_fill(torch.isin(targets, labels), IGNORED)
     return targets
+
+
+def label_tensor(label_ids: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
+    return torch.tensor(label_ids, device=device) if label_ids else None
 
 
 class TBPTTBatches:
@@ -65,7 +68,6 @@ class TBPTTBatches:
     ):
         """`streams` picks this process's rows (data-parallel ranks own a block each);
         `label_ids` are never predicted (a carried stream of labelled documents)."""
-        self.label_ids = label_ids
         row_length = len(ids) // batch_size
         if row_length < bptt + 1:
             raise CorpusError(
@@ -78,6 +80,7 @@ class TBPTTBatches:
         self.local_streams = len(range(batch_size)[streams])
         self.bptt = bptt
         self.device = torch.device(device)
+        self.labels = label_tensor(label_ids, self.device)
         # Only whole windows: every step has the same shape (no recompiles, fair averages).
         self.windows_per_epoch = (row_length - 1) // bptt
         used = batch_size * row_length
@@ -92,7 +95,7 @@ class TBPTTBatches:
         start = k * self.bptt
         chunk = torch.from_numpy(self.rows[:, start : start + self.bptt + 1].astype(np.int64))
         chunk = to_device(chunk, self.device)
-        targets = unpredicted(chunk[:, 1:], self.label_ids)
+        targets = unpredicted(chunk[:, 1:], self.labels)
         return Window(chunk[:, :-1], targets, starts_epoch=k == 0)
 
     @property
@@ -125,7 +128,7 @@ class DocumentBatches:
     ):
         self.split, self.bptt, self.seed = split, bptt, seed
         self.device = torch.device(device)
-        self.label_ids = label_ids
+        self.labels = label_tensor(label_ids, self.device)
         self.batch_size = batch_size
         self.streams = streams
         self.local_streams = len(range(batch_size)[streams])
@@ -179,6 +182,6 @@ class DocumentBatches:
             targets[r, : len(part) - 1] = part[1:]
         fresh = (pieces[:, k] == 0) | (k == 0)
         inputs_t = to_device(torch.from_numpy(inputs), self.device)
-        targets_t = unpredicted(to_device(torch.from_numpy(targets), self.device), self.label_ids)
+        targets_t = unpredicted(to_device(torch.from_numpy(targets), self.device), self.labels)
         fresh_t = to_device(torch.from_numpy(fresh), self.device)
         return Window(inputs_t, targets_t, starts_epoch=False, fresh_rows=fresh_t)
