@@ -9,7 +9,7 @@ are generated together as one batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -52,22 +52,29 @@ class Sampler:
             x = x.masked_fill(x < kth, -math.inf)
         if s.top_p is not None and s.top_p < 1.0:
             x = self._nucleus(x, s.top_p, s.temperature)
-        return (x + self._next_noise(x)).argmax(dim=-1)
+        return (x + self.next_noise(x.shape, x.device)).argmax(dim=-1)
 
-    def _next_noise(self, x: torch.Tensor) -> torch.Tensor:
-        """T * G for one step, shaped like x."""
-        if self._used == len(self._noise) or self._noise[0].shape != x.shape:
+    def cuts(self, vocab_size: int) -> bool:
+        """Whether a draw cuts the distribution (top-k, top-p) before the noise is added."""
+        s = self.s
+        return (s.top_k is not None and s.top_k < vocab_size) or (
+            s.top_p is not None and s.top_p < 1.0
+        )
+
+    def next_noise(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        """T * G for one step, float32, shaped `shape`."""
+        if self._used == len(self._noise) or self._noise[0].shape != shape:
             if self.generator is None:
-                self.generator = self._seeded_generator(x.device)
-            steps = max(1, min(self.BLOCK_STEPS, self.BLOCK_NUMBERS // x.numel()))
+                self.generator = self._seeded_generator(device)
+            steps = max(1, min(self.BLOCK_STEPS, self.BLOCK_NUMBERS // shape.numel()))
             # -log(-log U) is standard Gumbel; vectorised logs of uniforms are ~3x faster
             # than torch's exponential_ on a CPU
-            shape, device = (steps, *x.shape), x.device
-            gumbel = torch.rand(shape, dtype=torch.float64, device=device, generator=self.generator)
+            block = (steps, *shape)
+            gumbel = torch.rand(block, dtype=torch.float64, device=device, generator=self.generator)
             gumbel.log_().neg_().log_().neg_()
             gumbel *= min(self.s.temperature, self.MAX_SCALE)
             # a list of per-step views: taking the next one costs no tensor operation
-            self._noise = gumbel.to(x.dtype).unbind(0)
+            self._noise = gumbel.float().unbind(0)
             self._used = 0
         self._used += 1
         return self._noise[self._used - 1]
@@ -91,6 +98,38 @@ class Sampler:
         # Drop an id when the ids ranked above it already hold top_p of the mass.
         sorted_x = sorted_x.masked_fill((probs.cumsum(dim=-1) - probs) >= top_p, -math.inf)
         return torch.empty_like(x).scatter_(-1, order, sorted_x)
+
+
+def draw_rows(logits: torch.Tensor, samplers: Sequence[Sampler]) -> torch.Tensor:
+    """One id per row of logits (rows, 1, vocab): row i is exactly what samplers[i] draws
+    from logits[i : i + 1] alone (so a seeded text does not depend on its neighbours),
+    shaped (rows, 1). Rows drawn from the whole distribution, the usual case, take one
+    add and one argmax together, each with its own sampler's noise; greedy rows one
+    argmax; only rows that cut the distribution (top-k, top-p) are drawn one by one."""
+    vocab_size = logits.shape[-1]
+    one_row = torch.Size((1, *logits.shape[1:]))
+    plain, greedy, cut = [], [], []
+    for i, sampler in enumerate(samplers):
+        if sampler.s.greedy:
+            greedy.append(i)
+        elif sampler.cuts(vocab_size):
+            cut.append(i)
+        else:
+            plain.append(i)
+    noise = [samplers[i].next_noise(one_row, logits.device) for i in plain]
+    if len(plain) == len(samplers):  # nothing to scatter
+        return (logits.float() + torch.cat(noise)).argmax(dim=-1)
+    chosen = torch.empty(logits.shape[:-1], dtype=torch.long, device=logits.device)
+    if plain:
+        rows = torch.tensor(plain, device=logits.device)
+        x = logits.index_select(0, rows).float()
+        chosen[rows] = (x + torch.cat(noise)).argmax(dim=-1)
+    if greedy:
+        rows = torch.tensor(greedy, device=logits.device)
+        chosen[rows] = logits.index_select(0, rows).argmax(dim=-1)
+    for i in cut:
+        chosen[i : i + 1] = samplers[i](logits[i : i + 1])
+    return chosen
 
 
 class _SampleText:

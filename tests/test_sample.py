@@ -5,7 +5,7 @@ import torch
 from charlstm.checkpoint import load_for_inference
 from charlstm.errors import CharlstmError, VocabError
 from charlstm.options import SampleSettings
-from charlstm.sample import Sampler, generate
+from charlstm.sample import Sampler, draw_rows, generate
 from tests.conftest import quiet_console, small_config
 
 
@@ -133,6 +133,30 @@ def test_draws_follow_the_distribution_and_its_cuts():
     assert set(flat.tolist()) == {0, 1, 2}
     uniform = Sampler(SampleSettings(temperature=1e308, seed=6))(logits)  # no overflow, no bias
     assert np.allclose(np.bincount(uniform, minlength=4) / 20000, 0.25, atol=0.015)
+
+
+def test_rows_drawn_together_are_each_what_their_sampler_draws_alone():
+    # continuous batching's step: plain rows at several temperatures, greedy, top-k and
+    # top-p side by side, each with its own seed, over enough steps to cross a noise block
+    kinds = [dict(temperature=1.0), dict(temperature=0.5), dict(greedy=True),
+             dict(top_k=5, temperature=1.0), dict(top_p=0.9, temperature=0.8),
+             dict(temperature=2.0), dict(temperature=1.0)]  # fmt: skip
+    settings = [SampleSettings(seed=100 + i, **kw) for i, kw in enumerate(kinds)]
+    together = [Sampler(s) for s in settings]
+    alone = [Sampler(s) for s in settings]
+    plain_only = [Sampler(s) for s in settings if not s.greedy and s.top_k is s.top_p is None]
+    plain_alone = [Sampler(s) for s in settings if not s.greedy and s.top_k is s.top_p is None]
+    torch.manual_seed(0)
+    for _ in range(300):
+        logits = torch.randn(len(settings), 1, 40) * 3
+        drawn = draw_rows(logits, together)
+        assert drawn.shape == (len(settings), 1)
+        for i, sampler in enumerate(alone):
+            assert drawn[i].item() == sampler(logits[i : i + 1]).item()
+        plain = logits[[0, 1, 5, 6]]
+        assert draw_rows(plain, plain_only)[:, 0].tolist() == [
+            s(plain[i : i + 1]).item() for i, s in enumerate(plain_alone)
+        ]
 
 
 @pytest.mark.parametrize(

@@ -181,7 +181,7 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
         return {"loss": result.loss, "bpc": result.bpc, "chars": result.chars}
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest, request: Request):
+    async def completions(body: CompletionRequest):
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             return error(400, "prompt: give one prompt (a string, or a list of one)")
@@ -200,12 +200,13 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
         except CharlstmError as err:
             return error(400, str(err))
         loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()  # every choice's pieces, by index
         streams = []
         try:
             for i in range(body.n):
                 seed = None if body.seed is None else body.seed + i
                 one = replace(settings, seed=seed)
-                stream = Stream(context, one, stops, loop)
+                stream = Stream(context, one, stops, loop, events, index=i)
                 engine.submit(stream)
                 streams.append(stream)
         except Full:
@@ -217,10 +218,10 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
         head = {"id": rid, "object": "text_completion", "created": int(time.time()),
                 "model": body.model or name}  # fmt: skip
         if body.stream:
-            return StreamingResponse(_sse(head, streams, body, prompt, request),
+            return StreamingResponse(_sse(head, streams, events, body, prompt),
                                      media_type="text/event-stream")  # fmt: skip
         try:
-            results = await asyncio.gather(*(_collect(s) for s in streams))
+            results = await _collect(events, len(streams))
         finally:
             for s in streams:
                 s.cancelled = True
@@ -239,14 +240,20 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
     return app
 
 
-async def _collect(stream: Stream):
-    pieces, lps = [], []
-    while True:
-        item = await stream.events.get()
+async def _collect(events: asyncio.Queue, count: int) -> list[tuple[str, list, Done]]:
+    """(text, log-probabilities, Done) of each of `count` choices, in index order."""
+    pieces: list[list[str]] = [[] for _ in range(count)]
+    lps: list[list[float]] = [[] for _ in range(count)]
+    done: list[Done | None] = [None] * count
+    left = count
+    while left:
+        i, item = await events.get()
         if isinstance(item, Done):
-            return "".join(pieces), lps, item
-        pieces.append(item.text)
-        lps += item.log_probs
+            done[i], left = item, left - 1
+        else:
+            pieces[i].append(item.text)
+            lps[i] += item.log_probs
+    return [("".join(p), lp, d) for p, lp, d in zip(pieces, lps, done, strict=True)]
 
 
 def _logprobs(text: str, lps: list[float]) -> dict:
@@ -255,30 +262,20 @@ def _logprobs(text: str, lps: list[float]) -> dict:
             "text_offset": offsets}  # fmt: skip
 
 
-async def _sse(head: dict, streams: list[Stream], body, prompt: str, request: Request):
+async def _sse(head: dict, streams: list[Stream], events: asyncio.Queue, body, prompt: str):
     """Server-sent events, one per piece of any choice; a client that goes away ends
     every stream of its request at once (the engine drops their rows)."""
     try:
         if body.echo:
             for i in range(len(streams)):
                 yield _event(head, i, prompt, None, None)
-        queue: asyncio.Queue = asyncio.Queue()
-
-        async def pump(i: int, s: Stream):
-            while True:
-                item = await s.events.get()
-                await queue.put((i, item))
-                if isinstance(item, Done):
-                    return
-
-        tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
         left = len(streams)
         while left:
             # everything that is there now goes out as one event per choice: a busy
             # server sends fewer, longer pieces instead of falling behind
-            ready = [await queue.get()]
-            while not queue.empty():
-                ready.append(queue.get_nowait())
+            ready = [await events.get()]
+            while not events.empty():
+                ready.append(events.get_nowait())
             text: dict[int, list[str]] = {}
             lps: dict[int, list[float]] = {}
             ended = []
@@ -295,8 +292,6 @@ async def _sse(head: dict, streams: list[Stream], body, prompt: str, request: Re
             for i, item in ended:
                 left -= 1
                 yield _event(head, i, "", item.finish_reason, None)
-        for t in tasks:
-            await t
         yield "data: [DONE]\n\n"
     finally:
         for s in streams:

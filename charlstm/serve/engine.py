@@ -7,9 +7,16 @@ finished or whose client went away, then runs one step for all rows together and
 each row's character to its stream. An LSTM's state is a fixed-size row per stream, so
 joining and leaving cost a concatenation and an index_select, not a recomputation.
 
-Each stream draws from its own generator on logits of its own row, shaped as a batch of
-one: the same seed gives the same text whether the stream ran alone or beside others
-(up to the float rounding of a batched matrix product, which leaves the draws alone).
+Each stream draws from its own generator on logits of its own row (sample.draw_rows: one
+add and one argmax for all rows, each with its own noise): the same seed gives the same
+text whether the stream ran alone or beside others (up to the float rounding of a
+batched matrix product, which leaves the draws alone).
+
+Text reaches a request's event loop in pieces: a stream's first characters at once
+(time to first character), then what it made since at most every `interval` seconds.
+Handing over every character of every stream costs the event loop a wake-up, a queue
+hop and an event per character, and at 64 streams that work, not the model, set the
+pace; 20 ms pieces look as live to a reader as single characters.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -24,7 +32,7 @@ import torch.nn.functional as F
 
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
-from charlstm.sample import Sampler, one_char_steps
+from charlstm.sample import Sampler, draw_rows, one_char_steps
 from charlstm.vocab import Vocab
 
 
@@ -46,19 +54,25 @@ class Stream:
     settings: SampleSettings
     stops: tuple[str, ...]
     loop: asyncio.AbstractEventLoop
+    # (index, Piece or Done) arrive here; the streams of one request may share a queue
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    index: int = 0  # which choice of its request
     cancelled: bool = False
     # the engine's own
     sampler: Sampler | None = None
     decoder: object = None
     produced: int = 0
-    pending: str = ""
+    pending: str = ""  # decoded, held back while it may begin a stop string
     pending_lp: list[float] = field(default_factory=list)
+    ready: list[str] = field(default_factory=list)  # final, not yet handed over
+    ready_lp: list[float] = field(default_factory=list)
+    hand_at: float = 0.0  # monotonic time of the next hand-over (0: at once)
+    finish_reason: str | None = None
 
 
 def _deliver(handed: list[tuple[Stream, object]]) -> None:
     for stream, item in handed:
-        stream.events.put_nowait(item)
+        stream.events.put_nowait((stream.index, item))
 
 
 class Full(Exception):
@@ -66,11 +80,12 @@ class Full(Exception):
 
 
 class Engine:
-    def __init__(self, net: CharRNN, vocab: Vocab, max_streams: int):
+    def __init__(self, net: CharRNN, vocab: Vocab, max_streams: int, interval: float = 0.02):
         self.net = net.eval()
         self.vocab = vocab
         self.device = next(net.parameters()).device
         self.max_streams = max_streams
+        self.interval = interval  # seconds between a stream's pieces (0: every character)
         self.arrivals: queue.Queue[Stream] = queue.Queue()
         self.streams: list[Stream] = []
         self.state = None
@@ -81,7 +96,6 @@ class Engine:
         self.chars = 0
         self._stop = threading.Event()
         self._next_net: CharRNN | None = None
-        self.handed: list[tuple[Stream, object]] = []  # this step's pieces, by stream
         self.thread = threading.Thread(target=self._run, name="charlstm-engine", daemon=True)
 
     # -- from the request side -----------------------------------------------------------
@@ -178,24 +192,31 @@ class Engine:
 
     def _step(self) -> None:
         logits, self.state = self.net(self.last, self.state)  # (rows, 1, vocab)
-        choices = [s.sampler(logits[i : i + 1]) for i, s in enumerate(self.streams)]
-        chosen = torch.cat(choices, dim=0)  # (rows, 1)
+        chosen = draw_rows(logits, [s.sampler for s in self.streams])  # (rows, 1)
         own = F.log_softmax(logits[:, -1].double(), dim=-1)
         picked = own.gather(1, chosen).squeeze(1).tolist()  # waits for the device
         self.last = chosen
-        self.handed = []
+        now = time.monotonic()
+        handed: list[tuple[Stream, object]] = []
         for stream, token, lp in zip(self.streams, chosen[:, 0].tolist(), picked, strict=True):
+            if stream.cancelled:
+                continue
             self._advance(stream, token, lp)
+            ended = stream.sampler is None
+            if stream.ready and (ended or now >= stream.hand_at):
+                handed.append((stream, Piece("".join(stream.ready), stream.ready_lp)))
+                stream.ready, stream.ready_lp = [], []
+                stream.hand_at = now + self.interval
+            if ended:
+                handed.append((stream, Done(stream.finish_reason, stream.produced)))
         # one wake-up of each event loop per step, however many streams got text
         loops: dict[asyncio.AbstractEventLoop, list] = {}
-        for stream, item in self.handed:
+        for stream, item in handed:
             loops.setdefault(stream.loop, []).append((stream, item))
-        for loop, handed in loops.items():
-            loop.call_soon_threadsafe(_deliver, handed)
+        for loop, items in loops.items():
+            loop.call_soon_threadsafe(_deliver, items)
 
     def _advance(self, stream: Stream, token: int, log_prob: float) -> None:
-        if stream.cancelled:
-            return
         end = self.vocab.end_id
         if end is not None and token == end:
             self._finish(stream, "stop")
@@ -203,28 +224,40 @@ class Engine:
         stream.produced += 1
         self.chars += 1
         piece = stream.decoder.feed(token)  # bytes: whole characters at a time
+        if not stream.stops:
+            if piece:
+                stream.ready.append(piece)
+                stream.ready_lp += [log_prob] * len(piece)
+        else:
+            self._hold_for_stops(stream, piece, log_prob)
+            if stream.sampler is None:
+                return
+        if stream.produced >= stream.settings.length:
+            self._release_text(stream, len(stream.pending))
+            self._finish(stream, "length")
+
+    def _hold_for_stops(self, stream: Stream, piece: str, log_prob: float) -> None:
+        """Text that may begin a stop string waits until it cannot; a stop string found
+        ends the stream before it."""
         stream.pending += piece
-        stream.pending_lp += [log_prob] * len(piece) if piece else []
+        stream.pending_lp += [log_prob] * len(piece)
         for stop in stream.stops:
             at = stream.pending.find(stop)
             if at >= 0:
-                self._send(stream, at)
-                stream.pending = ""
+                self._release_text(stream, at)
+                stream.pending, stream.pending_lp = "", []
                 self._finish(stream, "stop")
                 return
-        hold = max((len(s) - 1 for s in stream.stops), default=0)
-        self._send(stream, max(0, len(stream.pending) - hold))
-        if stream.produced >= stream.settings.length:
-            self._send(stream, len(stream.pending))
-            self._finish(stream, "length")
+        hold = max(len(s) - 1 for s in stream.stops)
+        self._release_text(stream, max(0, len(stream.pending) - hold))
 
-    def _send(self, stream: Stream, upto: int) -> None:
+    def _release_text(self, stream: Stream, upto: int) -> None:
         if upto <= 0:
             return
-        text, stream.pending = stream.pending[:upto], stream.pending[upto:]
-        lps, stream.pending_lp = stream.pending_lp[:upto], stream.pending_lp[upto:]
-        self.handed.append((stream, Piece(text, lps)))
+        stream.ready.append(stream.pending[:upto])
+        stream.ready_lp += stream.pending_lp[:upto]
+        stream.pending, stream.pending_lp = stream.pending[upto:], stream.pending_lp[upto:]
 
     def _finish(self, stream: Stream, reason: str) -> None:
-        self.handed.append((stream, Done(reason, stream.produced)))
+        stream.finish_reason = reason
         stream.sampler = None  # dropped before the next step
