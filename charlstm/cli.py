@@ -19,7 +19,14 @@ from rich.console import Console
 
 from charlstm.errors import CharlstmError
 from charlstm.interrupt import StopRequests
-from charlstm.options import InspectSettings, SampleSettings, ScoreSettings, TaskExamples, help_of
+from charlstm.options import (
+    InspectSettings,
+    SampleSettings,
+    ScoreSettings,
+    ServeSettings,
+    TaskExamples,
+    help_of,
+)
 from charlstm.rundir import RunDir
 
 # Windows has no SIGPIPE; a closed pipe there still ends with the status it has on Unix.
@@ -581,127 +588,53 @@ def export(
     )
 
 
-def _Server(config):
-    """uvicorn's server, but a SIGTERM or Ctrl-C that it drained ends the process with
-    status 0 (uvicorn raises the signal again once it has stopped)."""
-    import contextlib
-    import signal
-
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self):
-            handled = (signal.SIGINT, signal.SIGTERM)
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-
-    return Server(config)
+Serve = ServeSettings()
 
 
 @app.command()
 def serve(
     checkpoint: CheckpointOpt = None,
-    host: Annotated[
-        str, typer.Option("--host", help="Address to bind (loopback by default).")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    host: Annotated[str, _opt(Serve, "host", "--host")] = Serve.host,
+    port: Annotated[int, _opt(Serve, "port", "--port")] = Serve.port,
     api_key: Annotated[
         str | None,
         typer.Option(
-            "--api-key",
-            envvar="CHARLSTM_API_KEY",
-            help="Required on every request (Authorization: Bearer KEY); needed to "
-            "bind any address but loopback.",
+            "--api-key", envvar="CHARLSTM_API_KEY", help=help_of(ServeSettings, "api_key")
         ),
-    ] = None,
-    cors: Annotated[
-        str | None, typer.Option("--cors", help="Allow browser requests from this origin.")
-    ] = None,
-    max_streams: Annotated[
-        int, typer.Option("--max-streams", help="Streams generated at once; more get 503.")
-    ] = 256,
-    max_chars: Annotated[
-        int, typer.Option("--max-chars", help="Characters one request may ask for.")
-    ] = 4000,
-    watch: Annotated[
-        bool,
-        typer.Option(
-            "--watch", help="Reload when the checkpoint file changes (serve while training)."
-        ),
-    ] = False,
-    device: Annotated[
-        str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")
-    ] = "cpu",
+    ] = Serve.api_key,
+    cors: Annotated[str | None, _opt(Serve, "cors", "--cors")] = Serve.cors,
+    max_streams: Annotated[int, _opt(Serve, "max_streams", "--max-streams")] = Serve.max_streams,
+    max_chars: Annotated[int, _opt(Serve, "max_chars", "--max-chars")] = Serve.max_chars,
+    interval_ms: Annotated[float, _opt(Serve, "interval_ms", "--interval-ms")] = Serve.interval_ms,
+    watch: Annotated[bool, _opt(Serve, "watch", "--watch")] = Serve.watch,
+    device: Annotated[str, _opt(Serve, "device", "--device")] = Serve.device,
+    threads: Annotated[int, _opt(Serve, "threads", "--threads")] = Serve.threads,
 ) -> None:
     """Serve a model over HTTP: OpenAI's /v1/completions (streaming too), /v1/models,
-    and /info, /score, /health; concurrent requests share each recurrent step."""
-    import ipaddress
-    import types
-
+    and /sample, /score, /info, /health; concurrent requests share each recurrent step."""
     try:
+        settings = ServeSettings(host=host, port=port, api_key=api_key, cors=cors,
+                                 max_streams=max_streams, max_chars=max_chars,
+                                 interval_ms=interval_ms, watch=watch, device=device,
+                                 threads=threads)  # fmt: skip
         try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback and not api_key:
-            raise CharlstmError(
-                f"--host {host} is reachable from other machines: give --api-key KEY (or "
-                "set CHARLSTM_API_KEY), or bind 127.0.0.1"
-            )
-        if not 0 < port < 65536:
-            raise CharlstmError(f"--port must be in 1..65535 (got {port})")
-        if max_streams < 1 or max_chars < 1:
-            raise CharlstmError("--max-streams and --max-chars must be >= 1")
-        try:
-            import uvicorn
-
-            from charlstm.serve.app import create_app
+            import fastapi  # noqa: F401
+            import uvicorn  # noqa: F401
         except ImportError:
             raise CharlstmError(
                 "charlstm serve needs its extra: pip install 'charlstm[serve]'"
             ) from None
         from charlstm.api import load
+        from charlstm.checkpoint import resolve_checkpoint
         from charlstm.device import pick_device
-        from charlstm.serve.engine import Engine
 
         model = load(checkpoint, pick_device(device))
+        path = resolve_checkpoint(Path(checkpoint) if checkpoint is not None else None)
     except CharlstmError as error:
         raise fail(error) from None
-    engine = Engine(model.net, model.vocab, max_streams)
-    name = f"charlstm-{model.config.model.cell}"
-    served = types.SimpleNamespace(model=model)
-    web = create_app(served, engine, name, max_chars, api_key, cors)
-    engine.start()
-    watcher = None
-    if watch:
-        from charlstm.checkpoint import resolve_checkpoint
-        from charlstm.serve.watch import Watcher
+    from charlstm.serve.server import serve as run_server
 
-        path = resolve_checkpoint(Path(checkpoint) if checkpoint is not None else None)
-        watcher = Watcher(path, served, engine, lambda line: err.print(line, markup=False),
-                          model.device)  # fmt: skip
-        watcher.start()
-        err.print(f"watching {path}", markup=False)
-    err.print(
-        f"serving {name} on http://{host}:{port}/v1 (Ctrl-C or SIGTERM to stop)", markup=False
-    )
-    try:
-        config = uvicorn.Config(
-            web, host=host, port=port, log_level="info", timeout_graceful_shutdown=10
-        )
-        _Server(config).run()
-    finally:
-        if watcher is not None:
-            watcher.stop()
-        engine.close()
-        err.print(
-            f"stopped: {engine.served:,} streams served, {engine.chars:,} characters", markup=False
-        )
+    run_server(model, settings, path, err)
 
 
 @app.command()

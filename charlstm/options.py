@@ -159,3 +159,65 @@ class InspectSettings:
 
     max_chars: int = option(4000, "Read at most this many characters.")
     top: int = option(8, "Units listed per feature.")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How `charlstm serve` listens and what it allows."""
+
+    host: str = option("127.0.0.1", "Address to bind (loopback by default).")
+    port: int = option(8000, "Port to listen on.")
+    api_key: str | None = option(
+        None,
+        "Required on every request (Authorization: Bearer KEY); needed to bind any "
+        "address but loopback.",
+    )
+    cors: str | None = option(None, "Allow browser requests from this origin.")
+    # 256 rows of a 2x256 LSTM step in about 4 ms on a 2-core CPU; more waiting streams
+    # would only make every reader slower, so the 257th is told to come back.
+    max_streams: int = option(256, "Streams generated at once; more get 503.")
+    max_chars: int = option(4000, "Characters one request may ask for.")
+    # 20 ms: finer than a reader can see; at 64 streams handing over every character
+    # cost the event loop more than the model's step (bench/RESULTS.md 8).
+    interval_ms: float = option(
+        20.0, "A stream's text is sent at most this often (0: every character)."
+    )
+    watch: bool = option(False, "Reload when the checkpoint file changes (serve while training).")
+    device: str = option("cpu", "cpu, cuda, cuda:N, mps or auto.")
+    # The event loop and the clients need a core of their own: on 2 cores a step on one
+    # thread served 64 clients 1.6x faster than on two (bench/RESULTS.md 8).
+    threads: int = option(0, "CPU threads for the model's step (0: all cores but one).")
+
+    def __post_init__(self) -> None:
+        _check(
+            [
+                (
+                    self.loopback or bool(self.api_key),
+                    f"--host {self.host} is reachable from other machines: give --api-key KEY "
+                    "(or set CHARLSTM_API_KEY), or bind 127.0.0.1",
+                ),
+                (0 < self.port < 65536, f"--port must be in 1..65535 (got {self.port})"),
+                (self.max_streams >= 1, f"--max-streams must be >= 1 (got {self.max_streams})"),
+                (self.max_chars >= 1, f"--max-chars must be >= 1 (got {self.max_chars})"),
+                (self.threads >= 0, f"--threads must be >= 0 (got {self.threads})"),
+                (
+                    0 <= self.interval_ms <= 1000,
+                    f"--interval-ms must be in 0..1000 (got {self.interval_ms})",
+                ),
+            ]
+        )
+
+    @property
+    def step_threads(self) -> int:
+        import os
+
+        return self.threads or max(1, (os.cpu_count() or 1) - 1)
+
+    @property
+    def loopback(self) -> bool:
+        import ipaddress
+
+        try:
+            return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
-import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Literal
 
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from charlstm.errors import CharlstmError
 from charlstm.options import SampleSettings
 from charlstm.search import start_context
+from charlstm.serve.access import note_chars, request_id
 from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
 
 RETRY_AFTER_S = 1
@@ -83,9 +83,10 @@ def error(status: int, message: str, kind: str = "invalid_request_error", **head
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
-def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str | None,
+def create_app(served, engine: Engine, name: str, max_chars: int,
                cors: str | None = None) -> FastAPI:  # fmt: skip
-    """`served.model` is the Model being served (--watch replaces it)."""
+    """`served.model` is the Model being served (--watch replaces it). The API key and
+    the access log are the middleware's (serve/access.py), around this app."""
     app = FastAPI(title="charlstm", docs_url=None, redoc_url=None, openapi_url=None)
     started = int(time.time())
     vocab = served.model.vocab  # the same for every model --watch takes
@@ -95,15 +96,6 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
 
         app.add_middleware(CORSMiddleware, allow_origins=[cors], allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])  # fmt: skip
-
-    @app.middleware("http")
-    async def check_key(request: Request, call_next):
-        if api_key is not None:
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return error(401, "missing or wrong API key (Authorization: Bearer KEY)",
-                             "authentication_error")  # fmt: skip
-        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
@@ -181,7 +173,7 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
         return {"loss": result.loss, "bpc": result.bpc, "chars": result.chars}
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest):
+    async def completions(body: CompletionRequest, request: Request):
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             return error(400, "prompt: give one prompt (a string, or a list of one)")
@@ -214,11 +206,11 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
                 s.cancelled = True
             return error(503, f"the server is full ({engine.max_streams} streams): retry soon",
                          "server_busy", **{"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
-        rid = f"cmpl-{uuid.uuid4().hex[:24]}"
+        rid = f"cmpl-{request_id(request.scope)}"
         head = {"id": rid, "object": "text_completion", "created": int(time.time()),
                 "model": body.model or name}  # fmt: skip
         if body.stream:
-            return StreamingResponse(_sse(head, streams, events, body, prompt),
+            return StreamingResponse(_sse(head, streams, events, body, prompt, request.scope),
                                      media_type="text/event-stream")  # fmt: skip
         try:
             results = await _collect(events, len(streams))
@@ -233,6 +225,7 @@ def create_app(served, engine: Engine, name: str, max_chars: int, api_key: str |
                 choice["logprobs"] = _logprobs(text, lps)
             choices.append(choice)
         generated = sum(done.chars for _, _, done in results)
+        note_chars(request.scope, generated)
         usage = {"prompt_tokens": len(prompt), "completion_tokens": generated,
                  "total_tokens": len(prompt) + generated}  # fmt: skip
         return {**head, "choices": choices, "usage": usage}
@@ -262,14 +255,15 @@ def _logprobs(text: str, lps: list[float]) -> dict:
             "text_offset": offsets}  # fmt: skip
 
 
-async def _sse(head: dict, streams: list[Stream], events: asyncio.Queue, body, prompt: str):
+async def _sse(head: dict, streams: list[Stream], events: asyncio.Queue, body, prompt: str,
+               scope) -> AsyncIterator[str]:  # fmt: skip
     """Server-sent events, one per piece of any choice; a client that goes away ends
     every stream of its request at once (the engine drops their rows)."""
     try:
         if body.echo:
             for i in range(len(streams)):
                 yield _event(head, i, prompt, None, None)
-        left = len(streams)
+        left, generated = len(streams), 0
         while left:
             # everything that is there now goes out as one event per choice: a busy
             # server sends fewer, longer pieces instead of falling behind
@@ -291,7 +285,9 @@ async def _sse(head: dict, streams: list[Stream], events: asyncio.Queue, body, p
                 yield _event(head, i, joined, None, shown)
             for i, item in ended:
                 left -= 1
+                generated += item.chars
                 yield _event(head, i, "", item.finish_reason, None)
+        note_chars(scope, generated)
         yield "data: [DONE]\n\n"
     finally:
         for s in streams:

@@ -80,6 +80,8 @@ class Full(Exception):
 
 
 class Engine:
+    HANDS_PER_S = 2000  # pieces handed to the event loops per second, at most (about)
+
     def __init__(self, net: CharRNN, vocab: Vocab, max_streams: int, interval: float = 0.02):
         self.net = net.eval()
         self.vocab = vocab
@@ -197,6 +199,9 @@ class Engine:
         picked = own.gather(1, chosen).squeeze(1).tolist()  # waits for the device
         self.last = chosen
         now = time.monotonic()
+        # the event loops' work is bounded however many streams there are: past
+        # HANDS_PER_S / interval streams, each stream's pieces come further apart
+        interval = max(self.interval, len(self.streams) / self.HANDS_PER_S)
         handed: list[tuple[Stream, object]] = []
         for stream, token, lp in zip(self.streams, chosen[:, 0].tolist(), picked, strict=True):
             if stream.cancelled:
@@ -206,7 +211,7 @@ class Engine:
             if stream.ready and (ended or now >= stream.hand_at):
                 handed.append((stream, Piece("".join(stream.ready), stream.ready_lp)))
                 stream.ready, stream.ready_lp = [], []
-                stream.hand_at = now + self.interval
+                stream.hand_at = now + interval
             if ended:
                 handed.append((stream, Done(stream.finish_reason, stream.produced)))
         # one wake-up of each event loop per step, however many streams got text

@@ -1,0 +1,86 @@
+"""`charlstm serve` put together: the engine thread, the web app behind its access
+middleware, the --watch poller, and uvicorn; at the end one line of counts."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+import types
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.text import Text
+
+from charlstm.options import ServeSettings
+
+
+def _uvicorn_server(config):
+    """uvicorn's server, but a SIGTERM or Ctrl-C that it drained ends the process with
+    status 0 (uvicorn raises the signal again once it has stopped)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
+
+
+def _access_line(console: Console):
+    styles = {2: "green", 3: "cyan", 4: "yellow", 5: "red"}
+
+    def say(line: str, status: int) -> None:
+        text = Text(time.strftime("%H:%M:%S "), style="dim")
+        text.append(line, style=styles.get(status // 100, ""))
+        console.print(text, soft_wrap=True, highlight=False)
+
+    return say
+
+
+def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) -> None:
+    """Serve `model` until SIGTERM or Ctrl-C; `checkpoint` is the file --watch polls."""
+    import uvicorn
+
+    from charlstm.serve.access import AccessMiddleware
+    from charlstm.serve.app import create_app
+    from charlstm.serve.engine import Engine
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False)
+
+    torch.set_num_threads(settings.step_threads)
+    engine = Engine(model.net, model.vocab, settings.max_streams, settings.interval_ms / 1000)
+    name = f"charlstm-{model.config.model.cell}"
+    served = types.SimpleNamespace(model=model)
+    web = create_app(served, engine, name, settings.max_chars, settings.cors)
+    access = AccessMiddleware(web, _access_line(console), settings.api_key)
+    engine.start()
+    watcher = None
+    if settings.watch:
+        from charlstm.serve.watch import Watcher
+
+        watcher = Watcher(checkpoint, served, engine, say, model.device)
+        watcher.start()
+        say(f"watching {checkpoint}")
+    url = f"http://{settings.host}:{settings.port}/v1"
+    say(f"serving {name} on {url} (Ctrl-C or SIGTERM to stop)")
+    try:
+        config = uvicorn.Config(access, host=settings.host, port=settings.port,
+                                log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=10)  # fmt: skip
+        _uvicorn_server(config).run()
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        engine.close()
+        say(f"stopped: {engine.served:,} streams served, {engine.chars:,} characters, "
+            f"{access.summary()}")  # fmt: skip
