@@ -2,12 +2,16 @@
 with the same model, in the same run, on loopback.
 
     .venv/bin/python -m bench.serve --checkpoint runs/python-code [--clients 1,8,64,256]
-                                    [--chars 300] [--soak SECONDS]
+                                    [--chars 300] [--seconds 8] [--soak SECONDS]
 
-For each count of concurrent clients, every client streams one completion of `--chars`
-characters (asyncio + httpx, server-sent events); reported: aggregate characters per
-second, time to first character (p50, p99), errors, and the server's peak RSS. The naive
-server is Model.stream behind a lock: what serving a model without batching gives.
+For each count of concurrent clients, every client streams completions of `--chars`
+characters one after another (asyncio + httpx, server-sent events) for `--seconds`,
+finishing the one it is in; reported: aggregate characters per second, time to first
+character (p50, p99, over every request), errors (a status other than 200, a broken
+stream, or a text that is not `--chars` characters ending for its length), and the
+server's peak RSS. The naive server is Model.stream behind a lock: what serving a model
+without batching gives. Before them, the model's own step (no HTTP, the server's thread
+count) at the same numbers of rows: the ceiling of what batching can give.
 `--soak S` then keeps 64 clients asking for S seconds and prints the server's RSS every
 30 s (flat memory: no stream, queue or state left behind).
 """
@@ -35,16 +39,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """VmHWM: the peak resident set; VmRSS: the current one."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):  # the peak resident set
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def current_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -62,11 +60,11 @@ def start(command: list[str], port: int) -> subprocess.Popen:
     raise SystemExit(f"server did not start: {' '.join(command)}")
 
 
-async def one_client(client: httpx.AsyncClient, url: str, chars: int, seed: int):
+async def one_request(client: httpx.AsyncClient, url: str, chars: int, seed: int):
     """(characters, seconds to the first one, error or None)."""
     body = {"prompt": "def ", "max_tokens": chars, "stream": True, "seed": seed}
     started = time.perf_counter()
-    first, got = None, 0
+    first, got, finish = None, 0, None
     try:
         async with client.stream("POST", url + "/v1/completions", json=body) as response:
             if response.status_code != 200:
@@ -74,39 +72,77 @@ async def one_client(client: httpx.AsyncClient, url: str, chars: int, seed: int)
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                text = json.loads(line[6:])["choices"][0]["text"]
-                if text and first is None:
+                choice = json.loads(line[6:])["choices"][0]
+                if choice["text"] and first is None:
                     first = time.perf_counter() - started
-                got += len(text)
+                got += len(choice["text"])
+                finish = choice.get("finish_reason") or finish
     except httpx.HTTPError as err:
         return got, first, type(err).__name__
-    return got, first, None if got == chars else f"{got} of {chars} characters"
+    if got != chars or finish not in (None, "length"):
+        return got, first, f"{got} of {chars} characters, finish {finish}"
+    return got, first, None
 
 
-async def load(url: str, clients: int, chars: int, seed0: int = 0):
+async def load(url: str, clients: int, chars: int, seconds: float, seed0: int = 0):
+    """Every client asks again as soon as it is answered until `seconds` have passed:
+    (chars/s, first-character p50, p99, errors, requests)."""
     limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
+    results = []
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         started = time.perf_counter()
-        results = await asyncio.gather(
-            *(one_client(client, url, chars, seed0 + i) for i in range(clients))
-        )
+
+        async def keep_asking(i: int) -> None:
+            n = 0
+            while n == 0 or time.perf_counter() - started < seconds:
+                results.append(await one_request(client, url, chars, seed0 + i + n * clients))
+                n += 1
+
+        await asyncio.gather(*(keep_asking(i) for i in range(clients)))
         wall = time.perf_counter() - started
     total = sum(r[0] for r in results)
     firsts = sorted(r[1] for r in results if r[1] is not None)
     errors = [r[2] for r in results if r[2]]
     p50 = statistics.median(firsts) if firsts else float("nan")
     p99 = firsts[min(len(firsts) - 1, int(0.99 * len(firsts)))] if firsts else float("nan")
-    return total / wall, p50, p99, errors
+    return total / wall, p50, p99, errors, len(results)
+
+
+def bare_steps(checkpoint: str, counts: list[int], threads: int) -> dict[int, float]:
+    """Characters per second of the model's own step at each number of rows, with the
+    server's thread count: no HTTP, no sampling, nothing but the forward pass."""
+    import torch
+
+    from charlstm.api import load as load_model
+    from charlstm.sample import one_char_steps
+
+    torch.set_num_threads(threads)
+    net = load_model(checkpoint, "cpu").net.eval()
+    rates = {}
+    with torch.no_grad(), one_char_steps(torch.device("cpu")):
+        for rows in counts:
+            last, state = torch.zeros((rows, 1), dtype=torch.long), None
+            for _ in range(20):
+                _, state = net(last, state)
+            steps, started = 0, time.perf_counter()
+            while time.perf_counter() - started < 2.0:
+                _, state = net(last, state)
+                steps += 1
+            rates[rows] = rows * steps / (time.perf_counter() - started)
+    return rates
 
 
 def naive_server(checkpoint: str, port: int) -> None:
     """One request at a time: Model.stream behind a lock."""
+    import torch
     import uvicorn
     from fastapi import FastAPI
     from fastapi.responses import StreamingResponse
 
     from charlstm.api import load as load_model
+    from charlstm.options import ServeSettings
 
+    torch.set_num_threads(ServeSettings().step_threads)  # as charlstm serve runs its steps
     model = load_model(checkpoint, "cpu")
     app = FastAPI()
     lock = asyncio.Lock()
@@ -139,16 +175,27 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="runs/python-code")
     parser.add_argument("--clients", default="1,8,64,256")
     parser.add_argument("--chars", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--soak", type=float, default=0.0)
     parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_server:
         naive_server(args.checkpoint, args.naive_server)
         return
+    from charlstm.options import ServeSettings
+
     counts = [int(c) for c in args.clients.split(",")]
-    print(f"machine: {machine()}; {args.chars} characters per client; {args.checkpoint}\n")
-    print("| server | clients | chars/s | vs 1 client | first char p50 | p99 | errors | peak RSS |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    threads = ServeSettings().step_threads
+    print(f"machine: {machine()}; {args.chars} characters per request, {args.seconds:g} s "
+          f"per row; {args.checkpoint}\n")  # fmt: skip
+    bare = bare_steps(args.checkpoint, counts, threads)
+    print(f"| the model's own step ({threads} thread(s)) | rows | chars/s | vs 1 row |")
+    print("|---|---:|---:|---:|")
+    for rows, rate in bare.items():
+        print(f"| bare step | {rows} | {rate:,.0f} | {rate / bare[counts[0]]:.1f}x |")
+    print("\n| server | clients | requests | chars/s | vs 1 client | first char p50 | p99 | "
+          "errors | peak RSS |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in ("charlstm serve", "naive (one at a time)"):
         port = free_port()
         if name == "charlstm serve":
@@ -160,11 +207,14 @@ def main() -> None:
         proc = start(command, port)
         url = f"http://127.0.0.1:{port}"
         try:
+            asyncio.run(load(url, 2, 50, 0))  # warm: the first request pays for set-up
             single = None
             for clients in counts:
-                rate, p50, p99, errors = asyncio.run(load(url, clients, args.chars))
+                rate, p50, p99, errors, asked = asyncio.run(
+                    load(url, clients, args.chars, args.seconds)
+                )
                 single = single or rate or float("nan")
-                print(f"| {name} | {clients} | {rate:,.0f} | {rate / single:.1f}x | "
+                print(f"| {name} | {clients} | {asked:,} | {rate:,.0f} | {rate / single:.1f}x | "
                       f"{p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms | {len(errors)} | "
                       f"{rss_mb(proc.pid):.0f} MB |", flush=True)  # fmt: skip
             if args.soak and name == "charlstm serve":
@@ -175,17 +225,14 @@ def main() -> None:
 
 
 def soak(url: str, proc: subprocess.Popen, args) -> None:
-    print(f"\nsoak: 64 clients for {args.soak:.0f} s; RSS every 30 s")
+    print(f"\nsoak: 64 clients for {args.soak:.0f} s; the server's RSS every 30 s")
     started = time.monotonic()
-    next_report, errors, rounds = 0.0, 0, 0
+    errors, asked = 0, 0
     while time.monotonic() - started < args.soak:
-        _, _, _, failed = asyncio.run(load(url, 64, args.chars, seed0=rounds * 64))
-        errors += len(failed)
-        rounds += 1
-        if time.monotonic() - started >= next_report:
-            print(f"  {time.monotonic() - started:5.0f} s: RSS {current_rss_mb(proc.pid):.0f} MB, "
-                  f"{rounds} rounds, {errors} errors", flush=True)  # fmt: skip
-            next_report += 30
+        rate, _, _, failed, n = asyncio.run(load(url, 64, args.chars, 30, seed0=asked))
+        errors, asked = errors + len(failed), asked + n
+        print(f"  {time.monotonic() - started:5.0f} s: RSS {rss_mb(proc.pid, 'VmRSS'):.0f} MB, "
+              f"{asked:,} requests, {errors} errors, {rate:,.0f} chars/s", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

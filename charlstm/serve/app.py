@@ -9,6 +9,7 @@ GET /health, GET /info and POST /score. Requests never name files on the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -87,7 +88,16 @@ def create_app(served, engine: Engine, name: str, max_chars: int,
                cors: str | None = None) -> FastAPI:  # fmt: skip
     """`served.model` is the Model being served (--watch replaces it). The API key and
     the access log are the middleware's (serve/access.py), around this app."""
-    app = FastAPI(title="charlstm", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # the engine steps on this loop; it stops after the last response has drained
+        await engine.start()
+        yield
+        await engine.close()
+
+    app = FastAPI(title="charlstm", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)  # fmt: skip
     started = int(time.time())
     vocab = served.model.vocab  # the same for every model --watch takes
 
@@ -191,14 +201,13 @@ def create_app(served, engine: Engine, name: str, max_chars: int,
             context = start_context(served.model.vocab, prompt, settings)[1]
         except CharlstmError as err:
             return error(400, str(err))
-        loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()  # every choice's pieces, by index
         streams = []
         try:
             for i in range(body.n):
                 seed = None if body.seed is None else body.seed + i
                 one = replace(settings, seed=seed)
-                stream = Stream(context, one, stops, loop, events, index=i)
+                stream = Stream(context, one, stops, events, index=i)
                 engine.submit(stream)
                 streams.append(stream)
         except Full:

@@ -1,30 +1,36 @@
 """Continuous batching: every active stream is one row of one batched recurrent step.
 
 A request becomes a Stream (its context ids, its own sampler with its own seed, its
-length and stop rules). One engine thread owns the model: between steps it admits the
-streams that arrived (warming each one's state on its prime alone) and drops those that
-finished or whose client went away, then runs one step for all rows together and hands
-each row's character to its stream. An LSTM's state is a fixed-size row per stream, so
+length and stop rules). The engine is one task on the server's event loop: between two
+steps it admits the streams that arrived (warming each one's state on its prime alone),
+drops those that finished or whose client went away, runs one step for all rows
+together, hands each stream its text, and yields to the loop so that requests and
+responses move before the next step. An LSTM's state is a fixed-size row per stream, so
 joining and leaving cost a concatenation and an index_select, not a recomputation.
+
+Why not a thread of its own: two Python threads share one interpreter lock. With the
+step in a second thread, every tensor operation let the busy event loop in and then
+waited for it to give the lock back (up to 5 ms each time), and 64 clients got half the
+characters per second (bench/RESULTS.md 8). On one thread the step and the network take
+turns, with nothing lost in between.
 
 Each stream draws from its own generator on logits of its own row (sample.draw_rows: one
 add and one argmax for all rows, each with its own noise): the same seed gives the same
 text whether the stream ran alone or beside others (up to the float rounding of a
 batched matrix product, which leaves the draws alone).
 
-Text reaches a request's event loop in pieces: a stream's first characters at once
-(time to first character), then what it made since at most every `interval` seconds.
-Handing over every character of every stream costs the event loop a wake-up, a queue
-hop and an event per character, and at 64 streams that work, not the model, set the
-pace; 20 ms pieces look as live to a reader as single characters.
+Text reaches a request in pieces: a stream's first characters at once (time to first
+character), then what it made since at most every `interval` seconds. Handing over
+every character of every stream costs a queue hop and an event per character, and at 64
+streams that work, not the model, set the pace; 20 ms pieces look as live to a reader
+as single characters.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import torch
@@ -53,7 +59,6 @@ class Stream:
     context: list[int]  # ids the first draw is conditioned on (prime, or a start)
     settings: SampleSettings
     stops: tuple[str, ...]
-    loop: asyncio.AbstractEventLoop
     # (index, Piece or Done) arrive here; the streams of one request may share a queue
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     index: int = 0  # which choice of its request
@@ -70,17 +75,12 @@ class Stream:
     finish_reason: str | None = None
 
 
-def _deliver(handed: list[tuple[Stream, object]]) -> None:
-    for stream, item in handed:
-        stream.events.put_nowait((stream.index, item))
-
-
 class Full(Exception):
     """No room for another stream."""
 
 
 class Engine:
-    HANDS_PER_S = 2000  # pieces handed to the event loops per second, at most (about)
+    HANDS_PER_S = 2000  # pieces handed over per second, at most (about)
 
     def __init__(self, net: CharRNN, vocab: Vocab, max_streams: int, interval: float = 0.02):
         self.net = net.eval()
@@ -88,64 +88,65 @@ class Engine:
         self.device = next(net.parameters()).device
         self.max_streams = max_streams
         self.interval = interval  # seconds between a stream's pieces (0: every character)
-        self.arrivals: queue.Queue[Stream] = queue.Queue()
+        self.arrivals: deque[Stream] = deque()
         self.streams: list[Stream] = []
         self.state = None
         self.last: torch.Tensor | None = None
-        self.admitted = 0  # streams taken in, waiting or active
-        self.lock = threading.Lock()
         self.served = 0
         self.chars = 0
-        self._stop = threading.Event()
         self._next_net: CharRNN | None = None
-        self.thread = threading.Thread(target=self._run, name="charlstm-engine", daemon=True)
+        self._task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
 
-    # -- from the request side -----------------------------------------------------------
-    def start(self) -> None:
-        self.thread.start()
+    # -- from the request side (all on the event loop) -----------------------------------
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="charlstm-engine")
 
     def submit(self, stream: Stream) -> None:
-        with self.lock:
-            if self.admitted >= self.max_streams:
-                raise Full
-            self.admitted += 1
-        self.arrivals.put(stream)
+        if self.active >= self.max_streams:
+            raise Full
+        self.arrivals.append(stream)
+        self._wake.set()
 
     @property
     def active(self) -> int:
-        return self.admitted
+        """Streams taken in: waiting or generating."""
+        return len(self.arrivals) + len(self.streams)
 
     def swap(self, net: CharRNN) -> None:
-        """New weights of the same shape, taken between two steps (--watch)."""
+        """New weights of the same shape, taken between two steps (--watch; any thread)."""
         self._next_net = net.eval()
 
-    def close(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self.thread.join(timeout)
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
 
-    # -- the engine thread ---------------------------------------------------------------
-    def _run(self) -> None:
+    # -- the engine's task ---------------------------------------------------------------
+    async def _run(self) -> None:
         with torch.no_grad(), one_char_steps(self.device):
-            while not self._stop.is_set():
+            while True:
+                if not self.arrivals and not self.streams:
+                    self._wake.clear()
+                    await self._wake.wait()
                 if self._next_net is not None:  # the state rows carry on under it
                     self.net, self._next_net = self._next_net, None
-                self._admit(block=not self.streams)
+                self._admit()
                 self._drop_finished()
                 if self.streams:
                     self._step()
+                await asyncio.sleep(0)  # the network's turn
 
-    def _admit(self, block: bool) -> None:
-        try:
-            first = self.arrivals.get(timeout=0.05) if block else self.arrivals.get_nowait()
-        except queue.Empty:
-            return
-        arrived = [first]
-        while True:
-            try:
-                arrived.append(self.arrivals.get_nowait())
-            except queue.Empty:
-                break
-        for stream in arrived:
+    def _admit(self) -> None:
+        while self.arrivals:
+            stream = self.arrivals.popleft()
+            if stream.cancelled:
+                self.served += 1
+                continue
             stream.sampler = Sampler(stream.settings)
             stream.decoder = self.vocab.stream_decoder()
             context = torch.tensor([stream.context], device=self.device)
@@ -173,9 +174,7 @@ class Engine:
         keep = [i for i, s in enumerate(self.streams) if not (s.cancelled or s.sampler is None)]
         if len(keep) == len(self.streams):
             return
-        for s in self.streams:
-            if s.cancelled or s.sampler is None:
-                self._release(s)
+        self.served += len(self.streams) - len(keep)
         self.streams = [self.streams[i] for i in keep]
         if not keep:
             self.state, self.last = None, None
@@ -187,11 +186,6 @@ class Engine:
             self.state = self.state.index_select(1, rows)
         self.last = self.last.index_select(0, rows)
 
-    def _release(self, stream: Stream) -> None:
-        with self.lock:
-            self.admitted -= 1
-        self.served += 1
-
     def _step(self) -> None:
         logits, self.state = self.net(self.last, self.state)  # (rows, 1, vocab)
         chosen = draw_rows(logits, [s.sampler for s in self.streams])  # (rows, 1)
@@ -199,27 +193,23 @@ class Engine:
         picked = own.gather(1, chosen).squeeze(1).tolist()  # waits for the device
         self.last = chosen
         now = time.monotonic()
-        # the event loops' work is bounded however many streams there are: past
-        # HANDS_PER_S / interval streams, each stream's pieces come further apart
+        # the event loop's work stays bounded however many streams there are: past
+        # HANDS_PER_S * interval streams, each stream's pieces come further apart
         interval = max(self.interval, len(self.streams) / self.HANDS_PER_S)
-        handed: list[tuple[Stream, object]] = []
         for stream, token, lp in zip(self.streams, chosen[:, 0].tolist(), picked, strict=True):
             if stream.cancelled:
                 continue
             self._advance(stream, token, lp)
             ended = stream.sampler is None
             if stream.ready and (ended or now >= stream.hand_at):
-                handed.append((stream, Piece("".join(stream.ready), stream.ready_lp)))
+                piece = Piece("".join(stream.ready), stream.ready_lp)
+                stream.events.put_nowait((stream.index, piece))
                 stream.ready, stream.ready_lp = [], []
                 stream.hand_at = now + interval
             if ended:
-                handed.append((stream, Done(stream.finish_reason, stream.produced)))
-        # one wake-up of each event loop per step, however many streams got text
-        loops: dict[asyncio.AbstractEventLoop, list] = {}
-        for stream, item in handed:
-            loops.setdefault(stream.loop, []).append((stream, item))
-        for loop, items in loops.items():
-            loop.call_soon_threadsafe(_deliver, items)
+                stream.events.put_nowait(
+                    (stream.index, Done(stream.finish_reason, stream.produced))
+                )
 
     def _advance(self, stream: Stream, token: int, log_prob: float) -> None:
         end = self.vocab.end_id

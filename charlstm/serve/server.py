@@ -63,7 +63,6 @@ def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) ->
     served = types.SimpleNamespace(model=model)
     web = create_app(served, engine, name, settings.max_chars, settings.cors)
     access = AccessMiddleware(web, _access_line(console), settings.api_key)
-    engine.start()
     watcher = None
     if settings.watch:
         from charlstm.serve.watch import Watcher
@@ -81,6 +80,5 @@ def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) ->
     finally:
         if watcher is not None:
             watcher.stop()
-        engine.close()
         say(f"stopped: {engine.served:,} streams served, {engine.chars:,} characters, "
             f"{access.summary()}")  # fmt: skip
