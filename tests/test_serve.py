@@ -35,6 +35,10 @@ class Server:
              *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
+        # read as it comes: one access line per request must never fill the pipe
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout))
+        self.reader.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -42,7 +46,8 @@ class Server:
                 return
             except httpx.TransportError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stdout.read()) from None
+                    self.reader.join()
+                    raise RuntimeError("".join(self.lines)) from None
                 time.sleep(0.2)
         raise RuntimeError("the server did not start")
 
@@ -58,8 +63,9 @@ class Server:
     def stop(self) -> tuple[int, str]:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return self.proc.returncode, out
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=10)
+        return self.proc.returncode, "".join(self.lines)
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +203,29 @@ def test_an_api_key_is_checked_on_every_request(trained_run):
         assert right.status_code == 200
     finally:
         keyed.stop()
+
+
+def test_every_request_has_an_id_and_one_access_line(trained_run):
+    s = Server(trained_run, "--api-key", "k")
+    key = {"Authorization": "Bearer k"}
+    try:
+        traced = s.post("/v1/completions", {"prompt": "the ", "max_tokens": 25, "seed": 0},
+                        headers={**key, "X-Request-ID": "trace-42"})  # fmt: skip
+        assert traced.headers["x-request-id"] == "trace-42"
+        assert traced.json()["id"] == "cmpl-trace-42"
+        fresh = s.post("/v1/completions", {"prompt": "the ", "max_tokens": 5, "stream": True},
+                       headers={**key, "X-Request-ID": "no spaces allowed"})  # fmt: skip
+        rid = fresh.headers["x-request-id"]
+        assert len(rid) == 16 and f'"cmpl-{rid}"' in fresh.text  # a new id, not the client's
+        assert s.post("/v1/completions", {"prompt": "x"}).status_code == 401
+    finally:
+        code, out = s.stop()
+    access = [line for line in out.splitlines() if " /v1/completions " in line]
+    assert len(access) == 3, out
+    assert "trace-42 POST /v1/completions 200" in access[0] and "25 chars" in access[0]
+    assert f"{rid} POST /v1/completions 200" in access[1] and "5 chars" in access[1]
+    assert " 401 " in access[2]
+    assert code == 0 and "4 requests (3 x 200, 1 x 401)" in out  # /health at start-up too
 
 
 def test_binding_beyond_loopback_needs_a_key(trained_run):

@@ -195,7 +195,8 @@ class Engine:
         now = time.monotonic()
         # the event loop's work stays bounded however many streams there are: past
         # HANDS_PER_S * interval streams, each stream's pieces come further apart
-        interval = max(self.interval, len(self.streams) / self.HANDS_PER_S)
+        # (unless every character was asked for)
+        interval = self.interval and max(self.interval, len(self.streams) / self.HANDS_PER_S)
         for stream, token, lp in zip(self.streams, chosen[:, 0].tolist(), picked, strict=True):
             if stream.cancelled:
                 continue

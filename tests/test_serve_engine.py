@@ -1,0 +1,173 @@
+"""The continuous-batching engine on its own: plain asyncio, no HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import torch
+
+from charlstm.api import load
+from charlstm.options import SampleSettings
+from charlstm.sample import generate
+from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
+
+
+@pytest.fixture(scope="module")
+def model(trained_run):
+    return load(trained_run, "cpu")
+
+
+def context_of(model, prime: str) -> list[int]:
+    return model.vocab.encode(prime).tolist()
+
+
+async def run_streams(engine: Engine, requests: list[tuple[str, SampleSettings, tuple]], model,
+                      delay_each: float = 0.0):  # fmt: skip
+    """Submit each (prime, settings, stops), `delay_each` seconds apart (so later ones
+    join a batch in flight); return each one's (pieces, log-probs, Done, piece times)."""
+    await engine.start()
+    streams = []
+    try:
+        for prime, settings, stops in requests:
+            stream = Stream(context_of(model, prime), settings, stops)
+            engine.submit(stream)
+            streams.append(stream)
+            await asyncio.sleep(delay_each)
+        results = []
+        for stream in streams:
+            pieces, lps, times = [], [], []
+            while True:
+                _, item = await stream.events.get()
+                if isinstance(item, Done):
+                    results.append((pieces, lps, item, times))
+                    break
+                assert isinstance(item, Piece) and len(item.log_probs) == len(item.text)
+                pieces.append(item.text)
+                lps += item.log_probs
+                times.append(time.monotonic())
+        return results
+    finally:
+        await engine.close()
+
+
+def text_of(result) -> str:
+    return "".join(result[0])
+
+
+def test_each_row_is_its_own_sample_beside_others_of_every_kind(model):
+    # one seeded stream, alone, then beside rows that cut (top-k, top-p), go greedy, run
+    # hotter or colder, stop early, and join while it is generating
+    mine = ("the ", SampleSettings(length=200, temperature=1.0, seed=7), ())
+    others = [
+        ("a", SampleSettings(length=150, top_k=3, seed=1), ()),
+        ("an", SampleSettings(length=120, top_p=0.8, temperature=1.2, seed=2), ()),
+        ("the", SampleSettings(length=90, greedy=True), ()),
+        ("th", SampleSettings(length=180, temperature=0.3, seed=3), ()),
+        ("e", SampleSettings(length=300, temperature=1.0, seed=4), ("e ",)),
+        *[("and ", SampleSettings(length=100 + i, seed=10 + i), ()) for i in range(20)],
+    ]
+    alone = asyncio.run(run_streams(Engine(model.net, model.vocab, 64), [mine], model))
+    crowd = asyncio.run(
+        run_streams(
+            Engine(model.net, model.vocab, 64),
+            [*others[:12], mine, *others[12:]],
+            model,
+            delay_each=0.002,
+        )  # fmt: skip
+    )
+    assert text_of(crowd[12]) == text_of(alone[0]) and len(text_of(alone[0])) == 200
+    assert crowd[12][1] == pytest.approx(alone[0][1], abs=1e-5)
+    # and what `charlstm sample` writes with the same prime and settings
+    assert "the " + text_of(alone[0]) == generate(model.net, model.vocab, "the ", mine[1])[0]
+    # each neighbour is the sample it would be alone too
+    for i in (0, 1, 2, 4):
+        prime, settings, stops = others[i]
+        single = asyncio.run(run_streams(Engine(model.net, model.vocab, 64),
+                                         [(prime, settings, stops)], model))  # fmt: skip
+        assert text_of(crowd[i]) == text_of(single[0])
+    greedy = crowd[2]
+    assert prime_free(generate(model.net, model.vocab, "the", others[2][1])[0], "the") == (
+        text_of(greedy)
+    )
+    stopped = crowd[4]
+    assert "e " not in text_of(stopped) and stopped[2].finish_reason == "stop"
+    assert [len(text_of(r)) for r in crowd[13:]] == [100 + i for i in range(7, 20)]
+
+
+def prime_free(text: str, prime: str) -> str:
+    assert text.startswith(prime)
+    return text[len(prime) :]
+
+
+def test_the_first_piece_comes_at_once_and_later_ones_are_spaced(model):
+    settings = SampleSettings(length=400, temperature=1.0, seed=0)
+    spaced = asyncio.run(run_streams(Engine(model.net, model.vocab, 8, interval=0.01),
+                                     [("the ", settings, ())], model))[0]  # fmt: skip
+    every = asyncio.run(run_streams(Engine(model.net, model.vocab, 8, interval=0.0),
+                                    [("the ", settings, ())], model))[0]  # fmt: skip
+    assert text_of(spaced) == text_of(every)  # how text is cut into pieces changes no text
+    assert len(every[0]) == 400  # interval 0: a piece per character
+    assert len(spaced[0][0]) >= 1 and len(spaced[0]) < 400
+    gaps = [b - a for a, b in zip(spaced[3], spaced[3][1:-1], strict=False)]
+    assert min(gaps) >= 0.009  # never closer than the interval (the last piece may be)
+
+
+def test_a_cancelled_stream_leaves_at_the_next_step_and_a_full_engine_refuses(model):
+    async def scenario():
+        engine = Engine(model.net, model.vocab, max_streams=2)
+        await engine.start()
+        try:
+            endless = [Stream(context_of(model, "the "), SampleSettings(length=10**9, seed=i), ())
+                       for i in range(2)]  # fmt: skip
+            for s in endless:
+                engine.submit(s)
+            with pytest.raises(Full):
+                engine.submit(Stream(context_of(model, "a"), SampleSettings(length=5), ()))
+            await endless[0].events.get()  # generating
+            assert engine.active == 2
+            endless[0].cancelled = True
+            produced = endless[0].produced
+            for _ in range(50):
+                await asyncio.sleep(0.01)
+                if engine.active == 1:
+                    break
+            assert engine.active == 1 and engine.served == 1
+            assert endless[0].produced <= produced + 1  # no compute spent for nobody
+            short = Stream(context_of(model, "a"), SampleSettings(length=5, seed=0), ())
+            engine.submit(short)  # room again
+            while not isinstance((await short.events.get())[1], Done):
+                pass
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
+
+
+def test_new_weights_are_taken_between_steps_and_the_stream_carries_on(model):
+    async def scenario():
+        engine = Engine(model.net, model.vocab, max_streams=4, interval=0.0)
+        await engine.start()
+        try:
+            stream = Stream(context_of(model, "the "), SampleSettings(length=10**9, seed=0), ())
+            engine.submit(stream)
+            await stream.events.get()
+            flat = type(model.net)(model.vocab.size, model.net.cfg)
+            with torch.no_grad():
+                for p in flat.parameters():
+                    p.zero_()  # every character equally likely: log-prob -log(vocab)
+            engine.swap(flat)
+            for _ in range(100):
+                _, piece = await stream.events.get()
+                if piece.log_probs[-1] == pytest.approx(-torch.log(torch.tensor(
+                        float(model.vocab.size))).item(), abs=1e-6):  # fmt: skip
+                    break
+            else:
+                pytest.fail("the new weights were never used")
+            assert engine.active == 1  # the stream in flight was not dropped
+            stream.cancelled = True
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
