@@ -21,10 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,8 +49,8 @@ def rss_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def start(command: list[str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(command: list[str], port: int, log=subprocess.DEVNULL) -> subprocess.Popen:
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -106,6 +108,17 @@ async def load(url: str, clients: int, chars: int, seconds: float, seed0: int = 
     p50 = statistics.median(firsts) if firsts else float("nan")
     p99 = firsts[min(len(firsts) - 1, int(0.99 * len(firsts)))] if firsts else float("nan")
     return total / wall, p50, p99, errors, len(results)
+
+
+def server_firsts(log: Path, since: int) -> str:
+    """p50 / p99 of the server's own time to first character (its access lines say
+    when each completion's first text went out) over the log written after `since`."""
+    lines = log.read_bytes()[since:].decode("utf-8", "replace")
+    firsts = sorted(int(m) for m in re.findall(r"first after (\d+) ms", lines))
+    if not firsts:
+        return "-"
+    p99 = firsts[min(len(firsts) - 1, int(0.99 * len(firsts)))]
+    return f"{statistics.median(firsts):.0f} / {p99} ms"
 
 
 def bare_steps(checkpoint: str, counts: list[int], threads: int) -> dict[int, float]:
@@ -194,8 +207,8 @@ def main() -> None:
     for rows, rate in bare.items():
         print(f"| bare step | {rows} | {rate:,.0f} | {rate / bare[counts[0]]:.1f}x |")
     print("\n| server | clients | requests | chars/s | vs 1 client | first char p50 | p99 | "
-          "errors | peak RSS |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "in the server p50 / p99 | errors | peak RSS |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in ("charlstm serve", "naive (one at a time)"):
         port = free_port()
         if name == "charlstm serve":
@@ -204,24 +217,29 @@ def main() -> None:
         else:
             command = [sys.executable, "-m", "bench.serve", "--checkpoint", args.checkpoint,
                        "--naive-server", str(port)]  # fmt: skip
-        proc = start(command, port)
+        log_path = Path(tempfile.mkdtemp()) / "server.log"
+        log = log_path.open("wb")
+        proc = start(command, port, log)
         url = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(load(url, 2, 50, 0))  # warm: the first request pays for set-up
             single = None
             for clients in counts:
+                since = log_path.stat().st_size
                 rate, p50, p99, errors, asked = asyncio.run(
                     load(url, clients, args.chars, args.seconds)
                 )
                 single = single or rate or float("nan")
                 print(f"| {name} | {clients} | {asked:,} | {rate:,.0f} | {rate / single:.1f}x | "
-                      f"{p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms | {len(errors)} | "
+                      f"{p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms | "
+                      f"{server_firsts(log_path, since)} | {len(errors)} | "
                       f"{rss_mb(proc.pid):.0f} MB |", flush=True)  # fmt: skip
             if args.soak and name == "charlstm serve":
                 soak(url, proc, args)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+            log.close()
 
 
 def soak(url: str, proc: subprocess.Popen, args) -> None:

@@ -224,8 +224,28 @@ def test_every_request_has_an_id_and_one_access_line(trained_run):
     assert len(access) == 3, out
     assert "trace-42 POST /v1/completions 200" in access[0] and "25 chars" in access[0]
     assert f"{rid} POST /v1/completions 200" in access[1] and "5 chars" in access[1]
+    assert "first after" in access[1]  # a stream logs its time to first character
     assert " 401 " in access[2]
     assert code == 0 and "4 requests (3 x 200, 1 x 401)" in out  # /health at start-up too
+
+
+def test_cors_is_closed_unless_an_origin_is_given(server, trained_run):
+    asked = {"Origin": "http://elsewhere.test", "Access-Control-Request-Method": "POST"}
+    closed = httpx.options(server.url + "/v1/completions", headers=asked)
+    assert "access-control-allow-origin" not in closed.headers
+    opened = Server(trained_run, "--cors", "http://app.test", "--api-key", "k")
+    try:
+        # the browser's preflight carries no key; the request itself must
+        preflight = httpx.options(opened.url + "/v1/completions",
+                                  headers={**asked, "Origin": "http://app.test"})  # fmt: skip
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "http://app.test"
+        other = httpx.options(opened.url + "/v1/completions", headers=asked)
+        assert "access-control-allow-origin" not in other.headers
+        keyless = httpx.get(opened.url + "/info", headers={"Origin": "http://app.test"})
+        assert keyless.status_code == 401
+    finally:
+        opened.stop()
 
 
 def test_binding_beyond_loopback_needs_a_key(trained_run):

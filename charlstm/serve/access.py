@@ -32,6 +32,11 @@ def note_chars(scope, chars: int) -> None:
     scope["state"]["chars"] = chars
 
 
+def note_first_text(scope) -> None:
+    """The first generated text is going out now (time to first character)."""
+    scope["state"].setdefault("first", time.perf_counter())
+
+
 class AccessMiddleware:
     def __init__(self, app, say: Callable[[str, int], None], api_key: str | None = None):
         self.app, self.say, self.api_key = app, say, api_key
@@ -43,8 +48,8 @@ class AccessMiddleware:
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = given if _CLIENT_ID.fullmatch(given) else uuid.uuid4().hex[:16]
-        scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
+        scope.setdefault("state", {})["request_id"] = rid
         status = 500
 
         async def send_with_id(message):
@@ -65,8 +70,10 @@ class AccessMiddleware:
         finally:
             self.statuses[status] += 1
             took = time.perf_counter() - started
-            chars = scope["state"].get("chars")
-            made = f" {chars:,} chars" if chars is not None else ""
+            state = scope["state"]
+            made = f" {state['chars']:,} chars" if "chars" in state else ""
+            if "first" in state:
+                made += f", first after {(state['first'] - started) * 1000:.0f} ms"
             path = scope.get("path", "")
             self.say(f"{rid} {scope['method']} {path} {status} {took * 1000:.0f} ms{made}", status)
 

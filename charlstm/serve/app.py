@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from charlstm.errors import CharlstmError
 from charlstm.options import SampleSettings
 from charlstm.search import start_context
-from charlstm.serve.access import note_chars, request_id
+from charlstm.serve.access import note_chars, note_first_text, request_id
 from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
 
 RETRY_AFTER_S = 1
@@ -288,6 +288,8 @@ async def _sse(head: dict, streams: list[Stream], events: asyncio.Queue, body, p
                     lps.setdefault(i, []).extend(item.log_probs)
                 else:
                     ended.append((i, item))
+            if text:
+                note_first_text(scope)
             for i, pieces in text.items():
                 joined = "".join(pieces)
                 shown = _logprobs(joined, lps[i]) if body.logprobs is not None else None
