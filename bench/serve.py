@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -62,63 +63,99 @@ def start(command: list[str], port: int, log=subprocess.DEVNULL) -> subprocess.P
     raise SystemExit(f"server did not start: {' '.join(command)}")
 
 
-async def one_request(client: httpx.AsyncClient, url: str, chars: int, seed: int):
-    """(characters, seconds to the first one, error or None)."""
+@dataclass
+class Answer:
+    chars: int = 0
+    first: float | None = None  # seconds from writing the request to the first character
+    first_asked: float | None = None  # ... from asking httpx, its own queueing included
+    error: str | None = None
+
+
+async def one_request(client: httpx.AsyncClient, url: str, chars: int, seed: int) -> Answer:
     body = {"prompt": "def ", "max_tokens": chars, "stream": True, "seed": seed}
-    started = time.perf_counter()
-    first, got, finish = None, 0, None
+    asked = time.perf_counter()
+    written = None
+    answer, finish = Answer(), None
+
+    async def trace(event: str, info) -> None:
+        nonlocal written
+        if event == "http11.send_request_headers.started":
+            written = time.perf_counter()
+
     try:
-        async with client.stream("POST", url + "/v1/completions", json=body) as response:
+        async with client.stream("POST", url + "/v1/completions", json=body,
+                                 extensions={"trace": trace}) as response:  # fmt: skip
             if response.status_code != 200:
-                return 0, None, f"HTTP {response.status_code}"
+                answer.error = f"HTTP {response.status_code}"
+                return answer
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 choice = json.loads(line[6:])["choices"][0]
-                if choice["text"] and first is None:
-                    first = time.perf_counter() - started
-                got += len(choice["text"])
+                if choice["text"] and answer.first is None:
+                    now = time.perf_counter()
+                    answer.first, answer.first_asked = now - written, now - asked
+                answer.chars += len(choice["text"])
                 finish = choice.get("finish_reason") or finish
     except httpx.HTTPError as err:
-        return got, first, type(err).__name__
-    if got != chars or finish not in (None, "length"):
-        return got, first, f"{got} of {chars} characters, finish {finish}"
-    return got, first, None
+        answer.error = type(err).__name__
+        return answer
+    if answer.chars != chars or finish not in (None, "length"):
+        answer.error = f"{answer.chars} of {chars} characters, finish {finish}"
+    return answer
 
 
-async def load(url: str, clients: int, chars: int, seconds: float, seed0: int = 0):
-    """Every client asks again as soon as it is answered until `seconds` have passed:
-    (chars/s, first-character p50, p99, errors, requests)."""
+def percentiles(values: list[float]) -> tuple[float, float]:
+    """(p50, p99) of the values, in milliseconds."""
+    if not values:
+        return float("nan"), float("nan")
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return statistics.median(ordered) * 1000, p99 * 1000
+
+
+@dataclass
+class Load:
+    rate: float  # characters per second, all clients together
+    first: tuple[float, float]  # p50, p99 ms from writing the request
+    first_asked: tuple[float, float]  # p50, p99 ms from asking the client library
+    errors: list[str]
+    requests: int
+
+
+async def load(url: str, clients: int, chars: int, seconds: float, seed0: int = 0) -> Load:
+    """Every client asks again as soon as it is answered until `seconds` have passed."""
     limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
-    results = []
+    answers: list[Answer] = []
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         started = time.perf_counter()
 
         async def keep_asking(i: int) -> None:
             n = 0
             while n == 0 or time.perf_counter() - started < seconds:
-                results.append(await one_request(client, url, chars, seed0 + i + n * clients))
+                answers.append(await one_request(client, url, chars, seed0 + i + n * clients))
                 n += 1
 
         await asyncio.gather(*(keep_asking(i) for i in range(clients)))
         wall = time.perf_counter() - started
-    total = sum(r[0] for r in results)
-    firsts = sorted(r[1] for r in results if r[1] is not None)
-    errors = [r[2] for r in results if r[2]]
-    p50 = statistics.median(firsts) if firsts else float("nan")
-    p99 = firsts[min(len(firsts) - 1, int(0.99 * len(firsts)))] if firsts else float("nan")
-    return total / wall, p50, p99, errors, len(results)
+    return Load(
+        rate=sum(a.chars for a in answers) / wall,
+        first=percentiles([a.first for a in answers if a.first is not None]),
+        first_asked=percentiles([a.first_asked for a in answers if a.first_asked is not None]),
+        errors=[a.error for a in answers if a.error],
+        requests=len(answers),
+    )
 
 
 def server_firsts(log: Path, since: int) -> str:
     """p50 / p99 of the server's own time to first character (its access lines say
     when each completion's first text went out) over the log written after `since`."""
     lines = log.read_bytes()[since:].decode("utf-8", "replace")
-    firsts = sorted(int(m) for m in re.findall(r"first after (\d+) ms", lines))
+    firsts = [int(ms) / 1000 for ms in re.findall(r"first after (\d+) ms", lines)]
     if not firsts:
         return "-"
-    p99 = firsts[min(len(firsts) - 1, int(0.99 * len(firsts)))]
-    return f"{statistics.median(firsts):.0f} / {p99} ms"
+    p50, p99 = percentiles(firsts)
+    return f"{p50:.0f} / {p99:.0f} ms"
 
 
 def bare_steps(checkpoint: str, counts: list[int], threads: int) -> dict[int, float]:
@@ -207,8 +244,8 @@ def main() -> None:
     for rows, rate in bare.items():
         print(f"| bare step | {rows} | {rate:,.0f} | {rate / bare[counts[0]]:.1f}x |")
     print("\n| server | clients | requests | chars/s | vs 1 client | first char p50 | p99 | "
-          "in the server p50 / p99 | errors | peak RSS |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "p50 / p99 from asking httpx | in the server p50 / p99 | errors | peak RSS |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in ("charlstm serve", "naive (one at a time)"):
         port = free_port()
         if name == "charlstm serve":
@@ -226,13 +263,12 @@ def main() -> None:
             single = None
             for clients in counts:
                 since = log_path.stat().st_size
-                rate, p50, p99, errors, asked = asyncio.run(
-                    load(url, clients, args.chars, args.seconds)
-                )
-                single = single or rate or float("nan")
-                print(f"| {name} | {clients} | {asked:,} | {rate:,.0f} | {rate / single:.1f}x | "
-                      f"{p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms | "
-                      f"{server_firsts(log_path, since)} | {len(errors)} | "
+                got = asyncio.run(load(url, clients, args.chars, args.seconds))
+                single = single or got.rate or float("nan")
+                print(f"| {name} | {clients} | {got.requests:,} | {got.rate:,.0f} | "
+                      f"{got.rate / single:.1f}x | {got.first[0]:.0f} ms | {got.first[1]:.0f} ms | "
+                      f"{got.first_asked[0]:.0f} / {got.first_asked[1]:.0f} ms | "
+                      f"{server_firsts(log_path, since)} | {len(got.errors)} | "
                       f"{rss_mb(proc.pid):.0f} MB |", flush=True)  # fmt: skip
             if args.soak and name == "charlstm serve":
                 soak(url, proc, args)
@@ -247,10 +283,10 @@ def soak(url: str, proc: subprocess.Popen, args) -> None:
     started = time.monotonic()
     errors, asked = 0, 0
     while time.monotonic() - started < args.soak:
-        rate, _, _, failed, n = asyncio.run(load(url, 64, args.chars, 30, seed0=asked))
-        errors, asked = errors + len(failed), asked + n
+        got = asyncio.run(load(url, 64, args.chars, 30, seed0=asked))
+        errors, asked = errors + len(got.errors), asked + got.requests
         print(f"  {time.monotonic() - started:5.0f} s: RSS {rss_mb(proc.pid, 'VmRSS'):.0f} MB, "
-              f"{asked:,} requests, {errors} errors, {rate:,.0f} chars/s", flush=True)  # fmt: skip
+              f"{asked:,} requests, {errors} errors, {got.rate:,.0f} chars/s", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -605,6 +605,7 @@ def serve(
     cors: Annotated[str | None, _opt(Serve, "cors", "--cors")] = Serve.cors,
     max_streams: Annotated[int, _opt(Serve, "max_streams", "--max-streams")] = Serve.max_streams,
     max_chars: Annotated[int, _opt(Serve, "max_chars", "--max-chars")] = Serve.max_chars,
+    max_jobs: Annotated[int, _opt(Serve, "max_jobs", "--max-jobs")] = Serve.max_jobs,
     interval_ms: Annotated[float, _opt(Serve, "interval_ms", "--interval-ms")] = Serve.interval_ms,
     watch: Annotated[bool, _opt(Serve, "watch", "--watch")] = Serve.watch,
     device: Annotated[str, _opt(Serve, "device", "--device")] = Serve.device,
@@ -614,7 +615,7 @@ def serve(
     and /sample, /score, /info, /health; concurrent requests share each recurrent step."""
     try:
         settings = ServeSettings(host=host, port=port, api_key=api_key, cors=cors,
-                                 max_streams=max_streams, max_chars=max_chars,
+                                 max_streams=max_streams, max_chars=max_chars, max_jobs=max_jobs,
                                  interval_ms=interval_ms, watch=watch, device=device,
                                  threads=threads)  # fmt: skip
         try:

@@ -177,6 +177,9 @@ class ServeSettings:
     # would only make every reader slower, so the 257th is told to come back.
     max_streams: int = option(256, "Streams generated at once; more get 503.")
     max_chars: int = option(4000, "Characters one request may ask for.")
+    max_jobs: int = option(
+        2, "/sample and /score requests at once (each holds a core); more get 503."
+    )
     # 20 ms: finer than a reader can see; at 64 streams handing over every character
     # cost the event loop more than the model's step (bench/RESULTS.md 8).
     interval_ms: float = option(
@@ -199,6 +202,7 @@ class ServeSettings:
                 (0 < self.port < 65536, f"--port must be in 1..65535 (got {self.port})"),
                 (self.max_streams >= 1, f"--max-streams must be >= 1 (got {self.max_streams})"),
                 (self.max_chars >= 1, f"--max-chars must be >= 1 (got {self.max_chars})"),
+                (self.max_jobs >= 1, f"--max-jobs must be >= 1 (got {self.max_jobs})"),
                 (self.threads >= 0, f"--threads must be >= 0 (got {self.threads})"),
                 (
                     0 <= self.interval_ms <= 1000,

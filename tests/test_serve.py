@@ -164,6 +164,22 @@ def test_bad_requests_are_one_line(server, body, status, message):
     assert message in answer.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    "raw, status, message",
+    [
+        (b'{"prompt": "x",', 400, "the body is not valid JSON: Expecting"),
+        (b"[1, 2]", 422, "body: Input should be a valid dictionary"),
+        (b"", 422, "body: Field required"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_one_line(server, raw, status, message):
+    answer = httpx.post(server.url + "/v1/completions", content=raw,
+                        headers={"Content-Type": "application/json"})  # fmt: skip
+    assert answer.status_code == status
+    assert message in answer.json()["error"]["message"]
+    assert "\n" not in answer.json()["error"]["message"]
+
+
 @pytest.mark.slow
 def test_a_full_server_answers_503_and_a_gone_client_frees_its_stream(trained_run):
     s = Server(trained_run, "--max-streams", "2", "--max-chars", "10000000")
@@ -189,6 +205,30 @@ def test_a_full_server_answers_503_and_a_gone_client_frees_its_stream(trained_ru
             assert time.monotonic() < deadline, "a stream kept running for nobody"
             time.sleep(0.1)
         assert s.post("/v1/completions", {"prompt": "a", "max_tokens": 5}).status_code == 200
+    finally:
+        s.stop()
+
+
+@pytest.mark.slow
+def test_sample_and_score_jobs_are_bounded_too(trained_run):
+    s = Server(trained_run, "--max-jobs", "1", "--max-chars", "100000")
+    try:
+        long = {}
+        worker = threading.Thread(target=lambda: long.update(
+            answer=s.post("/sample", {"prime": "the ", "length": 200000, "seed": 0})))  # fmt: skip
+        worker.start()
+        deadline = time.monotonic() + 20
+        while httpx.get(s.url + "/health").json()["jobs"] == 0:
+            assert time.monotonic() < deadline and worker.is_alive()
+            time.sleep(0.02)
+        refused = s.post("/score", {"text": "the cat"})
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        assert "busy (1 /sample or /score requests)" in refused.json()["error"]["message"]
+        worker.join()
+        assert long["answer"].status_code == 200
+        assert s.post("/score", {"text": "the cat"}).status_code == 200  # room again
+        too_long = s.post("/score", {"documents": ["x" * 4_000_000, "y" * 2_400_001]})
+        assert too_long.status_code == 400 and "at most 6,400,000 characters" in too_long.text
     finally:
         s.stop()
 

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from charlstm.errors import CharlstmError
-from charlstm.options import SampleSettings
+from charlstm.options import SampleSettings, ServeSettings
 from charlstm.search import start_context
 from charlstm.serve.access import note_chars, note_first_text, request_id
 from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
@@ -84,8 +84,11 @@ def error(status: int, message: str, kind: str = "invalid_request_error", **head
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
-def create_app(served, engine: Engine, name: str, max_chars: int,
-               cors: str | None = None) -> FastAPI:  # fmt: skip
+class Busy(Exception):
+    """No room for this request now: 503 with Retry-After, never a growing backlog."""
+
+
+def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> FastAPI:
     """`served.model` is the Model being served (--watch replaces it). The API key and
     the access log are the middleware's (serve/access.py), around this app."""
 
@@ -101,21 +104,47 @@ def create_app(served, engine: Engine, name: str, max_chars: int,
     started = int(time.time())
     vocab = served.model.vocab  # the same for every model --watch takes
 
-    if cors:
+    max_chars = settings.max_chars
+    if settings.cors:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=[cors], allow_methods=["GET", "POST"],
+        app.add_middleware(CORSMiddleware, allow_origins=[settings.cors],
+                           allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        if first.get("type") == "json_invalid":
+            why = first.get("ctx", {}).get("error", "JSON decode error")
+            at = first["loc"][-1] if len(first.get("loc", ())) > 1 else "?"
+            return error(400, f"the body is not valid JSON: {why} (at character {at})")
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
         return error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, exc: Busy):
+        return error(503, f"{exc}: retry soon", "server_busy",
+                     **{"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+
+    jobs = 0  # /sample and /score requests running now
+
+    async def in_worker(work, *args, **kwargs):
+        """Run a whole /sample or /score request on a worker thread, at most max_jobs
+        at once: each holds a core for as long as it takes."""
+        nonlocal jobs
+        if jobs >= settings.max_jobs:
+            raise Busy(f"the server is busy ({settings.max_jobs} /sample or /score requests)")
+        jobs += 1
+        try:
+            return await asyncio.to_thread(work, *args, **kwargs)
+        finally:
+            jobs -= 1
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "active_streams": engine.active, "served": engine.served}
+        return {"status": "ok", "active_streams": engine.active, "served": engine.served,
+                "jobs": jobs}  # fmt: skip
 
     @app.get("/v1/models")
     async def models():
@@ -149,7 +178,7 @@ def create_app(served, engine: Engine, name: str, max_chars: int,
                 for key in ("num_samples", "stop"):
                     options.pop(key)
                 prime = options.pop("prime")
-                made = await asyncio.to_thread(model.sample_documents, count, prime, **options)
+                made = await in_worker(model.sample_documents, count, prime, **options)
                 tally = model.last_tally
                 return {"documents": [m.to_dict() for m in made],
                         "drawn": tally.drawn, "repeats": tally.repeats,
@@ -159,10 +188,10 @@ def create_app(served, engine: Engine, name: str, max_chars: int,
             for key in ("documents", "unique", "novel", "label"):
                 options.pop(key)
             if body.beam is not None or body.best_of is not None:
-                found = await asyncio.to_thread(model.search, **options)
+                found = await in_worker(model.search, **options)
                 return {"text": found.text, "log_prob": found.log_prob, "bpc": found.bpc,
                         "chars": found.chars}  # fmt: skip
-            texts = await asyncio.to_thread(model.sample, **options)
+            texts = await in_worker(model.sample, **options)
             return {"texts": [texts] if isinstance(texts, str) else texts}
         except CharlstmError as err:
             return error(400, str(err))
@@ -170,14 +199,17 @@ def create_app(served, engine: Engine, name: str, max_chars: int,
     @app.post("/score")
     async def score(body: ScoreRequest):
         model = served.model
+        chars = sum(map(len, body.documents or ())) + len(body.text or "")
+        if chars > max_chars * 64:
+            return error(400, f"at most {max_chars * 64:,} characters per request")
         try:
             if body.documents is not None:
-                scores = await asyncio.to_thread(model.score_documents, body.documents,
+                scores = await in_worker(model.score_documents, body.documents,
                                                  body.label)  # fmt: skip
                 return {"documents": [s.to_dict() for s in scores]}
             if body.text is None:
                 return error(400, "give documents (a list of texts) or text")
-            result = await asyncio.to_thread(model.score, body.text)
+            result = await in_worker(model.score, body.text)
         except CharlstmError as err:
             return error(400, str(err))
         return {"loss": result.loss, "bpc": result.bpc, "chars": result.chars}
@@ -213,8 +245,7 @@ def create_app(served, engine: Engine, name: str, max_chars: int,
         except Full:
             for s in streams:
                 s.cancelled = True
-            return error(503, f"the server is full ({engine.max_streams} streams): retry soon",
-                         "server_busy", **{"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+            raise Busy(f"the server is full ({engine.max_streams} streams)") from None
         rid = f"cmpl-{request_id(request.scope)}"
         head = {"id": rid, "object": "text_completion", "created": int(time.time()),
                 "model": body.model or name}  # fmt: skip

@@ -61,7 +61,7 @@ def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) ->
     engine = Engine(model.net, model.vocab, settings.max_streams, settings.interval_ms / 1000)
     name = f"charlstm-{model.config.model.cell}"
     served = types.SimpleNamespace(model=model)
-    web = create_app(served, engine, name, settings.max_chars, settings.cors)
+    web = create_app(served, engine, name, settings)
     access = AccessMiddleware(web, _access_line(console), settings.api_key)
     watcher = None
     if settings.watch:
