@@ -608,6 +608,7 @@ def serve(
     max_jobs: Annotated[int, _opt(Serve, "max_jobs", "--max-jobs")] = Serve.max_jobs,
     interval_ms: Annotated[float, _opt(Serve, "interval_ms", "--interval-ms")] = Serve.interval_ms,
     watch: Annotated[bool, _opt(Serve, "watch", "--watch")] = Serve.watch,
+    drain_s: Annotated[float, _opt(Serve, "drain_s", "--drain-s")] = Serve.drain_s,
     device: Annotated[str, _opt(Serve, "device", "--device")] = Serve.device,
     threads: Annotated[int, _opt(Serve, "threads", "--threads")] = Serve.threads,
 ) -> None:
@@ -616,7 +617,8 @@ def serve(
     try:
         settings = ServeSettings(host=host, port=port, api_key=api_key, cors=cors,
                                  max_streams=max_streams, max_chars=max_chars, max_jobs=max_jobs,
-                                 interval_ms=interval_ms, watch=watch, device=device,
+                                 interval_ms=interval_ms, watch=watch, drain_s=drain_s,
+                                 device=device,
                                  threads=threads)  # fmt: skip
         try:
             import fastapi  # noqa: F401

@@ -297,21 +297,28 @@ def test_binding_beyond_loopback_needs_a_key(trained_run):
 
 
 @pytest.mark.slow
-def test_sigterm_ends_streams_and_exits_0(trained_run):
-    s = Server(trained_run)
-    client = httpx.Client(timeout=60)
-    try:
-        body = {"prompt": "the ", "max_tokens": 4000, "stream": True}
-        request = client.build_request("POST", s.url + "/v1/completions", json=body)
-        response = client.send(request, stream=True)
-        lines = response.iter_lines()
-        next(lines)
-        started = time.monotonic()
-        code, out = s.stop()
-        assert code == 0 and time.monotonic() - started < 20
-        assert "stopped:" in out and "streams served" in out
-    finally:
-        client.close()
+def test_sigterm_finishes_or_ends_streams_cleanly_and_exits_0(trained_run):
+    openai = pytest.importorskip("openai")
+    s = Server(trained_run, "--drain-s", "1.5", "--max-chars", "100000000")
+    client = openai.OpenAI(base_url=s.url + "/v1", api_key="unused")
+    endless = client.completions.create(model="any", prompt="the ", max_tokens=100_000_000,
+                                        stream=True)  # fmt: skip
+    short = client.completions.create(model="any", prompt="the ", max_tokens=500, stream=True)
+    text = next(iter(endless)).choices[0].text
+    next(iter(short))
+    started = time.monotonic()
+    s.proc.send_signal(signal.SIGTERM)
+    last = None
+    for chunk in endless:  # the official client reads the end it is given
+        text += chunk.choices[0].text
+        last = chunk.choices[0].finish_reason or last
+    assert last == "abort" and len(text) > 100  # it ran on for the drain, then ended
+    assert [c.choices[0].finish_reason for c in short][-1] == "length"  # finished in time
+    code, out = s.stop()
+    assert code == 0 and time.monotonic() - started < 15
+    assert "stopped: 2 streams served" in out and "3 requests (3 x 200)" in out
+    with pytest.raises(httpx.TransportError):
+        httpx.get(s.url + "/health", timeout=2)
 
 
 @pytest.mark.slow

@@ -171,3 +171,36 @@ def test_new_weights_are_taken_between_steps_and_the_stream_carries_on(model):
             await engine.close()
 
     asyncio.run(scenario())
+
+
+def test_draining_lets_streams_finish_then_ends_the_rest_with_their_text(model):
+    async def scenario():
+        engine = Engine(model.net, model.vocab, max_streams=4, interval=0.0)
+        await engine.start()
+        try:
+            endless = Stream(context_of(model, "the "), SampleSettings(length=10**9, seed=0),
+                             ("never said",))  # fmt: skip
+            short = Stream(context_of(model, "a"), SampleSettings(length=30, seed=1), ())
+            engine.submit(endless)
+            engine.submit(short)
+            _, first = await endless.events.get()
+            engine.drain(0.3)
+            with pytest.raises(Full):  # no new stream once shutting down
+                engine.submit(Stream(context_of(model, "a"), SampleSettings(length=5), ()))
+            ends = {}
+            for name, stream in (("short", short), ("endless", endless)):
+                chars = len(first.text) if stream is endless else 0
+                while True:
+                    _, item = await stream.events.get()
+                    if isinstance(item, Done):
+                        ends[name] = (item.finish_reason, item.chars, chars)
+                        break
+                    chars += len(item.text)
+            assert ends["short"] == ("length", 30, 30)
+            reason, produced, sent = ends["endless"]
+            # every character made was sent, the part held back for the stop string too
+            assert reason == "abort" and produced == sent and produced > 30
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())

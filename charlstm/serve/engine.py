@@ -95,6 +95,7 @@ class Engine:
         self.served = 0
         self.chars = 0
         self._next_net: CharRNN | None = None
+        self._drain_at: float | None = None  # monotonic time to end every stream
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
 
@@ -104,7 +105,7 @@ class Engine:
         self._task = asyncio.create_task(self._run(), name="charlstm-engine")
 
     def submit(self, stream: Stream) -> None:
-        if self.active >= self.max_streams:
+        if self.active >= self.max_streams or self._drain_at is not None:
             raise Full
         self.arrivals.append(stream)
         self._wake.set()
@@ -117,6 +118,14 @@ class Engine:
     def swap(self, net: CharRNN) -> None:
         """New weights of the same shape, taken between two steps (--watch; any thread)."""
         self._next_net = net.eval()
+
+    def drain(self, seconds: float) -> None:
+        """Shutting down: take no new stream; those in flight may finish for `seconds`,
+        then each ends where it is, its text so far sent and finish_reason "abort"."""
+        if self._drain_at is None:
+            self._drain_at = time.monotonic() + seconds
+            if self._wake is not None:
+                self._wake.set()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -136,6 +145,8 @@ class Engine:
                 if self._next_net is not None:  # the state rows carry on under it
                     self.net, self._next_net = self._next_net, None
                 self._admit()
+                if self._drain_at is not None and time.monotonic() >= self._drain_at:
+                    self._end_all("abort")
                 self._drop_finished()
                 if self.streams:
                     self._step()
@@ -157,6 +168,14 @@ class Engine:
                 state = self.net.init_state(1, self.device)
             self._join(state, context[:, -1:])
             self.streams.append(stream)
+
+    def _end_all(self, reason: str) -> None:
+        for stream in self.streams:
+            if stream.cancelled or stream.sampler is None:
+                continue
+            self._release_text(stream, len(stream.pending))
+            self._finish(stream, reason)
+            self._hand_over(stream, time.monotonic(), 0.0)
 
     def _join(self, state, last: torch.Tensor) -> None:
         if self.last is None:
@@ -201,16 +220,20 @@ class Engine:
             if stream.cancelled:
                 continue
             self._advance(stream, token, lp)
-            ended = stream.sampler is None
-            if stream.ready and (ended or now >= stream.hand_at):
-                piece = Piece("".join(stream.ready), stream.ready_lp)
-                stream.events.put_nowait((stream.index, piece))
-                stream.ready, stream.ready_lp = [], []
-                stream.hand_at = now + interval
-            if ended:
-                stream.events.put_nowait(
-                    (stream.index, Done(stream.finish_reason, stream.produced))
-                )
+            self._hand_over(stream, now, interval)
+
+    @staticmethod
+    def _hand_over(stream: Stream, now: float, interval: float) -> None:
+        """The stream's text made since its last piece, once the interval has passed or
+        the stream has ended; then its end."""
+        ended = stream.sampler is None
+        if stream.ready and (ended or now >= stream.hand_at):
+            piece = Piece("".join(stream.ready), stream.ready_lp)
+            stream.events.put_nowait((stream.index, piece))
+            stream.ready, stream.ready_lp = [], []
+            stream.hand_at = now + interval
+        if ended:
+            stream.events.put_nowait((stream.index, Done(stream.finish_reason, stream.produced)))
 
     def _advance(self, stream: Stream, token: int, log_prob: float) -> None:
         end = self.vocab.end_id

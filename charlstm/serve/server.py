@@ -16,12 +16,17 @@ from rich.text import Text
 from charlstm.options import ServeSettings
 
 
-def _uvicorn_server(config):
-    """uvicorn's server, but a SIGTERM or Ctrl-C that it drained ends the process with
-    status 0 (uvicorn raises the signal again once it has stopped)."""
+def _uvicorn_server(config, on_exit):
+    """uvicorn's server, but the first SIGTERM or Ctrl-C also calls `on_exit` (the engine
+    starts draining), and one that it drained ends the process with status 0 (uvicorn
+    raises the signal again once it has stopped)."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            on_exit()
+            super().handle_exit(sig, frame)
+
         @contextlib.contextmanager
         def capture_signals(self):
             handled = (signal.SIGINT, signal.SIGTERM)
@@ -75,8 +80,8 @@ def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) ->
     try:
         config = uvicorn.Config(access, host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=10)  # fmt: skip
-        _uvicorn_server(config).run()
+                                timeout_graceful_shutdown=settings.drain_s + 5)  # fmt: skip
+        _uvicorn_server(config, lambda: engine.drain(settings.drain_s)).run()
     finally:
         if watcher is not None:
             watcher.stop()
