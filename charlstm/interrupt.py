@@ -9,11 +9,19 @@ checkpoint write, and a command stops within one unit of work.
 
 Blocks nest (the CLI opens one per command, the trainer one more): the handlers are
 installed by the outermost and the remembered signal is shared, as signals are.
+
+A server stops one request's work the same way: `cancelled_by(event)` makes `check()`
+in this context (a worker thread started with asyncio.to_thread copies it) raise once
+the event is set, when the client has gone.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from charlstm.errors import CharlstmError
@@ -23,6 +31,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 _received: int | None = None  # the signal remembered by the active blocks
 _depth = 0  # how many StopRequests blocks are open
+_cancel: ContextVar[threading.Event | None] = ContextVar("charlstm_cancel", default=None)
 
 
 class Interrupted(CharlstmError):
@@ -44,6 +53,19 @@ def check(what: str = "work") -> None:
     """Raise Interrupted if a stop was requested; a no-op outside StopRequests blocks."""
     if _received is not None:
         raise interrupted(f"{what} stopped")
+    cancel = _cancel.get()
+    if cancel is not None and cancel.is_set():
+        raise Interrupted(f"{what} stopped: nobody is waiting for it", 1)
+
+
+@contextmanager
+def cancelled_by(event: threading.Event) -> Iterator[None]:
+    """Within this block (this context), `check()` raises once `event` is set."""
+    token = _cancel.set(event)
+    try:
+        yield
+    finally:
+        _cancel.reset(token)
 
 
 def interrupted(what_happened: str) -> Interrupted:

@@ -215,7 +215,7 @@ def test_sample_and_score_jobs_are_bounded_too(trained_run):
     try:
         long = {}
         worker = threading.Thread(target=lambda: long.update(
-            answer=s.post("/sample", {"prime": "the ", "length": 200000, "seed": 0})))  # fmt: skip
+            answer=s.post("/sample", {"prime": "the ", "length": 30000, "seed": 0})))  # fmt: skip
         worker.start()
         deadline = time.monotonic() + 20
         while httpx.get(s.url + "/health").json()["jobs"] == 0:
@@ -229,6 +229,14 @@ def test_sample_and_score_jobs_are_bounded_too(trained_run):
         assert s.post("/score", {"text": "the cat"}).status_code == 200  # room again
         too_long = s.post("/score", {"documents": ["x" * 4_000_000, "y" * 2_400_001]})
         assert too_long.status_code == 400 and "at most 6,400,000 characters" in too_long.text
+        # a client that gives up stops its job: no compute spent for nobody
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(s.url + "/sample", json={"prime": "the ", "length": 6_000_000},
+                       timeout=httpx.Timeout(60, read=1.0))  # fmt: skip
+        deadline = time.monotonic() + 10  # the whole sample would take minutes
+        while httpx.get(s.url + "/health").json()["jobs"]:
+            assert time.monotonic() < deadline, "the job ran on for nobody"
+            time.sleep(0.1)
     finally:
         s.stop()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -21,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from charlstm import interrupt
 from charlstm.errors import CharlstmError
 from charlstm.options import SampleSettings, ServeSettings
 from charlstm.search import start_context
@@ -28,6 +30,7 @@ from charlstm.serve.access import note_chars, note_first_text, request_id
 from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
 
 RETRY_AFTER_S = 1
+DISCONNECT_POLL_S = 0.25  # how often a /sample or /score job looks for its client
 
 
 class CompletionRequest(BaseModel):
@@ -129,17 +132,32 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
 
     jobs = 0  # /sample and /score requests running now
 
-    async def in_worker(work, *args, **kwargs):
+    async def in_worker(request: Request, work, *args, **kwargs):
         """Run a whole /sample or /score request on a worker thread, at most max_jobs
-        at once: each holds a core for as long as it takes."""
+        at once: each holds a core for as long as it takes, or until its client goes
+        away (then it stops at its next character or window)."""
         nonlocal jobs
         if jobs >= settings.max_jobs:
             raise Busy(f"the server is busy ({settings.max_jobs} /sample or /score requests)")
         jobs += 1
+        gone = threading.Event()
+
+        def job():
+            with interrupt.cancelled_by(gone):
+                return work(*args, **kwargs)
+
+        running = asyncio.ensure_future(asyncio.to_thread(job))
         try:
-            return await asyncio.to_thread(work, *args, **kwargs)
+            while not (await asyncio.wait({running}, timeout=DISCONNECT_POLL_S))[0]:
+                if await request.is_disconnected():
+                    gone.set()
+            return running.result()
         finally:
-            jobs -= 1
+            running.add_done_callback(lambda _: release_job())
+
+    def release_job() -> None:
+        nonlocal jobs
+        jobs -= 1
 
     @app.get("/health")
     async def health():
@@ -164,7 +182,7 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
         }  # fmt: skip
 
     @app.post("/sample")
-    async def sample(body: SampleRequest):
+    async def sample(body: SampleRequest, request: Request):
         """charlstm's own sampling: documents, beam search, best-of, labels. Drawn by the
         Model API in a worker thread, beside the batched completions."""
         model = served.model
@@ -178,7 +196,7 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
                 for key in ("num_samples", "stop"):
                     options.pop(key)
                 prime = options.pop("prime")
-                made = await in_worker(model.sample_documents, count, prime, **options)
+                made = await in_worker(request, model.sample_documents, count, prime, **options)
                 tally = model.last_tally
                 return {"documents": [m.to_dict() for m in made],
                         "drawn": tally.drawn, "repeats": tally.repeats,
@@ -188,28 +206,28 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
             for key in ("documents", "unique", "novel", "label"):
                 options.pop(key)
             if body.beam is not None or body.best_of is not None:
-                found = await in_worker(model.search, **options)
+                found = await in_worker(request, model.search, **options)
                 return {"text": found.text, "log_prob": found.log_prob, "bpc": found.bpc,
                         "chars": found.chars}  # fmt: skip
-            texts = await in_worker(model.sample, **options)
+            texts = await in_worker(request, model.sample, **options)
             return {"texts": [texts] if isinstance(texts, str) else texts}
         except CharlstmError as err:
             return error(400, str(err))
 
     @app.post("/score")
-    async def score(body: ScoreRequest):
+    async def score(body: ScoreRequest, request: Request):
         model = served.model
         chars = sum(map(len, body.documents or ())) + len(body.text or "")
         if chars > max_chars * 64:
             return error(400, f"at most {max_chars * 64:,} characters per request")
         try:
             if body.documents is not None:
-                scores = await in_worker(model.score_documents, body.documents,
+                scores = await in_worker(request, model.score_documents, body.documents,
                                                  body.label)  # fmt: skip
                 return {"documents": [s.to_dict() for s in scores]}
             if body.text is None:
                 return error(400, "give documents (a list of texts) or text")
-            result = await in_worker(model.score, body.text)
+            result = await in_worker(request, model.score, body.text)
         except CharlstmError as err:
             return error(400, str(err))
         return {"loss": result.loss, "bpc": result.bpc, "chars": result.chars}
