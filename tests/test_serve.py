@@ -156,6 +156,7 @@ def test_a_stop_string_ends_a_completion(server):
         ({"prompt": "x", "max_tokens": 9000}, 400, "max_tokens: at most 5000 characters"),
         ({"prompt": "the\u2603"}, 400, "1 character(s) not in the model's vocabulary: '\u2603'"),
         ({"prompt": ["a", "b"]}, 400, "give one prompt"),
+        ({"prompt": "a" * 320_001}, 400, "prompt: at most 320,000 characters"),
     ],
 )
 def test_bad_requests_are_one_line(server, body, status, message):
@@ -316,6 +317,7 @@ def test_sigterm_finishes_or_ends_streams_cleanly_and_exits_0(trained_run):
     next(iter(short))
     started = time.monotonic()
     s.proc.send_signal(signal.SIGTERM)
+    s.proc.send_signal(signal.SIGTERM)  # a supervisor repeating itself changes nothing
     last = None
     for chunk in endless:  # the official client reads the end it is given
         text += chunk.choices[0].text

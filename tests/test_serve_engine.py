@@ -204,3 +204,34 @@ def test_draining_lets_streams_finish_then_ends_the_rest_with_their_text(model):
             await engine.close()
 
     asyncio.run(scenario())
+
+
+def test_a_long_prime_is_read_in_turns_and_stalls_no_one(model):
+    prime = ("the cat sat on the mat and " * 80)[:2000]  # 16 turns of WARM_CHARS
+    settings = SampleSettings(length=50, temperature=1.0, seed=5)
+
+    async def scenario():
+        engine = Engine(model.net, model.vocab, max_streams=4, interval=0.0)
+        await engine.start()
+        try:
+            running = Stream(context_of(model, "a"), SampleSettings(length=10**9, seed=0), ())
+            engine.submit(running)
+            await running.events.get()
+            long = Stream(context_of(model, prime), settings, ())
+            engine.submit(long)
+            steps_while_reading = 0
+            while long.events.empty():
+                _, piece = await running.events.get()  # the running stream kept going
+                steps_while_reading += len(piece.text)
+            text = []
+            while not isinstance(item := (await long.events.get())[1], Done):
+                text.append(item.text)
+            running.cancelled = True
+            return steps_while_reading, "".join(text)
+        finally:
+            await engine.close()
+
+    steps, text = asyncio.run(scenario())
+    assert steps >= 2000 // Engine.WARM_CHARS - 1  # a step (at least) between two turns
+    # read in turns, the prime leaves the state `charlstm sample` reaches in one pass
+    assert prime + text == generate(model.net, model.vocab, prime, settings)[0]

@@ -240,6 +240,8 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
         prompt = prompts[0]
         if body.max_tokens > max_chars:
             return error(400, f"max_tokens: at most {max_chars} characters per request")
+        if len(prompt) > max_chars * 64:
+            return error(400, f"prompt: at most {max_chars * 64:,} characters")
         stops = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
         if len(stops) > 4 or any(not s for s in stops):
             return error(400, "stop: up to 4 non-empty strings")

@@ -2,8 +2,9 @@
 
 A request becomes a Stream (its context ids, its own sampler with its own seed, its
 length and stop rules). The engine is one task on the server's event loop: between two
-steps it admits the streams that arrived (warming each one's state on its prime alone),
-drops those that finished or whose client went away, runs one step for all rows
+steps it reads the primes of the streams that arrived (each on its own, a bounded number
+of characters per step, so a long prime delays no one else) and joins those it has
+read, drops those that finished or whose client went away, runs one step for all rows
 together, hands each stream its text, and yields to the loop so that requests and
 responses move before the next step. An LSTM's state is a fixed-size row per stream, so
 joining and leaving cost a concatenation and an index_select, not a recomputation.
@@ -50,7 +51,8 @@ class Piece:
 
 @dataclass
 class Done:
-    finish_reason: str  # "stop" (a stop string or a document's end) or "length"
+    # "stop" (a stop string or a document's end), "length", or "abort" (shutting down)
+    finish_reason: str
     chars: int
 
 
@@ -73,6 +75,8 @@ class Stream:
     ready_lp: list[float] = field(default_factory=list)
     hand_at: float = 0.0  # monotonic time of the next hand-over (0: at once)
     finish_reason: str | None = None
+    warm_state: object = None  # the state after the prime read so far
+    warmed: int = 0  # prime characters read
 
 
 class Full(Exception):
@@ -81,6 +85,10 @@ class Full(Exception):
 
 class Engine:
     HANDS_PER_S = 2000  # pieces handed over per second, at most (about)
+    # Prime characters read between two steps, over all arrivals: a long prime costs its
+    # own stream the wait, not every other stream's steps (128 characters of the 2x256
+    # LSTM take a few milliseconds on a CPU core).
+    WARM_CHARS = 128
 
     def __init__(self, net: CharRNN, vocab: Vocab, max_streams: int, interval: float = 0.02):
         self.net = net.eval()
@@ -88,8 +96,8 @@ class Engine:
         self.device = next(net.parameters()).device
         self.max_streams = max_streams
         self.interval = interval  # seconds between a stream's pieces (0: every character)
-        self.arrivals: deque[Stream] = deque()
-        self.streams: list[Stream] = []
+        self.arrivals: deque[Stream] = deque()  # submitted, their primes being read
+        self.streams: list[Stream] = []  # generating: one row each
         self.state = None
         self.last: torch.Tensor | None = None
         self.served = 0
@@ -153,23 +161,40 @@ class Engine:
                 await asyncio.sleep(0)  # the network's turn
 
     def _admit(self) -> None:
-        while self.arrivals:
-            stream = self.arrivals.popleft()
+        """Read arrivals' primes, WARM_CHARS at a time (each on its own, as `charlstm
+        sample` reads a prime), and join those whose prime is read to the batch."""
+        budget = self.WARM_CHARS
+        while self.arrivals and budget > 0:
+            stream = self.arrivals[0]
             if stream.cancelled:
+                self.arrivals.popleft()
                 self.served += 1
                 continue
+            prime = stream.context[:-1]  # the last id is the first step's input
+            if stream.warmed < len(prime):
+                take = prime[stream.warmed : stream.warmed + budget]
+                ids = torch.tensor([take], device=self.device)
+                _, stream.warm_state = self.net(ids, stream.warm_state)
+                stream.warmed += len(take)
+                budget -= len(take)
+            if stream.warmed < len(prime):
+                continue
+            self.arrivals.popleft()
             stream.sampler = Sampler(stream.settings)
             stream.decoder = self.vocab.stream_decoder()
-            context = torch.tensor([stream.context], device=self.device)
-            state = None
-            if context.shape[1] > 1:  # warmed on its own prime, as `charlstm sample` does
-                _, state = self.net(context[:, :-1], state)
-            else:
+            state = stream.warm_state
+            if state is None:  # no prime before the first step's input
                 state = self.net.init_state(1, self.device)
-            self._join(state, context[:, -1:])
+            stream.warm_state = None
+            last = torch.tensor([stream.context[-1:]], device=self.device)
+            self._join(state, last)
             self.streams.append(stream)
 
     def _end_all(self, reason: str) -> None:
+        while self.arrivals:  # their primes not read yet: nothing made
+            stream = self.arrivals.popleft()
+            self.served += 1
+            stream.events.put_nowait((stream.index, Done(reason, 0)))
         for stream in self.streams:
             if stream.cancelled or stream.sampler is None:
                 continue

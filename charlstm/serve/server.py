@@ -18,8 +18,8 @@ from charlstm.options import ServeSettings
 
 def _uvicorn_server(config, on_exit):
     """uvicorn's server, but the first SIGTERM or Ctrl-C also calls `on_exit` (the engine
-    starts draining), and one that it drained ends the process with status 0 (uvicorn
-    raises the signal again once it has stopped)."""
+    starts draining), and the process then ends with status 0 (uvicorn would raise the
+    signal again once it has stopped)."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -29,13 +29,11 @@ def _uvicorn_server(config, on_exit):
 
         @contextlib.contextmanager
         def capture_signals(self):
-            handled = (signal.SIGINT, signal.SIGTERM)
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+            # kept after the server has stopped too: a second SIGTERM while the last
+            # lines are written (a supervisor repeating itself) must not kill the process
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle_exit)
+            yield
 
     return Server(config)
 
