@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -21,6 +22,21 @@ def model(trained_run):
 
 def context_of(model, prime: str) -> list[int]:
     return model.vocab.encode(prime).tolist()
+
+
+@contextlib.asynccontextmanager
+async def running(model, max_streams: int = 4, interval: float = 0.0):
+    """An engine stepping on this event loop, closed at the end."""
+    engine = Engine(model.net, model.vocab, max_streams, interval=interval)
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
+def endless(model, prime: str = "the ", seed: int = 0, stops: tuple = ()) -> Stream:
+    return Stream(context_of(model, prime), SampleSettings(length=10**9, seed=seed), stops)
 
 
 async def run_streams(engine: Engine, requests: list[tuple[str, SampleSettings, tuple]], model,
@@ -116,41 +132,36 @@ def test_the_first_piece_comes_at_once_and_later_ones_are_spaced(model):
 
 def test_a_cancelled_stream_leaves_at_the_next_step_and_a_full_engine_refuses(model):
     async def scenario():
-        engine = Engine(model.net, model.vocab, max_streams=2)
-        await engine.start()
-        try:
-            endless = [Stream(context_of(model, "the "), SampleSettings(length=10**9, seed=i), ())
-                       for i in range(2)]  # fmt: skip
-            for s in endless:
+        async with running(model, max_streams=2) as engine:
+            streams = [endless(model, seed=i) for i in range(2)]
+            for s in streams:
                 engine.submit(s)
             with pytest.raises(Full):
                 engine.submit(Stream(context_of(model, "a"), SampleSettings(length=5), ()))
-            await endless[0].events.get()  # generating
+            await streams[0].events.get()  # generating
             assert engine.active == 2
-            endless[0].cancelled = True
-            produced = endless[0].produced
+            streams[0].cancelled = True
+            produced = streams[0].produced
             for _ in range(50):
                 await asyncio.sleep(0.01)
                 if engine.active == 1:
                     break
             assert engine.active == 1 and engine.served == 1
-            assert endless[0].produced <= produced + 1  # no compute spent for nobody
+            assert streams[0].produced <= produced + 1  # no compute spent for nobody
             short = Stream(context_of(model, "a"), SampleSettings(length=5, seed=0), ())
             engine.submit(short)  # room again
             while not isinstance((await short.events.get())[1], Done):
                 pass
-        finally:
-            await engine.close()
 
     asyncio.run(scenario())
 
 
 def test_new_weights_are_taken_between_steps_and_the_stream_carries_on(model):
+    uniform = -torch.log(torch.tensor(float(model.vocab.size))).item()
+
     async def scenario():
-        engine = Engine(model.net, model.vocab, max_streams=4, interval=0.0)
-        await engine.start()
-        try:
-            stream = Stream(context_of(model, "the "), SampleSettings(length=10**9, seed=0), ())
+        async with running(model) as engine:
+            stream = endless(model)
             engine.submit(stream)
             await stream.events.get()
             flat = type(model.net)(model.vocab.size, model.net.cfg)
@@ -160,36 +171,30 @@ def test_new_weights_are_taken_between_steps_and_the_stream_carries_on(model):
             engine.swap(flat)
             for _ in range(100):
                 _, piece = await stream.events.get()
-                if piece.log_probs[-1] == pytest.approx(-torch.log(torch.tensor(
-                        float(model.vocab.size))).item(), abs=1e-6):  # fmt: skip
+                if piece.log_probs[-1] == pytest.approx(uniform, abs=1e-6):
                     break
             else:
                 pytest.fail("the new weights were never used")
             assert engine.active == 1  # the stream in flight was not dropped
             stream.cancelled = True
-        finally:
-            await engine.close()
 
     asyncio.run(scenario())
 
 
 def test_draining_lets_streams_finish_then_ends_the_rest_with_their_text(model):
     async def scenario():
-        engine = Engine(model.net, model.vocab, max_streams=4, interval=0.0)
-        await engine.start()
-        try:
-            endless = Stream(context_of(model, "the "), SampleSettings(length=10**9, seed=0),
-                             ("never said",))  # fmt: skip
+        async with running(model) as engine:
+            forever = endless(model, stops=("never said",))
             short = Stream(context_of(model, "a"), SampleSettings(length=30, seed=1), ())
-            engine.submit(endless)
+            engine.submit(forever)
             engine.submit(short)
-            _, first = await endless.events.get()
+            _, first = await forever.events.get()
             engine.drain(0.3)
             with pytest.raises(Full):  # no new stream once shutting down
                 engine.submit(Stream(context_of(model, "a"), SampleSettings(length=5), ()))
             ends = {}
-            for name, stream in (("short", short), ("endless", endless)):
-                chars = len(first.text) if stream is endless else 0
+            for name, stream in (("short", short), ("endless", forever)):
+                chars = len(first.text) if stream is forever else 0
                 while True:
                     _, item = await stream.events.get()
                     if isinstance(item, Done):
@@ -200,8 +205,6 @@ def test_draining_lets_streams_finish_then_ends_the_rest_with_their_text(model):
             reason, produced, sent = ends["endless"]
             # every character made was sent, the part held back for the stop string too
             assert reason == "abort" and produced == sent and produced > 30
-        finally:
-            await engine.close()
 
     asyncio.run(scenario())
 
@@ -211,25 +214,21 @@ def test_a_long_prime_is_read_in_turns_and_stalls_no_one(model):
     settings = SampleSettings(length=50, temperature=1.0, seed=5)
 
     async def scenario():
-        engine = Engine(model.net, model.vocab, max_streams=4, interval=0.0)
-        await engine.start()
-        try:
-            running = Stream(context_of(model, "a"), SampleSettings(length=10**9, seed=0), ())
-            engine.submit(running)
-            await running.events.get()
+        async with running(model) as engine:
+            other = endless(model, prime="a")
+            engine.submit(other)
+            await other.events.get()
             long = Stream(context_of(model, prime), settings, ())
             engine.submit(long)
             steps_while_reading = 0
             while long.events.empty():
-                _, piece = await running.events.get()  # the running stream kept going
+                _, piece = await other.events.get()  # the other stream kept going
                 steps_while_reading += len(piece.text)
             text = []
             while not isinstance(item := (await long.events.get())[1], Done):
                 text.append(item.text)
-            running.cancelled = True
+            other.cancelled = True
             return steps_while_reading, "".join(text)
-        finally:
-            await engine.close()
 
     steps, text = asyncio.run(scenario())
     assert steps >= 2000 // Engine.WARM_CHARS - 1  # a step (at least) between two turns
