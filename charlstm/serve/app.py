@@ -108,6 +108,8 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
     vocab = served.model.vocab  # the same for every model --watch takes
 
     max_chars = settings.max_chars
+    # a prompt, a text to score or a /sample's whole output: what 64 streams would make
+    max_text = max_chars * 64
     if settings.cors:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -188,8 +190,8 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
         model = served.model
         options = body.model_dump()
         chars = body.length * max(body.num_samples, body.documents or 1, body.best_of or 1)
-        if chars > max_chars * 64:
-            return error(400, f"at most {max_chars * 64:,} characters per request")
+        if chars > max_text:
+            return error(400, f"at most {max_text:,} characters per request")
         try:
             if model.vocab.documents and body.beam is None and body.best_of is None:
                 count = options.pop("documents") or body.num_samples
@@ -218,8 +220,8 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
     async def score(body: ScoreRequest, request: Request):
         model = served.model
         chars = sum(map(len, body.documents or ())) + len(body.text or "")
-        if chars > max_chars * 64:
-            return error(400, f"at most {max_chars * 64:,} characters per request")
+        if chars > max_text:
+            return error(400, f"at most {max_text:,} characters per request")
         try:
             if body.documents is not None:
                 scores = await in_worker(request, model.score_documents, body.documents,
@@ -240,8 +242,8 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
         prompt = prompts[0]
         if body.max_tokens > max_chars:
             return error(400, f"max_tokens: at most {max_chars} characters per request")
-        if len(prompt) > max_chars * 64:
-            return error(400, f"prompt: at most {max_chars * 64:,} characters")
+        if len(prompt) > max_text:
+            return error(400, f"prompt: at most {max_text:,} characters")
         stops = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
         if len(stops) > 4 or any(not s for s in stops):
             return error(400, "stop: up to 4 non-empty strings")
