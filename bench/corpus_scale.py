@@ -39,7 +39,7 @@ ENCODE = r"""
 import json, resource, sys, time
 from rich.console import Console
 from charlstm.config import DataConfig
-from charlstm.corpus import load_corpus
+from charlstm.data.corpus import load_corpus
 start = time.perf_counter()
 c = load_corpus(DataConfig(path=sys.argv[1], cache_dir=sys.argv[2]), Console(stderr=True))
 seconds = time.perf_counter() - start

@@ -14,7 +14,7 @@ import torch
 
 from bench.common import machine, shakespeare_path
 from charlstm.config import Config, ModelConfig
-from charlstm.corpus import load_corpus
+from charlstm.data.corpus import load_corpus
 from charlstm.evaluate import evaluate_ids
 from charlstm.model import CharRNN
 

@@ -27,7 +27,7 @@ from rich.console import Console
 from bench.common import ROOT, ReferenceLoop, machine, shakespeare_path
 from charlstm.checkpoint import read_checkpoint, restore_model
 from charlstm.config import load_config
-from charlstm.corpus import load_corpus
+from charlstm.data.corpus import load_corpus
 from charlstm.evaluate import evaluate_ids
 from charlstm.rundir import RunDir
 from charlstm.training.trainer import Trainer

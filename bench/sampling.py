@@ -19,8 +19,8 @@ from charlstm.checkpoint import load_for_inference
 from charlstm.config import ModelConfig
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
-from charlstm.sample import generate, one_char_steps
-from charlstm.vocab import Vocab
+from charlstm.generate.sample import generate, one_char_steps
+from charlstm.data.vocab import Vocab
 
 
 @torch.no_grad()

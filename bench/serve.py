@@ -164,7 +164,7 @@ def bare_steps(checkpoint: str, counts: list[int], threads: int) -> dict[int, fl
     import torch
 
     from charlstm.api import load as load_model
-    from charlstm.sample import one_char_steps
+    from charlstm.generate.sample import one_char_steps
 
     torch.set_num_threads(threads)
     net = load_model(checkpoint, "cpu").net.eval()

@@ -31,7 +31,7 @@ from bench.common import (
     shakespeare_path,
 )
 from charlstm.config import Config
-from charlstm.corpus import load_corpus
+from charlstm.data.corpus import load_corpus
 from charlstm.training.trainer import Trainer
 
 # name: (layers, hidden, batch, bptt, short run steps, long run steps) on a CPU

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # The API needs torch; importing charlstm.config or charlstm.corpus alone should not.
+    # The API needs torch; importing charlstm.config or charlstm.data.corpus alone should not.
     if name in ("load", "Model"):
         from charlstm import api
 

@@ -25,7 +25,7 @@ from rich.console import Console
 from charlstm.checkpoint import Checkpoint, load_for_inference
 from charlstm.config import Config
 from charlstm.device import pick_device
-from charlstm.documents import DocumentScore, load_split, score_split, score_texts
+from charlstm.data.split import DocumentScore, load_split, score_split, score_texts
 from charlstm.errors import CharlstmError
 from charlstm.evaluate import (
     EvalResult,
@@ -37,12 +37,12 @@ from charlstm.evaluate import (
 )
 from charlstm.evaluate import evaluate_text as _evaluate_text
 from charlstm.inspect.ablation import ablated, parse_units
-from charlstm.make import Known, Made, Tally, known_documents, sample_documents
+from charlstm.generate.documents import Known, Made, Tally, known_documents, sample_documents
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings, ScoreSettings
-from charlstm.sample import generate, iter_samples
-from charlstm.search import Scored, beam_search, best_of
-from charlstm.vocab import Vocab
+from charlstm.generate.sample import generate, iter_samples
+from charlstm.generate.search import Scored, beam_search, best_of
+from charlstm.data.vocab import Vocab
 
 if TYPE_CHECKING:
     from charlstm.inspect.pipeline import Inspection

@@ -25,7 +25,7 @@ from charlstm.config import Config
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.model import CharRNN
 from charlstm.rundir import BEST, LAST, RunDir
-from charlstm.vocab import Vocab
+from charlstm.data.vocab import Vocab
 
 FORMAT = "charlstm-checkpoint"
 # 2: every field always present; `rng` (rank 0's random states) is rank_rngs[0] alone.

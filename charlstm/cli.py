@@ -310,7 +310,7 @@ def evaluate(
     from charlstm.device import pick_device
     from charlstm.evaluate import check_eval_options, score_task
     from charlstm.inspect.ablation import parse_units
-    from charlstm.tasks import check_task_options
+    from charlstm.data.tasks import check_task_options
 
     if documents is not None:
         _score_documents(checkpoint, documents, as_jsonl, device)
@@ -392,7 +392,7 @@ def _score_documents(checkpoint, path: Path, as_jsonl: bool, device: str) -> Non
     """`charlstm eval --documents FILE`: each document scored from the document start."""
     from charlstm.api import load
     from charlstm.device import pick_device
-    from charlstm.documents import read_documents
+    from charlstm.data.split import read_documents
 
     try:
         model = load(checkpoint, pick_device(device))
@@ -439,7 +439,7 @@ def tasks_generate(
     n_max: Annotated[int, typer.Option("--n-max", help="Largest N.")] = Task.n_max,
 ) -> None:
     """Write examples of a synthetic task (train on them with data.path: task:NAME)."""
-    from charlstm.tasks import check_task_options, corpus_text
+    from charlstm.data.tasks import check_task_options, corpus_text
 
     try:
         check_task_options(name, count, n_min, n_max)
@@ -565,7 +565,7 @@ def export(
     """Write the model as one self-contained web page that generates text in the browser,
     or (--format onnx) as an ONNX step model for onnxruntime."""
     from charlstm.api import load
-    from charlstm.export import check_precision, export_page
+    from charlstm.export.page import check_precision, export_page
 
     try:
         if form not in ("html", "onnx"):
@@ -573,7 +573,7 @@ def export(
         check_precision(precision)
         check_out_file(out_file, "--out")
         if form == "onnx":
-            from charlstm.onnx_export import export_onnx
+            from charlstm.export.onnx import export_onnx
 
             size = export_onnx(load(checkpoint, "cpu"), out_file)
             out.print(f"wrote {out_file}: {size / 1e6:.2f} MB, an ONNX step model (opset 17)")

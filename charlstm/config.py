@@ -20,9 +20,8 @@ from typing import Any, Literal
 
 import yaml
 
-from charlstm import tasks
 from charlstm.errors import ConfigError
-from charlstm.options import SampleSettings, ScoreSettings, default_of
+from charlstm.options import TASK_N_MAX, TASK_N_MIN, SampleSettings, ScoreSettings, default_of
 
 # What a device option accepts (train.device, --device).
 DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
@@ -103,8 +102,8 @@ class DataConfig:
     )
     task_count: int = setting(20000, "`task:NAME` corpora: example lines")
     task_seed: int = setting(0, "`task:NAME` corpora: the seed they are drawn from")
-    task_n_min: int = setting(tasks.N_MIN, "`task:NAME` corpora: the smallest N")
-    task_n_max: int = setting(tasks.N_MAX, "`task:NAME` corpora: the largest N")
+    task_n_min: int = setting(TASK_N_MIN, "`task:NAME` corpora: the smallest N")
+    task_n_max: int = setting(TASK_N_MAX, "`task:NAME` corpora: the largest N")
 
     def __post_init__(self) -> None:
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", "in (0, 1)", self.val_fraction)

@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from charlstm.config import Config
-from charlstm.corpus import changed_corpus, load_corpus
+from charlstm.data.corpus import changed_corpus, load_corpus
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.memory import check_scoring_fits
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings, ScoreSettings, TaskExamples, default_of
 from charlstm.progress import Work
-from charlstm.vocab import Vocab
+from charlstm.data.vocab import Vocab
 
 STREAMS = default_of(ScoreSettings, "streams")
 WINDOW = default_of(ScoreSettings, "window")
@@ -218,8 +218,8 @@ def score_task(
     A model trained with carried state has only ever read a line after other lines, never
     from a zero state, so each example is primed as it would appear in a corpus: after
     the CONTEXT_LINES correct lines before it (drawn with the test set, never scored)."""
-    from charlstm.sample import generate
-    from charlstm.tasks import examples
+    from charlstm.generate.sample import generate
+    from charlstm.data.tasks import examples
 
     drawn = examples(name, count + CONTEXT_LINES, seed, n_min, n_max)
     per_n: dict[int, list[int]] = {}

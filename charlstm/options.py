@@ -12,8 +12,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from charlstm import tasks
 from charlstm.errors import CharlstmError
+
+# The sizes N of synthetic task examples (charlstm.data.tasks), unless asked otherwise.
+TASK_N_MIN, TASK_N_MAX = 1, 10
 
 
 def option(default: Any, help: str) -> Any:
@@ -149,8 +151,8 @@ class TaskExamples:
     count: int = option(200, "Task examples to score.")
     # Not a training seed (configs train on task_seed 0): the scored examples are new.
     seed: int = option(1_000_003, "Task examples' seed (not the training one).")
-    n_min: int = option(tasks.N_MIN, "Task examples: smallest N.")
-    n_max: int = option(tasks.N_MAX, "Task examples: largest N.")
+    n_min: int = option(TASK_N_MIN, "Task examples: smallest N.")
+    n_max: int = option(TASK_N_MAX, "Task examples: largest N.")
 
 
 @dataclass(frozen=True)

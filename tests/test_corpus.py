@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from charlstm import corpus as corpus_mod
+from charlstm.data import corpus as corpus_mod
 from charlstm.config import DataConfig
-from charlstm.corpus import list_corpus, load_corpus
+from charlstm.data.corpus import list_corpus, load_corpus
 from charlstm.errors import CorpusError
 
 
@@ -20,7 +20,7 @@ def test_file_encodes_and_decodes_back(tmp_path):
 
 
 def test_chunk_boundaries_inside_multibyte_characters(tmp_path, monkeypatch):
-    from charlstm.sources import read
+    from charlstm.data import read
 
     monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", 7)
     monkeypatch.setattr(read, "CHUNK_BYTES", 7)  # reads that split most multi-byte characters
@@ -159,7 +159,7 @@ def test_a_stop_during_encoding_leaves_no_cache_entry(tmp_path, monkeypatch):
     import signal
 
     from charlstm.interrupt import Interrupted, StopRequests
-    from charlstm.sources import read
+    from charlstm.data import read
 
     monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", 1000)
     monkeypatch.setattr(read, "CHUNK_BYTES", 1000)

@@ -9,7 +9,7 @@ import torch
 from charlstm.checkpoint import load_checkpoint, load_for_inference
 from charlstm.evaluate import evaluate_text
 from charlstm.options import SampleSettings
-from charlstm.sample import generate
+from charlstm.generate.sample import generate
 from charlstm.training.trainer import Trainer
 from tests.conftest import make_text, quiet_console, small_config
 

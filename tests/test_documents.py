@@ -17,14 +17,14 @@ from conftest import quiet_console, scalars
 import charlstm
 from charlstm.checkpoint import load_checkpoint
 from charlstm.config import Config
-from charlstm.corpus import load_corpus
-from charlstm.documents import split_documents
+from charlstm.data.corpus import load_corpus
+from charlstm.data.split import split_documents
 from charlstm.errors import ConfigError, VocabError
-from charlstm.make import make_documents
+from charlstm.generate.documents import make_documents
 from charlstm.options import SampleSettings
-from charlstm.sources.documents import DocumentCutter, document_symbols
+from charlstm.data.documents import DocumentCutter, document_symbols
 from charlstm.training.trainer import Trainer
-from charlstm.vocab import END, Vocab
+from charlstm.data.vocab import END, Vocab
 from tests.test_export import export, needs_chromium, page_text
 
 # A tiny grammar of names: two to four syllables, each a consonant and a vowel.

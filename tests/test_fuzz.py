@@ -9,7 +9,7 @@ from charlstm.checkpoint import load_for_inference
 from charlstm.config import Config, all_keys
 from charlstm.errors import CharlstmError
 from charlstm.options import SampleSettings
-from charlstm.sample import generate
+from charlstm.generate.sample import generate
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),

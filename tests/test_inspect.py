@@ -20,7 +20,7 @@ from charlstm.errors import CharlstmError
 from charlstm.inspect.activations import Activations, rank_units, record
 from charlstm.inspect.features import builtin_features, regex_feature, strings_and_comments
 from charlstm.model import CharRNN
-from charlstm.vocab import Vocab
+from charlstm.data.vocab import Vocab
 from tests.conftest import HOSTILE
 
 CODE = "def f(x):\n    s = \"a(b\"  # it's\n    if (x[0]):\n        return 'q\\''\n"

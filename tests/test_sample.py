@@ -5,7 +5,7 @@ import torch
 from charlstm.checkpoint import load_for_inference
 from charlstm.errors import CharlstmError, VocabError
 from charlstm.options import SampleSettings
-from charlstm.sample import Sampler, draw_rows, generate
+from charlstm.generate.sample import Sampler, draw_rows, generate
 from tests.conftest import quiet_console, small_config
 
 

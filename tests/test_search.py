@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 import charlstm
 from charlstm.cli import app
 from charlstm.options import SampleSettings
-from charlstm.sample import generate
-from charlstm.search import beam_search, best_of, continuation_log_probs
+from charlstm.generate.sample import generate
+from charlstm.generate.search import beam_search, best_of, continuation_log_probs
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 
 from charlstm.api import load
 from charlstm.options import SampleSettings
-from charlstm.sample import generate
+from charlstm.generate.sample import generate
 from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from charlstm.config import DataConfig
-from charlstm.corpus import load_corpus
+from charlstm.data.corpus import load_corpus
 from charlstm.errors import CorpusError
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
@@ -284,7 +284,7 @@ def test_a_byte_order_mark_is_dropped_and_crlf_can_become_lf(tmp_path):
 
 
 def test_crlf_split_across_reads_becomes_one_lf(tmp_path, monkeypatch):
-    from charlstm.sources import read
+    from charlstm.data import read
 
     monkeypatch.setattr(read, "CHUNK_BYTES", 5)  # "abcd\r" | "\nefg\r" | "\n..."
     (tmp_path / "a.txt").write_bytes(b"abcd\r\nefg\r\nhi\rj\n" * 3)
@@ -324,7 +324,7 @@ def test_a_run_lists_the_files_it_passed_over(repo, tmp_path):
 
 
 def test_a_warm_start_finds_an_archive_without_reading_it(tmp_path, monkeypatch):
-    from charlstm.sources.read import Reader
+    from charlstm.data.read import Reader
 
     (tmp_path / "src.tar.xz").write_bytes(tar_bytes(MEMBERS, "w:xz"))
     first = load_corpus(cfg(tmp_path / "src.tar.xz", tmp_path))

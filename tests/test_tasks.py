@@ -7,10 +7,10 @@ from typer.testing import CliRunner
 from charlstm.checkpoint import load_for_inference
 from charlstm.cli import app
 from charlstm.config import DataConfig, load_config
-from charlstm.corpus import load_corpus
+from charlstm.data.corpus import load_corpus
 from charlstm.errors import CharlstmError
 from charlstm.evaluate import score_task
-from charlstm.tasks import corpus_text, examples
+from charlstm.data.tasks import corpus_text, examples
 from charlstm.training.trainer import Trainer
 from tests.conftest import quiet_console
 

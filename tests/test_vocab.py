@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from charlstm.errors import VocabError
-from charlstm.vocab import Vocab, id_dtype
+from charlstm.data.vocab import Vocab, id_dtype
 
 TEXT = "héllo wörld — 你好 🙂\n"
 

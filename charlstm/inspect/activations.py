@@ -24,7 +24,7 @@ from charlstm.errors import CharlstmError
 from charlstm.model import CharRNN
 from charlstm.peephole import peephole_cell
 from charlstm.progress import Work
-from charlstm.vocab import Vocab
+from charlstm.data.vocab import Vocab
 
 QUANTITIES = ("h", "c", "input", "forget", "output", "candidate")
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from charlstm import interrupt
 from charlstm.errors import CharlstmError
 from charlstm.options import SampleSettings, ServeSettings
-from charlstm.search import start_context
+from charlstm.generate.search import start_context
 from charlstm.serve.access import note_chars, note_first_text, request_id
 from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
 

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
-from charlstm.sample import Sampler, draw_rows, one_char_steps
-from charlstm.vocab import Vocab
+from charlstm.generate.sample import Sampler, draw_rows, one_char_steps
+from charlstm.data.vocab import Vocab
 
 
 @dataclass

@@ -15,10 +15,10 @@ from typing import Any
 
 from charlstm.checkpoint import Checkpoint, read_checkpoint
 from charlstm.config import Config
-from charlstm.corpus import changed_corpus
+from charlstm.data.corpus import changed_corpus
 from charlstm.errors import CheckpointError
 from charlstm.rundir import CHECKPOINTS, LAST, RunDir
-from charlstm.vocab import Vocab
+from charlstm.data.vocab import Vocab
 
 # Keys that fix the learning problem; `model` as a whole is fixed too.
 FIXED_KEYS = (

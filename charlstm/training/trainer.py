@@ -23,9 +23,9 @@ from rich.console import Console
 from charlstm import checkpoint as ckpt
 from charlstm.checkpoint import Checkpoint
 from charlstm.config import Config, TrainConfig
-from charlstm.corpus import Corpus, in_vocab, load_corpus
+from charlstm.data.corpus import Corpus, in_vocab, load_corpus
 from charlstm.device import pick_device, seed_everything, training_precision
-from charlstm.documents import score_split, split_documents
+from charlstm.data.split import score_split, split_documents
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.evaluate import evaluate_ids
 from charlstm.interrupt import Interrupted, StopRequests, interrupted
@@ -40,7 +40,7 @@ from charlstm.model import (
 )
 from charlstm.options import SampleSettings
 from charlstm.rundir import BEST, LAST, RunDir
-from charlstm.sample import generate
+from charlstm.generate.sample import generate
 from charlstm.training.averaging import WeightAverage
 from charlstm.training.batches import IGNORED, DocumentBatches, TBPTTBatches
 from charlstm.training.budget import Budget, fits_budget
@@ -50,7 +50,7 @@ from charlstm.training.monitor import RunWriter, TrainMeter
 from charlstm.training.progress import TrainingProgress
 from charlstm.training.resume import check_resumable
 from charlstm.training.runlock import RunLock
-from charlstm.vocab import Vocab
+from charlstm.data.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -647,7 +647,7 @@ class Trainer:
     def _log_sample(self, settings: SampleSettings) -> str:
         if self.split is None:
             return generate(self.model, self.vocab, self.sample_prime, settings)[0]
-        from charlstm.make import make_documents
+        from charlstm.generate.documents import make_documents
 
         made = make_documents(self.model, self.vocab, replace(settings, num_samples=8))
         return "\n".join(d.text for d in made)

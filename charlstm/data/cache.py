@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from charlstm.config import DataConfig
-from charlstm.vocab import Vocab
+from charlstm.data.vocab import Vocab
 
 CACHE_VERSION = 2
 

@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from charlstm.config import DataConfig
-from charlstm.corpus import changed_corpus, load_corpus
+from charlstm.data.corpus import changed_corpus, load_corpus
 from charlstm.errors import CorpusError
 from charlstm.evaluate import EvalResult
 from charlstm.model import CharRNN
-from charlstm.vocab import Vocab
+from charlstm.data.vocab import Vocab
 
 # The held-out documents are drawn with this seed: the same split on every machine.
 SPLIT_SEED = 0
@@ -197,7 +197,7 @@ def read_documents(path, cfg: DataConfig) -> list[tuple[str | None, str]]:
     from pathlib import Path
 
     from charlstm.evaluate import read_text_file
-    from charlstm.sources.documents import label_separator
+    from charlstm.data.documents import label_separator
 
     path = Path(path)
     if not path.is_file():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from charlstm.api import Model
 from charlstm.errors import CharlstmError
-from charlstm.pages import render_page
+from charlstm.export.pages import render_page
 
 PRECISIONS = {"fp16": "<f2", "fp32": "<f4"}
 
@@ -71,7 +71,7 @@ def export_page(model: Model, out: Path, precision: str = "fp16", title: str = "
         "weights)."
     )
     page = render_page(
-        "charlstm", "generate.html", "generate.js", title=title, about=about, model=data
+        "charlstm.export", "generate.html", "generate.js", title=title, about=about, model=data
     )
     try:
         out.write_text(page, encoding="utf-8")

@@ -27,8 +27,8 @@ from typing import IO, Any
 
 from charlstm.config import DataConfig
 from charlstm.errors import CorpusError
-from charlstm.sources.filetypes import SNIFF_BYTES, FileType, file_type, looks_binary
-from charlstm.sources.walk import Skipped, matches
+from charlstm.data.filetypes import SNIFF_BYTES, FileType, file_type, looks_binary
+from charlstm.data.walk import Skipped, matches
 
 PLAIN = FileType()  # text, read as it is
 

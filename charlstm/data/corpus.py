@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from charlstm import corpus_cache as cache
-from charlstm import tasks
+from charlstm.data import cache
+from charlstm.data import tasks
 from charlstm.config import DataConfig
 from charlstm.errors import CorpusError
 from charlstm.progress import Work
-from charlstm.sources.documents import DocumentCutter, document_chunks, label_separator
-from charlstm.sources.read import Reader, bad_record_note
-from charlstm.sources.walk import REASONS, Listing, Skipped, check_single_file, walk
-from charlstm.vocab import END, LABEL_BASE, Vocab
+from charlstm.data.documents import DocumentCutter, document_chunks, label_separator
+from charlstm.data.read import Reader, bad_record_note
+from charlstm.data.walk import REASONS, Listing, Skipped, check_single_file, walk
+from charlstm.data.vocab import END, LABEL_BASE, Vocab
 
 STDLIB = "python-stdlib"
 # Bytes decoded at a time (small files are read together up to this much): memory for

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from charlstm.errors import CharlstmError
+from charlstm.options import TASK_N_MAX, TASK_N_MIN
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ TASKS: dict[str, Callable[[random.Random, int], Example]] = {
 }
 PREFIX = "task:"
 # The range of N a task draws from unless told otherwise (training data, generate, eval).
-N_MIN, N_MAX = 1, 10
+N_MIN, N_MAX = TASK_N_MIN, TASK_N_MAX
 
 
 def check_task_options(name: str, count: int, n_min: int, n_max: int) -> None:

@@ -17,7 +17,7 @@ import torch
 from charlstm import interrupt
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
-from charlstm.vocab import Vocab
+from charlstm.data.vocab import Vocab
 
 
 class Sampler:

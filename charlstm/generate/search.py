@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from charlstm import interrupt
-from charlstm.make import document_context, make_documents
+from charlstm.generate.documents import document_context, make_documents
 from charlstm.model import CharRNN, State
 from charlstm.options import SampleSettings
-from charlstm.sample import generate, prime_context
-from charlstm.vocab import Vocab
+from charlstm.generate.sample import generate, prime_context
+from charlstm.data.vocab import Vocab
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import numpy as np
 
 from charlstm.config import DataConfig
 from charlstm.errors import CorpusError
-from charlstm.sources.read import BOUNDARY, CHUNK_BYTES, LABEL_MARK
-from charlstm.vocab import END
+from charlstm.data.read import BOUNDARY, CHUNK_BYTES, LABEL_MARK
+from charlstm.data.vocab import END
 
 # What may be held back at a chunk's end because a blank line may continue past it.
 BLANK = " \t\r\f\v\n"

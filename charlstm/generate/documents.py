@@ -22,8 +22,8 @@ from charlstm import interrupt
 from charlstm.errors import CharlstmError
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
-from charlstm.sample import Sampler, one_char_steps
-from charlstm.vocab import Vocab
+from charlstm.generate.sample import Sampler, one_char_steps
+from charlstm.data.vocab import Vocab
 
 # Steps drawn between checks whether every document has ended (each check waits for
 # the device).

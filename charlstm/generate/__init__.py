@@ -1,0 +1,1 @@
+"""Generation: sampling, search, whole documents, and the prime/context rules they share."""
