@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint tensorboard bench clean
+.PHONY: install demo test test-fast lint docs tensorboard bench clean
 
 install: $(STAMP)
 
@@ -33,8 +33,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check charlstm tests bench
 	$(BIN)/ruff format --check charlstm tests bench
 
+# The documentation site (docs/pages, MkDocs) into docs/site; strict: a broken link fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -f docs/mkdocs.yml
+
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir runs/
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache docs/site

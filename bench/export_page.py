@@ -24,9 +24,9 @@ import torch
 from bench.common import machine
 from charlstm.api import Model
 from charlstm.config import Config
+from charlstm.data.vocab import Vocab
 from charlstm.export.page import export_page
 from charlstm.model import CharRNN
-from charlstm.data.vocab import Vocab
 
 
 def page_rate(page: Path, length: int, profile: Path) -> float:

@@ -17,10 +17,10 @@ import torch
 from bench.common import machine
 from charlstm.checkpoint import load_for_inference
 from charlstm.config import ModelConfig
+from charlstm.data.vocab import Vocab
+from charlstm.generate.sample import generate, one_char_steps
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
-from charlstm.generate.sample import generate, one_char_steps
-from charlstm.data.vocab import Vocab
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ are charlstm's own exceptions (CharlstmError and its subclasses), never an exit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,31 +24,34 @@ from rich.console import Console
 
 from charlstm.checkpoint import Checkpoint, load_for_inference
 from charlstm.config import Config
+from charlstm.data.corpus import read_text_file
+from charlstm.data.split import load_split
+from charlstm.data.vocab import Vocab
 from charlstm.device import pick_device
-from charlstm.data.split import DocumentScore, load_split, score_split, score_texts
 from charlstm.errors import CharlstmError
 from charlstm.evaluate import (
+    DocumentScore,
     EvalResult,
     check_eval_options,
     check_scoring,
     evaluate_ids,
     evaluate_on,
-    read_text_file,
+    score_split,
+    score_texts,
 )
 from charlstm.evaluate import evaluate_text as _evaluate_text
+from charlstm.generate.documents import Known, Tally, known_documents
+from charlstm.generate.result import Generated, Generation
+from charlstm.generate.run import generate
+from charlstm.generate.sample import iter_samples
 from charlstm.inspect.ablation import ablated, parse_units
-from charlstm.generate.documents import Known, Made, Tally, known_documents, sample_documents
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings, ScoreSettings
-from charlstm.generate.sample import generate, iter_samples
-from charlstm.generate.search import Scored, beam_search, best_of
-from charlstm.data.vocab import Vocab
 
 if TYPE_CHECKING:
     from charlstm.inspect.pipeline import Inspection
 
-# The keyword defaults of sample() and score(): the settings' own.
-_SAMPLE = SampleSettings()
+# The keyword defaults of score(): the settings' own.
 _SCORE = ScoreSettings()
 
 
@@ -98,88 +101,68 @@ class Model:
         return other
 
     # -- generation --------------------------------------------------------------------
-    def sample(
+    def generate(
         self,
-        prime: str = "",
-        length: int = _SAMPLE.length,
-        temperature: float = _SAMPLE.temperature,
-        top_k: int | None = _SAMPLE.top_k,
-        top_p: float | None = _SAMPLE.top_p,
-        greedy: bool = _SAMPLE.greedy,
-        seed: int | None = _SAMPLE.seed,
-        num_samples: int = _SAMPLE.num_samples,
-        stop: str | None = _SAMPLE.stop,
-        unknown: str = _SAMPLE.unknown,
-        beam: int | None = _SAMPLE.beam,
-        best_of: int | None = _SAMPLE.best_of,
-    ) -> str | list[str]:
-        """Generate text that begins with `prime`.
+        settings: SampleSettings | None = None,
+        on_text: Callable[[int, str], None] | None = None,
+        **options: Any,
+    ) -> Generation:
+        """The one way to generate: plain samples, a search (beam or best-of) or whole
+        documents, as `settings` (or the same fields as keywords: prime, length,
+        temperature, top_k, top_p, greedy, seed, num_samples, stop, unknown, beam,
+        best_of, documents, unique, novel, label; see SampleSettings for each) ask of
+        this model. Returns a Generation: `.mode`, `.texts`, and `.samples`, each with
+        its log-probability where it is known (searches and documents). `on_text(i,
+        piece)` receives plain samples' text as it is generated. The command line and
+        the server's /sample are this call."""
+        settings = settings if settings is not None else SampleSettings(**options)
+        made = generate(self.net, self.vocab, settings, lambda: self._known_for(settings),
+                        on_text)  # fmt: skip
+        if made.tally is not None:
+            self.last_tally = made.tally
+        return made
 
-        prime: text fed through the network first; the result starts with it.
-        length: characters generated after the prime.
-        temperature: > 0; divides the logits (lower is more conservative).
-        top_k: draw among the k likeliest characters only.
-        top_p: draw among the likeliest characters holding this much probability.
-        greedy: always take the likeliest character (temperature and seed then do not
-            matter).
-        seed: the same seed gives the same text on the same kind of device.
-        num_samples: samples generated together as one batch.
-        stop: end a sample where this string appears (it is not included).
-        unknown: prime characters outside the vocabulary: "error" (raise VocabError
-            naming them) or "skip" (drop them).
-        beam: beam search with this many beams instead of drawing: the likeliest text
-            found (1 = greedy); see `search()` for its log-probability.
-        best_of: draw this many samples and return the likeliest (bits per character).
+    def sample(self, prime: str = "", **options: Any) -> str | list[str]:
+        """Text that begins with `prime`: one text, or a list of texts when num_samples > 1
+        (or when a document model makes several documents). Options as `generate`."""
+        texts = self.generate(prime=prime, **options).texts
+        return texts[0] if len(texts) == 1 and options.get("num_samples", 1) == 1 else texts
 
-        The defaults are SampleSettings' (charlstm/options.py), as on the command line.
-        Returns the text, or a list of texts when num_samples > 1.
-        """
-        settings = SampleSettings(
-            length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
-            seed=seed, num_samples=num_samples, stop=stop, unknown=unknown, beam=beam,
-            best_of=best_of,
-        )  # fmt: skip
-        if beam is not None or best_of is not None:
-            return self._search(prime, settings).text
-        texts = generate(self.net, self.vocab, prime, settings)
-        return texts[0] if num_samples == 1 else texts
-
-    def search(self, prime: str = "", **options: Any) -> Scored:
+    def search(self, prime: str = "", **options: Any) -> Generated:
         """As `sample` with `beam=K` or `best_of=N` (one of them), returning the text with
         its log-probability: `.text`, `.log_prob` (nats, of what follows the prime),
         `.chars` and `.bpc`."""
-        settings = SampleSettings(**options)
+        settings = SampleSettings(prime=prime, **options)
         if settings.beam is None and settings.best_of is None:
             raise CharlstmError("search() needs beam=K or best_of=N")
-        return self._search(prime, settings)
-
-    def _search(self, prime: str, settings: SampleSettings) -> Scored:
-        if settings.beam is not None:
-            return beam_search(self.net, self.vocab, prime, settings)
-        return best_of(self.net, self.vocab, prime, settings)
+        return self.generate(settings).samples[0]
 
     def sample_documents(
         self, count: int = 10, prime: str = "", known: Known | None = None, **options: Any
-    ) -> list[Made]:
+    ) -> list[Generated]:
         """`count` whole new documents from a document model (data.documents), each with
         `.text`, `.log_prob`, `.bpc`, `.chars` and `.ended` (False: cut at `length`).
         Options as `sample`, and `unique` (no text twice), `novel` (none found verbatim
         in the training split; the corpus is read to know) and `label` (generate for this
         label). `last_tally` then says how many were drawn, repeated, and were training,
-        held-out or new documents (when the corpus is at hand)."""
-        settings = SampleSettings(documents=count, **options)
-        if not self.vocab.documents:
-            raise CharlstmError(
-                "this model was not trained on documents (data.documents): use sample()"
-            )
-        if known is None:
-            try:
-                known = self.known_documents()
-            except CharlstmError:  # the corpus is not here: nothing to tell new ones by
-                if settings.novel:
-                    raise
-        made, self.last_tally = sample_documents(self.net, self.vocab, settings, prime, known)
-        return made
+        held-out or new documents (when the corpus is at hand). `known`: the training
+        documents to tell new ones by, kept for later calls (default: read from the
+        corpus when it is here)."""
+        self.vocab.require_documents("sample_documents()", "use sample()")
+        settings = SampleSettings(prime=prime, documents=count, **options)
+        if known is not None:
+            self._known = known
+        return self.generate(settings).samples
+
+    def _known_for(self, settings: SampleSettings) -> Known | None:
+        """The training documents, to tell new ones by; None when the corpus is not
+        here, unless --novel needs them."""
+        try:
+            return self.known_documents()
+        except CharlstmError:
+            if settings.novel:
+                raise
+            return None
 
     def known_documents(self, console: Console | None = None) -> Known:
         """The training and held-out documents of the corpus this model was trained on
@@ -197,7 +180,7 @@ class Model:
         """As `sample`, with the same keyword options, but yields the text in pieces as it
         is generated (the prime first); joined, the pieces are exactly what `sample`
         returns. One sample at a time: num_samples must be 1."""
-        settings = SampleSettings(**options)
+        settings = SampleSettings(prime=prime, **options)
         if settings.num_samples != 1:
             raise CharlstmError("stream() writes one sample; call sample(num_samples=...)")
         if settings.beam is not None or settings.best_of is not None:
@@ -234,10 +217,7 @@ class Model:
         """Each text scored as a whole document from the document start, in input order
         (batched): `.loss` (nats per prediction, the end included), `.bpc`, `.log_prob`,
         `.chars`. Rank candidates, find typos and outliers."""
-        if not self.vocab.documents:
-            raise CharlstmError(
-                "this model was not trained on documents (data.documents): use score()"
-            )
+        self.vocab.require_documents("score_documents()", "use score()")
         return score_texts(self.net, self.vocab, list(texts), label)
 
     def evaluate_documents(self, console: Console | None = None) -> tuple[EvalResult, dict]:

@@ -16,16 +16,16 @@ import random
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from charlstm.config import Config
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.model import CharRNN
 from charlstm.rundir import BEST, LAST, RunDir
-from charlstm.data.vocab import Vocab
 
 FORMAT = "charlstm-checkpoint"
 # 2: every field always present; `rng` (rank 0's random states) is rank_rngs[0] alone.
@@ -252,6 +252,17 @@ def restore_model(saved: Checkpoint, device: str | torch.device = "cpu") -> Char
             f"checkpoint is damaged or inconsistent ({type(err).__name__})"
         ) from None
     return model.to(device).eval()
+
+
+class Trained(Protocol):
+    """What the inspector and the exporters need of a trained model (charlstm.Model has
+    it): the network, its vocabulary, the config it was trained with and its step. They
+    take this, not the API's Model, so the layers below the API never name it."""
+
+    net: CharRNN
+    vocab: Vocab
+    config: Config
+    step: int
 
 
 def load_for_inference(path: Path | None, device: str | torch.device = "cpu"):

@@ -11,7 +11,6 @@ import codecs
 import dataclasses
 import difflib
 import json
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,10 +20,18 @@ from typing import Any, Literal
 import yaml
 
 from charlstm.errors import ConfigError
-from charlstm.options import TASK_N_MAX, TASK_N_MIN, SampleSettings, ScoreSettings, default_of
-
-# What a device option accepts (train.device, --device).
-DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+from charlstm.options import (
+    DEVICE_HELP,
+    DEVICE_NAME,
+    DEVICE_NAMES,
+    TASK_N_MAX,
+    TASK_N_MIN,
+    TRAIN_DEVICE,
+    SampleSettings,
+    ScoreSettings,
+    default_of,
+    option,
+)
 
 
 def _require(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -32,78 +39,74 @@ def _require(ok: bool, key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"config: {key} must be {rule} (got {value!r})")
 
 
-def setting(default: Any, help: str) -> Any:
-    """A config key: its default and its help, the one text that README's config
-    reference and `python -m charlstm.config` show for it."""
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    path: str = setting(
+    path: str = option(
         "python-stdlib",
         "a text file, a directory (read recursively, sorted), `python-stdlib` (this "
         "interpreter's own .py sources: a code corpus on every machine), or `task:NAME`",
     )
-    include: tuple[str, ...] = setting(
+    include: tuple[str, ...] = option(
         (), 'globs a directory\'s files must match, by name or relative path (`["*.py"]`)'
     )
-    exclude: tuple[str, ...] = setting(
+    exclude: tuple[str, ...] = option(
         (), 'globs of files and folders to leave out, by name or relative path (`["docs/*"]`)'
     )
-    respect_ignore: bool = setting(
+    respect_ignore: bool = option(
         True, "honour the `.gitignore` and `.ignore` files of a directory, as git does"
     )
-    field: str | None = setting(
+    field: str | None = option(
         None,
         "JSON Lines / CSV / TSV / Parquet: the column holding the text; null = `text` "
         "(each record is a document; records are joined by a newline)",
     )
-    encoding: str = setting(
+    encoding: str = option(
         "utf-8", "the text's encoding: any codec Python knows (`latin-1`, `gbk`, `utf-16`, ...)"
     )
-    newlines: Literal["keep", "lf"] = setting(
+    newlines: Literal["keep", "lf"] = option(
         "keep", "`keep` line ends as they are; `lf` turns CRLF and lone CR into LF"
     )
-    vocab: Literal["char", "byte"] = setting(
+    vocab: Literal["char", "byte"] = option(
         "char", "`char`: one id per code point seen; `byte`: 256 ids, reads any file"
     )
     # Contiguous, never shuffled: a shuffled split of overlapping text leaks.
-    val_fraction: float = setting(
+    val_fraction: float = option(
         0.05,
         "the last fraction of the text is the validation split (of documents: that share "
         "of them, drawn at random)",
     )
-    documents: Literal["lines", "paragraphs", "files", "records"] | None = setting(
+    documents: Literal["lines", "paragraphs", "files", "records"] | None = option(
         None,
         "split the corpus into documents, each ended by a reserved end id: `lines`, "
         "`paragraphs` (blank-line separated), `files` (each file or archive member), "
         "`records` (each record of JSON Lines / CSV / Parquet); null = one long text",
     )
     # Fresh: every document from the state sampling starts in (measured: bench/RESULTS.md 7).
-    document_state: Literal["fresh", "carried"] = setting(
+    document_state: Literal["fresh", "carried"] = option(
         "fresh",
         "documents: `fresh` trains each from the document-start state; `carried` reads them "
         "as one stream, the state carried across",
     )
-    val_max_documents: int | None = setting(
+    val_max_documents: int | None = option(
         None, "documents: at most this many held out (makemore holds out 10%, at most 1,000)"
     )
-    label_separator: str | None = setting(
+    label_separator: str | None = option(
         None,
         "documents: each starts with a label and this separator (`label<TAB>text` lines: "
         '`"\\t"`); the label becomes a control id, `sample --label` picks it',
     )
-    label_field: str | None = setting(
+    label_field: str | None = option(
         None, "documents of records: the column holding each record's label"
     )
-    cache_dir: str | None = setting(
+    cache_dir: str | None = option(
         None, "encoded-corpus cache; null = `$XDG_CACHE_HOME/charlstm` or `~/.cache/charlstm`"
     )
-    task_count: int = setting(20000, "`task:NAME` corpora: example lines")
-    task_seed: int = setting(0, "`task:NAME` corpora: the seed they are drawn from")
-    task_n_min: int = setting(TASK_N_MIN, "`task:NAME` corpora: the smallest N")
-    task_n_max: int = setting(TASK_N_MAX, "`task:NAME` corpora: the largest N")
+    task_count: int = option(20000, "`task:NAME` corpora: example lines")
+    task_seed: int = option(0, "`task:NAME` corpora: the seed they are drawn from")
+    task_n_min: int = option(TASK_N_MIN, "`task:NAME` corpora: the smallest N")
+    task_n_max: int = option(TASK_N_MAX, "`task:NAME` corpora: the largest N")
 
     def __post_init__(self) -> None:
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", "in (0, 1)", self.val_fraction)
@@ -156,18 +159,18 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     # LSTM is the default because it is what char-rnn made famous; gru/rnn for comparison.
-    cell: Literal["lstm", "gru", "rnn", "peephole"] = setting(
+    cell: Literal["lstm", "gru", "rnn", "peephole"] = option(
         "lstm",
         "`lstm`, `gru`, `rnn` (fused kernels) or `peephole` (an LSTM whose gates also see "
         "the cell state; TorchScript loop, slower)",
     )
     # Characters are few; a small embedding loses nothing against one-hot inputs.
-    embedding_dim: int = setting(64, "character embedding size")
-    hidden_size: int = setting(256, "units per recurrent layer")
-    num_layers: int = setting(2, "recurrent layers")
+    embedding_dim: int = option(64, "character embedding size")
+    hidden_size: int = option(256, "units per recurrent layer")
+    num_layers: int = option(2, "recurrent layers")
     # 0: small corpora and models underfit before they overfit.
-    dropout: float = setting(0.0, "between recurrent layers and before the decoder, in [0, 1)")
-    tie_weights: bool = setting(
+    dropout: float = option(0.0, "between recurrent layers and before the decoder, in [0, 1)")
+    tie_weights: bool = option(
         False, "share embedding and decoder weights (needs embedding_dim == hidden_size)"
     )
 
@@ -185,77 +188,75 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    init_from: str | None = setting(
+    init_from: str | None = option(
         None,
         "fine-tune: start from this checkpoint's weights (a file, or a run folder: its "
         "best.pt, else last.pt) with a fresh optimizer, schedule and step count; the model "
         "settings come from it, the vocabulary grows by the corpus's new characters",
     )
-    batch_size: int = setting(32, "contiguous streams trained side by side")
-    bptt: int = setting(
+    batch_size: int = option(32, "contiguous streams trained side by side")
+    bptt: int = option(
         64, "characters per window (truncation length): gradients stop there, the state not"
     )
-    max_steps: int | None = setting(2000, "stop after this many steps (null = no limit)")
-    max_seconds: float | None = setting(
+    max_steps: int | None = option(2000, "stop after this many steps (null = no limit)")
+    max_seconds: float | None = option(
         None,
         "a time budget (null = none): without `decay_steps` the schedule fits it (see "
         '"What training does"); always a hard stop',
     )
     # Adam-family rates near 2e-3 are the long-standing char-rnn sweet spot.
-    lr: float = setting(2e-3, "peak learning rate (AdamW)")
+    lr: float = option(2e-3, "peak learning rate (AdamW)")
     # Linear warm-up avoids early blow-ups of the recurrent weights.
-    warmup_steps: int = setting(100, "linear warm-up steps")
-    decay_steps: int | None = setting(
+    warmup_steps: int = option(100, "linear warm-up steps")
+    decay_steps: int | None = option(
         None,
         "cosine decay length; null = the steps `max_seconds` allows when it is set, else "
         "max_steps (a constant rate if both are null)",
     )
     # As nanoGPT does: the cosine ends above 0, so the last steps still learn.
-    final_lr_fraction: float = setting(0.1, "the cosine ends at lr × this")
-    weight_decay: float = setting(
+    final_lr_fraction: float = option(0.1, "the cosine ends at lr × this")
+    weight_decay: float = option(
         0.01, "AdamW weight decay, on the weight matrices only (not biases or peepholes)"
     )
     # Clipping keeps exploding gradients in check.
-    grad_clip: float = setting(1.0, "gradient-norm clipping threshold; 0 = no clipping")
+    grad_clip: float = option(1.0, "gradient-norm clipping threshold; 0 = no clipping")
     # 0.995 averages over about the last 1 / (1 - 0.995) = 200 steps (fewer early on,
     # where the warm-up caps the decay at (1 + t) / (10 + t)).
-    ema: float | None = setting(
+    ema: float | None = option(
         None,
         "validate, save best.pt and sample with a moving average of the weights with this "
         "decay, in (0, 1) (null = off); training resumes from its own weights",
     )
-    eval_every: int = setting(250, "validate (and log a sample) every this many steps")
+    eval_every: int = option(250, "validate (and log a sample) every this many steps")
     # Each stream is warmed up on the text before it, so the number matches one in-order
     # pass closely and quickly.
-    eval_streams: int = setting(
+    eval_streams: int = option(
         default_of(ScoreSettings, "streams"), "streams the validation split is walked as"
     )
     # The same stretch every time keeps the curve comparable, and a validation takes a
     # couple of seconds on a CPU even when the split is gigabytes.
-    eval_chars: int | None = setting(
+    eval_chars: int | None = option(
         100_000,
         "characters each validation scores, always the same stretch at the start of the "
         "split (null = all; `charlstm eval --split val` always scores all)",
     )
-    checkpoint_every: int = setting(250, "save last.pt every this many steps")
-    seed: int = setting(1337, "seeds torch, numpy and Python")
-    device: str = setting(
-        "auto",
-        "`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N` or `mps`; under torchrun "
-        "each rank takes the GPU of its local rank",
+    checkpoint_every: int = option(250, "save last.pt every this many steps")
+    seed: int = option(1337, "seeds torch, numpy and Python")
+    device: str = option(
+        TRAIN_DEVICE, DEVICE_HELP + "; under torchrun each rank takes the GPU of its local rank"
     )
-    out_dir: str = setting("runs/default", "the run folder")
-    threads: int | None = setting(None, "CPU threads for PyTorch; null = PyTorch's choice")
+    out_dir: str = option("runs/default", "the run folder")
+    threads: int | None = option(None, "CPU threads for PyTorch; null = PyTorch's choice")
     # fp32 is the default: it gives the same numbers on every machine. bf16 measured:
     # 1.25x the steps of the Shakespeare GRU recipe and 1.65x those of make demo's LSTM
     # on an AVX512-BF16 CPU; on an H100, cuDNN LSTMs were not faster than fp32 with TF32
     # (bench/RESULTS.md).
-    precision: Literal["fp32", "bf16", "auto"] = setting(
+    precision: Literal["fp32", "bf16", "auto"] = option(
         "fp32",
         "`fp32` (TF32 tensor cores on CUDA), `bf16` (autocast: half the activation memory) "
         "or `auto` (bf16 on a CPU that computes in it natively, else fp32)",
     )
-    max_nonfinite: int = setting(
+    max_nonfinite: int = option(
         5, "a non-finite loss or gradient skips its update; this many in a row stop training"
     )
 
@@ -289,11 +290,9 @@ class TrainConfig:
         )
         _require(self.max_nonfinite >= 1, "train.max_nonfinite", ">= 1", self.max_nonfinite)
         _require(
-            DEVICE_NAME.fullmatch(self.device) is not None,
-            "train.device",
-            "auto, cpu, cuda, cuda:N or mps",
+            DEVICE_NAME.fullmatch(self.device) is not None, "train.device", DEVICE_NAMES,
             self.device,
-        )
+        )  # fmt: skip
         _require(bool(self.out_dir.strip()), "train.out_dir", "a non-empty path", self.out_dir)
 
 
@@ -301,13 +300,13 @@ class TrainConfig:
 class LogConfig:
     # The only place training reads losses back from the device: a larger value means
     # fewer synchronisations.
-    log_every: int = setting(10, "steps between logged scalars and progress updates")
-    sample_length: int = setting(300, "characters of the TensorBoard sample at each validation")
-    sample_temperature: float = setting(
+    log_every: int = option(10, "steps between logged scalars and progress updates")
+    sample_length: int = option(300, "characters of the TensorBoard sample at each validation")
+    sample_temperature: float = option(
         default_of(SampleSettings, "temperature"), "its temperature"
     )
     # The default fits any corpus; a prime given here must be text the corpus has.
-    sample_prime: str | None = setting(
+    sample_prime: str | None = option(
         None, "its prime; null = a newline, or the corpus's first character if it has none"
     )
 
@@ -505,7 +504,7 @@ def _shown(value: Any) -> str:
 
 
 def reference_table() -> str:
-    """Every key, its default and its help, as the Markdown table README carries."""
+    """Every key, its default and its help, as the Markdown table of docs/pages/config.md."""
     rows = ["| key | default | meaning |", "| --- | --- | --- |"]
     for name, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
@@ -513,5 +512,5 @@ def reference_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # python -m charlstm.config: the table for README
+if __name__ == "__main__":  # python -m charlstm.config: the table for docs/pages/config.md
     print(reference_table(), end="")

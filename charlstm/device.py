@@ -8,22 +8,14 @@ import random
 import numpy as np
 import torch
 
-from charlstm.config import DEVICE_NAME
 from charlstm.errors import CharlstmError
-
-
-def parse_device(name: str, option: str) -> str:
-    """Check a device name before any work starts: auto, cpu, mps, cuda or cuda:N.
-    `option` is how the user gave it (`--device`, `train.device`), for the message."""
-    if DEVICE_NAME.fullmatch(name) is None:
-        raise CharlstmError(f"{option} must be auto, cpu, cuda, cuda:N or mps (got {name!r})")
-    return name
+from charlstm.options import check_device
 
 
 def pick_device(name: str, option: str = "--device") -> torch.device:
     """The torch device for a (checked) name; one line naming `option` when it is not
     available here."""
-    parse_device(name, option)
+    check_device(name, option)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

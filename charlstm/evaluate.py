@@ -6,6 +6,9 @@ streams side by side; each stream after the first starts `BURN_IN` characters ea
 does not score them, so it enters its own stretch with a warm state, as a single pass
 would. `streams=1` is the exact single pass. The window length only bounds memory: the
 result does not depend on it.
+
+Documents (data.documents) are scored one by one from the document start, each end
+predicted and counted; a synthetic task by exact match on fresh examples.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from charlstm.config import Config
-from charlstm.data.corpus import changed_corpus, load_corpus
+from charlstm.data.corpus import read_bytes, read_text_file, training_corpus
+from charlstm.data.split import DocumentSplit
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.memory import check_scoring_fits
-from charlstm.model import CharRNN
+from charlstm.model import CharRNN, evaluating
 from charlstm.options import SampleSettings, ScoreSettings, TaskExamples, default_of
 from charlstm.progress import Work
-from charlstm.data.vocab import Vocab
 
 STREAMS = default_of(ScoreSettings, "streams")
 WINDOW = default_of(ScoreSettings, "window")
@@ -35,6 +39,11 @@ WINDOW = default_of(ScoreSettings, "window")
 # Characters of context each stream reads before its first scored character. An LSTM's
 # state forgets most of what lies further back than this.
 BURN_IN = 256
+
+
+def bits_per_char(nats: float) -> float:
+    """A loss in nats per character as bits per character (the number papers report)."""
+    return nats / math.log(2)
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,7 @@ class EvalResult:
 
     @property
     def bpc(self) -> float:
-        return self.loss / math.log(2)
+        return bits_per_char(self.loss)
 
     @property
     def perplexity(self) -> float:
@@ -77,9 +86,6 @@ def evaluate_ids(
         raise CorpusError("text to evaluate needs at least two characters")
     device = next(model.parameters()).device
     started = time.perf_counter()
-    was_training = model.training
-    model.eval()
-
     seg = math.ceil(n / streams)
     starts = np.arange(0, n, seg)  # first scored target of each stream
     ends = np.minimum(starts + seg, n)
@@ -94,7 +100,7 @@ def evaluate_ids(
 
     total = torch.zeros((), dtype=torch.float64, device=device)
     state = None
-    with Work("evaluating", n, "chars", console, visible=show_progress) as work:
+    with evaluating(model), Work("evaluating", n, "chars", console, visible=show_progress) as work:
         for c0 in range(0, width, window):
             chunk = np.zeros((len(starts), min(window, width - c0) + 1), dtype=np.int64)
             for r, (a, b) in enumerate(zip(firsts + c0, lasts, strict=True)):
@@ -108,7 +114,6 @@ def evaluate_ids(
             total += (nll.double() * scored).sum()
             c1 = c0 + nll.shape[1]
             work.advance(int(np.clip(np.minimum(hi_np, c1) - np.maximum(lo_np, c0), 0, None).sum()))
-    model.train(was_training)
     return EvalResult(total.item() / n, n, time.perf_counter() - started)  # waits for the device
 
 
@@ -151,27 +156,119 @@ def evaluate_on(
     check_eval_options(text, split, kwargs.get("streams", STREAMS), kwargs.get("window", WINDOW))
     if text is not None:
         if vocab.mode == "byte":  # any file: score its bytes as they are
-            content = _read_bytes(text)
+            content = read_bytes(text)
             return evaluate_ids(model, np.frombuffer(content, dtype=np.uint8), **kwargs)
         return evaluate_text(model, vocab, read_text_file(text), **kwargs)
-    corpus = load_corpus(cfg.data, kwargs.get("console"))
-    if corpus.vocab != vocab or (corpus_key is not None and corpus.key != corpus_key):
-        raise CorpusError(changed_corpus(cfg.data.path, "score its validation split"))
+    corpus = training_corpus(
+        cfg.data, vocab, corpus_key, "score its validation split", kwargs.get("console")
+    )
     return evaluate_ids(model, corpus.split(cfg.data.val_fraction)[1], **kwargs)
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+# Documents scored side by side, and ids read per call: memory stays bounded.
+SCORE_ROWS = 256
+SCORE_WINDOW = 512
 
 
-def read_text_file(path: Path) -> str:
-    try:
-        return _read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CorpusError(f"{path} is not valid UTF-8 (byte {err.start})") from None
+@dataclass(frozen=True)
+class DocumentScore:
+    text: str
+    log_prob: float  # ln P(text, then the end | the document start), nats
+    chars: int  # characters of the text (the end is one more prediction)
+    label: str | None = None
+
+    @property
+    def loss(self) -> float:
+        """Nats per prediction: each character and the end."""
+        return -self.log_prob / (self.chars + 1)
+
+    @property
+    def bpc(self) -> float:
+        return bits_per_char(self.loss)
+
+    def to_dict(self) -> dict:
+        row = {"text": self.text}
+        if self.label is not None:
+            row["label"] = self.label
+        row |= {
+            "loss": self.loss,
+            "bpc": self.bpc,
+            "log_prob": self.log_prob,
+            "chars": self.chars,
+        }
+        return row
+
+
+@torch.no_grad()
+def sequence_log_probs(
+    model: CharRNN, sequences: list, given: list[int], window: int = SCORE_WINDOW
+) -> list[float]:
+    """ln P(sequence[given[i] + 1:] | sequence[: given[i] + 1]) for each id sequence, each
+    read from the zero state; scored as padded batches of similar lengths, in windows
+    of `window` ids with the state carried, so memory does not grow with a document."""
+    device = next(model.parameters()).device
+    totals = [0.0] * len(sequences)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    with evaluating(model):
+        for b in range(0, len(order), SCORE_ROWS):
+            rows = order[b : b + SCORE_ROWS]
+            width = max(len(sequences[i]) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            scored = np.zeros((len(rows), width - 1), dtype=bool)
+            for r, i in enumerate(rows):
+                seq = sequences[i]
+                ids[r, : len(seq)] = seq
+                scored[r, given[i] : len(seq) - 1] = True
+            ids_t, scored_t = torch.from_numpy(ids).to(device), torch.from_numpy(scored).to(device)
+            total = torch.zeros(len(rows), dtype=torch.float64, device=device)
+            state = None
+            for c0 in range(0, width - 1, window):
+                chunk = ids_t[:, c0 : c0 + window + 1]
+                logits, state = model(chunk[:, :-1], state)
+                nll = F.cross_entropy(
+                    logits.float().transpose(1, 2), chunk[:, 1:], reduction="none"
+                )
+                total += (nll.double() * scored_t[:, c0 : c0 + nll.shape[1]]).sum(dim=1)
+            for r, value in zip(rows, (-total).tolist(), strict=True):  # waits for the device
+                totals[r] = value
+    return totals
+
+
+def score_texts(
+    model: CharRNN, vocab: Vocab, texts: list[str], label: str | None = None
+) -> list[DocumentScore]:
+    """Each text scored as a whole document from the document start (with `label`'s
+    control id, if given), in input order. Characters outside the vocabulary are a
+    VocabError naming them."""
+    start = vocab.document_start(label)
+    sequences = [start + vocab.encode(t).tolist() + [vocab.end_id] for t in texts]
+    given = [len(start) - 1] * len(texts)
+    log_probs = sequence_log_probs(model, sequences, given)
+    return [
+        DocumentScore(t, lp, len(s) - len(start) - 1, label)
+        for t, s, lp in zip(texts, sequences, log_probs, strict=True)
+    ]
+
+
+def score_split(model: CharRNN, vocab: Vocab, split: DocumentSplit, docs: np.ndarray):
+    """Loss per prediction over documents of the corpus, each from its start: an
+    EvalResult as `evaluate_ids` gives for a text, and the loss per label."""
+    started = time.perf_counter()
+    sequences = [split.span(int(d)) for d in docs]
+    labelled = {int(i) for i in vocab.label_ids}
+    given = [1 if len(s) > 1 and int(s[1]) in labelled else 0 for s in sequences]
+    log_probs = sequence_log_probs(model, sequences, given)
+    predictions = [len(s) - 1 - g for s, g in zip(sequences, given, strict=True)]
+    n = sum(predictions)
+    result = EvalResult(-sum(log_probs) / n, n, time.perf_counter() - started)
+    per_label: dict[str, list[float]] = {}
+    for seq, g, lp, p in zip(sequences, given, log_probs, predictions, strict=True):
+        if g:
+            name = vocab.label_of(int(seq[1]))
+            tally = per_label.setdefault(name, [0.0, 0])
+            tally[0] -= lp
+            tally[1] += p
+    return result, {name: nll / count for name, (nll, count) in sorted(per_label.items())}
 
 
 @dataclass(frozen=True)
@@ -218,8 +315,8 @@ def score_task(
     A model trained with carried state has only ever read a line after other lines, never
     from a zero state, so each example is primed as it would appear in a corpus: after
     the CONTEXT_LINES correct lines before it (drawn with the test set, never scored)."""
-    from charlstm.generate.sample import generate
     from charlstm.data.tasks import examples
+    from charlstm.generate.sample import generate
 
     drawn = examples(name, count + CONTEXT_LINES, seed, n_min, n_max)
     per_n: dict[int, list[int]] = {}

@@ -8,6 +8,9 @@ the literature that no fused kernel implements (charlstm/peephole.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -18,6 +21,19 @@ from charlstm.peephole import PeepholeLSTM
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "peephole": PeepholeLSTM}
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in evaluation mode (no dropout) for the work inside, then back in the
+    mode it was in, even when that work fails or is stopped. Gradients are the caller's
+    to turn off (`torch.no_grad` on the function: a generator keeps it across yields)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def has_cell_state(cell: str) -> bool:

@@ -9,6 +9,7 @@ Nothing here imports torch: `charlstm --help` stays quick.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,25 @@ from charlstm.errors import CharlstmError
 
 # The sizes N of synthetic task examples (charlstm.data.tasks), unless asked otherwise.
 TASK_N_MIN, TASK_N_MAX = 1, 10
+
+
+# What a device option accepts (train.device, --device): one parser, one help.
+DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
+# The one default rule: training takes the fastest device here; a command that runs a
+# trained model (sample, eval, serve) takes the CPU unless told, since a checkpoint from
+# any machine loads there and a stream of one-character steps needs no GPU. inspect,
+# export and info read weights and activations into host memory: always the CPU.
+TRAIN_DEVICE, RUN_DEVICE = "auto", "cpu"
+
+
+def check_device(name: str, option: str) -> str:
+    """A device name, checked before any work starts; `option` is how the user gave it
+    (`--device`, `train.device`), for the message."""
+    if DEVICE_NAME.fullmatch(name) is None:
+        raise CharlstmError(f"{option} must be {DEVICE_NAMES} (got {name!r})")
+    return name
 
 
 def option(default: Any, help: str) -> Any:
@@ -46,8 +66,10 @@ def _check(checks: list[tuple[bool, str]]) -> None:
 
 @dataclass(frozen=True)
 class SampleSettings:
-    """How to draw a sample (charlstm sample, Model.sample/stream, the training log)."""
+    """How to generate (charlstm sample, Model.generate and the calls built on it, the
+    server's requests, the training log's samples)."""
 
+    prime: str = option("", "Text to start from; the output begins with it.")
     length: int = option(500, "Characters to generate.")
     # 0.8: a little more conservative than the model's own distribution, char-rnn's
     # long-standing choice for readable samples.
@@ -71,6 +93,11 @@ class SampleSettings:
     unique: bool = option(False, "Documents: drop repeats.")
     novel: bool = option(False, "Documents: drop those found verbatim in the training corpus.")
     label: str | None = option(None, "Labelled document models: generate for this label.")
+
+    @property
+    def chars_asked(self) -> int:
+        """The most characters these settings can make: what a server caps."""
+        return self.length * max(self.num_samples, self.documents or 1, self.best_of or 1)
 
     def __post_init__(self) -> None:
         _check(
@@ -156,11 +183,31 @@ class TaskExamples:
 
 
 @dataclass(frozen=True)
+class TaskCorpus:
+    """What `charlstm tasks generate` writes (the sizes N as TaskExamples')."""
+
+    count: int = option(1000, "Examples to write, one per line.")
+    seed: int = option(0, "Same seed, same examples.")
+
+
+@dataclass(frozen=True)
 class InspectSettings:
     """How much of a text `charlstm inspect` reads and how many units it lists."""
 
     max_chars: int = option(4000, "Read at most this many characters.")
     top: int = option(8, "Units listed per feature.")
+    unknown: str = option("error", "Characters outside the vocabulary: error or skip.")
+
+    def __post_init__(self) -> None:
+        _check(
+            [
+                (self.max_chars >= 1 and self.top >= 1, "--max-chars and --top must be >= 1"),
+                (
+                    self.unknown in ("error", "skip"),
+                    f"--unknown must be error or skip (got {self.unknown!r})",
+                ),
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -193,7 +240,7 @@ class ServeSettings:
         "After SIGTERM or Ctrl-C, streams in flight may finish for this long; then each "
         "ends where it is (finish_reason abort).",
     )
-    device: str = option("cpu", "cpu, cuda, cuda:N, mps or auto.")
+    device: str = option(RUN_DEVICE, DEVICE_HELP + ".")
     # The event loop and the clients need a core of their own: on 2 cores a step on one
     # thread served 64 clients 1.6x faster than on two (bench/RESULTS.md 8).
     threads: int = option(0, "CPU threads for the model's step (0: all cores but one).")

@@ -92,8 +92,8 @@ def test_eval_and_sample_take_ablate(trained_run):
 
 @pytest.mark.slow
 def test_ablating_the_counting_unit_hurts_the_counter_task_most(task_runs):
-    from charlstm.inspect.activations import rank_units, record
     from charlstm.data.tasks import corpus_text
+    from charlstm.inspect.activations import rank_units, record
 
     model, saved = load_for_inference(task_runs["counter"])  # configs/counter.yaml, trained
     vocab = saved.vocab

@@ -10,7 +10,8 @@ import torch
 from charlstm.checkpoint import Checkpoint, load_checkpoint
 from charlstm.config import Config, TrainConfig
 from charlstm.training.budget import Budget, fits_budget
-from charlstm.training.trainer import Trainer, lr_at
+from charlstm.training.optim import lr_at
+from charlstm.training.trainer import Trainer
 from tests.conftest import make_text, quiet_console, scalars, small_config
 from tests.test_reliability import start_training, wait_for
 

@@ -180,7 +180,7 @@ def test_a_one_group_optimizer_state_resumes_as_the_two_groups_exactly():
     in today's groups (matrices decayed, vectors not) without changing a number."""
     from charlstm.config import ModelConfig
     from charlstm.model import CharRNN
-    from charlstm.training.trainer import decay_groups, regrouped_optimizer_state
+    from charlstm.training.optim import decay_groups, regrouped_optimizer_state
 
     torch.manual_seed(0)
     model = CharRNN(7, ModelConfig(hidden_size=8, embedding_dim=4, num_layers=1))

@@ -138,12 +138,13 @@ def test_shipped_configs_are_valid():
         load_config(path)
 
 
-def test_readme_config_reference_is_the_one_the_code_describes():
-    """Each key's help lives on its dataclass field; README's table is made from it
+def test_the_docs_config_reference_is_the_one_the_code_describes():
+    """Each key's help lives on its dataclass field; the docs' table is made from it
     (`python -m charlstm.config`), so the two cannot drift apart."""
     from charlstm.config import all_keys, reference_table
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    page = Path(__file__).parent.parent / "docs" / "pages" / "config.md"
+    readme = page.read_text(encoding="utf-8")
     start = readme.index("<!-- config reference:")
     start = readme.index("\n", start) + 1
     end = readme.index("<!-- end of config reference -->")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from charlstm.data import corpus as corpus_mod
 from charlstm.config import DataConfig
+from charlstm.data import corpus as corpus_mod
 from charlstm.data.corpus import list_corpus, load_corpus
 from charlstm.errors import CorpusError
 
@@ -158,8 +158,8 @@ def test_a_stop_during_encoding_leaves_no_cache_entry(tmp_path, monkeypatch):
     import os
     import signal
 
-    from charlstm.interrupt import Interrupted, StopRequests
     from charlstm.data import read
+    from charlstm.interrupt import Interrupted, StopRequests
 
     monkeypatch.setattr(corpus_mod, "CHUNK_BYTES", 1000)
     monkeypatch.setattr(read, "CHUNK_BYTES", 1000)

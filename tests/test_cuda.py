@@ -8,8 +8,8 @@ import torch
 
 from charlstm.checkpoint import load_checkpoint, load_for_inference
 from charlstm.evaluate import evaluate_text
-from charlstm.options import SampleSettings
 from charlstm.generate.sample import generate
+from charlstm.options import SampleSettings
 from charlstm.training.trainer import Trainer
 from tests.conftest import make_text, quiet_console, small_config
 

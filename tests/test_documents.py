@@ -18,13 +18,13 @@ import charlstm
 from charlstm.checkpoint import load_checkpoint
 from charlstm.config import Config
 from charlstm.data.corpus import load_corpus
+from charlstm.data.documents import DocumentCutter, document_symbols
 from charlstm.data.split import split_documents
+from charlstm.data.vocab import END, Vocab
 from charlstm.errors import ConfigError, VocabError
 from charlstm.generate.documents import make_documents
 from charlstm.options import SampleSettings
-from charlstm.data.documents import DocumentCutter, document_symbols
 from charlstm.training.trainer import Trainer
-from charlstm.data.vocab import END, Vocab
 from tests.test_export import export, needs_chromium, page_text
 
 # A tiny grammar of names: two to four syllables, each a consonant and a vowel.

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from charlstm.checkpoint import load_for_inference
 from charlstm.config import Config, all_keys
 from charlstm.errors import CharlstmError
-from charlstm.options import SampleSettings
 from charlstm.generate.sample import generate
+from charlstm.options import SampleSettings
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),

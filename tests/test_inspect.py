@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from charlstm.cli import app
 from charlstm.config import ModelConfig
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
 from charlstm.inspect.activations import Activations, rank_units, record
 from charlstm.inspect.features import builtin_features, regex_feature, strings_and_comments
 from charlstm.model import CharRNN
-from charlstm.data.vocab import Vocab
 from tests.conftest import HOSTILE
 
 CODE = "def f(x):\n    s = \"a(b\"  # it's\n    if (x[0]):\n        return 'q\\''\n"

@@ -97,9 +97,10 @@ def test_a_peephole_model_and_a_bad_format_are_one_line(tmp_path):
 
 
 def test_the_readme_snippet_samples_from_the_file(trained_run, tmp_path, capsys):
-    """README's ten lines, run as they are (the file's name and prime changed)."""
+    """The docs' ten lines, run as they are (the file's name and prime changed)."""
     export(trained_run, tmp_path / "model.onnx")
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    page = Path(__file__).parent.parent / "docs" / "pages" / "export.md"
+    readme = page.read_text(encoding="utf-8")
     code = readme.split("### ONNX")[1].split("```python\n")[1].split("```")[0]
     assert len(code.strip().splitlines()) <= 14
     code = code.replace('"model.onnx"', repr(str(tmp_path / "model.onnx")))

@@ -13,7 +13,8 @@ import torch
 from charlstm import checkpoint as ckpt_mod
 from charlstm.checkpoint import Checkpoint, load_checkpoint
 from charlstm.errors import CharlstmError, CheckpointError
-from charlstm.training.trainer import Trainer, lr_at
+from charlstm.training.optim import lr_at
+from charlstm.training.trainer import Trainer
 from tests.conftest import quiet_console, small_config
 
 

@@ -4,8 +4,8 @@ import torch
 
 from charlstm.checkpoint import load_for_inference
 from charlstm.errors import CharlstmError, VocabError
-from charlstm.options import SampleSettings
 from charlstm.generate.sample import Sampler, draw_rows, generate
+from charlstm.options import SampleSettings
 from tests.conftest import quiet_console, small_config
 
 

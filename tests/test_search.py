@@ -7,9 +7,9 @@ from typer.testing import CliRunner
 
 import charlstm
 from charlstm.cli import app
-from charlstm.options import SampleSettings
 from charlstm.generate.sample import generate
 from charlstm.generate.search import beam_search, best_of, continuation_log_probs
+from charlstm.options import SampleSettings
 
 
 @pytest.fixture(scope="module")

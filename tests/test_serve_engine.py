@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from charlstm.api import load
-from charlstm.options import SampleSettings
 from charlstm.generate.sample import generate
+from charlstm.options import SampleSettings
 from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
 
 

@@ -8,9 +8,9 @@ from charlstm.checkpoint import load_for_inference
 from charlstm.cli import app
 from charlstm.config import DataConfig, load_config
 from charlstm.data.corpus import load_corpus
+from charlstm.data.tasks import corpus_text, examples
 from charlstm.errors import CharlstmError
 from charlstm.evaluate import score_task
-from charlstm.data.tasks import corpus_text, examples
 from charlstm.training.trainer import Trainer
 from tests.conftest import quiet_console
 

@@ -11,7 +11,8 @@ from charlstm.checkpoint import load_checkpoint
 from charlstm.config import Config, TrainConfig, load_config
 from charlstm.device import training_precision
 from charlstm.errors import ConfigError
-from charlstm.training.trainer import Trainer, lr_at
+from charlstm.training.optim import lr_at
+from charlstm.training.trainer import Trainer
 from tests.conftest import quiet_console, scalars, small_config
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from charlstm.errors import VocabError
 from charlstm.data.vocab import Vocab, id_dtype
+from charlstm.errors import VocabError
 
 TEXT = "héllo wörld — 你好 🙂\n"
 

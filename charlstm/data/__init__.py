@@ -1,1 +1,2 @@
-"""The corpus and everything that reads it: files, folders, archives, records, documents, tasks, the vocabulary and the encoded cache."""
+"""The corpus and what reads it: files, folders, archives, records, documents, tasks,
+the vocabulary and the encoded cache."""

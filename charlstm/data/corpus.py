@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from charlstm.data import cache
-from charlstm.data import tasks
 from charlstm.config import DataConfig
+from charlstm.data import cache, tasks
+from charlstm.data.documents import DocumentCutter, document_chunks, label_separator
+from charlstm.data.read import Reader
+from charlstm.data.records import bad_record_note
+from charlstm.data.vocab import END, LABEL_BASE, Vocab
+from charlstm.data.walk import REASONS, Listing, Skipped, check_single_file, walk
 from charlstm.errors import CorpusError
 from charlstm.progress import Work
-from charlstm.data.documents import DocumentCutter, document_chunks, label_separator
-from charlstm.data.read import Reader, bad_record_note
-from charlstm.data.walk import REASONS, Listing, Skipped, check_single_file, walk
-from charlstm.data.vocab import END, LABEL_BASE, Vocab
 
 STDLIB = "python-stdlib"
 # Bytes decoded at a time (small files are read together up to this much): memory for
@@ -125,6 +125,31 @@ def changed_corpus(path: str, what: str) -> str:
         f"changed since): cannot {what}; to train on new text, start a new run from "
         "these weights (fine-tuning)"
     )
+
+
+def training_corpus(
+    cfg: DataConfig, vocab: Vocab, corpus_key: str | None, what: str, console=None
+) -> Corpus:
+    """The corpus a checkpoint was trained on, read again on this machine: one line
+    (naming `what` cannot be done) when it is no longer that text."""
+    corpus = load_corpus(cfg, console, quiet=console is None)
+    if corpus.vocab != vocab or (corpus_key is not None and corpus.key != corpus_key):
+        raise CorpusError(changed_corpus(cfg.path, what))
+    return corpus
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+
+
+def read_text_file(path: Path) -> str:
+    try:
+        return read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{path} is not valid UTF-8 (byte {err.start})") from None
 
 
 def stdlib_root() -> Path:

@@ -3,7 +3,7 @@ become: each document its label's control symbol (if labelled), its characters, 
 the end symbol, which is also where the next document starts from. The stream opens
 with an end symbol, so every document is read from the same context.
 
-The reader marks where files, archive members and records end (read.BOUNDARY); this
+The reader marks where files, archive members and records end (pieces.BOUNDARY); this
 adds line ends (`lines`) or blank lines (`paragraphs`). The text is cut as it streams
 past, holding back only the unfinished document, so a corpus of any size costs memory
 of about one chunk and its longest document.
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from charlstm.config import DataConfig
-from charlstm.errors import CorpusError
-from charlstm.data.read import BOUNDARY, CHUNK_BYTES, LABEL_MARK
+from charlstm.data.pieces import BOUNDARY, CHUNK_BYTES, LABEL_MARK
 from charlstm.data.vocab import END
+from charlstm.errors import CorpusError
 
 # What may be held back at a chunk's end because a blank line may continue past it.
 BLANK = " \t\r\f\v\n"

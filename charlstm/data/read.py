@@ -11,59 +11,25 @@ from __future__ import annotations
 
 import bz2
 import codecs
-import csv
 import gzip
 import io
-import json
 import lzma
 import os
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from charlstm.config import DataConfig
-from charlstm.errors import CorpusError
 from charlstm.data.filetypes import SNIFF_BYTES, FileType, file_type, looks_binary
+from charlstm.data.pieces import BOUNDARY, CHUNK_BYTES, LABEL_MARK, Piece
+from charlstm.data.records import RecordCount, RecordReading
 from charlstm.data.walk import Skipped, matches
+from charlstm.errors import CorpusError
 
 PLAIN = FileType()  # text, read as it is
-
-# Bytes read at a time from a file or stream; text pieces are about this long.
-CHUNK_BYTES = 8 << 20
-# A records file may leave out at most this share of its records (a missing field, or
-# one that is not a string) before it is an error rather than a few bad rows.
-MAX_BAD_RECORDS = 0.01
-# Between records: each record is a document of its own, ended by a newline.
-RECORD_END = "\n"
-# With data.documents set, where one document ends and the next begins (after each
-# file, archive member and record): a character that the text itself then never
-# holds (NUL is dropped from documents), so documents.py can cut the stream at it.
-BOUNDARY = "\0"
-# Between a record's label and its text (data.label_field), for the same reason.
-LABEL_MARK = "\x1f"
-# csv's own limit (128 KiB a field) is far below a long document's length.
-csv.field_size_limit(2**31 - 1)
-
-
-@dataclass(frozen=True)
-class Piece:
-    content: str | bytes  # decoded text (char mode) or bytes (byte mode)
-    raw: int  # bytes of the files on disk consumed since the last piece
-    files_done: int  # files (on disk) finished with this piece
-
-
-@dataclass
-class RecordCount:
-    """Records of one structured file, and those left out."""
-
-    name: str
-    total: int = 0
-    bad: int = 0
-
 
 class Counting(io.RawIOBase):
     """A file whose reads are counted, so progress is measured in bytes on disk even
@@ -120,7 +86,7 @@ def decompressed(raw: IO[bytes], compression: str | None) -> IO[bytes]:
     return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
 
 
-class Reader:
+class Reader(RecordReading):
     """Reads the files of a listing in order. `strict` (data.path names one file):
     a binary or undecodable file is an error, not a note."""
 
@@ -294,7 +260,7 @@ class Reader:
         if self._binary(name, data):
             return None
         if self.byte_mode:
-            content = self._lf_bytes(data)
+            content = self._lf(data)
             self._digest(digest, name, content, plain=plain and content is data)
             return self._document_text(content)
         try:
@@ -341,7 +307,7 @@ class Reader:
             if self.cfg.newlines == "lf" and text.endswith(cr) and not final:
                 text, carry = text[:-1], cr  # its \n may start the next chunk
             if decoder is None:
-                content = self._lf_bytes(text)
+                content = self._lf(text)
             else:
                 content, _ = self._normalised(text, first=first)
             if digest is not None:
@@ -359,14 +325,15 @@ class Reader:
         changed = False
         if first and text.startswith("\ufeff"):
             text, changed = text[1:], True
-        if self.cfg.newlines == "lf" and "\r" in text:
-            text, changed = text.replace("\r\n", "\n").replace("\r", "\n"), True
-        return text, changed
+        lf = self._lf(text)
+        return lf, changed or lf is not text
 
-    def _lf_bytes(self, data: bytes) -> bytes:
-        if self.cfg.newlines == "lf" and b"\r" in data:
-            return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        return data
+    def _lf(self, text: str | bytes) -> str | bytes:
+        """With data.newlines lf: CRLF and lone CR as LF, in text or bytes."""
+        if self.cfg.newlines != "lf":
+            return text
+        cr, lf = ("\r", "\n") if isinstance(text, str) else (b"\r", b"\n")
+        return text.replace(cr + lf, lf).replace(cr, lf) if cr in text else text
 
     def _digest(self, digest, name: str, data: bytes, plain: bool) -> None:
         if digest is None:
@@ -400,180 +367,3 @@ class Reader:
     def _shown(self, name: str) -> str:
         return str(self.root) if self.root.is_file() and name == self.root.name else name
 
-    # -- records -----------------------------------------------------------------------
-    def _records(self, name: str, fmt: str, stream, raw, digest) -> Iterator[Piece]:
-        text = io.TextIOWrapper(
-            stream, encoding=self.cfg.encoding, newline="" if fmt != "jsonl" else None
-        )
-        count = RecordCount(name)
-        self.records.append(count)
-        try:
-            if fmt == "jsonl":
-                values = self._jsonl_values(name, text, count)
-            else:
-                values = self._csv_values(name, text, "\t" if fmt == "tsv" else ",", count)
-            yield from self._record_pieces(name, values, raw, digest)
-        except UnicodeDecodeError as err:
-            raise CorpusError(
-                f"{self._shown(name)} is not valid {self.cfg.encoding} ({err.reason}): set "
-                "data.encoding"
-            ) from None
-        finally:
-            text.detach()
-        self._check_bad(count)
-
-    def _field(self, name: str, columns: list[str]) -> str:
-        wanted = self.cfg.field or "text"
-        if wanted not in columns and (self.cfg.field is None or not columns):
-            shown = ", ".join(columns[:20]) or "none"
-            raise CorpusError(
-                f"{self._shown(name)} has no {wanted!r} column: set data.field to the column "
-                f"that holds the text (columns: {shown})"
-            )
-        return wanted
-
-    def _label_field(self, name: str, columns: list[str]) -> str | None:
-        wanted = self.cfg.label_field
-        if wanted is not None and wanted not in columns:
-            shown = ", ".join(columns[:20]) or "none"
-            raise CorpusError(
-                f"{self._shown(name)} has no {wanted!r} column: set data.label_field to the "
-                f"column that holds the labels (columns: {shown})"
-            )
-        return wanted
-
-    def _jsonl_values(self, name, text: IO[str], count: RecordCount) -> Iterator[Any]:
-        field = None
-        for line_number, line in enumerate(text, 1):
-            if not line.strip():
-                continue
-            count.total += 1
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CorpusError(
-                    f"{self._shown(name)} line {line_number} is not JSON ({err.msg}): JSON "
-                    "Lines holds one JSON object per line"
-                ) from None
-            if field is None:
-                columns = list(record) if isinstance(record, dict) else []
-                field, label = self._field(name, columns), self._label_field(name, columns)
-            if not isinstance(record, dict):
-                yield None
-            else:
-                text = record.get(field)
-                yield text if label is None else (record.get(label), text)
-
-    def _csv_values(self, name, text: IO[str], delimiter: str, count) -> Iterator[Any]:
-        try:
-            rows = csv.reader(text, delimiter=delimiter)
-            header = next(rows, [])
-            field, label = self._field(name, header), self._label_field(name, header)
-            index = header.index(field)
-            at = header.index(label) if label is not None else None
-            for row in rows:
-                if not row:
-                    continue
-                count.total += 1
-                text = row[index] if index < len(row) else None
-                if at is None:
-                    yield text
-                else:
-                    yield (row[at] if at < len(row) else None), text
-        except csv.Error as err:
-            raise CorpusError(f"{self._shown(name)} is not readable CSV ({err})") from None
-
-    def _parquet(self, path: Path, name: str, raw: Counting, digest) -> Iterator[Piece]:
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise CorpusError(
-                f"reading {path.name} needs pyarrow: pip install 'charlstm[parquet]'"
-            ) from None
-        try:
-            table = pq.ParquetFile(path)
-        except (pa.ArrowException, OSError) as err:
-            raise CorpusError(f"{path} is not a readable Parquet file ({err})") from None
-        columns = table.schema_arrow.names
-        field = self._field(name, columns)
-        kind = table.schema_arrow.field(field).type
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-            raise CorpusError(
-                f"{path}: column {field!r} holds {kind}, not text: set data.field to a text "
-                f"column (columns: {', '.join(columns[:20])})"
-            )
-        label = self._label_field(name, columns)
-        count = RecordCount(name)
-        self.records.append(count)
-
-        def values() -> Iterator[Any]:
-            # One row group's batch at a time: a file of gigabytes is never loaded whole.
-            wanted = [field] if label is None else [field, label]
-            for batch in table.iter_batches(batch_size=16384, columns=wanted):
-                column = batch.column(0).to_pylist()
-                count.total += len(column)
-                if label is None:
-                    yield from column
-                else:
-                    yield from zip(batch.column(1).to_pylist(), column, strict=True)
-
-        yield from self._record_pieces(name, values(), raw, digest, on_disk=path.stat().st_size)
-        self._check_bad(count)
-
-    def _record_pieces(self, name, values: Iterator[Any], raw, digest, on_disk: int = 0):
-        count = self.records[-1]
-        if digest is not None:
-            digest.update(f"\0{name}\0records\0{self.cfg.field}\0".encode())
-        buffer: list[str] = []
-        size = 0
-        end = BOUNDARY if self.documents else RECORD_END
-        for value in values:
-            label = None
-            if isinstance(value, tuple):  # (label, text): data.label_field
-                label, value = value
-                if not isinstance(label, str):
-                    value = None
-            if not isinstance(value, str):
-                count.bad += 1
-                continue
-            if self.cfg.newlines == "lf" and "\r" in value:
-                value = value.replace("\r\n", "\n").replace("\r", "\n")
-            value = self._document_text(value)
-            if label is not None:
-                value = self._document_text(label) + LABEL_MARK + value
-            buffer.append(value + end)
-            size += len(value) + 1
-            if size >= CHUNK_BYTES:
-                yield self._record_piece(buffer, raw, digest)
-                buffer, size = [], 0
-        if buffer:
-            yield self._record_piece(buffer, raw, digest)
-        if on_disk:  # Parquet is read by pyarrow itself, not through `raw`
-            yield Piece(self._empty(), on_disk, 0)
-
-    def _record_piece(self, buffer: list[str], raw, digest) -> Piece:
-        text = "".join(buffer)
-        data = text.encode("utf-8", "surrogatepass")
-        if digest is not None:
-            digest.update(data)
-        return Piece(data if self.byte_mode else text, raw.take(), 0)
-
-    def _check_bad(self, count: RecordCount) -> None:
-        if count.total and count.bad / count.total > MAX_BAD_RECORDS:
-            wanted = self.cfg.field or "text"
-            raise CorpusError(
-                f"{self._shown(count.name)}: {count.bad:,} of {count.total:,} records have "
-                f"no text in {wanted!r} (missing, null or not a string): set data.field to "
-                "the column that holds the text"
-            )
-
-
-def bad_record_note(records: list[RecordCount]) -> str | None:
-    """One line for the records left out of structured files, if any were."""
-    bad = [c for c in records if c.bad]
-    if not bad:
-        return None
-    total = sum(c.bad for c in bad)
-    names = ", ".join(c.name for c in bad[:3]) + (", ..." if len(bad) > 3 else "")
-    return f"left out {total:,} record(s) without text in the field ({names})"

@@ -96,10 +96,18 @@ class Vocab:
         symbol = self.code_points[id_]
         return self.labels[symbol - LABEL_BASE] if symbol >= LABEL_BASE else None
 
+    def require_documents(self, what: str, instead: str | None = None) -> None:
+        """The one refusal of document work (`what`) by a model of one long text;
+        `instead` says what to use."""
+        if self.end_id is None:
+            raise VocabError(
+                f"{what}: these need a document model, and this one was not trained on them "
+                "(data.documents)" + (f"; {instead}" if instead else "")
+            )
+
     def document_start(self, label: str | None = None) -> list[int]:
         """The ids every document begins from: the end of the one before, then its label."""
-        if self.end_id is None:
-            raise VocabError("this model was not trained on documents (data.documents)")
+        self.require_documents("document starts")
         return [self.end_id] + ([self.label_id(label)] if label is not None else [])
 
     @functools.cached_property

@@ -12,7 +12,7 @@ import base64
 from dataclasses import dataclass
 from pathlib import Path
 
-from charlstm.api import Model
+from charlstm.checkpoint import Trained
 from charlstm.errors import CharlstmError
 from charlstm.export.pages import render_page
 
@@ -31,7 +31,7 @@ def check_precision(precision: str) -> None:
         raise CharlstmError(f"--precision must be fp16 or fp32 (got {precision!r})")
 
 
-def model_data(model: Model, precision: str) -> dict:
+def model_data(model: Trained, precision: str) -> dict:
     """The page's view of the model: settings, vocabulary in id order, and every weight
     (row-major, one buffer) with its offset and size in numbers."""
     check_precision(precision)
@@ -61,7 +61,7 @@ def model_data(model: Model, precision: str) -> dict:
     }
 
 
-def export_page(model: Model, out: Path, precision: str = "fp16", title: str = "") -> Exported:
+def export_page(model: Trained, out: Path, precision: str = "fp16", title: str = "") -> Exported:
     data = model_data(model, precision)
     m = model.config.model
     title = title or f"charlstm: {m.num_layers}x{m.hidden_size} {m.cell}"

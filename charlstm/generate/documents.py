@@ -11,7 +11,6 @@ temperature they were drawn at.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -19,11 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from charlstm import interrupt
-from charlstm.errors import CharlstmError
-from charlstm.model import CharRNN
-from charlstm.options import SampleSettings
-from charlstm.generate.sample import Sampler, one_char_steps
 from charlstm.data.vocab import Vocab
+from charlstm.errors import CharlstmError
+from charlstm.generate.context import document_context
+from charlstm.generate.result import Generated
+from charlstm.generate.sample import Sampler, one_char_steps
+from charlstm.model import CharRNN, evaluating
+from charlstm.options import SampleSettings
 
 # Steps drawn between checks whether every document has ended (each check waits for
 # the device).
@@ -31,31 +32,6 @@ CHECK_EVERY = 16
 # --unique / --novel give up after drawing this many times the documents asked for.
 MAX_DRAWS_PER_DOCUMENT = 50
 ROUND_MAX = 1024  # documents drawn side by side at most
-
-
-@dataclass(frozen=True)
-class Made:
-    text: str  # the prime, then what was generated
-    log_prob: float  # ln P(generated characters and the end | start, prime), nats
-    chars: int  # characters generated after the prime
-    ended: bool  # drew the end id (False: cut at --length)
-    label: str | None = None
-
-    @property
-    def bpc(self) -> float:
-        """Bits per prediction: each generated character, and the end when drawn."""
-        return -self.log_prob / max(self.chars + self.ended, 1) / math.log(2)
-
-    def to_dict(self) -> dict:
-        row = {"text": self.text}
-        if self.label is not None:
-            row["label"] = self.label
-        return row | {
-            "log_prob": self.log_prob,
-            "bpc": self.bpc,
-            "chars": self.chars,
-            "ended": self.ended,
-        }
 
 
 @dataclass(frozen=True)
@@ -89,14 +65,6 @@ class Tally:
         )
 
 
-def document_context(vocab: Vocab, prime: str, settings: SampleSettings) -> tuple[str, list[int]]:
-    """The prime as read (skipped characters dropped) and the ids each document is
-    conditioned on: the document start, its label, then the prime."""
-    start = vocab.document_start(settings.label)
-    prime = vocab.encode(prime, unknown=settings.unknown).tolist() if prime else []
-    return vocab.decode(prime), start + prime
-
-
 @torch.no_grad()
 def make_documents(
     model: CharRNN,
@@ -104,14 +72,12 @@ def make_documents(
     settings: SampleSettings,
     prime: str = "",
     count: int | None = None,
-) -> list[Made]:
+) -> list[Generated]:
     """`count` documents (default settings.documents or num_samples), drawn as one batch,
     each beginning with the prime."""
     count = count or settings.documents or settings.num_samples
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         shown_prime, context = document_context(vocab, prime, settings)
         sampler = Sampler(settings)
         state = None
@@ -135,11 +101,9 @@ def make_documents(
             if step % CHECK_EVERY == CHECK_EVERY - 1 and bool(ended.all()):  # waits
                 break
         return _finish(vocab, settings, shown_prime, drawn, log_probs)
-    finally:
-        model.train(was_training)
 
 
-def _finish(vocab, settings, shown_prime, drawn, log_probs) -> list[Made]:
+def _finish(vocab, settings, shown_prime, drawn, log_probs) -> list[Generated]:
     ids = torch.stack(drawn, dim=1).tolist()  # waits for the device
     lps = torch.stack(log_probs, dim=1).tolist()
     made = []
@@ -150,7 +114,7 @@ def _finish(vocab, settings, shown_prime, drawn, log_probs) -> list[Made]:
         text = vocab.decode(row[:n])
         chars = n
         log_prob = sum(row_lp[: n + ended])
-        made.append(Made(shown_prime + text, log_prob, chars, ended, settings.label))
+        made.append(Generated(shown_prime + text, log_prob, chars, ended, settings.label))
     return made
 
 
@@ -160,7 +124,7 @@ def sample_documents(
     settings: SampleSettings,
     prime: str = "",
     known: Known | None = None,
-) -> tuple[list[Made], Tally]:
+) -> tuple[list[Generated], Tally]:
     """settings.documents documents, in the order drawn: with `unique` no text twice,
     with `novel` none of the training split's (which `known` must then hold). Drawn
     in rounds (the seed moves on by one each round) until there are enough, or

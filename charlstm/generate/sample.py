@@ -15,9 +15,10 @@ from contextlib import contextmanager
 import torch
 
 from charlstm import interrupt
-from charlstm.model import CharRNN
-from charlstm.options import SampleSettings
 from charlstm.data.vocab import Vocab
+from charlstm.generate.context import prime_context
+from charlstm.model import CharRNN, evaluating
+from charlstm.options import SampleSettings
 
 
 class Sampler:
@@ -189,22 +190,6 @@ def _read_back_every(device: torch.device, watched: bool) -> int:
     return 1 if device.type == "cpu" else 32
 
 
-def _line_start_id(vocab: Vocab) -> int:
-    for char in ("\n", " "):
-        found = vocab.id_of(char)
-        if found is not None:
-            return found
-    return 0
-
-
-def prime_context(vocab: Vocab, prime: str, unknown: str) -> tuple[str, list[int]]:
-    """The prime as the model reads it (skipped characters dropped) and the ids it is
-    conditioned on: the prime's, or without one a newline (the start of a line), which
-    is not shown."""
-    prime_ids = vocab.encode(prime, unknown=unknown).tolist() if prime else []
-    return vocab.decode(prime_ids), prime_ids or [_line_start_id(vocab)]
-
-
 def generate(
     model: CharRNN,
     vocab: Vocab,
@@ -230,9 +215,7 @@ def iter_samples(
     pieces of a sample joined are its text. Unwatched, the drawn ids are read back from
     an accelerator once, at the end (see _read_back_every)."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         prime, context = prime_context(vocab, prime, settings.unknown)
         sampler = Sampler(settings)
         batch = settings.num_samples
@@ -269,5 +252,3 @@ def iter_samples(
             piece = sample.finish()
             if piece:
                 yield i, piece
-    finally:
-        model.train(was_training)

@@ -11,35 +11,19 @@ at the end id (its probability counted too), or at `length` characters.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 from charlstm import interrupt
-from charlstm.generate.documents import document_context, make_documents
-from charlstm.model import CharRNN, State
-from charlstm.options import SampleSettings
-from charlstm.generate.sample import generate, prime_context
 from charlstm.data.vocab import Vocab
-
-
-@dataclass(frozen=True)
-class Scored:
-    text: str  # the prime, then what was generated
-    log_prob: float  # ln P(generated | prime), nats (with the end of a document)
-    chars: int  # characters generated (after the prime)
-    ended: bool = False  # a document that drew its end id
-
-    @property
-    def bpc(self) -> float:
-        return -self.mean_log_prob / math.log(2)
-
-    @property
-    def mean_log_prob(self) -> float:
-        """Per prediction: each character, and a document's end."""
-        return self.log_prob / max(self.chars + self.ended, 1)
+from charlstm.generate.context import prime_context, start_context
+from charlstm.generate.documents import make_documents
+from charlstm.generate.result import Generated
+from charlstm.generate.sample import generate
+from charlstm.model import CharRNN, State, evaluating
+from charlstm.options import SampleSettings
 
 
 def _select(state: State, rows: torch.Tensor) -> State:
@@ -55,7 +39,7 @@ def _cut_at_stop(text: str, stop: str | None) -> tuple[str, bool]:
 
 
 @torch.no_grad()
-def beam_search(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings) -> Scored:
+def beam_search(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings) -> Generated:
     """The likeliest continuation found by keeping the `settings.beam` likeliest
     prefixes at every character, up to `settings.length` characters or the stop string
     (compared by mean log-probability per character). Width 1 is greedy decoding. Beam
@@ -70,9 +54,7 @@ def beam_search(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettin
 
 def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, width: int):
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         shown_prime, context = start_context(vocab, prime, settings)
         end = vocab.end_id
         state = None
@@ -119,9 +101,7 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
         best = max(finished, key=lambda f: f[0] / max(len(f[1]), 1))
         log_prob, ids, text = best
         ended = end is not None and bool(ids) and ids[-1] == end
-        return Scored(shown_prime + text, log_prob, len(ids) - ended, ended)
-    finally:
-        model.train(was_training)
+        return Generated(shown_prime + text, log_prob, len(ids) - ended, ended)
 
 
 @torch.no_grad()
@@ -143,37 +123,25 @@ def continuation_log_probs(
         if row:
             ids[i, len(context) : len(context) + len(row)] = torch.tensor(row, device=device)
             mask[i, : len(row)] = True
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         logits, _ = model(ids[:, :-1])
-    finally:
-        model.train(was_training)
     logp = F.log_softmax(logits[:, len(context) - 1 :].double(), dim=-1)
     picked = logp.gather(-1, ids[:, len(context) :, None]).squeeze(-1)
     totals = (picked * mask).sum(dim=1).tolist()  # waits for the device
     return [(total, len(row)) for total, row in zip(totals, rows, strict=True)]
 
 
-def start_context(vocab: Vocab, prime: str, settings: SampleSettings) -> tuple[str, list[int]]:
-    """The prime as read and the ids generation is conditioned on: a document model's
-    document start (and label), or a text model's line start."""
-    if vocab.documents:
-        return document_context(vocab, prime, settings)
-    return prime_context(vocab, prime, settings.unknown)
-
-
-def best_of(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings) -> Scored:
+def best_of(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings) -> Generated:
     """`settings.best_of` samples drawn together (with the settings' temperature, top-k,
     top-p and seed), and the likeliest of them by bits per character."""
     if vocab.documents:
         made = make_documents(model, vocab, settings, prime, count=settings.best_of)
-        scored = [Scored(m.text, m.log_prob, m.chars, m.ended) for m in made]
+        scored = made
         return min(scored, key=lambda s: s.bpc)
     draws = replace(settings, num_samples=settings.best_of, best_of=None)
     texts = generate(model, vocab, prime, draws)
     shown_prime, _ = prime_context(vocab, prime, settings.unknown)
     continuations = [t[len(shown_prime) :] for t in texts]
     scores = continuation_log_probs(model, vocab, prime, continuations, settings.unknown)
-    scored = [Scored(t, lp, n) for t, (lp, n) in zip(texts, scores, strict=True)]
+    scored = [Generated(t, lp, n) for t, (lp, n) in zip(texts, scores, strict=True)]
     return min(scored, key=lambda s: s.bpc)

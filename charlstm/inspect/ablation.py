@@ -21,7 +21,7 @@ from torch import nn
 
 from charlstm import interrupt
 from charlstm.errors import CharlstmError
-from charlstm.model import CharRNN
+from charlstm.model import CharRNN, evaluating
 from charlstm.options import ScoreSettings, default_of
 
 Unit = tuple[int, int]  # (layer, unit)
@@ -74,16 +74,14 @@ def per_char_loss(
     """-log p of each of ids[1:] given everything before it: one in-order pass from a
     zero state, the state carried between windows."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     losses, state = [], None
     tensor = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=device)[None, :]
-    for start in range(0, tensor.shape[1] - 1, window):
-        interrupt.check("ablation")
-        chunk = tensor[:, start : start + window + 1]
-        logits, state = model(chunk[:, :-1], state)
-        losses.append(F.cross_entropy(logits[0].float(), chunk[0, 1:], reduction="none"))
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, tensor.shape[1] - 1, window):
+            interrupt.check("ablation")
+            chunk = tensor[:, start : start + window + 1]
+            logits, state = model(chunk[:, :-1], state)
+            losses.append(F.cross_entropy(logits[0].float(), chunk[0, 1:], reduction="none"))
     return torch.cat(losses).cpu().numpy()  # waits for the device
 
 

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
 from charlstm.model import CharRNN
 from charlstm.peephole import peephole_cell
 from charlstm.progress import Work
-from charlstm.data.vocab import Vocab
 
 QUANTITIES = ("h", "c", "input", "forget", "output", "candidate")
 

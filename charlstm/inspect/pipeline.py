@@ -13,24 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
 
+from charlstm.checkpoint import Trained
 from charlstm.errors import CharlstmError
 from charlstm.inspect.ablation import Ablation, unit_effects
 from charlstm.inspect.activations import Activations, Correlated, rank_units, record
 from charlstm.inspect.features import builtin_features, check_language, parse_feature
 from charlstm.inspect.match import Found, find_like
 from charlstm.inspect.report import REPORT_FORMATS, write_report
-
-if TYPE_CHECKING:
-    from charlstm.api import Model
-
-# Units listed per feature, and the characters read, unless asked otherwise.
-DEFAULT_TOP = 8
-DEFAULT_MAX_CHARS = 4000
+from charlstm.options import InspectSettings, default_of
 
 
 @dataclass(frozen=True)
@@ -67,10 +61,7 @@ def check_inspect_options(
     features: list[str], top: int, unknown: str, find: str | None, max_chars: int = 1
 ) -> None:
     """Every option, checked before any work."""
-    if max_chars < 1 or top < 1:
-        raise CharlstmError("--max-chars and --top must be >= 1")
-    if unknown not in ("error", "skip"):
-        raise CharlstmError(f"--unknown must be error or skip (got {unknown!r})")
+    InspectSettings(max_chars=max_chars, top=top, unknown=unknown)
     for spec in features:
         parse_feature(spec, "")  # a bad name=REGEX fails now, not after the run
     if find is not None and not find:
@@ -78,13 +69,13 @@ def check_inspect_options(
 
 
 def inspect_text(
-    model: Model,
+    model: Trained,
     text: str,
     *,
     features: list[str] = (),
     language: str = "python",
-    top: int = DEFAULT_TOP,
-    unknown: str = "error",
+    top: int = default_of(InspectSettings, "top"),
+    unknown: str = default_of(InspectSettings, "unknown"),
     find: str | None = None,
     title: str = "text",
     show_progress: bool = False,

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from charlstm.errors import CharlstmError
+from charlstm.export.pages import render_page
 from charlstm.inspect.ablation import Ablation
 from charlstm.inspect.activations import QUANTITIES, Activations, Correlated
 from charlstm.inspect.match import Found
-from charlstm.export.pages import render_page
 
 
 def display_values(acts: Activations) -> np.ndarray:

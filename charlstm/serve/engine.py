@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from charlstm.data.vocab import Vocab
+from charlstm.generate.sample import Sampler, draw_rows, one_char_steps
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
-from charlstm.generate.sample import Sampler, draw_rows, one_char_steps
-from charlstm.data.vocab import Vocab
 
 
 @dataclass

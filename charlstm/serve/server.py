@@ -1,5 +1,6 @@
-"""`charlstm serve` put together: the engine thread, the web app behind its access
-middleware, the --watch poller, and uvicorn; at the end one line of counts."""
+"""`charlstm serve` put together: the engine (a task on the server's event loop), the web
+app behind its access middleware, the --watch poller, and uvicorn; at the end one line
+of counts."""
 
 from __future__ import annotations
 

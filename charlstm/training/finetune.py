@@ -19,9 +19,9 @@ import torch
 
 from charlstm.checkpoint import read_checkpoint, resolve_checkpoint
 from charlstm.config import Config, ModelConfig
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.model import CharRNN
-from charlstm.data.vocab import Vocab
 
 # Rows indexed by character id: these grow with the vocabulary.
 PER_CHARACTER = ("embedding.weight", "decoder.weight", "decoder.bias")

@@ -16,9 +16,9 @@ from typing import Any
 from charlstm.checkpoint import Checkpoint, read_checkpoint
 from charlstm.config import Config
 from charlstm.data.corpus import changed_corpus
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError
 from charlstm.rundir import CHECKPOINTS, LAST, RunDir
-from charlstm.data.vocab import Vocab
 
 # Keys that fix the learning problem; `model` as a whole is fixed too.
 FIXED_KEYS = (

@@ -13,7 +13,6 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,12 +21,14 @@ from rich.console import Console
 
 from charlstm import checkpoint as ckpt
 from charlstm.checkpoint import Checkpoint
-from charlstm.config import Config, TrainConfig
+from charlstm.config import Config
 from charlstm.data.corpus import Corpus, in_vocab, load_corpus
+from charlstm.data.split import split_documents
+from charlstm.data.vocab import Vocab
 from charlstm.device import pick_device, seed_everything, training_precision
-from charlstm.data.split import score_split, split_documents
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
-from charlstm.evaluate import evaluate_ids
+from charlstm.evaluate import evaluate_ids, score_split
+from charlstm.generate.sample import generate
 from charlstm.interrupt import Interrupted, StopRequests, interrupted
 from charlstm.memory import amount, available_bytes, check_training_fits, parameter_count
 from charlstm.model import (
@@ -40,17 +41,21 @@ from charlstm.model import (
 )
 from charlstm.options import SampleSettings
 from charlstm.rundir import BEST, LAST, RunDir
-from charlstm.generate.sample import generate
 from charlstm.training.averaging import WeightAverage
 from charlstm.training.batches import IGNORED, DocumentBatches, TBPTTBatches
 from charlstm.training.budget import Budget, fits_budget
 from charlstm.training.distributed import Ranks
 from charlstm.training.finetune import Base, grown_weights, load_base, with_model_of
 from charlstm.training.monitor import RunWriter, TrainMeter
+from charlstm.training.optim import (
+    decay_groups,
+    fused_optimizer_state,
+    lr_at,
+    regrouped_optimizer_state,
+)
 from charlstm.training.progress import TrainingProgress
 from charlstm.training.resume import check_resumable
 from charlstm.training.runlock import RunLock
-from charlstm.data.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -60,27 +65,6 @@ class TrainSummary:
     last_val_loss: float
     out_dir: Path
     seconds: float
-
-
-def lr_at(step: int, cfg: TrainConfig, budget_steps: int | None = None) -> float:
-    """Linear warm-up, then cosine decay to lr * final_lr_fraction: a pure function of the
-    step (and, for a time budget, of the step count fitted to it: see budget.py)."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    decay_steps = cfg.decay_steps or budget_steps or cfg.max_steps
-    if decay_steps is None:
-        return cfg.lr
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, decay_steps - cfg.warmup_steps))
-    floor = cfg.lr * cfg.final_lr_fraction
-    return floor + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - floor)
-
-
-def fused_optimizer_state(saved: dict[str, Any]) -> dict[str, Any]:
-    """An AdamW state dict set to load as the fused optimizer, whatever it was saved as
-    (loading keeps the saved group options, and only the fused kernel skips on the
-    device); its step counters then move to the parameters' device, as fused needs."""
-    groups = [{**g, "fused": True, "foreach": None} for g in saved["param_groups"]]
-    return {**saved, "param_groups": groups}
 
 
 @dataclass
@@ -99,39 +83,6 @@ class _Live:
 
     def elapsed(self) -> float:
         return self.elapsed_before + self.this_run()
-
-
-def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW's parameter groups: weight decay on the matrices (embedding, recurrent and
-    decoder weights), none on biases and peephole vectors, as nanoGPT does: shrinking a
-    bias towards 0 regularises nothing. The decayed group comes first."""
-    params = list(model.parameters())
-    return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-
-
-def regrouped_optimizer_state(
-    saved: dict[str, Any], model: torch.nn.Module, groups: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """An optimizer state saved with every parameter in one group (checkpoint format 1)
-    laid out as `groups`: each parameter keeps its moments, each group the saved options
-    but its own weight decay. A state already in that layout comes back as it is."""
-    if len(saved["param_groups"]) == len(groups):
-        return saved
-    (old_group,) = saved["param_groups"]
-    old_index = {id(p): i for i, p in enumerate(model.parameters())}
-    state, param_groups, at = {}, [], 0
-    for group in groups:
-        indices = []
-        for p in group["params"]:
-            if old_index[id(p)] in saved["state"]:
-                state[at] = saved["state"][old_index[id(p)]]
-            indices.append(at)
-            at += 1
-        param_groups.append({**old_group, "weight_decay": group["weight_decay"], "params": indices})
-    return {"state": state, "param_groups": param_groups}
 
 
 class Trainer:

@@ -1,0 +1,85 @@
+"""What every command shares: the two consoles, the options that several commands take
+(checkpoint, device, ablation), writing to stdout and files, and the one way a user's
+mistake leaves (one line, exit code 1).
+
+Each option's default and help live on its settings field (charlstm/options.py);
+`option_of` reads them from there, so the command line, the API and the server agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from charlstm.errors import CharlstmError
+from charlstm.options import DEVICE_HELP, RUN_DEVICE, help_of
+
+# Windows has no SIGPIPE; a closed pipe there still ends with the status it has on Unix.
+SIGPIPE = getattr(signal, "SIGPIPE", 13)
+
+out = Console(highlight=False, soft_wrap=True)  # long paths stay on one line
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def option_of(settings: type, name: str, *flags: str, **extra) -> typer.models.OptionInfo:
+    """A command-line option whose help is the settings field's own."""
+    return typer.Option(*flags, help=help_of(settings, name), **extra)
+
+
+CheckpointOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="A checkpoint file or run folder (default: newest run under runs/).",
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP + ".")]
+DEFAULT_DEVICE = RUN_DEVICE
+AblateOpt = Annotated[
+    str | None,
+    typer.Option("--ablate", help="LAYER:UNIT[,...]: hold these units' h and c at 0."),
+]
+
+
+def settings_from(cls: type, values: dict):
+    """A settings object from a command's parsed options (its `locals()`): every field
+    of `cls` is an option of the same name."""
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+
+
+def write_out(text: str) -> None:
+    """Text to stdout, at once. When the reader has gone (`charlstm sample | head -c 20`)
+    the command ends quietly with the status of a process killed by SIGPIPE, as other
+    Unix tools do; later writes (Python's own flush at exit) go nowhere."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(128 + SIGPIPE) from None
+
+
+def write_file(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise CharlstmError(f"cannot write {path}: {error.strerror}") from None
+
+
+def check_out_file(path: Path | None, option: str) -> None:
+    """A file a command will write: its folder must exist (checked before any work)."""
+    if path is not None and not path.parent.is_dir():
+        raise CharlstmError(f"{option} {path}: no folder {path.parent} to write it in")
+
+
+def fail(error: CharlstmError) -> typer.Exit:
+    err.print(f"{error.prefix}{error}", markup=False, soft_wrap=True)
+    return typer.Exit(error.exit_code)

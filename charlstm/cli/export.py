@@ -1,0 +1,59 @@
+"""`charlstm export`: a one-file web page that writes in the browser, or an ONNX step
+model (see charlstm/export/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from charlstm.cli.common import CheckpointOpt, check_out_file, fail, out
+from charlstm.errors import CharlstmError
+
+FORMATS = ("html", "onnx")
+
+
+def export(
+    out_file: Annotated[Path, typer.Option("--out", help="The page to write (.html).")],
+    checkpoint: CheckpointOpt = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision", help="fp16 (half the size) or fp32 (exactly sample's numbers)."
+        ),
+    ] = "fp16",
+    title: Annotated[str, typer.Option("--title", help="The page's title.")] = "",
+    form: Annotated[
+        str,
+        typer.Option(
+            "--format", help="html (a page that writes in the browser) or onnx (a step model)."
+        ),
+    ] = "html",
+) -> None:
+    """Write the model as a web page that writes in the browser, or as ONNX.
+
+    The page is one self-contained file; --format onnx writes a step model for
+    onnxruntime."""
+    from charlstm.api import load
+    from charlstm.export.page import check_precision, export_page
+
+    try:
+        if form not in FORMATS:
+            raise CharlstmError(f"--format must be html or onnx (got {form!r})")
+        check_precision(precision)
+        check_out_file(out_file, "--out")
+        if form == "onnx":
+            from charlstm.export.onnx import export_onnx
+
+            size = export_onnx(load(checkpoint, "cpu"), out_file)
+            out.print(f"wrote {out_file}: {size / 1e6:.2f} MB, an ONNX step model (opset 17)")
+            return
+        exported = export_page(load(checkpoint, "cpu"), out_file, precision, title)
+    except CharlstmError as error:
+        raise fail(error) from None
+    out.print(
+        f"wrote {exported.path}: {exported.bytes / 1e6:.2f} MB, {exported.parameters:,} "
+        f"parameters ({precision}); open it in a browser, or add "
+        "#prime=...&length=300&autorun=1 to its address"
+    )

@@ -1,0 +1,150 @@
+"""`charlstm sample`: parse the options into SampleSettings, call Model.generate, print
+what it made (plain samples stream as they are generated)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from charlstm.cli.common import (
+    DEFAULT_DEVICE,
+    AblateOpt,
+    CheckpointOpt,
+    DeviceOpt,
+    check_out_file,
+    err,
+    fail,
+    option_of,
+    settings_from,
+    write_file,
+    write_out,
+)
+from charlstm.errors import CharlstmError
+from charlstm.interrupt import StopRequests
+from charlstm.options import SampleSettings
+
+S = SampleSettings()
+SEPARATOR = "\n" + "-" * 40 + "\n"  # between samples of --num-samples
+
+# Each option of SampleSettings, its help the field's own.
+PrimeOpt = Annotated[str, option_of(SampleSettings, "prime", "--prime", "-p")]
+LengthOpt = Annotated[int, option_of(SampleSettings, "length", "--length", "-n")]
+TemperatureOpt = Annotated[float, option_of(SampleSettings, "temperature", "--temperature", "-t")]
+TopKOpt = Annotated[int | None, option_of(SampleSettings, "top_k", "--top-k")]
+TopPOpt = Annotated[float | None, option_of(SampleSettings, "top_p", "--top-p")]
+GreedyOpt = Annotated[bool, option_of(SampleSettings, "greedy", "--greedy")]
+SeedOpt = Annotated[int | None, option_of(SampleSettings, "seed", "--seed")]
+NumSamplesOpt = Annotated[int, option_of(SampleSettings, "num_samples", "--num-samples")]
+StopOpt = Annotated[str | None, option_of(SampleSettings, "stop", "--stop")]
+UnknownOpt = Annotated[str, option_of(SampleSettings, "unknown", "--unknown")]
+BeamOpt = Annotated[int | None, option_of(SampleSettings, "beam", "--beam")]
+BestOfOpt = Annotated[int | None, option_of(SampleSettings, "best_of", "--best-of")]
+DocumentsOpt = Annotated[int | None, option_of(SampleSettings, "documents", "--documents")]
+UniqueOpt = Annotated[bool, option_of(SampleSettings, "unique", "--unique")]
+NovelOpt = Annotated[bool, option_of(SampleSettings, "novel", "--novel")]
+LabelOpt = Annotated[str | None, option_of(SampleSettings, "label", "--label")]
+JsonlOpt = Annotated[
+    bool,
+    typer.Option("--jsonl", help="Documents: one JSON object each (text, log_prob, bpc, chars)."),
+]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Also write the samples to this file.")
+]
+
+
+def sample(
+    checkpoint: CheckpointOpt = None,
+    prime: PrimeOpt = S.prime,
+    length: LengthOpt = S.length,
+    temperature: TemperatureOpt = S.temperature,
+    top_k: TopKOpt = S.top_k,
+    top_p: TopPOpt = S.top_p,
+    greedy: GreedyOpt = S.greedy,
+    seed: SeedOpt = S.seed,
+    num_samples: NumSamplesOpt = S.num_samples,
+    stop: StopOpt = S.stop,
+    unknown: UnknownOpt = S.unknown,
+    beam: BeamOpt = S.beam,
+    best_of: BestOfOpt = S.best_of,
+    documents: DocumentsOpt = S.documents,
+    unique: UniqueOpt = S.unique,
+    novel: NovelOpt = S.novel,
+    label: LabelOpt = S.label,
+    as_jsonl: JsonlOpt = False,
+    output: OutputOpt = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
+    ablate: AblateOpt = None,
+) -> None:
+    """Generate text from a checkpoint, streaming it as it is generated."""
+    from charlstm.api import load
+    from charlstm.device import pick_device
+    from charlstm.generate.run import mode_of
+    from charlstm.inspect.ablation import parse_units
+
+    try:
+        settings = settings_from(SampleSettings, locals())
+        if as_jsonl and documents is None:
+            raise CharlstmError("--jsonl writes documents: give --documents N")
+        check_out_file(output, "--output")
+        units = parse_units(ablate) if ablate is not None else []
+        model = load(checkpoint, pick_device(device))
+        if units:
+            model = model.ablated(units)
+        mode = mode_of(model.vocab, settings)  # what does not apply: one line before work
+        streamed = mode == "sample" and num_samples == 1
+        with StopRequests():
+            on_text = (lambda _, piece: write_out(piece)) if streamed else None
+            made = model.generate(settings, on_text=on_text)
+    except CharlstmError as error:
+        raise fail(error) from None
+    text = _show(made, streamed, as_jsonl)
+    if output is not None:
+        try:
+            write_file(output, text)
+        except CharlstmError as error:
+            raise fail(error) from None
+
+
+def _show(made, streamed: bool, as_jsonl: bool) -> str:
+    """Print what was made (a streamed sample has been printed already, all but its
+    line end); return the text for --output."""
+    if made.mode == "documents":
+        _tell_documents(made)
+        text = _documents_text(made.samples, as_jsonl)
+        write_out(text)
+    elif made.mode == "search":
+        found = made.samples[0]
+        text = found.text + "\n"
+        write_out(text)
+        err.print(f"log-probability {found.log_prob:.3f} nats over {found.chars} characters, "
+                  f"{found.bpc:.3f} bits per character", markup=False)  # fmt: skip
+    else:
+        text = SEPARATOR.join(made.texts) + "\n"
+        write_out("\n" if streamed else text)
+    return text
+
+
+def _tell_documents(made) -> None:
+    """On stderr, what was drawn: repeats, and how many were training, held-out and new
+    documents (when the training corpus is at hand)."""
+    tally = made.tally
+    if not tally.told:
+        err.print(f"{tally.drawn:,} document(s) drawn, {tally.repeats:,} repeat(s) (the "
+                  "training corpus is not here to tell new ones)", markup=False)  # fmt: skip
+    else:
+        err.print(tally.line(), markup=False)
+    if len(made.samples) < made.asked:
+        err.print(f"only {len(made.samples):,} of {made.asked:,} documents met --unique/--novel",
+                  markup=False)  # fmt: skip
+
+
+def _documents_text(made: list, as_jsonl: bool) -> str:
+    if as_jsonl:
+        lines = [json.dumps(m.to_dict(), ensure_ascii=False) for m in made]
+    else:  # documents of several lines are kept apart by a blank line
+        gap = "\n\n" if any("\n" in m.text for m in made) else "\n"
+        lines = [gap.join(m.text for m in made)] if made else []
+    return "\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,63 @@
+"""`charlstm serve`: parse ServeSettings, load the model, hand both to serve/server.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from charlstm.cli.common import CheckpointOpt, err, fail, option_of, settings_from
+from charlstm.errors import CharlstmError
+from charlstm.options import ServeSettings
+
+Serve = ServeSettings()
+
+
+def serve(
+    checkpoint: CheckpointOpt = None,
+    host: Annotated[str, option_of(ServeSettings, "host", "--host")] = Serve.host,
+    port: Annotated[int, option_of(ServeSettings, "port", "--port")] = Serve.port,
+    api_key: Annotated[
+        str | None,
+        option_of(ServeSettings, "api_key", "--api-key", envvar="CHARLSTM_API_KEY"),
+    ] = Serve.api_key,
+    cors: Annotated[str | None, option_of(ServeSettings, "cors", "--cors")] = Serve.cors,
+    max_streams: Annotated[
+        int, option_of(ServeSettings, "max_streams", "--max-streams")
+    ] = Serve.max_streams,
+    max_chars: Annotated[
+        int, option_of(ServeSettings, "max_chars", "--max-chars")
+    ] = Serve.max_chars,
+    max_jobs: Annotated[int, option_of(ServeSettings, "max_jobs", "--max-jobs")] = Serve.max_jobs,
+    interval_ms: Annotated[
+        float, option_of(ServeSettings, "interval_ms", "--interval-ms")
+    ] = Serve.interval_ms,
+    watch: Annotated[bool, option_of(ServeSettings, "watch", "--watch")] = Serve.watch,
+    drain_s: Annotated[float, option_of(ServeSettings, "drain_s", "--drain-s")] = Serve.drain_s,
+    device: Annotated[str, option_of(ServeSettings, "device", "--device")] = Serve.device,
+    threads: Annotated[int, option_of(ServeSettings, "threads", "--threads")] = Serve.threads,
+) -> None:
+    """Serve a model over HTTP, OpenAI's completions API included.
+
+    POST /v1/completions (streaming too), GET /v1/models, and charlstm's own POST
+    /sample and /score, GET /info and /health; concurrent requests share each
+    recurrent step."""
+    try:
+        settings = settings_from(ServeSettings, locals())
+        try:
+            import fastapi  # noqa: F401
+            import uvicorn  # noqa: F401
+        except ImportError:
+            raise CharlstmError(
+                "charlstm serve needs its extra: pip install 'charlstm[serve]'"
+            ) from None
+        from charlstm.api import load
+        from charlstm.checkpoint import resolve_checkpoint
+        from charlstm.device import pick_device
+
+        model = load(checkpoint, pick_device(device))
+        path = resolve_checkpoint(Path(checkpoint) if checkpoint is not None else None)
+    except CharlstmError as error:
+        raise fail(error) from None
+    from charlstm.serve.server import serve as run_server
+
+    run_server(model, settings, path, err)

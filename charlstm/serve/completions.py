@@ -1,0 +1,187 @@
+"""POST /v1/completions in OpenAI's shape: each choice a stream of the engine's batch
+(continuous batching, serve/engine.py), answered whole or as server-sent events.
+max_tokens counts characters; `logprobs` gives each character's log-probability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from charlstm.errors import CharlstmError
+from charlstm.generate.context import start_context
+from charlstm.options import SampleSettings
+from charlstm.serve.access import note_chars, note_first_text, request_id
+from charlstm.serve.engine import Done, Full, Piece, Stream
+from charlstm.serve.service import Busy, Service, error, service_of
+
+MAX_STOPS = 4  # as OpenAI's API allows
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's completion request. Its defaults are the protocol's own (16 tokens,
+    temperature 1, the whole distribution), as every OpenAI client expects; max_tokens
+    counts characters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    prompt: str | list[str] = ""
+    max_tokens: int = Field(16, ge=0)
+    temperature: float = Field(1.0, gt=0.0, le=100.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=1)
+    n: int = Field(1, ge=1, le=64)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    logprobs: int | None = Field(None, ge=0, le=5)
+    echo: bool = False
+    user: str | None = None
+
+    def to_settings(self, prompt: str) -> SampleSettings:
+        """How each choice is drawn (its seed moved on by its index), as SampleSettings."""
+        return SampleSettings(
+            prime=prompt, length=self.max_tokens, temperature=self.temperature, seed=self.seed,
+            top_p=self.top_p if self.top_p < 1.0 else None, top_k=self.top_k,
+        )  # fmt: skip
+
+
+async def completions(body: CompletionRequest, request: Request):
+    s = service_of(request)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        return error(400, "prompt: give one prompt (a string, or a list of one)")
+    prompt = prompts[0]
+    if body.max_tokens > s.max_chars:
+        return error(400, f"max_tokens: at most {s.max_chars} characters per request")
+    if len(prompt) > s.max_text:
+        return error(400, f"prompt: at most {s.max_text:,} characters")
+    stops = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    if len(stops) > MAX_STOPS or any(not stop for stop in stops):
+        return error(400, f"stop: up to {MAX_STOPS} non-empty strings")
+    try:
+        settings = body.to_settings(prompt)
+        context = start_context(s.served.model.vocab, prompt, settings)[1]
+    except CharlstmError as err:
+        return error(400, str(err))
+    events: asyncio.Queue = asyncio.Queue()  # every choice's pieces, by index
+    streams = _submit(s, body, settings, context, stops, events)
+    head = {"id": f"cmpl-{request_id(request.scope)}", "object": "text_completion",
+            "created": int(time.time()), "model": body.model or s.name}  # fmt: skip
+    if body.stream:
+        return StreamingResponse(_sse(head, streams, events, body, prompt, request.scope),
+                                 media_type="text/event-stream")  # fmt: skip
+    try:
+        results = await _collect(events, len(streams))
+    finally:
+        for stream in streams:
+            stream.cancelled = True
+    return _whole(head, results, body, prompt, request.scope)
+
+
+def _submit(s: Service, body, settings: SampleSettings, context, stops, events) -> list[Stream]:
+    """One stream per choice, each with its own seed (the request's, plus its index);
+    all or none: a full engine refuses the request."""
+    streams = []
+    try:
+        for i in range(body.n):
+            seed = None if body.seed is None else body.seed + i
+            stream = Stream(context, replace(settings, seed=seed), stops, events, index=i)
+            s.engine.submit(stream)
+            streams.append(stream)
+    except Full:
+        for stream in streams:
+            stream.cancelled = True
+        raise Busy(f"the server is full ({s.engine.max_streams} streams)") from None
+    return streams
+
+
+def _whole(head: dict, results, body, prompt: str, scope) -> dict:
+    choices = []
+    for i, (text, lps, done) in enumerate(results):
+        choice = {"text": (prompt if body.echo else "") + text, "index": i,
+                  "finish_reason": done.finish_reason, "logprobs": None}  # fmt: skip
+        if body.logprobs is not None:
+            choice["logprobs"] = _logprobs(text, lps)
+        choices.append(choice)
+    generated = sum(done.chars for _, _, done in results)
+    note_chars(scope, generated)
+    usage = {"prompt_tokens": len(prompt), "completion_tokens": generated,
+             "total_tokens": len(prompt) + generated}  # fmt: skip
+    return {**head, "choices": choices, "usage": usage}
+
+
+async def _collect(events: asyncio.Queue, count: int) -> list[tuple[str, list, Done]]:
+    """(text, log-probabilities, Done) of each of `count` choices, in index order."""
+    pieces: list[list[str]] = [[] for _ in range(count)]
+    lps: list[list[float]] = [[] for _ in range(count)]
+    done: list[Done | None] = [None] * count
+    left = count
+    while left:
+        i, item = await events.get()
+        if isinstance(item, Done):
+            done[i], left = item, left - 1
+        else:
+            pieces[i].append(item.text)
+            lps[i] += item.log_probs
+    return [("".join(p), lp, d) for p, lp, d in zip(pieces, lps, done, strict=True)]
+
+
+def _logprobs(text: str, lps: list[float]) -> dict:
+    offsets = list(range(len(text)))
+    return {"tokens": list(text), "token_logprobs": lps, "top_logprobs": None,
+            "text_offset": offsets}  # fmt: skip
+
+
+async def _sse(head: dict, streams: list[Stream], events: asyncio.Queue, body, prompt: str,
+               scope) -> AsyncIterator[str]:  # fmt: skip
+    """Server-sent events, one per piece of any choice; a client that goes away ends
+    every stream of its request at once (the engine drops their rows)."""
+    try:
+        if body.echo:
+            for i in range(len(streams)):
+                yield _event(head, i, prompt, None, None)
+        left, generated = len(streams), 0
+        while left:
+            # everything that is there now goes out as one event per choice: a busy
+            # server sends fewer, longer pieces instead of falling behind
+            ready = [await events.get()]
+            while not events.empty():
+                ready.append(events.get_nowait())
+            text: dict[int, list[str]] = {}
+            lps: dict[int, list[float]] = {}
+            ended = []
+            for i, item in ready:
+                if isinstance(item, Piece):
+                    text.setdefault(i, []).append(item.text)
+                    lps.setdefault(i, []).extend(item.log_probs)
+                else:
+                    ended.append((i, item))
+            if text:
+                note_first_text(scope)
+            for i, pieces in text.items():
+                joined = "".join(pieces)
+                shown = _logprobs(joined, lps[i]) if body.logprobs is not None else None
+                yield _event(head, i, joined, None, shown)
+            for i, item in ended:
+                left -= 1
+                generated += item.chars
+                yield _event(head, i, "", item.finish_reason, None)
+        note_chars(scope, generated)
+        yield "data: [DONE]\n\n"
+    finally:
+        for s in streams:
+            s.cancelled = True
+
+
+def _event(head: dict, index: int, text: str, finish: str | None, lps) -> str:
+    choice = {"text": text, "index": index, "logprobs": lps, "finish_reason": finish}
+    return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
