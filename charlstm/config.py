@@ -39,8 +39,6 @@ def _require(ok: bool, key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"config: {key} must be {rule} (got {value!r})")
 
 
-
-
 @dataclass(frozen=True)
 class DataConfig:
     path: str = option(
@@ -202,7 +200,8 @@ class TrainConfig:
     max_seconds: float | None = option(
         None,
         "a time budget (null = none): without `decay_steps` the schedule fits it (see "
-        '"What training does"); always a hard stop',
+        '"What training does"); a deadline: no step starts after it, and the final '
+        "validation stops at it",
     )
     # Adam-family rates near 2e-3 are the long-standing char-rnn sweet spot.
     lr: float = option(2e-3, "peak learning rate (AdamW)")
@@ -302,9 +301,7 @@ class LogConfig:
     # fewer synchronisations.
     log_every: int = option(10, "steps between logged scalars and progress updates")
     sample_length: int = option(300, "characters of the TensorBoard sample at each validation")
-    sample_temperature: float = option(
-        default_of(SampleSettings, "temperature"), "its temperature"
-    )
+    sample_temperature: float = option(default_of(SampleSettings, "temperature"), "its temperature")
     # The default fits any corpus; a prime given here must be text the corpus has.
     sample_prime: str | None = option(
         None, "its prime; null = a newline, or the corpus's first character if it has none"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class EvalResult:
     chars: int  # characters scored
     seconds: float
     unknown: int = 0  # characters left out because the vocabulary lacks them
+    cut: bool = False  # stopped early (`stop_when`): `chars` is what was scored
 
     @property
     def bpc(self) -> float:
@@ -75,12 +77,14 @@ def evaluate_ids(
     burn_in: int = BURN_IN,
     show_progress: bool = False,
     console: Console | None = None,
+    stop_when: Callable[[], bool] | None = None,
 ) -> EvalResult:
     """Score ids[1:] given everything before each character.
 
     `ids` may be a memory map: each window reads only its own columns from it. Stops
     between windows when asked (Ctrl-C, SIGTERM); with `show_progress`, long inputs get
-    a progress bar with the time left."""
+    a progress bar with the time left. `stop_when()` true after a window ends the
+    scoring there (a deadline): the result is the loss of what was scored, `cut`."""
     n = len(ids) - 1
     if n < 1:
         raise CorpusError("text to evaluate needs at least two characters")
@@ -99,7 +103,7 @@ def evaluate_ids(
     hi = torch.as_tensor(hi_np, device=device)[:, None]
 
     total = torch.zeros((), dtype=torch.float64, device=device)
-    state = None
+    state, scored_chars, cut = None, 0, False
     with evaluating(model), Work("evaluating", n, "chars", console, visible=show_progress) as work:
         for c0 in range(0, width, window):
             chunk = np.zeros((len(starts), min(window, width - c0) + 1), dtype=np.int64)
@@ -113,8 +117,15 @@ def evaluate_ids(
             scored = (cols >= lo) & (cols < hi)
             total += (nll.double() * scored).sum()
             c1 = c0 + nll.shape[1]
-            work.advance(int(np.clip(np.minimum(hi_np, c1) - np.maximum(lo_np, c0), 0, None).sum()))
-    return EvalResult(total.item() / n, n, time.perf_counter() - started)  # waits for the device
+            done = int(np.clip(np.minimum(hi_np, c1) - np.maximum(lo_np, c0), 0, None).sum())
+            work.advance(done)
+            scored_chars += done
+            if stop_when is not None and c1 < width and stop_when():
+                cut = True
+                break
+    seconds = time.perf_counter() - started
+    # waits for the device
+    return EvalResult(total.item() / max(scored_chars, 1), scored_chars, seconds, cut=cut)
 
 
 def evaluate_text(model: CharRNN, vocab: Vocab, text: str, **kwargs) -> EvalResult:
@@ -201,13 +212,18 @@ class DocumentScore:
 
 @torch.no_grad()
 def sequence_log_probs(
-    model: CharRNN, sequences: list, given: list[int], window: int = SCORE_WINDOW
-) -> list[float]:
+    model: CharRNN,
+    sequences: list,
+    given: list[int],
+    window: int = SCORE_WINDOW,
+    stop_when: Callable[[], bool] | None = None,
+) -> list[float | None]:
     """ln P(sequence[given[i] + 1:] | sequence[: given[i] + 1]) for each id sequence, each
     read from the zero state; scored as padded batches of similar lengths, in windows
-    of `window` ids with the state carried, so memory does not grow with a document."""
+    of `window` ids with the state carried, so memory does not grow with a document.
+    `stop_when()` true after a batch ends the scoring there: those not reached are None."""
     device = next(model.parameters()).device
-    totals = [0.0] * len(sequences)
+    totals: list[float | None] = [None] * len(sequences)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     with evaluating(model):
         for b in range(0, len(order), SCORE_ROWS):
@@ -231,6 +247,8 @@ def sequence_log_probs(
                 total += (nll.double() * scored_t[:, c0 : c0 + nll.shape[1]]).sum(dim=1)
             for r, value in zip(rows, (-total).tolist(), strict=True):  # waits for the device
                 totals[r] = value
+            if stop_when is not None and b + SCORE_ROWS < len(order) and stop_when():
+                break
     return totals
 
 
@@ -250,19 +268,32 @@ def score_texts(
     ]
 
 
-def score_split(model: CharRNN, vocab: Vocab, split: DocumentSplit, docs: np.ndarray):
+def score_split(
+    model: CharRNN,
+    vocab: Vocab,
+    split: DocumentSplit,
+    docs: np.ndarray,
+    stop_when: Callable[[], bool] | None = None,
+):
     """Loss per prediction over documents of the corpus, each from its start: an
-    EvalResult as `evaluate_ids` gives for a text, and the loss per label."""
+    EvalResult as `evaluate_ids` gives for a text (cut short by `stop_when` as it is),
+    and the loss per label."""
     started = time.perf_counter()
     sequences = [split.span(int(d)) for d in docs]
     labelled = {int(i) for i in vocab.label_ids}
     given = [1 if len(s) > 1 and int(s[1]) in labelled else 0 for s in sequences]
-    log_probs = sequence_log_probs(model, sequences, given)
-    predictions = [len(s) - 1 - g for s, g in zip(sequences, given, strict=True)]
-    n = sum(predictions)
-    result = EvalResult(-sum(log_probs) / n, n, time.perf_counter() - started)
+    log_probs = sequence_log_probs(model, sequences, given, stop_when=stop_when)
+    scored = [
+        (seq, g, lp, len(seq) - 1 - g)
+        for seq, g, lp in zip(sequences, given, log_probs, strict=True)
+        if lp is not None
+    ]
+    n = sum(p for *_, p in scored)
+    cut = len(scored) < len(sequences)
+    result = EvalResult(-sum(lp for _, _, lp, _ in scored) / n, n,
+                        time.perf_counter() - started, cut=cut)  # fmt: skip
     per_label: dict[str, list[float]] = {}
-    for seq, g, lp, p in zip(sequences, given, log_probs, predictions, strict=True):
+    for seq, g, lp, p in scored:
         if g:
             name = vocab.label_of(int(seq[1]))
             tally = per_label.setdefault(name, [0.0, 0])

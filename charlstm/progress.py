@@ -26,6 +26,21 @@ def format_duration(seconds: float) -> str:
 SHOW_AFTER_S = 1.0
 
 
+def bar(console: Console, first: TextColumn, transient: bool) -> Progress:
+    """The one bar of every long operation and of training: a leading label, the bar,
+    percent done, a `stats` field, time elapsed and a `left` field."""
+    return Progress(
+        first,
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TextColumn("left {task.fields[left]}"),
+        console=console,
+        transient=transient,
+    )
+
+
 def _amount(value: float, unit: str) -> str:
     if unit == "bytes":
         return f"{value / 1e6:,.1f} MB"
@@ -95,16 +110,8 @@ class Work:
             )
 
     def _start_bar(self) -> None:
-        self._bar = Progress(
-            TextColumn(f"[bold]{self.what}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TextColumn("left {task.fields[left]}"),
-            console=self.console,
-            transient=True,  # the command's own result line replaces it
-        )
+        # transient: the command's own result line replaces it
+        self._bar = bar(self.console, TextColumn(f"[bold]{self.what}"), transient=True)
         self._task = self._bar.add_task(self.what, total=self.total, stats="", left="?")
         self._bar.start()
 

@@ -59,9 +59,7 @@ def test_a_command_page_names_every_option(name):
 
 
 def test_the_site_builds_strictly(tmp_path):
-    mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which(
-        "mkdocs"
-    )
+    mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
     if mkdocs is None:
         pytest.skip("needs MkDocs (the dev extra: pip install -e '.[dev]')")
     proc = subprocess.run(

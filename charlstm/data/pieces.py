@@ -16,6 +16,7 @@ BOUNDARY = "\0"
 # Between a record's label and its text (data.label_field), for the same reason.
 LABEL_MARK = "\x1f"
 
+
 @dataclass(frozen=True)
 class Piece:
     content: str | bytes  # decoded text (char mode) or bytes (byte mode)

@@ -31,6 +31,7 @@ from charlstm.errors import CorpusError
 
 PLAIN = FileType()  # text, read as it is
 
+
 class Counting(io.RawIOBase):
     """A file whose reads are counted, so progress is measured in bytes on disk even
     through a decompressor."""
@@ -366,4 +367,3 @@ class Reader(RecordReading):
 
     def _shown(self, name: str) -> str:
         return str(self.root) if self.root.is_file() and name == self.root.name else name
-

@@ -25,7 +25,6 @@ RECORD_END = "\n"
 csv.field_size_limit(2**31 - 1)
 
 
-
 @dataclass
 class RecordCount:
     """Records of one structured file, and those left out."""

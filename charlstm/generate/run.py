@@ -22,7 +22,7 @@ DOCUMENT_OPTIONS = "--documents, --label, --unique and --novel"
 
 
 def mode_of(vocab: Vocab, settings: SampleSettings) -> str:
-    """"search", "documents" or "sample"; a document option given to a text model, or an
+    """ "search", "documents" or "sample"; a document option given to a text model, or an
     unknown label, is one line here."""
     if settings.documents is not None or settings.label is not None:
         vocab.require_documents(DOCUMENT_OPTIONS)

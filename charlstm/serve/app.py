@@ -62,6 +62,7 @@ class ScoreRequest(BaseModel):
 def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> FastAPI:
     """The app around one Service. The API key and the access log are the
     middleware's (serve/access.py), around this app."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         # the engine steps on this loop; it stops after the last response has drained

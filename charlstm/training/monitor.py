@@ -16,8 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from charlstm.config import Config
-
-LN2 = math.log(2)
+from charlstm.evaluate import bits_per_char
 
 
 class RunWriter:
@@ -55,7 +54,7 @@ class RunWriter:
             return
         w = self.writer
         w.add_scalar("train/loss", loss, step)
-        w.add_scalar("train/bpc", loss / LN2, step)
+        w.add_scalar("train/bpc", bits_per_char(loss), step)
         w.add_scalar("train/grad_norm", grad_norm, step)
         w.add_scalar("train/lr", lr, step)
         w.add_scalar("train/chars_per_sec", chars_per_sec, step)
@@ -65,7 +64,7 @@ class RunWriter:
         if not self.enabled:
             return
         self.writer.add_scalar("val/loss", loss, step)
-        self.writer.add_scalar("val/bpc", loss / LN2, step)
+        self.writer.add_scalar("val/bpc", bits_per_char(loss), step)
         # TensorBoard renders text as Markdown: indent to keep it verbatim.
         self.writer.add_text(
             "samples", "\n".join("    " + line for line in sample.split("\n")), step

@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn
 
-from charlstm.progress import PLAIN_INTERVAL_S, format_duration
+from charlstm.progress import PLAIN_INTERVAL_S, bar, format_duration
 
 
 class TrainingProgress:
@@ -19,16 +19,8 @@ class TrainingProgress:
         self._last_plain = 0.0
         self._bar = None
         if self.fancy:
-            self._bar = Progress(
-                TextColumn("[bold]step {task.fields[step]}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(),
-                TextColumn("left {task.fields[left]}"),
-                console=console,
-                transient=False,
-            )
+            step = TextColumn("[bold]step {task.fields[step]}")
+            self._bar = bar(console, step, transient=False)
             self._task = self._bar.add_task("train", total=1.0, step=0, stats="", left="?")
             self._bar.start()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from charlstm.data.split import split_documents
 from charlstm.data.vocab import Vocab
 from charlstm.device import pick_device, seed_everything, training_precision
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
-from charlstm.evaluate import evaluate_ids, score_split
+from charlstm.evaluate import bits_per_char, evaluate_ids, score_split
 from charlstm.generate.sample import generate
 from charlstm.interrupt import Interrupted, StopRequests, interrupted
 from charlstm.memory import amount, available_bytes, check_training_fits, parameter_count
@@ -65,6 +66,7 @@ class TrainSummary:
     last_val_loss: float
     out_dir: Path
     seconds: float
+    last_step_started: float  # seconds into training when the last step began
 
 
 @dataclass
@@ -76,10 +78,14 @@ class _Live:
     progress: TrainingProgress
     meter: TrainMeter
     elapsed_before: float
-    started: float = field(default_factory=time.perf_counter)
+    clock: Callable[[], float] = time.perf_counter
+    started: float = field(default=None)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
 
     def this_run(self) -> float:
-        return time.perf_counter() - self.started
+        return self.clock() - self.started
 
     def elapsed(self) -> float:
         return self.elapsed_before + self.this_run()
@@ -122,6 +128,9 @@ class Trainer:
             raise
 
     # -- set-up, one component each ----------------------------------------------------
+    # What training time is measured by (a test may give a clock of its own).
+    clock: Callable[[], float] = staticmethod(time.perf_counter)
+
     def _setup_process(self) -> None:
         """Threads, the process group under torchrun, the device and the seeds."""
         t = self.cfg.train
@@ -420,19 +429,19 @@ class Trainer:
         """Train until max_steps, max_seconds or the budget says stop, or a signal asks.
         Each pass of the loop is one step and its bookkeeping, in this order."""
         live = self._start()
-        finished = False
+        finished, last_step_started = False, live.elapsed()
         try:
             with StopRequests() as stop:
                 while not self._should_stop(stop, live):  # 1. agreed by every rank
+                    last_step_started = live.elapsed()
                     live.meter.add(*self.train_step())  # 2. one TBPTT window
                     self._after_step(live)  # 3. budget, log line, validation, last.pt
                 self._finish(live)  # 4. the last validation and last.pt
                 finished = True
         finally:
             self._close(live, finished)
-        return TrainSummary(
-            self.step, self.best_val_loss, self.last_val_loss, self.out_dir, live.elapsed()
-        )
+        return TrainSummary(self.step, self.best_val_loss, self.last_val_loss, self.out_dir,
+                            live.elapsed(), last_step_started)  # fmt: skip
 
     def _start(self) -> _Live:
         """The run folder, TensorBoard, the progress display and the opening lines."""
@@ -458,7 +467,8 @@ class Trainer:
         )
         for change in self.resume_changes:
             progress.message(f"changed on resume: {change}")
-        return _Live(writer, progress, TrainMeter(self.device, self.step), self.elapsed_before)
+        meter = TrainMeter(self.device, self.step)
+        return _Live(writer, progress, meter, self.elapsed_before, clock=self.clock)
 
     def _should_stop(self, stop: StopRequests, live: _Live) -> bool:
         """Between steps, and agreed by all ranks: time up (True), or asked to stop (then
@@ -495,9 +505,13 @@ class Trainer:
                 self._agree_on_budget()
 
     def _finish(self, live: _Live) -> None:
+        """The last validation (its scoring stops at train.max_seconds, having scored at
+        least one window: the deadline holds on a busy machine too) and last.pt."""
         self._count_skips()
         if self.step % self.cfg.train.eval_every != 0:
-            self._validate_or_stop(live)
+            deadline = self.cfg.train.max_seconds
+            time_up = (lambda: live.elapsed() >= deadline) if deadline is not None else None
+            self._validate_or_stop(live, time_up)
         self.save(LAST, live.elapsed())
         self.checkpoints.wait()
 
@@ -523,7 +537,7 @@ class Trainer:
             self.step, loss, grad_norm, lr, chars_per_sec, self.skipped_updates
         )
         fraction, left = self._progress(live.elapsed(), live.this_run())
-        stats = f"loss {loss:.3f} bpc {loss / math.log(2):.3f} {chars_per_sec:,.0f} chars/s"
+        stats = f"loss {loss:.3f} bpc {bits_per_char(loss):.3f} {chars_per_sec:,.0f} chars/s"
         live.progress.update(self.step, fraction, left, stats)
 
     def _done(self, elapsed: float) -> bool:
@@ -557,11 +571,12 @@ class Trainer:
             lefts.append(t.max_seconds - elapsed)
         return (min(1.0, max(fractions)) if fractions else 0.0), (min(lefts) if lefts else None)
 
-    def _validate_or_stop(self, live: _Live) -> None:
-        """Validate; a stop requested meanwhile ends it early and the run stops as between
-        steps (validation never touches the training state, so last.pt is exact)."""
+    def _validate_or_stop(self, live: _Live, time_up: Callable[[], bool] | None = None) -> None:
+        """Validate (scoring until `time_up`, if given); a stop requested meanwhile ends it
+        early and the run stops as between steps (validation never touches the training
+        state, so last.pt is exact)."""
         try:
-            self._validate(live)
+            self._validate(live, time_up)
         except Interrupted:
             path = self.save(LAST, live.elapsed())
             self.checkpoints.wait()
@@ -570,13 +585,17 @@ class Trainer:
                 f"resume with: charlstm train --resume {self.out_dir}"
             ) from None
 
-    def _validate(self, live: _Live) -> None:
+    def _validate(self, live: _Live, time_up: Callable[[], bool] | None = None) -> None:
         log = self.cfg.log
         with self.average.applied() if self.average is not None else nullcontext():
             if self.split is not None:
-                result, _ = score_split(self.model, self.vocab, self.split, self.val_docs)
+                result, _ = score_split(
+                    self.model, self.vocab, self.split, self.val_docs, stop_when=time_up
+                )
             else:
-                result = evaluate_ids(self.model, self.val_ids, streams=self.cfg.train.eval_streams)
+                result = evaluate_ids(self.model, self.val_ids,
+                                      streams=self.cfg.train.eval_streams,
+                                      stop_when=time_up)  # fmt: skip
             if self.is_main:  # the one sample of the run's log
                 settings = SampleSettings(
                     length=log.sample_length, temperature=log.sample_temperature, seed=self.step
@@ -592,7 +611,9 @@ class Trainer:
         live.writer.validation(self.step, result.loss, text)
         live.progress.message(
             f"step {self.step}: val loss {result.loss:.4f} bpc {result.bpc:.4f} "
-            f"on {result.chars:,} chars" + (" (best, saved best.pt)" if improved else "")
+            f"on {result.chars:,} chars"
+            + (" (cut at train.max_seconds)" if result.cut else "")
+            + (" (best, saved best.pt)" if improved else "")
         )
 
     def _log_sample(self, settings: SampleSettings) -> str:
