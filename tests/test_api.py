@@ -63,3 +63,34 @@ def test_errors_raise_charlstm_exceptions_never_exit(model, tmp_path):
         charlstm.load(tmp_path / "nothing.pt")
     with pytest.raises(charlstm.CharlstmError, match="device must be"):
         charlstm.load(tmp_path, device="tpu")
+
+
+def test_one_entry_point_decides_how_to_generate(model):
+    """Model.generate is what sample(), search() and the command line call: one
+    settings object in, one Generation out, what does not apply refused before work."""
+    from charlstm.options import SampleSettings
+
+    drawn = model.generate(SampleSettings(prime="the ", length=30, seed=4, num_samples=2))
+    assert drawn.mode == "sample" and drawn.asked == 2
+    assert drawn.texts == model.sample(prime="the ", length=30, seed=4, num_samples=2)
+    assert all(s.log_prob is None for s in drawn.samples)  # a plain draw is not scored
+    found = model.generate(prime="the ", length=30, beam=3)
+    assert found.mode == "search" and found.to_dict()["text"] == found.texts[0]
+    assert found.samples[0] == model.search(prime="the ", length=30, beam=3)
+    assert found.samples[0].bpc > 0 and found.samples[0].chars == 30
+    for option in ({"documents": 3}, {"label": "x"}):
+        with pytest.raises(charlstm.VocabError, match="need a document model"):
+            model.generate(**option)
+
+
+def test_the_server_request_holds_no_default_of_its_own():
+    from charlstm.options import SampleSettings
+    from charlstm.serve.app import SampleRequest
+
+    assert SampleRequest().to_settings() == SampleSettings()
+    assert SampleRequest(length=7, beam=2).to_settings() == SampleSettings(length=7, beam=2)
+
+
+def test_the_version_is_printed():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"charlstm {charlstm.__version__}\n"

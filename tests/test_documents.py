@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import random
 import re
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from conftest import quiet_console, scalars
+from typer.testing import CliRunner
 
 import charlstm
 from charlstm.checkpoint import load_checkpoint
+from charlstm.cli import app
 from charlstm.config import Config
 from charlstm.data.corpus import load_corpus
 from charlstm.data.documents import DocumentCutter, document_symbols
@@ -94,10 +95,15 @@ def labels_run(tmp_path_factory) -> Path:
     return root / "run"
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "charlstm", *args], capture_output=True, text=True, timeout=120
-    )
+def cli(*args: str) -> SimpleNamespace:
+    """`charlstm ARGS` in this process (a new process costs seconds of imports): its exit
+    code, stdout and stderr. An exception the command let escape fails the test, as a
+    traceback would."""
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout,
+                           stderr=result.stderr)  # fmt: skip
 
 
 # -- cutting a corpus into documents ----------------------------------------------------

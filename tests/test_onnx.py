@@ -101,7 +101,7 @@ def test_the_readme_snippet_samples_from_the_file(trained_run, tmp_path, capsys)
     export(trained_run, tmp_path / "model.onnx")
     page = Path(__file__).parent.parent / "docs" / "pages" / "export.md"
     readme = page.read_text(encoding="utf-8")
-    code = readme.split("### ONNX")[1].split("```python\n")[1].split("```")[0]
+    code = readme.split("## ONNX")[1].split("```python\n")[1].split("```")[0]
     assert len(code.strip().splitlines()) <= 14
     code = code.replace('"model.onnx"', repr(str(tmp_path / "model.onnx")))
     exec(code.replace('"def "', '"the "'), {})

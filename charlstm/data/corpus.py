@@ -1,12 +1,12 @@
-"""Corpora: list the files (sources/walk.py), read them as their types say
-(sources/read.py), encode the text once into a compact id array, cache it, split it.
+"""Corpora: list the files (walk.py), read them as their types say
+(read.py, records.py), encode the text once into a compact id array, cache it, split it.
 
 Encoding streams the files in chunks and writes the ids straight to the cache file, so
 memory stays near one chunk whatever the corpus size: a first pass reads every byte to
 find the vocabulary, the length and the content key; a second writes the ids in the
 smallest dtype (one byte per character for vocabularies up to 256). Later runs find the
 entry by the files' fingerprint without reading them, and memory-map it: training reads
-its windows from the map, so a corpus never has to fit in RAM (see corpus_cache.py).
+its windows from the map, so a corpus never has to fit in RAM (see cache.py).
 """
 
 from __future__ import annotations
