@@ -1,14 +1,16 @@
-"""charlstm from Python: load a trained model, sample from it, score text with it.
+"""charlstm from Python: load a trained model, generate with it, score text with it.
 
     >>> import charlstm
     >>> model = charlstm.load("runs/python-code")       # a file, a run folder, or None
     >>> print(model.sample(prime="def ", length=200, seed=1))
+    >>> model.generate(prime="def ", beam=8).samples[0].bpc   # the one entry point
     >>> for piece in model.stream(prime="class ", length=500):
     ...     print(piece, end="", flush=True)
     >>> model.score("for i in range(10):\\n    print(i)\\n").bpc
 
-The command line is built on this module: `charlstm sample`, `eval` and `inspect` make
-the same calls, so the same arguments give the same text and the same numbers. Errors
+The command line and the server are built on this module: `charlstm sample`, `eval` and
+`inspect` and the server's /sample make the same calls, so the same arguments give the
+same text and the same numbers. Errors
 are charlstm's own exceptions (CharlstmError and its subclasses), never an exit.
 """
 
@@ -46,7 +48,7 @@ from charlstm.generate.run import generate
 from charlstm.generate.sample import iter_samples
 from charlstm.inspect.ablation import ablated, parse_units
 from charlstm.model import CharRNN
-from charlstm.options import SampleSettings, ScoreSettings
+from charlstm.options import RUN_DEVICE, SampleSettings, ScoreSettings
 
 if TYPE_CHECKING:
     from charlstm.inspect.pipeline import Inspection
@@ -55,13 +57,14 @@ if TYPE_CHECKING:
 _SCORE = ScoreSettings()
 
 
-def load(path: str | Path | None = None, device: str | torch.device = "auto") -> Model:
+def load(path: str | Path | None = None, device: str | torch.device = RUN_DEVICE) -> Model:
     """A trained model, ready to sample and score.
 
     path: a checkpoint file, a run folder (its best.pt, else last.pt), or None for the
         newest run under ./runs.
-    device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps". A
-        checkpoint saved on a GPU loads anywhere.
+    device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"; by
+        default the CPU, as for every command that runs a trained model. A checkpoint
+        saved on a GPU loads anywhere.
     """
     where = device if isinstance(device, torch.device) else pick_device(device, "device")
     net, saved = load_for_inference(Path(path) if path is not None else None, where)

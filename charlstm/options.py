@@ -24,9 +24,10 @@ DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
 DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
 # The one default rule: training takes the fastest device here; a command that runs a
-# trained model (sample, eval, serve) takes the CPU unless told, since a checkpoint from
-# any machine loads there and a stream of one-character steps needs no GPU. inspect,
-# export and info read weights and activations into host memory: always the CPU.
+# trained model (sample, eval, serve, charlstm.load) takes the CPU unless told, since a
+# checkpoint from any machine loads there and a stream of one-character steps needs no
+# GPU. inspect, export and info read weights and activations into host memory: always
+# the CPU.
 TRAIN_DEVICE, RUN_DEVICE = "auto", "cpu"
 
 
