@@ -46,9 +46,10 @@ from charlstm.generate.documents import Known, Tally, known_documents
 from charlstm.generate.result import Generated, Generation
 from charlstm.generate.run import generate
 from charlstm.generate.sample import iter_samples
+from charlstm.generate.suggest import Suggestion, next_chars, next_words
 from charlstm.inspect.ablation import ablated, parse_units
 from charlstm.model import CharRNN
-from charlstm.options import RUN_DEVICE, SampleSettings, ScoreSettings
+from charlstm.options import RUN_DEVICE, SampleSettings, ScoreSettings, SuggestSettings
 
 if TYPE_CHECKING:
     from charlstm.inspect.pipeline import Inspection
@@ -191,6 +192,22 @@ class Model:
                 "stream() writes as it draws; a search knows its text at the end: call sample()"
             )
         return (piece for _, piece in iter_samples(self.net, self.vocab, prime, settings))
+
+    def next_chars(self, prime: str = "", n: int = 10, **options: Any) -> list[Suggestion]:
+        """The n likeliest next characters after `prime`, each with `.text` and `.prob`
+        (the model's own, temperature 1), most likely first; a document model's end is
+        `.ends`. Options: `unknown`, `label` (as `sample`)."""
+        settings = SampleSettings(prime=prime, **options)
+        SuggestSettings(chars=n, words=0)
+        return next_chars(self.net, self.vocab, settings, n)
+
+    def next_words(self, prime: str = "", n: int = 5, **options: Any) -> list[Suggestion]:
+        """The n likeliest next words after `prime` (the rule: docs/pages/sampling.md),
+        each with `.text` and `.prob`, most likely first; for a document model, the n
+        likeliest completions of the document. Options as `next_chars`."""
+        settings = SampleSettings(prime=prime, **options)
+        SuggestSettings(chars=0, words=n)
+        return next_words(self.net, self.vocab, settings, n)
 
     # -- looking inside ----------------------------------------------------------------
     def inspect(self, text: str, **options: Any) -> Inspection:

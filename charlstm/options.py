@@ -154,6 +154,24 @@ class SampleSettings:
 
 
 @dataclass(frozen=True)
+class SuggestSettings:
+    """How many of what could come next `charlstm suggest` (Model.next_chars and
+    next_words, the server's /suggest) lists."""
+
+    chars: int = option(10, "The likeliest next characters to list, with their odds.")
+    words: int = option(5, "The likeliest next words to list (a document model: completions).")
+
+    def __post_init__(self) -> None:
+        _check(
+            [
+                (0 <= self.chars <= 1000, f"--chars must be in 0..1000 (got {self.chars})"),
+                (0 <= self.words <= 100, f"--words must be in 0..100 (got {self.words})"),
+                (self.chars or self.words, "give --chars N or --words N (or both)"),
+            ]
+        )
+
+
+@dataclass(frozen=True)
 class ScoreSettings:
     """How a text is walked when it is scored (charlstm eval, Model.score/evaluate,
     validation during training)."""

@@ -23,6 +23,7 @@ PAGE_OF = {
     "train": "training.md",
     "info": "training.md",
     "sample": "sampling.md",
+    "suggest": "sampling.md",
     "eval": "evaluation.md",
     "inspect": "inspect.md",
     "tasks generate": "inspect.md",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import socket
 import subprocess
@@ -105,6 +106,44 @@ def test_the_openai_client_works_unchanged(server, trained_run):
     streamed = client.completions.create(model="any", prompt="the ", max_tokens=60, seed=3,
                                          temperature=0.8, stream=True)  # fmt: skip
     assert "".join(chunk.choices[0].text for chunk in streamed) == text
+
+
+def test_top_logprobs_are_the_likeliest_alternatives_whole_and_streamed(server, trained_run):
+    """logprobs: N gives, for each character, the N likeliest characters at its place
+    with their log-probabilities (OpenAI's shape, read by the official client): the
+    model's own softmax, the drawn character's among them when it is that likely."""
+    openai = pytest.importorskip("openai")
+    import charlstm
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    made = client.completions.create(model="any", prompt="the ", max_tokens=12, seed=3,
+                                     temperature=0.8, logprobs=3)  # fmt: skip
+    lp = made.choices[0].logprobs
+    assert len(lp.top_logprobs) == 12 and all(len(top) == 3 for top in lp.top_logprobs)
+    model = charlstm.load(trained_run)
+    first = {s.text: math.log(s.prob) for s in model.next_chars("the ", 3)}
+    assert lp.top_logprobs[0] == pytest.approx(first, abs=1e-5)
+    for char, chosen, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
+        assert max(top.values()) >= chosen and (char not in top or top[char] == chosen)
+    streamed = client.completions.create(model="any", prompt="the ", max_tokens=12, seed=3,
+                                         temperature=0.8, logprobs=3, stream=True)  # fmt: skip
+    tops = [t for chunk in streamed if chunk.choices[0].logprobs
+            for t in chunk.choices[0].logprobs.top_logprobs]  # fmt: skip
+    assert tops == lp.top_logprobs
+
+
+def test_the_suggest_endpoint_answers_as_the_command_line(server, trained_run):
+    import charlstm
+
+    answer = server.post("/suggest", {"prime": "the ", "chars": 4, "words": 3}).json()
+    model = charlstm.load(trained_run)
+    assert [c["text"] for c in answer["chars"]] == [c.text for c in model.next_chars("the ", 4)]
+    assert [w["prob"] for w in answer["words"]] == pytest.approx(
+        [w.prob for w in model.next_words("the ", 3)]
+    )
+    assert server.post("/suggest", {"chars": -1}).status_code == 422
+    refused = server.post("/suggest", {"label": "x"})
+    assert refused.status_code == 400 and "need a document model" in refused.text
 
 
 @pytest.mark.slow

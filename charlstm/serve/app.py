@@ -3,8 +3,9 @@ so a bad field is a 422 naming it) on uvicorn.
 
 Endpoints: POST /v1/completions in OpenAI's shape (serve/completions.py), GET
 /v1/models, and charlstm's own POST /sample (every option of `charlstm sample`), POST
-/score, GET /info and GET /health. Each request model converts to the one settings
-object (`to_settings`). Requests never name files on the server.
+/suggest (`charlstm suggest`), POST /score, GET /info and GET /health. Each request
+model converts to the one settings object (`to_settings`). Requests never name files on
+the server.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from charlstm.errors import CharlstmError
-from charlstm.options import SampleSettings, ServeSettings
+from charlstm.generate.run import mode_of
+from charlstm.options import SampleSettings, ServeSettings, SuggestSettings
 from charlstm.serve.completions import completions
 from charlstm.serve.engine import Engine
 from charlstm.serve.service import RETRY_AFTER_S, Busy, Service, error, service_of
@@ -49,6 +51,24 @@ class SampleRequest(BaseModel):
 
     def to_settings(self) -> SampleSettings:
         return SampleSettings(**self.model_dump(exclude_none=True))
+
+
+class SuggestRequest(BaseModel):
+    """`charlstm suggest`'s options by the same names; defaults are SuggestSettings' and
+    SampleSettings' own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prime: str | None = None
+    chars: int | None = None
+    words: int | None = None
+    unknown: Literal["error", "skip"] | None = None
+    label: str | None = None
+
+    def to_settings(self) -> tuple[SampleSettings, SuggestSettings]:
+        given = self.model_dump(exclude_none=True)
+        asked = {k: given.pop(k) for k in ("chars", "words") if k in given}
+        return SampleSettings(**given), SuggestSettings(**asked)
 
 
 class ScoreRequest(BaseModel):
@@ -143,6 +163,32 @@ async def sample(body: SampleRequest, request: Request):
     return made.to_dict()
 
 
+async def suggest(body: SuggestRequest, request: Request):
+    """The likeliest next characters and words (or a document model's completions),
+    with the model's own probabilities."""
+    s = service_of(request)
+    try:
+        settings, asked = body.to_settings()
+    except CharlstmError as err:
+        return error(422, str(err))
+    if len(settings.prime) > s.max_text:
+        return error(400, f"prime: at most {s.max_text:,} characters")
+    model = s.served.model
+
+    def work():
+        mode_of(model.vocab, settings)
+        chars = model.next_chars(settings.prime, asked.chars, unknown=settings.unknown,
+                                 label=settings.label) if asked.chars else []  # fmt: skip
+        words = model.next_words(settings.prime, asked.words, unknown=settings.unknown,
+                                 label=settings.label) if asked.words else []  # fmt: skip
+        return {"chars": [c.to_dict() for c in chars], "words": [w.to_dict() for w in words]}
+
+    try:
+        return await s.in_worker(request, work)
+    except CharlstmError as err:
+        return error(400, str(err))
+
+
 async def score(body: ScoreRequest, request: Request):
     s = service_of(request)
     model = s.served.model
@@ -168,4 +214,5 @@ ROUTES = [
     ("/info", info, "GET"),
     ("/sample", sample, "POST"),
     ("/score", score, "POST"),
+    ("/suggest", suggest, "POST"),
 ]

@@ -94,7 +94,8 @@ def _submit(s: Service, body, settings: SampleSettings, context, stops, events) 
     try:
         for i in range(body.n):
             seed = None if body.seed is None else body.seed + i
-            stream = Stream(context, replace(settings, seed=seed), stops, events, index=i)
+            stream = Stream(context, replace(settings, seed=seed), stops, events, index=i,
+                            top=body.logprobs or 0)  # fmt: skip
             s.engine.submit(stream)
             streams.append(stream)
     except Full:
@@ -106,23 +107,22 @@ def _submit(s: Service, body, settings: SampleSettings, context, stops, events) 
 
 def _whole(head: dict, results, body, prompt: str, scope) -> dict:
     choices = []
-    for i, (text, lps, done) in enumerate(results):
-        choice = {"text": (prompt if body.echo else "") + text, "index": i,
+    for i, (piece, done) in enumerate(results):
+        choice = {"text": (prompt if body.echo else "") + piece.text, "index": i,
                   "finish_reason": done.finish_reason, "logprobs": None}  # fmt: skip
         if body.logprobs is not None:
-            choice["logprobs"] = _logprobs(text, lps)
+            choice["logprobs"] = _logprobs(piece)
         choices.append(choice)
-    generated = sum(done.chars for _, _, done in results)
+    generated = sum(done.chars for _, done in results)
     note_chars(scope, generated)
     usage = {"prompt_tokens": len(prompt), "completion_tokens": generated,
              "total_tokens": len(prompt) + generated}  # fmt: skip
     return {**head, "choices": choices, "usage": usage}
 
 
-async def _collect(events: asyncio.Queue, count: int) -> list[tuple[str, list, Done]]:
-    """(text, log-probabilities, Done) of each of `count` choices, in index order."""
-    pieces: list[list[str]] = [[] for _ in range(count)]
-    lps: list[list[float]] = [[] for _ in range(count)]
+async def _collect(events: asyncio.Queue, count: int) -> list[tuple[Piece, Done]]:
+    """(all its text as one Piece, Done) of each of `count` choices, in index order."""
+    pieces: list[list[Piece]] = [[] for _ in range(count)]
     done: list[Done | None] = [None] * count
     left = count
     while left:
@@ -130,15 +130,22 @@ async def _collect(events: asyncio.Queue, count: int) -> list[tuple[str, list, D
         if isinstance(item, Done):
             done[i], left = item, left - 1
         else:
-            pieces[i].append(item.text)
-            lps[i] += item.log_probs
-    return [("".join(p), lp, d) for p, lp, d in zip(pieces, lps, done, strict=True)]
+            pieces[i].append(item)
+    return [(_joined(p), d) for p, d in zip(pieces, done, strict=True)]
 
 
-def _logprobs(text: str, lps: list[float]) -> dict:
-    offsets = list(range(len(text)))
-    return {"tokens": list(text), "token_logprobs": lps, "top_logprobs": None,
-            "text_offset": offsets}  # fmt: skip
+def _joined(pieces: list[Piece]) -> Piece:
+    tops = [t for p in pieces for t in p.top] if pieces and pieces[0].top is not None else None
+    return Piece("".join(p.text for p in pieces), [lp for p in pieces for lp in p.log_probs],
+                 tops)  # fmt: skip
+
+
+def _logprobs(piece: Piece) -> dict:
+    """OpenAI's logprobs object: each character, its log-probability, and (logprobs: N)
+    the N likeliest characters at its place with theirs."""
+    offsets = list(range(len(piece.text)))
+    return {"tokens": list(piece.text), "token_logprobs": piece.log_probs,
+            "top_logprobs": piece.top, "text_offset": offsets}  # fmt: skip
 
 
 async def _sse(head: dict, streams: list[Stream], events: asyncio.Queue, body, prompt: str,
@@ -156,21 +163,19 @@ async def _sse(head: dict, streams: list[Stream], events: asyncio.Queue, body, p
             ready = [await events.get()]
             while not events.empty():
                 ready.append(events.get_nowait())
-            text: dict[int, list[str]] = {}
-            lps: dict[int, list[float]] = {}
+            made: dict[int, list[Piece]] = {}
             ended = []
             for i, item in ready:
                 if isinstance(item, Piece):
-                    text.setdefault(i, []).append(item.text)
-                    lps.setdefault(i, []).extend(item.log_probs)
+                    made.setdefault(i, []).append(item)
                 else:
                     ended.append((i, item))
-            if text:
+            if made:
                 note_first_text(scope)
-            for i, pieces in text.items():
-                joined = "".join(pieces)
-                shown = _logprobs(joined, lps[i]) if body.logprobs is not None else None
-                yield _event(head, i, joined, None, shown)
+            for i, pieces in made.items():
+                piece = _joined(pieces)
+                shown = _logprobs(piece) if body.logprobs is not None else None
+                yield _event(head, i, piece.text, None, shown)
             for i, item in ended:
                 left -= 1
                 generated += item.chars

@@ -47,6 +47,8 @@ from charlstm.options import SampleSettings
 class Piece:
     text: str
     log_probs: list[float]  # one per character of `text` (the model's own, T = 1)
+    # with Stream.top: per character, the `top` likeliest alternatives {text: log-prob}
+    top: list[dict[str, float]] | None = None
 
 
 @dataclass
@@ -64,15 +66,17 @@ class Stream:
     # (index, Piece or Done) arrive here; the streams of one request may share a queue
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     index: int = 0  # which choice of its request
+    top: int = 0  # alternatives given for each character (OpenAI's logprobs: N)
     cancelled: bool = False
     # the engine's own
     sampler: Sampler | None = None
     decoder: object = None
     produced: int = 0
     pending: str = ""  # decoded, held back while it may begin a stop string
-    pending_lp: list[float] = field(default_factory=list)
+    # per character, its log-probability (with `top`: and its alternatives, a pair)
+    pending_lp: list = field(default_factory=list)
     ready: list[str] = field(default_factory=list)  # final, not yet handed over
-    ready_lp: list[float] = field(default_factory=list)
+    ready_lp: list = field(default_factory=list)
     hand_at: float = 0.0  # monotonic time of the next hand-over (0: at once)
     finish_reason: str | None = None
     warm_state: object = None  # the state after the prime read so far
@@ -235,6 +239,15 @@ class Engine:
         chosen = draw_rows(logits, [s.sampler for s in self.streams])  # (rows, 1)
         own = F.log_softmax(logits[:, -1].double(), dim=-1)
         picked = own.gather(1, chosen).squeeze(1).tolist()  # waits for the device
+        top = max(s.top for s in self.streams)
+        if top:  # alternatives only when a stream asked for them: they cost a read
+            values, ids = own.topk(min(top, own.shape[1]), dim=-1)
+            alternatives = [
+                [(self._shown(i), v) for i, v in zip(row_ids, row_values, strict=True)]
+                for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)
+            ]  # fmt: skip
+            rows = zip(self.streams, picked, alternatives, strict=True)
+            picked = [(lp, dict(alt[: s.top])) if s.top else lp for s, lp, alt in rows]
         self.last = chosen
         now = time.monotonic()
         # the event loop's work stays bounded however many streams there are: past
@@ -253,14 +266,23 @@ class Engine:
         the stream has ended; then its end."""
         ended = stream.sampler is None
         if stream.ready and (ended or now >= stream.hand_at):
-            piece = Piece("".join(stream.ready), stream.ready_lp)
+            if stream.top:
+                lps, tops = zip(*stream.ready_lp, strict=True)
+                piece = Piece("".join(stream.ready), list(lps), list(tops))
+            else:
+                piece = Piece("".join(stream.ready), stream.ready_lp)
             stream.events.put_nowait((stream.index, piece))
             stream.ready, stream.ready_lp = [], []
             stream.hand_at = now + interval
         if ended:
             stream.events.put_nowait((stream.index, Done(stream.finish_reason, stream.produced)))
 
-    def _advance(self, stream: Stream, token: int, log_prob: float) -> None:
+    def _shown(self, token: int) -> str:
+        """An alternative as text: its character (a byte model's byte as it decodes
+        alone), or "<end>" for a document's end."""
+        return "<end>" if token == self.vocab.end_id else self.vocab.decode([token])
+
+    def _advance(self, stream: Stream, token: int, log_prob) -> None:
         end = self.vocab.end_id
         if end is not None and token == end:
             self._finish(stream, "stop")
@@ -280,7 +302,7 @@ class Engine:
             self._release_text(stream, len(stream.pending))
             self._finish(stream, "length")
 
-    def _hold_for_stops(self, stream: Stream, piece: str, log_prob: float) -> None:
+    def _hold_for_stops(self, stream: Stream, piece: str, log_prob) -> None:
         """Text that may begin a stop string waits until it cannot; a stop string found
         ends the stream before it."""
         stream.pending += piece

@@ -1,0 +1,74 @@
+"""`charlstm suggest`: the likeliest next characters and words after a prime, with the
+model's own odds (charlstm/generate/suggest.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from charlstm.cli.common import (
+    DEFAULT_DEVICE,
+    CheckpointOpt,
+    DeviceOpt,
+    fail,
+    option_of,
+    out,
+    settings_from,
+)
+from charlstm.errors import CharlstmError
+from charlstm.interrupt import StopRequests
+from charlstm.options import SampleSettings, SuggestSettings
+
+S, Ask = SampleSettings(), SuggestSettings()
+
+PrimeOpt = Annotated[str, option_of(SampleSettings, "prime", "--prime", "-p")]
+CharsOpt = Annotated[int, option_of(SuggestSettings, "chars", "--chars")]
+WordsOpt = Annotated[int, option_of(SuggestSettings, "words", "--words")]
+UnknownOpt = Annotated[str, option_of(SampleSettings, "unknown", "--unknown")]
+LabelOpt = Annotated[str | None, option_of(SampleSettings, "label", "--label")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object: chars, words.")]
+
+
+def suggest(
+    checkpoint: CheckpointOpt = None,
+    prime: PrimeOpt = S.prime,
+    chars: CharsOpt = Ask.chars,
+    words: WordsOpt = Ask.words,
+    unknown: UnknownOpt = S.unknown,
+    label: LabelOpt = S.label,
+    as_json: JsonOpt = False,
+    device: DeviceOpt = DEFAULT_DEVICE,
+) -> None:
+    """The likeliest next characters and words after a prime, with their odds."""
+    from charlstm.api import load
+    from charlstm.device import pick_device
+    from charlstm.generate.run import mode_of
+
+    try:
+        asked = settings_from(SuggestSettings, locals())
+        settings = SampleSettings(prime=prime, unknown=unknown, label=label)
+        model = load(checkpoint, pick_device(device))
+        mode_of(model.vocab, settings)  # a label on a text model: one line before work
+        with StopRequests():
+            found = {
+                "chars": model.next_chars(prime, asked.chars, unknown=unknown, label=label)
+                if asked.chars else [],
+                "words": model.next_words(prime, asked.words, unknown=unknown, label=label)
+                if asked.words else [],
+            }  # fmt: skip
+    except CharlstmError as error:
+        raise fail(error) from None
+    if as_json:
+        shown = {kind: [s.to_dict() for s in found[kind]] for kind in found}
+        sys.stdout.write(json.dumps(shown, ensure_ascii=False) + "\n")
+        return
+    completions = "completions" if model.vocab.documents else "words"
+    for kind, title in (("chars", "characters"), ("words", completions)):
+        if found[kind]:
+            out.print(f"next {title} after {prime!r}:", markup=False)
+        for s in found[kind]:
+            out.print(f"  {s.prob:7.2%}  " + ("(end)" if s.ends and not s.text else repr(s.text)),
+                      markup=False)  # fmt: skip

@@ -1,0 +1,142 @@
+"""What could come next: the likeliest next characters and the likeliest next words,
+each with the model's own probability (temperature 1), as char-rnn users have long
+asked ("a: 0.5, b: 0.4, ...") and word-suggesting editors show.
+
+A word is a run of word characters (letters, digits and the underscore; in a byte
+model, any byte past ASCII too). The next word is what follows the prime: spaces first
+when the prime does not end inside a word, then word characters, ended by the first
+character that is neither; that character is not part of the word, and the word's
+probability sums over every character that could end it. A document model's next
+"words" are whole completions of the document, ended by its end.
+
+The N likeliest are found exactly by a best-first search over prefixes: a prefix's
+probability bounds that of every word extending it, so once N words are at least as
+likely as the likeliest prefix not yet read, no other word can be likelier. The search
+reads at most `max_chars` characters past the prime and makes at most `max_steps` model
+steps (then it returns the best found).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from charlstm import interrupt
+from charlstm.data.vocab import Vocab
+from charlstm.generate.context import start_context
+from charlstm.model import CharRNN, State, evaluating
+from charlstm.options import SampleSettings
+
+MAX_WORD_CHARS = 24  # characters a next word may have (a document's completion: 200)
+MAX_DOCUMENT_CHARS = 200
+MAX_STEPS = 4000  # model steps one search may make
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str  # what would come next ("" with `ends`: the document's end)
+    prob: float  # the model's probability of it, given the prime
+    ends: bool = False  # a document model's end (next_chars), or a completion ending it
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "prob": self.prob, "log_prob": math.log(self.prob),
+                "ends": self.ends}  # fmt: skip
+
+
+def _step(net: CharRNN, ids: list[int], state: State | None) -> tuple[torch.Tensor, State]:
+    """Log-probabilities (vocab,) after reading `ids` from `state`, and the new state."""
+    device = next(net.parameters()).device
+    logits, state = net(torch.tensor([ids], device=device), state)
+    return F.log_softmax(logits[0, -1].double(), dim=-1), state
+
+
+@torch.no_grad()
+def next_chars(net: CharRNN, vocab: Vocab, settings: SampleSettings, n: int) -> list[Suggestion]:
+    """The n likeliest next characters after settings.prime (read as sampling reads it),
+    most likely first."""
+    _, context = start_context(vocab, settings.prime, settings)
+    with evaluating(net):
+        log_probs, _ = _step(net, context, None)
+    top = log_probs.topk(min(n, log_probs.numel()))
+    return [_suggestion(vocab, [i], lp) for lp, i in zip(*(t.tolist() for t in top), strict=True)]
+
+
+def _suggestion(vocab: Vocab, ids: list[int], log_prob: float) -> Suggestion:
+    ends = bool(ids) and ids[-1] == vocab.end_id
+    return Suggestion(vocab.decode(ids[:-1] if ends else ids), math.exp(log_prob), ends)
+
+
+def _word_kinds(vocab: Vocab) -> tuple[set[int], set[int]]:
+    """The ids of word characters and of spaces (the rest end a word)."""
+    word, space = set(), set()
+    for i, symbol in enumerate(vocab.code_points):
+        if i in vocab.special_ids:
+            continue
+        if vocab.mode == "byte":
+            char, beyond = chr(symbol), symbol >= 0x80
+        else:
+            char, beyond = chr(symbol), False
+        if beyond or char.isalnum() or char == "_":
+            word.add(i)
+        elif char in " \t":
+            space.add(i)
+    return word, space
+
+
+@torch.no_grad()
+def next_words(
+    net: CharRNN,
+    vocab: Vocab,
+    settings: SampleSettings,
+    n: int,
+    max_chars: int | None = None,
+    max_steps: int = MAX_STEPS,
+) -> list[Suggestion]:
+    """The n likeliest next words after settings.prime (see the module's docstring),
+    most likely first; for a document model, the n likeliest completions."""
+    shown, context = start_context(vocab, settings.prime, settings)
+    documents = vocab.documents
+    max_chars = max_chars or (MAX_DOCUMENT_CHARS if documents else MAX_WORD_CHARS)
+    word, space = _word_kinds(vocab)
+    inside = not documents and bool(shown) and (shown[-1].isalnum() or shown[-1] == "_")
+    found: dict[tuple[int, ...], float] = {}  # word ids -> probability
+    order = itertools.count()  # ties popped in the order pushed
+    # (-log P(prefix), tiebreak, prefix ids, in a word, parent state, the ids to read)
+    heap = [(0.0, next(order), (), inside, None, context)]
+    steps = 0
+    with evaluating(net):
+        while heap and steps < max_steps:
+            neg, _, prefix, in_word, state, read = heapq.heappop(heap)
+            if len(found) >= n and sorted(found.values())[-n] >= math.exp(-neg):
+                break  # nothing left can beat the n found
+            interrupt.check("suggesting")
+            log_probs, state = _step(net, list(read), state)
+            steps += 1
+            prob = torch.exp(log_probs - neg).tolist()  # P(prefix, then each id)
+            floor = sorted(found.values())[-n] if len(found) >= n else 0.0
+            for i, p in enumerate(prob):
+                if documents:
+                    if i == vocab.end_id:
+                        found[prefix] = found.get(prefix, 0.0) + p
+                        continue
+                    grows = i not in vocab.special_ids
+                elif i in word:
+                    grows = True
+                elif i in space and not in_word:
+                    grows = True
+                else:  # the word ends here, if there is one
+                    if in_word and prefix:
+                        found[prefix] = found.get(prefix, 0.0) + p
+                    continue
+                if grows and len(prefix) < max_chars and p > floor:
+                    child = (-math.log(p), next(order), (*prefix, i), in_word or i in word,
+                             state, (i,))  # fmt: skip
+                    heapq.heappush(heap, child)
+    best = sorted(found.items(), key=lambda kv: -kv[1])[:n]
+    end = () if not documents else (vocab.end_id,)
+    return [_suggestion(vocab, [*ids, *end], math.log(p)) for ids, p in best]
