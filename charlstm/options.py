@@ -94,6 +94,19 @@ class SampleSettings:
     unique: bool = option(False, "Documents: drop repeats.")
     novel: bool = option(False, "Documents: drop those found verbatim in the training corpus.")
     label: str | None = option(None, "Labelled document models: generate for this label.")
+    regex: str | None = option(
+        None, "Each sample (each document) is a full match of this pattern (. matches a newline)."
+    )
+    contains: tuple[str, ...] = option((), "Each sample contains this text (repeatable).")
+    ends_with: str | None = option(None, "Each sample ends with this text.")
+    allow: str | None = option(None, "Generate only these characters.")
+    ban: str | None = option(None, "Never generate these characters.")
+    min_length: int | None = option(
+        None, "At least this many characters generated (documents: before their end)."
+    )
+    max_length: int | None = option(
+        None, "At most this many characters generated (a constrained text may end sooner)."
+    )
 
     @property
     def chars_asked(self) -> int:
@@ -101,8 +114,25 @@ class SampleSettings:
         return self.length * max(self.num_samples, self.documents or 1, self.best_of or 1)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "contains", tuple(self.contains or ()))  # a parser's list
         _check(
             [
+                (
+                    self.min_length is None or self.min_length >= 0,
+                    f"--min-length must be >= 0 (got {self.min_length})",
+                ),
+                (
+                    self.max_length is None or self.max_length >= 1,
+                    f"--max-length must be >= 1 (got {self.max_length})",
+                ),
+                (
+                    self.min_length is None
+                    or self.min_length <= min(self.length, self.max_length or self.length),
+                    "--min-length is more than --length / --max-length allow",
+                ),
+                (all(self.contains), "--contains must not be empty"),
+                (self.ends_with is None or self.ends_with != "", "--ends-with must not be empty"),
+                (self.allow is None or self.allow != "", "--allow must not be empty"),
                 (self.length >= 0, f"--length must be >= 0 (got {self.length})"),
                 (self.temperature > 0, f"--temperature must be > 0 (got {self.temperature})"),
                 (

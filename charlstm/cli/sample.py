@@ -46,6 +46,13 @@ DocumentsOpt = Annotated[int | None, option_of(SampleSettings, "documents", "--d
 UniqueOpt = Annotated[bool, option_of(SampleSettings, "unique", "--unique")]
 NovelOpt = Annotated[bool, option_of(SampleSettings, "novel", "--novel")]
 LabelOpt = Annotated[str | None, option_of(SampleSettings, "label", "--label")]
+RegexOpt = Annotated[str | None, option_of(SampleSettings, "regex", "--regex")]
+ContainsOpt = Annotated[list[str] | None, option_of(SampleSettings, "contains", "--contains")]
+EndsWithOpt = Annotated[str | None, option_of(SampleSettings, "ends_with", "--ends-with")]
+AllowOpt = Annotated[str | None, option_of(SampleSettings, "allow", "--allow")]
+BanOpt = Annotated[str | None, option_of(SampleSettings, "ban", "--ban")]
+MinLengthOpt = Annotated[int | None, option_of(SampleSettings, "min_length", "--min-length")]
+MaxLengthOpt = Annotated[int | None, option_of(SampleSettings, "max_length", "--max-length")]
 JsonlOpt = Annotated[
     bool,
     typer.Option("--jsonl", help="Documents: one JSON object each (text, log_prob, bpc, chars)."),
@@ -73,6 +80,13 @@ def sample(
     unique: UniqueOpt = S.unique,
     novel: NovelOpt = S.novel,
     label: LabelOpt = S.label,
+    regex: RegexOpt = S.regex,
+    contains: ContainsOpt = None,
+    ends_with: EndsWithOpt = S.ends_with,
+    allow: AllowOpt = S.allow,
+    ban: BanOpt = S.ban,
+    min_length: MinLengthOpt = S.min_length,
+    max_length: MaxLengthOpt = S.max_length,
     as_jsonl: JsonlOpt = False,
     output: OutputOpt = None,
     device: DeviceOpt = DEFAULT_DEVICE,

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from charlstm import interrupt
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
+from charlstm.generate.constraints import constraint_for
 from charlstm.generate.context import document_context
 from charlstm.generate.result import Generated
 from charlstm.generate.sample import Sampler, one_char_steps
@@ -85,13 +86,20 @@ def make_documents(
             _, state = model(torch.tensor(context[:-1], device=device).expand(count, -1), state)
         last = torch.full((count, 1), context[-1], dtype=torch.long, device=device)
         ended = torch.zeros(count, dtype=torch.bool, device=device)
+        constraint = constraint_for(vocab, settings, device)
+        if constraint is not None:
+            states = constraint.start(vocab.encode(shown_prime).tolist(), count)
         drawn, log_probs = [], []
         for step in range(settings.length + 1):  # the end may follow the last character
             interrupt.check("sampling")
             with one_char_steps(device):
                 logits, state = model(last, state)
             logits = logits[:, -1]
-            choice = sampler(logits)
+            if constraint is None:
+                choice = sampler(logits)
+            else:  # the end is allowed where the text is a whole match
+                choice = sampler(logits, constraint.allowed(states, step))
+                states = constraint.advance(states, choice)
             own = F.log_softmax(logits.double(), dim=-1)
             picked = own.gather(1, choice[:, None]).squeeze(1)
             log_probs.append(torch.where(ended, torch.zeros_like(picked), picked))

@@ -16,6 +16,7 @@ import torch
 
 from charlstm import interrupt
 from charlstm.data.vocab import Vocab
+from charlstm.generate.constraints import constraint_for
 from charlstm.generate.context import prime_context
 from charlstm.model import CharRNN, evaluating
 from charlstm.options import SampleSettings
@@ -43,8 +44,11 @@ class Sampler:
         self._noise: tuple[torch.Tensor, ...] = ()
         self._used = 0
 
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """`allowed` (rows, vocab), from a Constraint: only those ids can be drawn."""
         s = self.s
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed.view(logits.shape), -math.inf)
         if s.greedy:
             return logits.argmax(dim=-1)
         x = logits.float()
@@ -220,6 +224,10 @@ def iter_samples(
         sampler = Sampler(settings)
         batch = settings.num_samples
         samples = [_SampleText(vocab, settings.stop) for _ in range(batch)]
+        constraint = constraint_for(vocab, settings, device)
+        if constraint is not None:
+            states = constraint.start(vocab.encode(prime).tolist(), batch)
+            watched = True  # which rows have ended is known every step
         if prime:
             for i in range(batch):
                 yield i, prime
@@ -234,7 +242,17 @@ def iter_samples(
             interrupt.check("sampling")
             with one_char_steps(device):
                 logits, state = model(last, state)  # (batch, 1, vocab)
-            last = sampler(logits)  # (batch, 1), drawn on the device: it feeds the next step
+            allowed = None
+            if constraint is not None:
+                allowed = constraint.allowed(states, step)
+                # waits for the device: a row that cannot go on is a whole match, ended
+                for sample, open_ in zip(samples, allowed.any(dim=1).tolist(), strict=True):
+                    sample.done = sample.done or not open_
+                if all(s.done for s in samples):
+                    break
+            last = sampler(logits, allowed)  # (batch, 1), drawn on the device: the next input
+            if constraint is not None:
+                states = constraint.advance(states, last[:, 0])
             pending.append(last)
             if len(pending) < every and step < settings.length - 1:
                 continue

@@ -11,6 +11,7 @@ at the end id (its probability counted too), or at `length` characters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from charlstm import interrupt
 from charlstm.data.vocab import Vocab
+from charlstm.generate.constraints import constraint_for
 from charlstm.generate.context import prime_context, start_context
 from charlstm.generate.documents import make_documents
 from charlstm.generate.result import Generated
@@ -64,17 +66,40 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
         beams: list[list[int]] = [[]]
         scores = torch.zeros(1, dtype=torch.float64, device=device)
         finished: list[tuple[float, list[int], str]] = []  # log-prob, ids, text
-        for _ in range(settings.length):
+        constraint = constraint_for(vocab, settings, device)
+        if constraint is not None:
+            states = constraint.start(vocab.encode(shown_prime).tolist(), 1)
+        # a constrained document ends where it matches: its end may follow the last character
+        steps = settings.length + (constraint is not None and end is not None)
+        for step in range(steps):
             interrupt.check("searching")
             logits, state = model(last, state)
             logp = F.log_softmax(logits[:, -1].double(), dim=-1)  # (beams, vocab)
+            if constraint is not None:
+                allowed = constraint.allowed(states, step)
+                open_ = allowed.any(dim=1).tolist()  # waits for the device
+                for i in (i for i, o in enumerate(open_) if not o):  # whole matches, ended
+                    finished.append((float(scores[i]), beams[i], vocab.decode(beams[i])))
+                keep = torch.tensor([i for i, o in enumerate(open_) if o], device=device)
+                if len(keep) == 0:
+                    beams, scores = [], scores[:0]
+                    break
+                if len(keep) < len(beams):
+                    beams = [beams[i] for i in keep.tolist()]
+                    scores, logp, allowed = scores[keep], logp[keep], allowed[keep]
+                    state, states = _select(state, keep), states[keep]
+                logp = logp.masked_fill(~allowed, -math.inf)
             total = (scores[:, None] + logp).flatten()
             top = total.topk(min(width, total.numel()))
+            found = torch.isfinite(top.values)  # a constraint may leave fewer than `width`
+            top_values, top_indices = top.values[found], top.indices[found]
             # waits for the device: the chosen rows and characters come back
-            rows, chars = (top.indices // logp.shape[1]).tolist(), (top.indices % logp.shape[1])
+            rows, chars = (top_indices // logp.shape[1]).tolist(), (top_indices % logp.shape[1])
             beams = [beams[r] + [c] for r, c in zip(rows, chars.tolist(), strict=True)]
-            scores = top.values
+            scores = top_values
             state = _select(state, torch.tensor(rows, device=device))
+            if constraint is not None:
+                states = constraint.advance(states[torch.tensor(rows, device=device)], chars)
             last = chars[:, None]
             if settings.stop is not None or end is not None:
                 keep = []
@@ -95,6 +120,8 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
                     beams = [beams[i] for i in keep]
                     scores, last = scores[index], last[index]
                     state = _select(state, index)
+                    if constraint is not None:
+                        states = states[index]
         ended = zip(scores.tolist(), beams, strict=True)
         finished += [(score, ids, vocab.decode(ids)) for score, ids in ended]
         # per prediction; a document's end is one of its predictions

@@ -48,6 +48,13 @@ class SampleRequest(BaseModel):
     unique: bool | None = None
     novel: bool | None = None
     label: str | None = None
+    regex: str | None = None
+    contains: list[str] | None = None
+    ends_with: str | None = None
+    allow: str | None = None
+    ban: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
 
     def to_settings(self) -> SampleSettings:
         return SampleSettings(**self.model_dump(exclude_none=True))
