@@ -113,6 +113,13 @@ class SampleSettings:
         """The most characters these settings can make: what a server caps."""
         return self.length * max(self.num_samples, self.documents or 1, self.best_of or 1)
 
+    repetition_penalty: float | None = option(
+        None, "Divide the odds of characters seen in the window by this (CTRL's rule; > 1)."
+    )
+    # 64: about a line of code or prose, the span of most attractor loops.
+    repetition_window: int = option(64, "The last characters the penalty looks at.")
+    no_repeat_ngram: int | None = option(None, "No character n-gram twice in one sample.")
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "contains", tuple(self.contains or ()))  # a parser's list
         _check(
@@ -131,6 +138,18 @@ class SampleSettings:
                     "--min-length is more than --length / --max-length allow",
                 ),
                 (all(self.contains), "--contains must not be empty"),
+                (
+                    self.repetition_penalty is None or 1.0 <= self.repetition_penalty <= 100.0,
+                    f"--repetition-penalty must be in 1..100 (got {self.repetition_penalty})",
+                ),
+                (
+                    1 <= self.repetition_window <= 100_000,
+                    f"--repetition-window must be in 1..100000 (got {self.repetition_window})",
+                ),
+                (
+                    self.no_repeat_ngram is None or 1 <= self.no_repeat_ngram <= 1000,
+                    f"--no-repeat-ngram must be in 1..1000 (got {self.no_repeat_ngram})",
+                ),
                 (self.ends_with is None or self.ends_with != "", "--ends-with must not be empty"),
                 (self.allow is None or self.allow != "", "--allow must not be empty"),
                 (self.length >= 0, f"--length must be >= 0 (got {self.length})"),

@@ -53,6 +53,11 @@ AllowOpt = Annotated[str | None, option_of(SampleSettings, "allow", "--allow")]
 BanOpt = Annotated[str | None, option_of(SampleSettings, "ban", "--ban")]
 MinLengthOpt = Annotated[int | None, option_of(SampleSettings, "min_length", "--min-length")]
 MaxLengthOpt = Annotated[int | None, option_of(SampleSettings, "max_length", "--max-length")]
+PenaltyOpt = Annotated[
+    float | None, option_of(SampleSettings, "repetition_penalty", "--repetition-penalty")
+]
+WindowOpt = Annotated[int, option_of(SampleSettings, "repetition_window", "--repetition-window")]
+NgramOpt = Annotated[int | None, option_of(SampleSettings, "no_repeat_ngram", "--no-repeat-ngram")]
 JsonlOpt = Annotated[
     bool,
     typer.Option("--jsonl", help="Documents: one JSON object each (text, log_prob, bpc, chars)."),
@@ -87,39 +92,45 @@ def sample(
     ban: BanOpt = S.ban,
     min_length: MinLengthOpt = S.min_length,
     max_length: MaxLengthOpt = S.max_length,
+    repetition_penalty: PenaltyOpt = S.repetition_penalty,
+    repetition_window: WindowOpt = S.repetition_window,
+    no_repeat_ngram: NgramOpt = S.no_repeat_ngram,
     as_jsonl: JsonlOpt = False,
     output: OutputOpt = None,
     device: DeviceOpt = DEFAULT_DEVICE,
     ablate: AblateOpt = None,
 ) -> None:
     """Generate text from a checkpoint, streaming it as it is generated."""
-    from charlstm.api import load
-    from charlstm.device import pick_device
-    from charlstm.generate.run import mode_of
-    from charlstm.inspect.ablation import parse_units
-
     try:
         settings = settings_from(SampleSettings, locals())
         if as_jsonl and documents is None:
             raise CharlstmError("--jsonl writes documents: give --documents N")
         check_out_file(output, "--output")
-        units = parse_units(ablate) if ablate is not None else []
-        model = load(checkpoint, pick_device(device))
-        if units:
-            model = model.ablated(units)
-        mode = mode_of(model.vocab, settings)  # what does not apply: one line before work
-        streamed = mode == "sample" and num_samples == 1
-        with StopRequests():
-            on_text = (lambda _, piece: write_out(piece)) if streamed else None
-            made = model.generate(settings, on_text=on_text)
+        made, streamed = _generate(checkpoint, device, ablate, settings)
+        text = _show(made, streamed, as_jsonl)
+        if output is not None:
+            write_file(output, text)
     except CharlstmError as error:
         raise fail(error) from None
-    text = _show(made, streamed, as_jsonl)
-    if output is not None:
-        try:
-            write_file(output, text)
-        except CharlstmError as error:
-            raise fail(error) from None
+
+
+def _generate(checkpoint, device: str, ablate: str | None, settings: SampleSettings):
+    """The model's Generation, and whether it was streamed to stdout as it was drawn
+    (one plain sample)."""
+    from charlstm.api import load
+    from charlstm.device import pick_device
+    from charlstm.generate.run import mode_of
+    from charlstm.inspect.ablation import parse_units
+
+    units = parse_units(ablate) if ablate is not None else []
+    model = load(checkpoint, pick_device(device))
+    if units:
+        model = model.ablated(units)
+    mode = mode_of(model.vocab, settings)  # what does not apply: one line before work
+    streamed = mode == "sample" and settings.num_samples == 1
+    with StopRequests():
+        on_text = (lambda _, piece: write_out(piece)) if streamed else None
+        return model.generate(settings, on_text=on_text), streamed
 
 
 def _show(made, streamed: bool, as_jsonl: bool) -> str:

@@ -22,6 +22,7 @@ from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
 from charlstm.generate.constraints import constraint_for
 from charlstm.generate.context import document_context
+from charlstm.generate.repetition import repetition_for
 from charlstm.generate.result import Generated
 from charlstm.generate.sample import Sampler, one_char_steps
 from charlstm.model import CharRNN, evaluating
@@ -89,17 +90,21 @@ def make_documents(
         constraint = constraint_for(vocab, settings, device)
         if constraint is not None:
             states = constraint.start(vocab.encode(shown_prime).tolist(), count)
+        repetition = repetition_for(settings, vocab.encode(shown_prime).tolist(), count)
         drawn, log_probs = [], []
         for step in range(settings.length + 1):  # the end may follow the last character
             interrupt.check("sampling")
             with one_char_steps(device):
                 logits, state = model(last, state)
             logits = logits[:, -1]
+            drawn_from = logits if repetition is None else repetition.adjust(logits)
             if constraint is None:
-                choice = sampler(logits)
+                choice = sampler(drawn_from)
             else:  # the end is allowed where the text is a whole match
-                choice = sampler(logits, constraint.allowed(states, step))
+                choice = sampler(drawn_from, constraint.allowed(states, step))
                 states = constraint.advance(states, choice)
+            if repetition is not None:
+                repetition.add(choice.tolist())  # waits for the device
             own = F.log_softmax(logits.double(), dim=-1)
             picked = own.gather(1, choice[:, None]).squeeze(1)
             log_probs.append(torch.where(ended, torch.zeros_like(picked), picked))

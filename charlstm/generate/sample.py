@@ -18,6 +18,7 @@ from charlstm import interrupt
 from charlstm.data.vocab import Vocab
 from charlstm.generate.constraints import constraint_for
 from charlstm.generate.context import prime_context
+from charlstm.generate.repetition import repetition_for
 from charlstm.model import CharRNN, evaluating
 from charlstm.options import SampleSettings
 
@@ -228,6 +229,8 @@ def iter_samples(
         if constraint is not None:
             states = constraint.start(vocab.encode(prime).tolist(), batch)
             watched = True  # which rows have ended is known every step
+        repetition = repetition_for(settings, vocab.encode(prime).tolist(), batch)
+        watched = watched or repetition is not None  # it reads each drawn id
         if prime:
             for i in range(batch):
                 yield i, prime
@@ -242,6 +245,8 @@ def iter_samples(
             interrupt.check("sampling")
             with one_char_steps(device):
                 logits, state = model(last, state)  # (batch, 1, vocab)
+            if repetition is not None:
+                logits = repetition.adjust(logits[:, -1])[:, None]
             allowed = None
             if constraint is not None:
                 allowed = constraint.allowed(states, step)
@@ -253,6 +258,8 @@ def iter_samples(
             last = sampler(logits, allowed)  # (batch, 1), drawn on the device: the next input
             if constraint is not None:
                 states = constraint.advance(states, last[:, 0])
+            if repetition is not None:
+                repetition.add(last[:, 0].tolist())  # waits for the device
             pending.append(last)
             if len(pending) < every and step < settings.length - 1:
                 continue

@@ -12,7 +12,7 @@ at the end id (its probability counted too), or at `length` characters.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from charlstm.data.vocab import Vocab
 from charlstm.generate.constraints import constraint_for
 from charlstm.generate.context import prime_context, start_context
 from charlstm.generate.documents import make_documents
+from charlstm.generate.repetition import Repetition, repetition_for
 from charlstm.generate.result import Generated
 from charlstm.generate.sample import generate
 from charlstm.model import CharRNN, State, evaluating
@@ -54,6 +55,36 @@ def beam_search(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettin
     return found
 
 
+@dataclass
+class _Beams:
+    """The live beams, row by row: their ids, what ranks them (the model's
+    log-probability, or with a repetition rule the log-probability it draws by), the
+    model's own log-probability, and each row's recurrent state, last id, constraint
+    state and repetition record."""
+
+    ids: list[list[int]]
+    rank: torch.Tensor
+    own: torch.Tensor
+    state: State
+    last: torch.Tensor
+    states: torch.Tensor | None
+    repetition: Repetition | None
+
+    def keep(self, rows: list[int]) -> None:
+        """These rows, in this order (a row may come twice)."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.rank.device)
+        self.ids = [list(self.ids[r]) for r in rows]
+        self.rank, self.own, self.last = self.rank[index], self.own[index], self.last[index]
+        self.state = _select(self.state, index)
+        if self.states is not None:
+            self.states = self.states[index]
+        if self.repetition is not None:
+            self.repetition.select(rows)
+
+    def entry(self, i: int, vocab: Vocab) -> tuple[float, float, list[int], str]:
+        return float(self.rank[i]), float(self.own[i]), self.ids[i], vocab.decode(self.ids[i])
+
+
 def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, width: int):
     device = next(model.parameters()).device
     with evaluating(model):
@@ -62,71 +93,67 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
         state = None
         if len(context) > 1:
             _, state = model(torch.tensor([context[:-1]], device=device), state)
-        last = torch.tensor([[context[-1]]], device=device)
-        beams: list[list[int]] = [[]]
-        scores = torch.zeros(1, dtype=torch.float64, device=device)
-        finished: list[tuple[float, list[int], str]] = []  # log-prob, ids, text
+        prime_ids = vocab.encode(shown_prime).tolist()
         constraint = constraint_for(vocab, settings, device)
-        if constraint is not None:
-            states = constraint.start(vocab.encode(shown_prime).tolist(), 1)
+        zero = torch.zeros(1, dtype=torch.float64, device=device)
+        first = torch.tensor([[context[-1]]], device=device)
+        beams = _Beams([[]], zero, zero.clone(), state, first,
+                       constraint.start(prime_ids, 1) if constraint is not None else None,
+                       repetition_for(settings, prime_ids, 1))  # fmt: skip
+        finished: list[tuple[float, float, list[int], str]] = []  # rank, log-prob, ids, text
         # a constrained document ends where it matches: its end may follow the last character
-        steps = settings.length + (constraint is not None and end is not None)
-        for step in range(steps):
+        for step in range(settings.length + (constraint is not None and end is not None)):
             interrupt.check("searching")
-            logits, state = model(last, state)
-            logp = F.log_softmax(logits[:, -1].double(), dim=-1)  # (beams, vocab)
+            logits, beams.state = model(beams.last, beams.state)
+            own = F.log_softmax(logits[:, -1].double(), dim=-1)  # (beams, vocab)
+            rank = own
+            if beams.repetition is not None:
+                rank = F.log_softmax(beams.repetition.adjust(logits[:, -1]).double(), dim=-1)
             if constraint is not None:
-                allowed = constraint.allowed(states, step)
+                allowed = constraint.allowed(beams.states, step)
                 open_ = allowed.any(dim=1).tolist()  # waits for the device
-                for i in (i for i, o in enumerate(open_) if not o):  # whole matches, ended
-                    finished.append((float(scores[i]), beams[i], vocab.decode(beams[i])))
-                keep = torch.tensor([i for i, o in enumerate(open_) if o], device=device)
-                if len(keep) == 0:
-                    beams, scores = [], scores[:0]
+                finished += [beams.entry(i, vocab) for i, o in enumerate(open_) if not o]
+                rows = [i for i, o in enumerate(open_) if o]  # the others: whole matches
+                if len(rows) < len(open_):
+                    beams.keep(rows)
+                    own, rank, allowed = own[rows], rank[rows], allowed[rows]
+                if not rows:
                     break
-                if len(keep) < len(beams):
-                    beams = [beams[i] for i in keep.tolist()]
-                    scores, logp, allowed = scores[keep], logp[keep], allowed[keep]
-                    state, states = _select(state, keep), states[keep]
-                logp = logp.masked_fill(~allowed, -math.inf)
-            total = (scores[:, None] + logp).flatten()
+                rank = rank.masked_fill(~allowed, -math.inf)
+            total = (beams.rank[:, None] + rank).flatten()
             top = total.topk(min(width, total.numel()))
             found = torch.isfinite(top.values)  # a constraint may leave fewer than `width`
-            top_values, top_indices = top.values[found], top.indices[found]
+            values, indices = top.values[found], top.indices[found]
             # waits for the device: the chosen rows and characters come back
-            rows, chars = (top_indices // logp.shape[1]).tolist(), (top_indices % logp.shape[1])
-            beams = [beams[r] + [c] for r, c in zip(rows, chars.tolist(), strict=True)]
-            scores = top_values
-            state = _select(state, torch.tensor(rows, device=device))
+            rows, chars = (indices // own.shape[1]).tolist(), indices % own.shape[1]
+            own_next = beams.own[rows] + own[rows, chars]
+            beams.keep(rows)
+            beams.ids = [ids + [c] for ids, c in zip(beams.ids, chars.tolist(), strict=True)]
+            beams.rank, beams.own, beams.last = values, own_next, chars[:, None]
             if constraint is not None:
-                states = constraint.advance(states[torch.tensor(rows, device=device)], chars)
-            last = chars[:, None]
+                beams.states = constraint.advance(beams.states, chars)
+            if beams.repetition is not None:
+                beams.repetition.add(chars.tolist())
             if settings.stop is not None or end is not None:
-                keep = []
-                for i, ids in enumerate(beams):
+                going = []
+                for i, ids in enumerate(beams.ids):
                     if end is not None:
-                        text, stopped = vocab.decode(ids), ids[-1] == end
+                        stopped = ids[-1] == end
                     else:
-                        text, stopped = _cut_at_stop(vocab.decode(ids), settings.stop)
+                        stopped = _cut_at_stop(vocab.decode(ids), settings.stop)[1]
                     if stopped:
-                        finished.append((float(scores[i]), ids, text))
+                        rank_i, own_i, _, text = beams.entry(i, vocab)
+                        text = text if end is not None else _cut_at_stop(text, settings.stop)[0]
+                        finished.append((rank_i, own_i, ids, text))
                     else:
-                        keep.append(i)
-                if not keep:  # every beam has stopped
-                    beams, scores = [], scores[:0]
+                        going.append(i)
+                if len(going) < len(beams.ids):
+                    beams.keep(going)
+                if not going:  # every beam has stopped
                     break
-                if len(keep) < len(beams):
-                    index = torch.tensor(keep, device=device)
-                    beams = [beams[i] for i in keep]
-                    scores, last = scores[index], last[index]
-                    state = _select(state, index)
-                    if constraint is not None:
-                        states = states[index]
-        ended = zip(scores.tolist(), beams, strict=True)
-        finished += [(score, ids, vocab.decode(ids)) for score, ids in ended]
+        finished += [beams.entry(i, vocab) for i in range(len(beams.ids))]
         # per prediction; a document's end is one of its predictions
-        best = max(finished, key=lambda f: f[0] / max(len(f[1]), 1))
-        log_prob, ids, text = best
+        _, log_prob, ids, text = max(finished, key=lambda f: f[0] / max(len(f[2]), 1))
         ended = end is not None and bool(ids) and ids[-1] == end
         return Generated(shown_prime + text, log_prob, len(ids) - ended, ended)
 

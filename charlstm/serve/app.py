@@ -55,6 +55,9 @@ class SampleRequest(BaseModel):
     ban: str | None = None
     min_length: int | None = None
     max_length: int | None = None
+    repetition_penalty: float | None = None
+    repetition_window: int | None = None
+    no_repeat_ngram: int | None = None
 
     def to_settings(self) -> SampleSettings:
         return SampleSettings(**self.model_dump(exclude_none=True))
