@@ -195,3 +195,48 @@ def test_byte_model_prints_multibyte_characters_whole(tmp_path):
     )[0]
     assert "🙂€ ü你" in text and "\ufffd" not in text
     assert all("\ufffd" not in p for p in pieces) and "".join(pieces) == text
+
+
+def test_a_prime_file_or_standard_input_is_the_prime(trained_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    prime = "the cat sat on the mat. " * 40
+    (tmp_path / "prime.txt").write_text(prime, encoding="utf-8")
+    args = ["sample", "-c", str(trained_run), "--length", "40", "--seed", "3"]
+    given = CliRunner().invoke(app, [*args, "--prime", prime])
+    from_file = CliRunner().invoke(app, [*args, "--prime-file", str(tmp_path / "prime.txt")])
+    piped = CliRunner().invoke(app, [*args, "--prime-file", "-"], input=prime)
+    assert given.exit_code == 0 and given.stdout == from_file.stdout == piped.stdout
+    (tmp_path / "bad.txt").write_bytes(b"the \xff")
+    for extra, message in [
+        (["--prime", "a", "--prime-file", str(tmp_path / "prime.txt")], "not both"),
+        (["--prime-file", str(tmp_path / "none.txt")], "No such file"),
+        (["--prime-file", str(tmp_path / "bad.txt")], "is not valid UTF-8 (byte 4)"),
+    ]:
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 1 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_long_prime_is_read_in_windows_with_the_same_text(trained_run, monkeypatch):
+    """Warming up reads WARM_WINDOW characters at a time, the state carried: memory is
+    the state's and one window's, and the text is what one pass would give."""
+    import charlstm
+    from charlstm.generate import context
+
+    model = charlstm.load(trained_run)
+    prime = "the cat sat on the mat. " * 20
+    whole = model.sample(prime=prime, length=80, seed=5)
+    read: list[int] = []
+    real = model.net.forward
+
+    def counting(ids, state=None):
+        read.append(ids.shape[1])
+        return real(ids, state)
+
+    monkeypatch.setattr(context, "WARM_WINDOW", 64)
+    monkeypatch.setattr(model.net, "forward", counting)
+    assert model.sample(prime=prime, length=80, seed=5) == whole
+    assert max(read) == 64 and sum(n for n in read if n > 1) == len(prime) - 1

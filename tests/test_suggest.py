@@ -47,7 +47,8 @@ def test_next_chars_are_the_softmax_of_the_logits():
     _, after = log_prob_of(net, vocab, vocab.encode("ab").tolist()[:1], vocab.encode("b").tolist())
     expected = sorted(((vocab.decode([i]), math.exp(lp)) for i, lp in enumerate(after.tolist())),
                       key=lambda x: -x[1])  # fmt: skip
-    assert [(s.text, pytest.approx(s.prob, abs=1e-9)) for s in found] == expected
+    # read in two calls (the prime, then its last character) against one: float32 rounding
+    assert [(s.text, pytest.approx(s.prob, rel=1e-6)) for s in found] == expected
     assert sum(s.prob for s in found) == pytest.approx(1.0)
 
 

@@ -49,6 +49,41 @@ AblateOpt = Annotated[
 ]
 
 
+PrimeFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--prime-file", help="Read the prime from this file (-: standard input), up to 64 MB."
+    ),
+]
+# A prime past this is a mistake, not a prime: it is refused before it is read whole.
+MAX_PRIME_BYTES = 64 << 20
+
+
+def read_prime(prime: str, prime_file: Path | None) -> str:
+    """--prime, or the text of --prime-file (UTF-8), read at most MAX_PRIME_BYTES + 1
+    bytes deep: the command line caps one argument at 128 KiB, a file has no such cap."""
+    if prime_file is None:
+        return prime
+    if prime:
+        raise CharlstmError("give --prime TEXT or --prime-file FILE, not both")
+    try:
+        if str(prime_file) == "-":
+            data = sys.stdin.buffer.read(MAX_PRIME_BYTES + 1)
+        else:
+            with open(prime_file, "rb") as file:
+                data = file.read(MAX_PRIME_BYTES + 1)
+    except OSError as error:
+        raise CharlstmError(f"--prime-file {prime_file}: {error.strerror}") from None
+    if len(data) > MAX_PRIME_BYTES:
+        raise CharlstmError(f"--prime-file {prime_file} is over {MAX_PRIME_BYTES >> 20} MB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CharlstmError(
+            f"--prime-file {prime_file} is not valid UTF-8 (byte {error.start})"
+        ) from None
+
+
 def settings_from(cls: type, values: dict):
     """A settings object from a command's parsed options (its `locals()`): every field
     of `cls` is an option of the same name."""

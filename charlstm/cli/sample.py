@@ -14,10 +14,12 @@ from charlstm.cli.common import (
     AblateOpt,
     CheckpointOpt,
     DeviceOpt,
+    PrimeFileOpt,
     check_out_file,
     err,
     fail,
     option_of,
+    read_prime,
     settings_from,
     write_file,
     write_out,
@@ -70,6 +72,7 @@ OutputOpt = Annotated[
 def sample(
     checkpoint: CheckpointOpt = None,
     prime: PrimeOpt = S.prime,
+    prime_file: PrimeFileOpt = None,
     length: LengthOpt = S.length,
     temperature: TemperatureOpt = S.temperature,
     top_k: TopKOpt = S.top_k,
@@ -102,6 +105,7 @@ def sample(
 ) -> None:
     """Generate text from a checkpoint, streaming it as it is generated."""
     try:
+        prime = read_prime(prime, prime_file)
         settings = settings_from(SampleSettings, locals())
         if as_jsonl and documents is None:
             raise CharlstmError("--jsonl writes documents: give --documents N")

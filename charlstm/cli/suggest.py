@@ -13,9 +13,11 @@ from charlstm.cli.common import (
     DEFAULT_DEVICE,
     CheckpointOpt,
     DeviceOpt,
+    PrimeFileOpt,
     fail,
     option_of,
     out,
+    read_prime,
     settings_from,
 )
 from charlstm.errors import CharlstmError
@@ -35,6 +37,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object: ch
 def suggest(
     checkpoint: CheckpointOpt = None,
     prime: PrimeOpt = S.prime,
+    prime_file: PrimeFileOpt = None,
     chars: CharsOpt = Ask.chars,
     words: WordsOpt = Ask.words,
     unknown: UnknownOpt = S.unknown,
@@ -48,6 +51,7 @@ def suggest(
     from charlstm.generate.run import mode_of
 
     try:
+        prime = read_prime(prime, prime_file)
         asked = settings_from(SuggestSettings, locals())
         settings = SampleSettings(prime=prime, unknown=unknown, label=label)
         model = load(checkpoint, pick_device(device))

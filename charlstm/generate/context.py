@@ -9,8 +9,16 @@ text is the same whichever of them drew it.
 
 from __future__ import annotations
 
+import torch
+
 from charlstm.data.vocab import Vocab
+from charlstm.model import CharRNN, State
 from charlstm.options import SampleSettings
+
+# A long prime is read this many characters at a time, the state carried: warming up
+# costs the state and one window's activations, not the whole prime's (a 1 MB prime
+# read at once held its logits for every character: gigabytes).
+WARM_WINDOW = 4096
 
 
 def line_start_id(vocab: Vocab) -> int:
@@ -42,3 +50,14 @@ def start_context(vocab: Vocab, prime: str, settings: SampleSettings) -> tuple[s
     if vocab.documents:
         return document_context(vocab, prime, settings)
     return prime_context(vocab, prime, settings.unknown)
+
+
+def warm_state(net: CharRNN, context: list[int], rows: int) -> State | None:
+    """The state after reading all but the last context id (the first step's input), the
+    same for `rows` rows; None when there is nothing to read."""
+    device = next(net.parameters()).device
+    state = None
+    for at in range(0, len(context) - 1, WARM_WINDOW):
+        window = context[at : min(at + WARM_WINDOW, len(context) - 1)]
+        _, state = net(torch.tensor(window, device=device).expand(rows, -1), state)
+    return state

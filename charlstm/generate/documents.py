@@ -21,7 +21,7 @@ from charlstm import interrupt
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
 from charlstm.generate.constraints import constraint_for
-from charlstm.generate.context import document_context
+from charlstm.generate.context import document_context, warm_state
 from charlstm.generate.repetition import repetition_for
 from charlstm.generate.result import Generated
 from charlstm.generate.sample import Sampler, one_char_steps
@@ -82,9 +82,7 @@ def make_documents(
     with evaluating(model):
         shown_prime, context = document_context(vocab, prime, settings)
         sampler = Sampler(settings)
-        state = None
-        if len(context) > 1:
-            _, state = model(torch.tensor(context[:-1], device=device).expand(count, -1), state)
+        state = warm_state(model, context, count)
         last = torch.full((count, 1), context[-1], dtype=torch.long, device=device)
         ended = torch.zeros(count, dtype=torch.bool, device=device)
         constraint = constraint_for(vocab, settings, device)

@@ -17,7 +17,7 @@ import torch
 from charlstm import interrupt
 from charlstm.data.vocab import Vocab
 from charlstm.generate.constraints import constraint_for
-from charlstm.generate.context import prime_context
+from charlstm.generate.context import prime_context, warm_state
 from charlstm.generate.repetition import repetition_for
 from charlstm.model import CharRNN, evaluating
 from charlstm.options import SampleSettings
@@ -234,10 +234,7 @@ def iter_samples(
         if prime:
             for i in range(batch):
                 yield i, prime
-        state = None
-        if len(context) > 1:  # warm the state on all but the last prime character at once
-            warm = torch.tensor(context[:-1], device=device).expand(batch, -1)
-            _, state = model(warm, state)
+        state = warm_state(model, context, batch)
         last = torch.full((batch, 1), context[-1], dtype=torch.long, device=device)
         every = _read_back_every(device, watched=watched or settings.stop is not None)
         pending: list[torch.Tensor] = []

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from charlstm import interrupt
 from charlstm.data.vocab import Vocab
 from charlstm.generate.constraints import constraint_for
-from charlstm.generate.context import prime_context, start_context
+from charlstm.generate.context import prime_context, start_context, warm_state
 from charlstm.generate.documents import make_documents
 from charlstm.generate.repetition import Repetition, repetition_for
 from charlstm.generate.result import Generated
@@ -90,9 +90,7 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
     with evaluating(model):
         shown_prime, context = start_context(vocab, prime, settings)
         end = vocab.end_id
-        state = None
-        if len(context) > 1:
-            _, state = model(torch.tensor([context[:-1]], device=device), state)
+        state = warm_state(model, context, 1)
         prime_ids = vocab.encode(shown_prime).tolist()
         constraint = constraint_for(vocab, settings, device)
         zero = torch.zeros(1, dtype=torch.float64, device=device)
@@ -163,24 +161,24 @@ def continuation_log_probs(
     model: CharRNN, vocab: Vocab, prime: str, texts: list[str], unknown: str = "error"
 ) -> list[tuple[float, int]]:
     """(ln P(text | prime), ids scored) for each text, scored together as one padded
-    batch."""
+    batch from the state the prime leaves (read in windows: a long prime costs its
+    state, not its activations)."""
     device = next(model.parameters()).device
     _, context = prime_context(vocab, prime, unknown)
     rows = [vocab.encode(t, unknown="skip").tolist() for t in texts]
     width = max((len(r) for r in rows), default=0)
     if width == 0:
         return [(0.0, 0) for _ in texts]
-    ids = torch.zeros(len(rows), len(context) + width, dtype=torch.long, device=device)
-    ids[:, : len(context)] = torch.tensor(context, device=device)
+    ids = torch.full((len(rows), 1 + width), context[-1], dtype=torch.long, device=device)
     mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
     for i, row in enumerate(rows):
         if row:
-            ids[i, len(context) : len(context) + len(row)] = torch.tensor(row, device=device)
+            ids[i, 1 : 1 + len(row)] = torch.tensor(row, device=device)
             mask[i, : len(row)] = True
     with evaluating(model):
-        logits, _ = model(ids[:, :-1])
-    logp = F.log_softmax(logits[:, len(context) - 1 :].double(), dim=-1)
-    picked = logp.gather(-1, ids[:, len(context) :, None]).squeeze(-1)
+        logits, _ = model(ids[:, :-1], warm_state(model, context, len(rows)))
+    logp = F.log_softmax(logits.double(), dim=-1)
+    picked = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
     totals = (picked * mask).sum(dim=1).tolist()  # waits for the device
     return [(total, len(row)) for total, row in zip(totals, rows, strict=True)]
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from charlstm import interrupt
 from charlstm.data.vocab import Vocab
-from charlstm.generate.context import start_context
+from charlstm.generate.context import start_context, warm_state
 from charlstm.model import CharRNN, State, evaluating
 from charlstm.options import SampleSettings
 
@@ -61,7 +61,7 @@ def next_chars(net: CharRNN, vocab: Vocab, settings: SampleSettings, n: int) -> 
     most likely first."""
     _, context = start_context(vocab, settings.prime, settings)
     with evaluating(net):
-        log_probs, _ = _step(net, context, None)
+        log_probs, _ = _step(net, context[-1:], warm_state(net, context, 1))
     top = log_probs.topk(min(n, log_probs.numel()))
     return [_suggestion(vocab, [i], lp) for lp, i in zip(*(t.tolist() for t in top), strict=True)]
 
@@ -107,7 +107,9 @@ def next_words(
     found: dict[tuple[int, ...], float] = {}  # word ids -> probability
     order = itertools.count()  # ties popped in the order pushed
     # (-log P(prefix), tiebreak, prefix ids, in a word, parent state, the ids to read)
-    heap = [(0.0, next(order), (), inside, None, context)]
+    with evaluating(net):
+        warm = warm_state(net, context, 1)
+    heap = [(0.0, next(order), (), inside, warm, context[-1:])]
     steps = 0
     with evaluating(net):
         while heap and steps < max_steps:
