@@ -132,6 +132,24 @@ def test_top_logprobs_are_the_likeliest_alternatives_whole_and_streamed(server, 
     assert tops == lp.top_logprobs
 
 
+def test_completions_take_the_constraints_whole_and_streamed(server):
+    import re
+
+    body = {"prompt": "the ", "max_tokens": 60, "n": 4, "seed": 1, "regex": "the [a-z ]+\\.",
+            "contains": ["at"]}  # fmt: skip
+    made = server.post("/v1/completions", body).json()
+    for choice in made["choices"]:
+        whole = "the " + choice["text"]
+        assert re.fullmatch(r"the [a-z ]+\.", whole) and "at" in whole, whole
+    streamed = httpx.post(server.url + "/v1/completions", json={**body, "stream": True},
+                          timeout=60).text  # fmt: skip
+    assert (
+        streamed.count('"finish_reason": "stop"') + streamed.count('"finish_reason": "length"') == 4
+    )
+    refused = server.post("/v1/completions", {"prompt": "the ", "regex": "[0-9]+"})
+    assert refused.status_code == 400 and "cannot begin a text that matches" in refused.text
+
+
 def test_the_suggest_endpoint_answers_as_the_command_line(server, trained_run):
     import charlstm
 

@@ -63,7 +63,14 @@ class AccessMiddleware:
         try:
             # a browser's CORS preflight carries no credentials, by the standard
             preflight = scope["method"] == "OPTIONS" and b"access-control-request-method" in headers
-            if self.api_key is not None and not preflight and not self._key_matches(headers):
+            # the playground page is the package's own file, no data: a browser must load
+            # it to be asked for the key, which its every request then carries
+            page = scope["method"] == "GET" and scope.get("path") == "/"
+            if (
+                self.api_key is not None
+                and not (preflight or page)
+                and not self._key_matches(headers)
+            ):
                 await self._refuse(send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)

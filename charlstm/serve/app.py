@@ -11,10 +11,12 @@ the server.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from charlstm.errors import CharlstmError
@@ -131,6 +133,18 @@ async def busy(request: Request, exc: Busy):
                  **{"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
 
 
+async def playground(request: Request):
+    """The playground page (serve/web/): the API, from a browser."""
+    return HTMLResponse(_playground_page())
+
+
+@functools.cache
+def _playground_page() -> str:
+    from charlstm.export.pages import render_page
+
+    return render_page("charlstm.serve", "playground.html", "playground.js")
+
+
 async def health(request: Request):
     s = service_of(request)
     return {"status": "ok", "active_streams": s.engine.active, "served": s.engine.served,
@@ -219,6 +233,7 @@ async def score(body: ScoreRequest, request: Request):
 
 
 ROUTES = [
+    ("/", playground, "GET"),
     ("/health", health, "GET"),
     ("/v1/models", models, "GET"),
     ("/info", info, "GET"),

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from charlstm.errors import CharlstmError
+from charlstm.generate.constraints import Constraint, constraint_for
 from charlstm.generate.context import start_context
 from charlstm.options import SampleSettings
 from charlstm.serve.access import note_chars, note_first_text, request_id
@@ -23,6 +24,7 @@ from charlstm.serve.engine import Done, Full, Piece, Stream
 from charlstm.serve.service import Busy, Service, error, service_of
 
 MAX_STOPS = 4  # as OpenAI's API allows
+CONSTRAINTS = ("regex", "contains", "ends_with", "allow", "ban", "min_length", "max_length")
 
 
 class CompletionRequest(BaseModel):
@@ -45,12 +47,21 @@ class CompletionRequest(BaseModel):
     logprobs: int | None = Field(None, ge=0, le=5)
     echo: bool = False
     user: str | None = None
+    # charlstm's own: constraints that always hold (`charlstm sample`'s, same names)
+    regex: str | None = None
+    contains: list[str] | None = None
+    ends_with: str | None = None
+    allow: str | None = None
+    ban: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
 
     def to_settings(self, prompt: str) -> SampleSettings:
         """How each choice is drawn (its seed moved on by its index), as SampleSettings."""
+        constraints = self.model_dump(include=set(CONSTRAINTS), exclude_none=True)
         return SampleSettings(
             prime=prompt, length=self.max_tokens, temperature=self.temperature, seed=self.seed,
-            top_p=self.top_p if self.top_p < 1.0 else None, top_k=self.top_k,
+            top_p=self.top_p if self.top_p < 1.0 else None, top_k=self.top_k, **constraints,
         )  # fmt: skip
 
 
@@ -69,11 +80,15 @@ async def completions(body: CompletionRequest, request: Request):
         return error(400, f"stop: up to {MAX_STOPS} non-empty strings")
     try:
         settings = body.to_settings(prompt)
-        context = start_context(s.served.model.vocab, prompt, settings)[1]
+        model = s.served.model
+        context = start_context(model.vocab, prompt, settings)[1]
+        constraint = constraint_for(model.vocab, settings, model.device)
+        if constraint is not None:  # one that cannot hold is this request's 400
+            constraint.start(model.vocab.encode(prompt, settings.unknown).tolist(), 1)
     except CharlstmError as err:
         return error(400, str(err))
     events: asyncio.Queue = asyncio.Queue()  # every choice's pieces, by index
-    streams = _submit(s, body, settings, context, stops, events)
+    streams = _submit(s, body, settings, context, stops, events, constraint)
     head = {"id": f"cmpl-{request_id(request.scope)}", "object": "text_completion",
             "created": int(time.time()), "model": body.model or s.name}  # fmt: skip
     if body.stream:
@@ -87,7 +102,8 @@ async def completions(body: CompletionRequest, request: Request):
     return _whole(head, results, body, prompt, request.scope)
 
 
-def _submit(s: Service, body, settings: SampleSettings, context, stops, events) -> list[Stream]:
+def _submit(s: Service, body, settings: SampleSettings, context, stops, events,
+            constraint: Constraint | None) -> list[Stream]:  # fmt: skip
     """One stream per choice, each with its own seed (the request's, plus its index);
     all or none: a full engine refuses the request."""
     streams = []
@@ -95,7 +111,7 @@ def _submit(s: Service, body, settings: SampleSettings, context, stops, events) 
         for i in range(body.n):
             seed = None if body.seed is None else body.seed + i
             stream = Stream(context, replace(settings, seed=seed), stops, events, index=i,
-                            top=body.logprobs or 0)  # fmt: skip
+                            top=body.logprobs or 0, constraint=constraint)  # fmt: skip
             s.engine.submit(stream)
             streams.append(stream)
     except Full:

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from charlstm.data.vocab import Vocab
+from charlstm.generate.constraints import Constraint
 from charlstm.generate.sample import Sampler, draw_rows, one_char_steps
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
@@ -67,6 +68,8 @@ class Stream:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     index: int = 0  # which choice of its request
     top: int = 0  # alternatives given for each character (OpenAI's logprobs: N)
+    # constraints (generate/constraints.py): checked when the request came, applied here
+    constraint: Constraint | None = None
     cancelled: bool = False
     # the engine's own
     sampler: Sampler | None = None
@@ -81,6 +84,7 @@ class Stream:
     finish_reason: str | None = None
     warm_state: object = None  # the state after the prime read so far
     warmed: int = 0  # prime characters read
+    matched: torch.Tensor | None = None  # the constraint's state, (1,)
 
 
 class Full(Exception):
@@ -185,6 +189,9 @@ class Engine:
                 continue
             self.arrivals.popleft()
             stream.sampler = Sampler(stream.settings)
+            if stream.constraint is not None:
+                prime_ids = self.vocab.encode(stream.settings.prime, stream.settings.unknown)
+                stream.matched = stream.constraint.start(prime_ids.tolist(), 1)
             stream.decoder = self.vocab.stream_decoder()
             state = stream.warm_state
             if state is None:  # no prime before the first step's input
@@ -236,8 +243,9 @@ class Engine:
 
     def _step(self) -> None:
         logits, self.state = self.net(self.last, self.state)  # (rows, 1, vocab)
+        own = F.log_softmax(logits[:, -1].double(), dim=-1)  # the model's, before any mask
+        matched = self._constrain(logits)
         chosen = draw_rows(logits, [s.sampler for s in self.streams])  # (rows, 1)
-        own = F.log_softmax(logits[:, -1].double(), dim=-1)
         picked = own.gather(1, chosen).squeeze(1).tolist()  # waits for the device
         top = max(s.top for s in self.streams)
         if top:  # alternatives only when a stream asked for them: they cost a read
@@ -254,11 +262,30 @@ class Engine:
         # HANDS_PER_S * interval streams, each stream's pieces come further apart
         # (unless every character was asked for)
         interval = self.interval and max(self.interval, len(self.streams) / self.HANDS_PER_S)
-        for stream, token, lp in zip(self.streams, chosen[:, 0].tolist(), picked, strict=True):
+        rows = zip(self.streams, chosen[:, 0].tolist(), picked, strict=True)
+        for row, (stream, token, lp) in enumerate(rows):
             if stream.cancelled:
                 continue
-            self._advance(stream, token, lp)
+            if row in matched:  # a whole match that cannot go on: it ends here
+                self._release_text(stream, len(stream.pending))
+                self._finish(stream, "stop")
+            else:
+                self._advance(stream, token, lp)
             self._hand_over(stream, now, interval)
+
+    def _constrain(self, logits: torch.Tensor) -> set[int]:
+        """Mask each constrained row's logits in place (the others draw as they would);
+        the rows that cannot go on are whole matches, which end at this step."""
+        matched = set()
+        for row, stream in enumerate(self.streams):
+            if stream.constraint is None or stream.cancelled:
+                continue
+            allowed = stream.constraint.allowed(stream.matched, stream.produced)
+            if not bool(allowed.any()):  # waits for the device
+                matched.add(row)
+            else:
+                logits[row, 0].masked_fill_(~allowed[0], float("-inf"))
+        return matched
 
     @staticmethod
     def _hand_over(stream: Stream, now: float, interval: float) -> None:
@@ -283,6 +310,9 @@ class Engine:
         return "<end>" if token == self.vocab.end_id else self.vocab.decode([token])
 
     def _advance(self, stream: Stream, token: int, log_prob) -> None:
+        if stream.constraint is not None:
+            chosen = torch.tensor([token], device=self.device)
+            stream.matched = stream.constraint.advance(stream.matched, chosen)
         end = self.vocab.end_id
         if end is not None and token == end:
             self._finish(stream, "stop")
