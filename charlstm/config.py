@@ -24,6 +24,7 @@ from charlstm.options import (
     DEVICE_HELP,
     DEVICE_NAME,
     DEVICE_NAMES,
+    MAX_SEED,
     TASK_N_MAX,
     TASK_N_MIN,
     TRAIN_DEVICE,
@@ -145,6 +146,8 @@ class DataConfig:
             self.val_max_documents,
         )
         _require(self.task_count >= 1, "data.task_count", ">= 1", self.task_count)
+        _require(0 <= self.task_seed <= MAX_SEED, "data.task_seed", f"in 0..{MAX_SEED}",
+                 self.task_seed)  # fmt: skip
         _require(self.task_n_min >= 1, "data.task_n_min", ">= 1", self.task_n_min)
         _require(
             self.task_n_max >= self.task_n_min,
@@ -288,6 +291,7 @@ class TrainConfig:
             self.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", self.checkpoint_every
         )
         _require(self.max_nonfinite >= 1, "train.max_nonfinite", ">= 1", self.max_nonfinite)
+        _require(0 <= self.seed <= MAX_SEED, "train.seed", f"in 0..{MAX_SEED}", self.seed)
         _require(
             DEVICE_NAME.fullmatch(self.device) is not None, "train.device", DEVICE_NAMES,
             self.device,

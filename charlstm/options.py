@@ -39,6 +39,24 @@ def check_device(name: str, option: str) -> str:
     return name
 
 
+# Seeds are whole numbers in 0..MAX_SEED everywhere (torch's generators take no more); a
+# seed moved on by an index (a choice of a completion, a round of documents) wraps
+# around inside that range.
+MAX_SEED = 2**63 - 1
+
+
+def seed_checks(seed: int | None, option: str) -> tuple[bool, str]:
+    return (
+        seed is None or 0 <= seed <= MAX_SEED,
+        f"{option} must be a whole number in 0..{MAX_SEED} (got {seed})",
+    )
+
+
+def derived_seed(seed: int | None, index: int) -> int | None:
+    """The seed of the index-th of several draws that share one seed."""
+    return None if seed is None else (seed + index) % (MAX_SEED + 1)
+
+
 def option(default: Any, help: str) -> Any:
     """A settings field: its default and the help text every interface shows for it."""
     return field(default=default, metadata={"help": help})
@@ -152,6 +170,7 @@ class SampleSettings:
                 ),
                 (self.ends_with is None or self.ends_with != "", "--ends-with must not be empty"),
                 (self.allow is None or self.allow != "", "--allow must not be empty"),
+                seed_checks(self.seed, "--seed"),
                 (self.length >= 0, f"--length must be >= 0 (got {self.length})"),
                 (self.temperature > 0, f"--temperature must be > 0 (got {self.temperature})"),
                 (
@@ -249,6 +268,9 @@ class TaskExamples:
     n_min: int = option(TASK_N_MIN, "Task examples: smallest N.")
     n_max: int = option(TASK_N_MAX, "Task examples: largest N.")
 
+    def __post_init__(self) -> None:
+        _check([seed_checks(self.seed, "--seed")])
+
 
 @dataclass(frozen=True)
 class TaskCorpus:
@@ -256,6 +278,9 @@ class TaskCorpus:
 
     count: int = option(1000, "Examples to write, one per line.")
     seed: int = option(0, "Same seed, same examples.")
+
+    def __post_init__(self) -> None:
+        _check([seed_checks(self.seed, "--seed")])
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,12 @@ def test_the_prime_is_part_of_the_match():
         (["--min-length", "9", "--length", "5"], "--min-length is more than"),
         (["--contains", ""], "--contains must not be empty"),
         (["--max-length", "0"], "--max-length must be >= 1"),
+        (["--seed", str(2**64)], "--seed must be a whole number in 0.."),
+        (["--repetition-penalty", "0.5"], "--repetition-penalty must be in 1..100"),
+        (["--no-repeat-ngram", "0"], "--no-repeat-ngram must be in 1..1000"),
     ],
 )
-def test_a_constraint_that_cannot_hold_is_one_line(trained_run, args, message):
+def test_a_setting_that_cannot_hold_is_one_line(trained_run, args, message):
     result = CliRunner().invoke(app, ["sample", "-c", str(trained_run), *args])
     assert result.exit_code == 1 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -150,6 +150,27 @@ def test_completions_take_the_constraints_whole_and_streamed(server):
     assert refused.status_code == 400 and "cannot begin a text that matches" in refused.text
 
 
+def test_a_seed_out_of_range_is_refused_and_the_engine_goes_on(server):
+    """One rule for seeds everywhere (0..2**63-1); a seed moved on by a choice's index
+    wraps inside it. A seed torch cannot take once killed the engine for everyone."""
+    for seed in (2**70, 2**64, -1):
+        refused = server.post("/v1/completions", {"prompt": "the ", "seed": seed})
+        assert refused.status_code == 400 and "--seed must be a whole number in 0.." in refused.text
+    assert server.post("/sample", {"seed": 2**64}).status_code == 422
+    edge = server.post("/v1/completions", {"prompt": "the ", "seed": 2**63 - 1, "n": 2,
+                                           "max_tokens": 5}).json()  # fmt: skip
+    assert [len(c["text"]) for c in edge["choices"]] == [5, 5]
+    after = server.post("/v1/completions", {"prompt": "the ", "max_tokens": 5, "seed": 1})
+    assert after.status_code == 200 and len(after.json()["choices"][0]["text"]) == 5
+
+
+def test_a_lone_surrogate_comes_back_escaped_not_as_a_500(server):
+    body = b'{"model": "\\ud800", "prompt": "the ", "echo": true, "max_tokens": 3}'
+    made = httpx.post(server.url + "/v1/completions", content=body,
+                      headers={"Content-Type": "application/json"}, timeout=30)  # fmt: skip
+    assert made.status_code == 200 and '"model":"\\ud800"' in made.text
+
+
 def test_the_suggest_endpoint_answers_as_the_command_line(server, trained_run):
     import charlstm
 
@@ -307,6 +328,11 @@ def test_an_api_key_is_checked_on_every_request(trained_run):
         assert wrong.status_code == 401
         right = httpx.get(keyed.url + "/info", headers={"Authorization": "Bearer s3cret"})
         assert right.status_code == 200
+        for scheme in ("bearer", "BEARER"):  # the scheme's case does not matter (RFC 7235)
+            any_case = httpx.get(keyed.url + "/info", headers={"Authorization": f"{scheme} s3cret"})
+            assert any_case.status_code == 200
+        key_case = httpx.get(keyed.url + "/info", headers={"Authorization": "Bearer S3CRET"})
+        assert key_case.status_code == 401  # the key's does
     finally:
         keyed.stop()
 

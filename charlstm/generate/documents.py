@@ -26,7 +26,7 @@ from charlstm.generate.repetition import repetition_for
 from charlstm.generate.result import Generated
 from charlstm.generate.sample import Sampler, one_char_steps
 from charlstm.model import CharRNN, evaluating
-from charlstm.options import SampleSettings
+from charlstm.options import SampleSettings, derived_seed
 
 # Steps drawn between checks whether every document has ended (each check waits for
 # the device).
@@ -148,7 +148,7 @@ def sample_documents(
     while len(kept) < wanted and tally.drawn < wanted * MAX_DRAWS_PER_DOCUMENT:
         need = wanted - len(kept)
         size = need if not (settings.unique or settings.novel) else min(ROUND_MAX, 2 * need + 8)
-        seed = settings.seed + round_ if settings.seed is not None else None
+        seed = derived_seed(settings.seed, round_)
         batch = make_documents(model, vocab, replace(settings, seed=seed), prime, size)
         round_ += 1
         for made in batch:

@@ -85,8 +85,10 @@ class AccessMiddleware:
             self.say(f"{rid} {scope['method']} {path} {status} {took * 1000:.0f} ms{made}", status)
 
     def _key_matches(self, headers: dict[bytes, bytes]) -> bool:
-        given = headers.get(b"authorization", b"")
-        return secrets.compare_digest(given, f"Bearer {self.api_key}".encode())
+        # "Bearer KEY"; the scheme's name is case-insensitive (RFC 7235), the key is not
+        scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
+        right = secrets.compare_digest(given.strip(), self.api_key.encode())
+        return scheme.lower() == b"bearer" and right
 
     @staticmethod
     async def _refuse(send) -> None:

@@ -24,7 +24,7 @@ from charlstm.generate.run import mode_of
 from charlstm.options import SampleSettings, ServeSettings, SuggestSettings
 from charlstm.serve.completions import completions
 from charlstm.serve.engine import Engine
-from charlstm.serve.service import RETRY_AFTER_S, Busy, Service, error, service_of
+from charlstm.serve.service import RETRY_AFTER_S, Busy, SafeJSON, Service, error, service_of
 
 
 class SampleRequest(BaseModel):
@@ -103,7 +103,7 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
         await engine.close()
 
     app = FastAPI(title="charlstm", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)  # fmt: skip
+                  lifespan=lifespan, default_response_class=SafeJSON)  # fmt: skip
     app.state.service = Service(served, engine, name, settings)
     if settings.cors:
         from fastapi.middleware.cors import CORSMiddleware

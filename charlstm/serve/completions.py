@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from charlstm.errors import CharlstmError
 from charlstm.generate.constraints import Constraint, constraint_for
 from charlstm.generate.context import start_context
-from charlstm.options import SampleSettings
+from charlstm.options import SampleSettings, derived_seed
 from charlstm.serve.access import note_chars, note_first_text, request_id
 from charlstm.serve.engine import Done, Full, Piece, Stream
 from charlstm.serve.service import Busy, Service, error, service_of
@@ -109,7 +109,7 @@ def _submit(s: Service, body, settings: SampleSettings, context, stops, events,
     streams = []
     try:
         for i in range(body.n):
-            seed = None if body.seed is None else body.seed + i
+            seed = derived_seed(body.seed, i)
             stream = Stream(context, replace(settings, seed=seed), stops, events, index=i,
                             top=body.logprobs or 0, constraint=constraint)  # fmt: skip
             s.engine.submit(stream)

@@ -4,6 +4,7 @@ busy server, and the Service (the model served, the engine, the limits, the jobs
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -20,9 +21,18 @@ DISCONNECT_POLL_S = 0.25  # how often a /sample or /score job looks for its clie
 TEXT_PER_MAX_CHARS = 64
 
 
+class SafeJSON(JSONResponse):
+    """Every answer's JSON, in ASCII: a string a client sent, lone surrogates included,
+    comes back escaped (\\ud800), never as a 500 from the encoder."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")  # fmt: skip
+
+
 def error(status: int, message: str, kind: str = "invalid_request_error", **headers):
     body = {"error": {"message": message, "type": kind}}
-    return JSONResponse(body, status_code=status, headers=headers or None)
+    return SafeJSON(body, status_code=status, headers=headers or None)
 
 
 class Busy(Exception):
