@@ -234,3 +234,45 @@ def test_a_long_prime_is_read_in_turns_and_stalls_no_one(model):
     assert steps >= 2000 // Engine.WARM_CHARS - 1  # a step (at least) between two turns
     # read in turns, the prime leaves the state `charlstm sample` reaches in one pass
     assert prime + text == generate(model.net, model.vocab, prime, settings)[0]
+
+
+def test_a_failed_step_ends_its_streams_with_an_error_and_the_engine_goes_on(model):
+    """An unexpected error in a step ends the streams of that step (finish_reason
+    "error", with why), says so in one line, and the next streams are served as ever."""
+    said: list[str] = []
+
+    async def scenario():
+        engine = Engine(model.net, model.vocab, 4, interval=0.0, say=said.append)
+        await engine.start()
+        try:
+            real, calls = engine.net, [0]
+
+            def broken(*args):
+                calls[0] += 1
+                if calls[0] == 3:
+                    raise RuntimeError("a bad row")
+                return real(*args)
+
+            engine.net = broken
+            victim = Stream(context_of(model, "the "), SampleSettings(length=50, seed=1), (),
+                            request="r-1")  # fmt: skip
+            engine.submit(victim)
+            while not isinstance(item := (await victim.events.get())[1], Done):
+                pass
+            assert item.finish_reason == "error" and "a bad row" in item.error
+            assert engine.health is None and engine.failed_steps == 1
+            engine.net = real
+            settings = SampleSettings(length=30, seed=2)
+            after = Stream(context_of(model, "the "), settings, ())
+            engine.submit(after)
+            text = []
+            while not isinstance(item := (await after.events.get())[1], Done):
+                text.append(item.text)
+            assert item.finish_reason == "length"
+            return "".join(text), settings
+        finally:
+            await engine.close()
+
+    text, settings = asyncio.run(scenario())
+    assert "the " + text == generate(model.net, model.vocab, "the ", settings)[0]
+    assert len(said) == 1 and "r-1" in said[0] and "the engine goes on" in said[0]

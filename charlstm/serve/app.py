@@ -146,9 +146,14 @@ def _playground_page() -> str:
 
 
 async def health(request: Request):
+    """ok, or 503 when the engine has stopped or stalled (a supervisor restarts it)."""
     s = service_of(request)
-    return {"status": "ok", "active_streams": s.engine.active, "served": s.engine.served,
-            "jobs": s.jobs}  # fmt: skip
+    numbers = {"active_streams": s.engine.active, "served": s.engine.served, "jobs": s.jobs,
+               "failed_steps": s.engine.failed_steps}  # fmt: skip
+    trouble = s.engine.health
+    if trouble is not None:
+        return SafeJSON({"status": "unhealthy", "why": trouble, **numbers}, status_code=503)
+    return {"status": "ok", **numbers}
 
 
 async def models(request: Request):

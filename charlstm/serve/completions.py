@@ -88,8 +88,9 @@ async def completions(body: CompletionRequest, request: Request):
     except CharlstmError as err:
         return error(400, str(err))
     events: asyncio.Queue = asyncio.Queue()  # every choice's pieces, by index
-    streams = _submit(s, body, settings, context, stops, events, constraint)
-    head = {"id": f"cmpl-{request_id(request.scope)}", "object": "text_completion",
+    rid = request_id(request.scope)
+    streams = _submit(s, body, settings, context, stops, events, constraint, rid)
+    head = {"id": f"cmpl-{rid}", "object": "text_completion",
             "created": int(time.time()), "model": body.model or s.name}  # fmt: skip
     if body.stream:
         return StreamingResponse(_sse(head, streams, events, body, prompt, request.scope),
@@ -99,11 +100,15 @@ async def completions(body: CompletionRequest, request: Request):
     finally:
         for stream in streams:
             stream.cancelled = True
+    failed = next((done.error for _, done in results if done.error), None)
+    if failed is not None:
+        return error(500, f"generating failed ({failed}); other requests were not affected",
+                     "server_error")  # fmt: skip
     return _whole(head, results, body, prompt, request.scope)
 
 
 def _submit(s: Service, body, settings: SampleSettings, context, stops, events,
-            constraint: Constraint | None) -> list[Stream]:  # fmt: skip
+            constraint: Constraint | None, request: str) -> list[Stream]:  # fmt: skip
     """One stream per choice, each with its own seed (the request's, plus its index);
     all or none: a full engine refuses the request."""
     streams = []
@@ -111,7 +116,8 @@ def _submit(s: Service, body, settings: SampleSettings, context, stops, events,
         for i in range(body.n):
             seed = derived_seed(body.seed, i)
             stream = Stream(context, replace(settings, seed=seed), stops, events, index=i,
-                            top=body.logprobs or 0, constraint=constraint)  # fmt: skip
+                            top=body.logprobs or 0, constraint=constraint,
+                            request=request)  # fmt: skip
             s.engine.submit(stream)
             streams.append(stream)
     except Full:
@@ -196,6 +202,10 @@ async def _sse(head: dict, streams: list[Stream], events: asyncio.Queue, body, p
                 left -= 1
                 generated += item.chars
                 yield _event(head, i, "", item.finish_reason, None)
+                if item.error is not None:  # the stream's end says why, as an error event
+                    failure = {"message": f"generating failed ({item.error})",
+                               "type": "server_error"}  # fmt: skip
+                    yield f"data: {json.dumps({'error': failure})}\n\n"
         note_chars(scope, generated)
         yield "data: [DONE]\n\n"
     finally:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -54,9 +55,11 @@ class Piece:
 
 @dataclass
 class Done:
-    # "stop" (a stop string or a document's end), "length", or "abort" (shutting down)
+    # "stop" (a stop string or a document's end), "length", "abort" (shutting down) or
+    # "error" (the step it was in failed: `error` says how; the engine went on)
     finish_reason: str
     chars: int
+    error: str | None = None
 
 
 @dataclass(eq=False)
@@ -67,6 +70,7 @@ class Stream:
     # (index, Piece or Done) arrive here; the streams of one request may share a queue
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     index: int = 0  # which choice of its request
+    request: str = ""  # its request's id, for the log
     top: int = 0  # alternatives given for each character (OpenAI's logprobs: N)
     # constraints (generate/constraints.py): checked when the request came, applied here
     constraint: Constraint | None = None
@@ -98,7 +102,17 @@ class Engine:
     # LSTM take a few milliseconds on a CPU core).
     WARM_CHARS = 128
 
-    def __init__(self, net: CharRNN, vocab: Vocab, max_streams: int, interval: float = 0.02):
+    # /health calls an engine with streams in flight but no step for this long stalled
+    STALLED_S = 30.0
+
+    def __init__(
+        self,
+        net: CharRNN,
+        vocab: Vocab,
+        max_streams: int,
+        interval: float = 0.02,
+        say: Callable[[str], None] = lambda line: None,
+    ):
         self.net = net.eval()
         self.vocab = vocab
         self.device = next(net.parameters()).device
@@ -114,6 +128,9 @@ class Engine:
         self._drain_at: float | None = None  # monotonic time to end every stream
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
+        self.say = say  # one line for each failed step
+        self.failed_steps = 0
+        self.last_turn = time.monotonic()  # when the loop last went round
 
     # -- from the request side (all on the event loop) -----------------------------------
     async def start(self) -> None:
@@ -152,21 +169,55 @@ class Engine:
                 pass
 
     # -- the engine's task ---------------------------------------------------------------
+    @property
+    def health(self) -> str | None:
+        """None when well; else why not: the task has ended, or it has streams and has
+        not gone round for STALLED_S."""
+        if self._task is not None and self._task.done():
+            return "the engine has stopped"
+        if self.active and time.monotonic() - self.last_turn > self.STALLED_S:
+            return f"the engine has not stepped for {self.STALLED_S:.0f} s"
+        return None
+
     async def _run(self) -> None:
         with torch.no_grad(), one_char_steps(self.device):
             while True:
                 if not self.arrivals and not self.streams:
                     self._wake.clear()
                     await self._wake.wait()
-                if self._next_net is not None:  # the state rows carry on under it
-                    self.net, self._next_net = self._next_net, None
-                self._admit()
-                if self._drain_at is not None and time.monotonic() >= self._drain_at:
-                    self._end_all("abort")
-                self._drop_finished()
-                if self.streams:
-                    self._step()
+                self.last_turn = time.monotonic()
+                try:
+                    self._turn()
+                except Exception as err:  # one step's failure never stops the others' work
+                    self._fail_in_flight(err)
                 await asyncio.sleep(0)  # the network's turn
+
+    def _turn(self) -> None:
+        if self._next_net is not None:  # the state rows carry on under it
+            self.net, self._next_net = self._next_net, None
+        self._admit()
+        if self._drain_at is not None and time.monotonic() >= self._drain_at:
+            self._end_all("abort")
+        self._drop_finished()
+        if self.streams:
+            self._step()
+
+    def _fail_in_flight(self, err: Exception) -> None:
+        """End every stream of the failed turn (the batch and the prime being read) with
+        finish_reason "error", say so in one line, and start the batch afresh."""
+        failed = [*self.streams, *list(self.arrivals)[:1]]
+        if self.arrivals:
+            self.arrivals.popleft()
+        why = f"{type(err).__name__}: {err}"
+        for stream in failed:
+            if stream.finish_reason is None:
+                stream.finish_reason, stream.sampler = "error", None
+                stream.events.put_nowait((stream.index, Done("error", stream.produced, why)))
+        self.served += len(failed)
+        self.streams, self.state, self.last = [], None, None
+        self.failed_steps += 1
+        ids = ", ".join(dict.fromkeys(s.request or "?" for s in failed))
+        self.say(f"a step failed ({why}); ended the requests {ids}; the engine goes on")
 
     def _admit(self) -> None:
         """Read arrivals' primes, WARM_CHARS at a time (each on its own, as `charlstm

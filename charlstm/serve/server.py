@@ -62,7 +62,8 @@ def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) ->
         console.print(line, markup=False, highlight=False)
 
     torch.set_num_threads(settings.step_threads)
-    engine = Engine(model.net, model.vocab, settings.max_streams, settings.interval_ms / 1000)
+    engine = Engine(model.net, model.vocab, settings.max_streams, settings.interval_ms / 1000,
+                    say=say)  # fmt: skip
     name = f"charlstm-{model.config.model.cell}"
     served = types.SimpleNamespace(model=model)
     web = create_app(served, engine, name, settings)
