@@ -315,6 +315,11 @@ class ServeSettings:
         "address but loopback.",
     )
     cors: str | None = option(None, "Allow browser requests from this origin.")
+    allow_host: tuple[str, ...] = option(
+        (),
+        "Also answer requests naming this Host (repeatable; * for any). Loopback names and "
+        "--host are always answered; any other name is refused (DNS rebinding).",
+    )
     # 256 rows of a 2x256 LSTM step in about 4 ms on a 2-core CPU; more waiting streams
     # would only make every reader slower, so the 257th is told to come back.
     max_streams: int = option(256, "Streams generated at once; more get 503.")
@@ -339,6 +344,7 @@ class ServeSettings:
     threads: int = option(0, "CPU threads for the model's step (0: all cores but one).")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "allow_host", tuple(self.allow_host or ()))  # a parser's list
         _check(
             [
                 (
@@ -358,6 +364,11 @@ class ServeSettings:
                 ),
             ]
         )
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        named = {self.host} if self.host not in ("0.0.0.0", "::") else set()
+        return frozenset({"localhost", "127.0.0.1", "::1", *named, *self.allow_host})
 
     @property
     def step_threads(self) -> int:

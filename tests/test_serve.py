@@ -171,6 +171,21 @@ def test_a_lone_surrogate_comes_back_escaped_not_as_a_500(server):
     assert made.status_code == 200 and '"model":"\\ud800"' in made.text
 
 
+def test_a_page_elsewhere_cannot_reach_the_server(server):
+    """DNS rebinding: a page on evil.example that rebinds its name to 127.0.0.1 sends
+    Host: evil.example; a page's fetch sends its Origin. Both are refused, on every
+    endpoint and the playground; this machine's own requests are answered."""
+    for path in ("/", "/info", "/health"):
+        refused = httpx.get(server.url + path, headers={"Host": "evil.example"})
+        assert refused.status_code == 403 and "--allow-host" in refused.json()["error"]["message"]
+    fetched = server.post("/v1/completions", {"prompt": "the "},
+                          headers={"Origin": "http://evil.example"})  # fmt: skip
+    assert fetched.status_code == 403 and "--cors" in fetched.text
+    own = httpx.get(server.url + "/info", headers={"Origin": server.url})
+    assert own.status_code == 200
+    assert httpx.get(server.url + "/info", headers={"Host": f"localhost:{server.port}"}).is_success
+
+
 def test_the_suggest_endpoint_answers_as_the_command_line(server, trained_run):
     import charlstm
 
@@ -365,8 +380,11 @@ def test_cors_is_closed_unless_an_origin_is_given(server, trained_run):
     asked = {"Origin": "http://elsewhere.test", "Access-Control-Request-Method": "POST"}
     closed = httpx.options(server.url + "/v1/completions", headers=asked)
     assert "access-control-allow-origin" not in closed.headers
-    opened = Server(trained_run, "--cors", "http://app.test", "--api-key", "k")
+    opened = Server(trained_run, "--cors", "http://app.test", "--api-key", "k",
+                    "--allow-host", "my.box")  # fmt: skip
     try:
+        named = httpx.get(opened.url + "/", headers={"Host": "my.box"})
+        assert named.status_code == 200  # a name given with --allow-host is answered
         # the browser's preflight carries no key; the request itself must
         preflight = httpx.options(opened.url + "/v1/completions",
                                   headers={**asked, "Origin": "http://app.test"})  # fmt: skip

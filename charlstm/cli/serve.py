@@ -21,6 +21,9 @@ def serve(
         option_of(ServeSettings, "api_key", "--api-key", envvar="CHARLSTM_API_KEY"),
     ] = Serve.api_key,
     cors: Annotated[str | None, option_of(ServeSettings, "cors", "--cors")] = Serve.cors,
+    allow_host: Annotated[
+        list[str] | None, option_of(ServeSettings, "allow_host", "--allow-host")
+    ] = None,
     max_streams: Annotated[
         int, option_of(ServeSettings, "max_streams", "--max-streams")
     ] = Serve.max_streams,

@@ -37,9 +37,32 @@ def note_first_text(scope) -> None:
     scope["state"].setdefault("first", time.perf_counter())
 
 
+# The names a server on this machine answers to unless told more (--allow-host): a
+# request naming another Host is a page elsewhere that rebound its name to this address
+# (DNS rebinding), the attack local model servers have had advisories for.
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_name(value: str) -> str:
+    """A Host header's name, without its port ("[::1]:8000" -> "::1")."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
 class AccessMiddleware:
-    def __init__(self, app, say: Callable[[str, int], None], api_key: str | None = None):
+    def __init__(
+        self,
+        app,
+        say: Callable[[str, int], None],
+        api_key: str | None = None,
+        hosts: frozenset[str] = LOOPBACK_NAMES,
+        cors: str | None = None,
+    ):
         self.app, self.say, self.api_key = app, say, api_key
+        self.hosts = frozenset(h.lower() for h in hosts)  # "*": any
+        self.cors = cors
         self.statuses: Counter[int] = Counter()  # requests answered, by status
 
     async def __call__(self, scope, receive, send):
@@ -66,7 +89,10 @@ class AccessMiddleware:
             # the playground page is the package's own file, no data: a browser must load
             # it to be asked for the key, which its every request then carries
             page = scope["method"] == "GET" and scope.get("path") == "/"
-            if (
+            foreign = self._foreign(headers)
+            if foreign is not None:
+                await self._send_error(send_with_id, 403, foreign, "forbidden")
+            elif (
                 self.api_key is not None
                 and not (preflight or page)
                 and not self._key_matches(headers)
@@ -84,6 +110,19 @@ class AccessMiddleware:
             path = scope.get("path", "")
             self.say(f"{rid} {scope['method']} {path} {status} {took * 1000:.0f} ms{made}", status)
 
+    def _foreign(self, headers: dict[bytes, bytes]) -> str | None:
+        """Why a request comes from outside what this server answers, or None: a Host
+        not allowed, or a browser's Origin that is neither this server nor --cors."""
+        host = headers.get(b"host", b"").decode("latin-1")
+        if "*" not in self.hosts and host_name(host) not in self.hosts:
+            return (f"Host {host[:100]!r} is not a name this server answers to (add it with "
+                    "--allow-host)")  # fmt: skip
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        same = origin.split("://", 1)[-1].lower() == host.lower()
+        if origin and not same and origin != self.cors and origin != "null":
+            return f"Origin {origin[:100]!r} may not use this server (allow it with --cors)"
+        return None
+
     def _key_matches(self, headers: dict[bytes, bytes]) -> bool:
         # "Bearer KEY"; the scheme's name is case-insensitive (RFC 7235), the key is not
         scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
@@ -93,8 +132,12 @@ class AccessMiddleware:
     @staticmethod
     async def _refuse(send) -> None:
         message = "missing or wrong API key (Authorization: Bearer KEY)"
-        body = json.dumps({"error": {"message": message, "type": "authentication_error"}})
-        await send({"type": "http.response.start", "status": 401,
+        await AccessMiddleware._send_error(send, 401, message, "authentication_error")
+
+    @staticmethod
+    async def _send_error(send, status: int, message: str, kind: str) -> None:
+        body = json.dumps({"error": {"message": message, "type": kind}})
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})  # fmt: skip
         await send({"type": "http.response.body", "body": body.encode()})

@@ -67,7 +67,8 @@ def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) ->
     name = f"charlstm-{model.config.model.cell}"
     served = types.SimpleNamespace(model=model)
     web = create_app(served, engine, name, settings)
-    access = AccessMiddleware(web, _access_line(console), settings.api_key)
+    access = AccessMiddleware(web, _access_line(console), settings.api_key,
+                              hosts=settings.allowed_hosts, cors=settings.cors)  # fmt: skip
     watcher = None
     if settings.watch:
         from charlstm.serve.watch import Watcher
