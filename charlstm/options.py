@@ -324,6 +324,9 @@ class ServeSettings:
     # would only make every reader slower, so the 257th is told to come back.
     max_streams: int = option(256, "Streams generated at once; more get 503.")
     max_chars: int = option(4000, "Characters one request may ask for.")
+    # 8 MB: the longest prompt allowed (64 x --max-chars) with every character escaped
+    # in JSON is a fraction of it; a larger body is refused before it is read.
+    max_body_mb: float = option(8.0, "Largest request body, in MB; a larger one gets 413.")
     max_jobs: int = option(
         2, "/sample and /score requests at once (each holds a core); more get 503."
     )
@@ -356,6 +359,10 @@ class ServeSettings:
                 (self.max_streams >= 1, f"--max-streams must be >= 1 (got {self.max_streams})"),
                 (self.max_chars >= 1, f"--max-chars must be >= 1 (got {self.max_chars})"),
                 (self.max_jobs >= 1, f"--max-jobs must be >= 1 (got {self.max_jobs})"),
+                (
+                    0 < self.max_body_mb <= 1024,
+                    f"--max-body-mb must be in (0, 1024] (got {self.max_body_mb})",
+                ),
                 (self.threads >= 0, f"--threads must be >= 0 (got {self.threads})"),
                 (0 <= self.drain_s <= 3600, f"--drain-s must be in 0..3600 (got {self.drain_s})"),
                 (

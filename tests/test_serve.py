@@ -186,6 +186,34 @@ def test_a_page_elsewhere_cannot_reach_the_server(server):
     assert httpx.get(server.url + "/info", headers={"Host": f"localhost:{server.port}"}).is_success
 
 
+def rss_kb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_huge_body_is_refused_before_it_is_read(server):
+    """413 from the declared length, or while a body without one arrives: never buffered
+    whole (a 200 MB body once cost the server 605 MB before its first check)."""
+    before = rss_kb(server.proc.pid)
+    huge = b'{"prompt": "' + b"a" * (50 << 20) + b'"}'
+    refused = httpx.post(server.url + "/v1/completions", content=huge,
+                         headers={"Content-Type": "application/json"}, timeout=60)  # fmt: skip
+    assert refused.status_code == 413 and "request body is over" in refused.text
+
+    def chunks():
+        for _ in range(50):
+            yield b"a" * (1 << 20)
+
+    streamed = httpx.post(server.url + "/score", content=chunks(), timeout=60)
+    assert streamed.status_code == 413
+    assert rss_kb(server.proc.pid) - before < 20_000  # kB
+    many = server.post("/score", {"documents": [""] * 10_001})
+    assert many.status_code == 422 and "documents" in many.text
+    assert server.post("/v1/completions", {"prompt": "the ", "max_tokens": 3}).is_success
+
+
 def test_the_suggest_endpoint_answers_as_the_command_line(server, trained_run):
     import charlstm
 

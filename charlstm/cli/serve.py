@@ -31,6 +31,9 @@ def serve(
         int, option_of(ServeSettings, "max_chars", "--max-chars")
     ] = Serve.max_chars,
     max_jobs: Annotated[int, option_of(ServeSettings, "max_jobs", "--max-jobs")] = Serve.max_jobs,
+    max_body_mb: Annotated[
+        float, option_of(ServeSettings, "max_body_mb", "--max-body-mb")
+    ] = Serve.max_body_mb,
     interval_ms: Annotated[
         float, option_of(ServeSettings, "interval_ms", "--interval-ms")
     ] = Serve.interval_ms,

@@ -59,8 +59,10 @@ class AccessMiddleware:
         api_key: str | None = None,
         hosts: frozenset[str] = LOOPBACK_NAMES,
         cors: str | None = None,
+        max_body: int = 8 << 20,
     ):
         self.app, self.say, self.api_key = app, say, api_key
+        self.max_body = max_body  # bytes of one request's body, counted as they arrive
         self.hosts = frozenset(h.lower() for h in hosts)  # "*": any
         self.cors = cors
         self.statuses: Counter[int] = Counter()  # requests answered, by status
@@ -90,8 +92,11 @@ class AccessMiddleware:
             # it to be asked for the key, which its every request then carries
             page = scope["method"] == "GET" and scope.get("path") == "/"
             foreign = self._foreign(headers)
+            declared = headers.get(b"content-length", b"0")
             if foreign is not None:
                 await self._send_error(send_with_id, 403, foreign, "forbidden")
+            elif not declared.isdigit() or int(declared) > self.max_body:
+                await self._too_large(send_with_id)
             elif (
                 self.api_key is not None
                 and not (preflight or page)
@@ -99,7 +104,7 @@ class AccessMiddleware:
             ):
                 await self._refuse(send_with_id)
             else:
-                await self.app(scope, receive, send_with_id)
+                await self._bounded(scope, receive, send_with_id, lambda: status)
         finally:
             self.statuses[status] += 1
             took = time.perf_counter() - started
@@ -109,6 +114,37 @@ class AccessMiddleware:
                 made += f", first after {(state['first'] - started) * 1000:.0f} ms"
             path = scope.get("path", "")
             self.say(f"{rid} {scope['method']} {path} {status} {took * 1000:.0f} ms{made}", status)
+
+    async def _bounded(self, scope, receive, send, status: Callable[[], int]) -> None:
+        """The app, reading a body that may not pass max_body: counted as it arrives, a
+        body without a length is cut off there too (413, and to the app the client has
+        gone), never buffered whole."""
+        received, cut = 0, False
+
+        async def counted():
+            nonlocal received, cut
+            if cut:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                cut = True
+                if status() == 500:  # nothing answered yet
+                    await self._too_large(send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def unless_cut(message):
+            if not cut:
+                await send(message)
+
+        await self.app(scope, counted, unless_cut)
+
+    async def _too_large(self, send) -> None:
+        message = (
+            f"the request body is over {self.max_body:,} bytes (or its length is not a number)"
+        )
+        await self._send_error(send, 413, message, "invalid_request_error")
 
     def _foreign(self, headers: dict[bytes, bytes]) -> str | None:
         """Why a request comes from outside what this server answers, or None: a Host

@@ -83,10 +83,14 @@ class SuggestRequest(BaseModel):
         return SampleSettings(**given), SuggestSettings(**asked)
 
 
+# Documents one /score request may hold: each costs a row of work however short it is.
+MAX_DOCUMENTS = 10_000
+
+
 class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    documents: list[str] | None = None
+    documents: list[str] | None = Field(None, max_length=MAX_DOCUMENTS)
     text: str | None = None
     label: str | None = None
 

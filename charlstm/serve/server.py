@@ -68,7 +68,8 @@ def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) ->
     served = types.SimpleNamespace(model=model)
     web = create_app(served, engine, name, settings)
     access = AccessMiddleware(web, _access_line(console), settings.api_key,
-                              hosts=settings.allowed_hosts, cors=settings.cors)  # fmt: skip
+                              hosts=settings.allowed_hosts, cors=settings.cors,
+                              max_body=int(settings.max_body_mb * 1e6))  # fmt: skip
     watcher = None
     if settings.watch:
         from charlstm.serve.watch import Watcher
