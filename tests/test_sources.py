@@ -78,6 +78,18 @@ def test_a_repository_reads_its_text_and_passes_over_the_rest(repo, tmp_path):
     ]
 
 
+def test_a_link_that_leaves_the_folder_is_passed_over_and_listed(repo, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the key to everything\n")
+    os.symlink(secret, repo / "src" / "innocent.py")
+    os.symlink(repo / "README.md", repo / "src" / "readme_again.md")  # inside: read
+    c = load_corpus(cfg(repo, tmp_path))
+    assert "the key to everything" not in text_of(c)
+    assert text_of(c).count("# repo\n") == 2
+    assert skipped(c)["src/innocent.py"] == "outside"
+    assert "1 links to files outside the folder" in c.report()[0]
+
+
 def test_ignore_files_can_be_turned_off_and_exclude_drops_more(repo, tmp_path):
     c = load_corpus(cfg(repo, tmp_path, respect_ignore=False, exclude=("*.zip", "src/*.py")))
     assert text_of(c) == IGNORE + "# repo\nlog line\nbuilt\n"  # a folder's files, then its folders

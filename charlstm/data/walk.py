@@ -7,8 +7,9 @@ deeper file's rules win over a shallower one's, `!pattern` re-includes, and an
 ignored folder is not entered. `data.include` globs keep only matching files,
 `data.exclude` globs drop files and folders, `data.respect_ignore: false` turns the
 ignore files off. Only regular files are listed: FIFOs, sockets and devices (which
-could block a read forever), links to folders (not followed, so no loop), broken links
-and link loops are passed over and reported, never opened.
+could block a read forever), links to folders (not followed, so no loop), links to
+files outside the folder, broken links and link loops are passed over and reported,
+never opened.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ REASONS = {
     "not-text": "not valid text in data.encoding",
     "special": "not a regular file",
     "link": "links to folders",
+    "outside": "links to files outside the folder",
     "broken-link": "broken links or link loops",
     "unreadable": "unreadable",
     "nested": "archives or compressed files inside an archive",
@@ -106,6 +108,7 @@ def walk(
     """Every file under `root` that a repository would call its own, sorted by path."""
     listing = Listing(root)
     rules = IgnoreRules()
+    real_root = os.path.realpath(root)
     # Plain strings while walking: a corpus may have hundreds of thousands of files, and
     # building paths piece by piece would cost more than finding them.
     for dirpath, dirnames, filenames in os.walk(root):
@@ -133,7 +136,7 @@ def walk(
             if matches(rel, exclude) or (respect_ignore and rules.ignored(rel, is_dir=False)):
                 continue
             full = os.path.join(dirpath, name)
-            reason = _not_regular(full)
+            reason = _not_regular(full) or _leaves(full, real_root)
             if reason is None:
                 listing.files.append(Path(full))
             else:
@@ -151,6 +154,16 @@ def _not_regular(path: str) -> str | None:
             return "broken-link"
         return "unreadable"
     return None if stat.S_ISREG(st.st_mode) else "special"
+
+
+def _leaves(path: str, real_root: str) -> str | None:
+    """"outside" for a link whose file lies outside the folder: a folder from a stranger
+    must never make charlstm read elsewhere (a link to ~/.ssh/id_rsa would put the key
+    into the model), as git stores such a link as a link, not as the file."""
+    if not os.path.islink(path):
+        return None
+    target = os.path.realpath(path)
+    return None if os.path.commonpath([target, real_root]) == real_root else "outside"
 
 
 def check_single_file(path: Path) -> None:
