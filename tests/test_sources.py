@@ -350,3 +350,32 @@ def test_a_warm_start_finds_an_archive_without_reading_it(tmp_path, monkeypatch)
     os.utime(tmp_path / "src.tar.xz", (1, 1))  # touched: read once more
     with pytest.raises(AssertionError, match="read again"):
         load_corpus(cfg(tmp_path / "src.tar.xz", tmp_path))
+
+
+def test_odd_names_and_encrypted_members_are_read_or_passed_over_never_a_traceback(tmp_path):
+    """A file name that is not UTF-8 is read like any other (and named with its bytes
+    escaped); an encrypted zip member is passed over and listed."""
+    root = tmp_path / "odd"
+    root.mkdir()
+    (root / "plain.txt").write_text("plain\n")
+    with open(os.path.join(os.fsencode(root), b"caf\xe9.txt"), "wb") as f:  # latin-1 name
+        f.write(b"latin name\n")
+    with open(os.path.join(os.fsencode(root), b"bin\xff.dat"), "wb") as f:
+        f.write(PNG)
+    with zipfile.ZipFile(root / "box.zip", "w") as z:
+        z.writestr("locked.txt", "secret\n")
+        z.writestr("open.txt", "open\n")
+    # mark the first member encrypted (zipfile writes no encrypted member itself): the
+    # flag bit in its local header and in its central directory entry
+    data = bytearray((root / "box.zip").read_bytes())
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    data[local + 6] |= 0x1
+    data[central + 8] |= 0x1
+    (root / "box.zip").write_bytes(bytes(data))
+    c = load_corpus(cfg(root, tmp_path))
+    assert text_of(c) == "open\nlatin name\nplain\n"
+    listed = skipped(c)
+    assert listed["box.zip:locked.txt"] == "encrypted"
+    assert [r for n, r in listed.items() if n.startswith("bin")] == ["binary"]
+    line = c.report()[0]
+    assert "1 encrypted archive members" in line and "bin\\xff.dat" in line

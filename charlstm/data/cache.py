@@ -41,7 +41,11 @@ def fingerprint(files: list[Path], mode: str) -> str:
     digest = hashlib.sha256(f"charlstm-files/{CACHE_VERSION}/{mode}".encode())
     for f in files:
         st = os.stat(f)
-        digest.update(f"\0{os.path.abspath(f)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        digest.update(
+            f"\0{os.path.abspath(f)}\0{st.st_size}\0{st.st_mtime_ns}".encode(
+                "utf-8", "surrogateescape"
+            )
+        )
     return digest.hexdigest()[:32]
 
 

@@ -62,7 +62,7 @@ class Corpus:
             for s in self.skipped:
                 kinds[s.reason] = kinds.get(s.reason, 0) + 1
             shown = ", ".join(f"{n} {REASONS[r]}" for r, n in sorted(kinds.items()))
-            names = ", ".join(s.name for s in self.skipped[:4])
+            names = ", ".join(s.shown for s in self.skipped[:4])
             more = ", ..." if len(self.skipped) > 4 else ""
             lines.append(f"passed over {len(self.skipped)} file(s): {shown} ({names}{more})")
         return lines

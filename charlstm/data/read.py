@@ -187,6 +187,9 @@ class Reader(RecordReading):
             for info in archive.infolist():
                 if info.is_dir() or not self._member_wanted(info.filename):
                     continue
+                if info.flag_bits & 0x1:  # encrypted: no password to read it with
+                    self._pass_over(f"{name}:{info.filename}", "encrypted", "is encrypted")
+                    continue
                 with archive.open(info) as member:
                     yield from self._member(name, info.filename, member, raw, digest)
         yield Piece(self._empty(), path.stat().st_size, 0)
@@ -289,7 +292,7 @@ class Reader(RecordReading):
         )
         if digest is not None:
             tag = f"{name.rsplit('/', 1)[-1]}\0{size}" if as_is else f"{name}\0long"
-            digest.update(f"\0{tag}\0".encode())
+            digest.update(f"\0{tag}\0".encode("utf-8", "surrogateescape"))
         offset, first, carry = 0, True, self._empty()
         chunk = head
         while chunk:
@@ -341,7 +344,7 @@ class Reader(RecordReading):
             return
         # A plain file keeps the key charlstm always gave it: name, length, bytes.
         tag = name.rsplit("/", 1)[-1] if plain else f"{name}\0decoded"
-        digest.update(f"\0{tag}\0{len(data)}\0".encode())
+        digest.update(f"\0{tag}\0{len(data)}\0".encode("utf-8", "surrogateescape"))
         digest.update(data)
 
     def _undecodable(self, name: str, at: int, started: bool = False) -> None:

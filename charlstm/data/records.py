@@ -161,7 +161,9 @@ class RecordReading:
     def _record_pieces(self, name, values: Iterator[Any], raw, digest, on_disk: int = 0):
         count = self.records[-1]
         if digest is not None:
-            digest.update(f"\0{name}\0records\0{self.cfg.field}\0".encode())
+            digest.update(
+                f"\0{name}\0records\0{self.cfg.field}\0".encode("utf-8", "surrogateescape")
+            )
         buffer: list[str] = []
         size = 0
         end = BOUNDARY if self.documents else RECORD_END

@@ -33,6 +33,11 @@ class Skipped:
     name: str  # relative to data.path, or archive:member
     reason: str
 
+    @property
+    def shown(self) -> str:
+        """The name as it can be printed: bytes of a name that is not UTF-8 as \\xNN."""
+        return self.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
 
 # What each reason is called in the summary line.
 REASONS = {
@@ -41,6 +46,7 @@ REASONS = {
     "special": "not a regular file",
     "link": "links to folders",
     "outside": "links to files outside the folder",
+    "encrypted": "encrypted archive members",
     "broken-link": "broken links or link loops",
     "unreadable": "unreadable",
     "nested": "archives or compressed files inside an archive",
@@ -157,7 +163,7 @@ def _not_regular(path: str) -> str | None:
 
 
 def _leaves(path: str, real_root: str) -> str | None:
-    """"outside" for a link whose file lies outside the folder: a folder from a stranger
+    """ "outside" for a link whose file lies outside the folder: a folder from a stranger
     must never make charlstm read elsewhere (a link to ~/.ssh/id_rsa would put the key
     into the model), as git stores such a link as a link, not as the file."""
     if not os.path.islink(path):

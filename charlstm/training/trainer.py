@@ -632,7 +632,7 @@ class Trainer:
             self.run_dir.checkpoints.mkdir(parents=True, exist_ok=True)
             self.cfg.write_yaml(self.run_dir.config_file)
             if self.corpus_skipped:
-                listed = "".join(f"{s.reason}\t{s.name}\n" for s in self.corpus_skipped)
+                listed = "".join(f"{s.reason}\t{s.shown}\n" for s in self.corpus_skipped)
                 self.run_dir.skipped_file.write_text(listed, encoding="utf-8")
         except OSError as err:
             raise CheckpointError(
