@@ -9,6 +9,7 @@ read with `weights_only=True`, so opening a file can never run code.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
@@ -25,7 +26,7 @@ from charlstm.config import Config
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.model import CharRNN
-from charlstm.rundir import BEST, LAST, RunDir
+from charlstm.rundir import BEST, LAST, SAFETENSORS, SAFETENSORS_CONFIG, RunDir
 
 FORMAT = "charlstm-checkpoint"
 # 2: every field always present; `rng` (rank 0's random states) is rank_rngs[0] alone.
@@ -218,8 +219,67 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """A checkpoint file, read safely and typed."""
+    """A checkpoint file (or an exported model.safetensors), read safely and typed."""
+    if path.name == SAFETENSORS:
+        return read_safetensors(path.parent, map_location)
     return Checkpoint.from_payload(load_checkpoint(path, map_location), path)
+
+
+# -- the exchange format: safetensors (no code runs on load; every language reads it) --
+SAFETENSORS_FORMAT = 1
+
+
+def write_safetensors(folder: Path, saved: Checkpoint) -> int:
+    """The checkpoint's inference weights as folder/model.safetensors, and beside it
+    config.json with what inference needs: the model settings, the vocabulary, the
+    step, the best validation loss (the layout of Hugging Face's PyTorchModelHubMixin).
+    Returns the bytes written."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = saved.inference_weights
+    tensors = {name: t.detach().float().contiguous().cpu() for name, t in weights.items()}
+    save_file(tensors, str(folder / SAFETENSORS), metadata={"format": "pt"})
+    best = saved.best_val_loss
+    described = {
+        "charlstm_format": SAFETENSORS_FORMAT,
+        "config": saved.config.to_dict(),
+        "vocab": saved.vocab.to_dict(),
+        "step": saved.step,
+        "best_val_loss": best if math.isfinite(best) else None,
+        "corpus_key": saved.corpus_key,
+    }
+    (folder / SAFETENSORS_CONFIG).write_text(json.dumps(described, indent=1), encoding="utf-8")
+    return sum(f.stat().st_size for f in (folder / SAFETENSORS, folder / SAFETENSORS_CONFIG))
+
+
+def read_safetensors(folder: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """An exported model as a Checkpoint that holds its weights (and no training state)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        described = json.loads((folder / SAFETENSORS_CONFIG).read_text(encoding="utf-8"))
+        if described.get("charlstm_format") != SAFETENSORS_FORMAT:
+            raise ValueError(f"charlstm_format {described.get('charlstm_format')!r}")
+        weights = load_file(str(folder / SAFETENSORS), device=str(map_location))
+        best = described.get("best_val_loss")
+        return Checkpoint(
+            config=Config.from_dict(described["config"]),
+            vocab=Vocab.from_dict(described["vocab"]),
+            model=weights,
+            step=int(described.get("step", 0)),
+            corpus_key=described.get("corpus_key"),
+            best_val_loss=math.inf if best is None else float(best),
+        )
+    except OSError as err:
+        raise CheckpointError(
+            f"{folder}: cannot read the exported model ({err.strerror})"
+        ) from None
+    except (ValueError, KeyError, TypeError, SafetensorError, ConfigError) as err:
+        raise CheckpointError(
+            f"{folder} is not a charlstm model in safetensors ({type(err).__name__}: {err})"
+        ) from None
 
 
 def resolve_checkpoint(path: Path | None, runs_dir: Path = Path("runs")) -> Path:

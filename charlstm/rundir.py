@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAST, BEST = "last.pt", "best.pt"
+# An exported model's folder: its weights, beside config.json (Hugging Face's layout).
+SAFETENSORS, SAFETENSORS_CONFIG = "model.safetensors", "config.json"
 CHECKPOINTS = "checkpoints"
 
 
@@ -72,6 +74,8 @@ class RunDir:
             for name in (BEST, LAST):
                 if (folder / name).is_file():
                     return folder / name
+        if (self.root / SAFETENSORS).is_file():  # an exported model (export --format safetensors)
+            return self.root / SAFETENSORS
         return None
 
     @staticmethod

@@ -93,7 +93,7 @@ def test_a_peephole_model_and_a_bad_format_are_one_line(tmp_path):
     assert not (tmp_path / "p.onnx").exists()
     bad = CliRunner().invoke(app, ["export", "-c", str(tmp_path / "run"), "--format", "tflite",
                                    "--out", str(tmp_path / "x")])  # fmt: skip
-    assert bad.exit_code == 1 and "--format must be html or onnx" in bad.output
+    assert bad.exit_code == 1 and "--format must be html, onnx or safetensors" in bad.output
 
 
 def test_the_readme_snippet_samples_from_the_file(trained_run, tmp_path, capsys):

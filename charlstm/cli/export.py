@@ -11,11 +11,14 @@ import typer
 from charlstm.cli.common import CheckpointOpt, check_out_file, fail, out
 from charlstm.errors import CharlstmError
 
-FORMATS = ("html", "onnx")
+FORMATS = ("html", "onnx", "safetensors")
 
 
 def export(
-    out_file: Annotated[Path, typer.Option("--out", help="The page to write (.html).")],
+    out_file: Annotated[
+        Path,
+        typer.Option("--out", help="What to write: the page (.html), the .onnx file, or a folder."),
+    ],
     checkpoint: CheckpointOpt = None,
     precision: Annotated[
         str,
@@ -27,7 +30,9 @@ def export(
     form: Annotated[
         str,
         typer.Option(
-            "--format", help="html (a page that writes in the browser) or onnx (a step model)."
+            "--format",
+            help="html (a page that writes in the browser), onnx (a step model) or "
+            "safetensors (a folder: model.safetensors and config.json).",
         ),
     ] = "html",
 ) -> None:
@@ -40,9 +45,20 @@ def export(
 
     try:
         if form not in FORMATS:
-            raise CharlstmError(f"--format must be html or onnx (got {form!r})")
+            raise CharlstmError(f"--format must be html, onnx or safetensors (got {form!r})")
         check_precision(precision)
         check_out_file(out_file, "--out")
+        if form == "safetensors":
+            from charlstm.checkpoint import read_checkpoint, resolve_checkpoint, write_safetensors
+
+            saved = read_checkpoint(resolve_checkpoint(checkpoint))
+            try:
+                size = write_safetensors(out_file, saved)
+            except OSError as error:
+                raise CharlstmError(f"cannot write {out_file}: {error.strerror}") from None
+            out.print(f"wrote {out_file}/: {size / 1e6:.2f} MB, model.safetensors and "
+                      "config.json; every command opens it as --checkpoint")  # fmt: skip
+            return
         if form == "onnx":
             from charlstm.export.onnx import export_onnx
 
