@@ -324,6 +324,12 @@ class ServeSettings:
     # would only make every reader slower, so the 257th is told to come back.
     max_streams: int = option(256, "Streams generated at once; more get 503.")
     max_chars: int = option(4000, "Characters one request may ask for.")
+    # 10 s: a client on any network sends a request head in well under a second.
+    read_timeout_s: float = option(
+        10.0, "A connection that sends no whole request head in this long is closed."
+    )
+    # Connections and requests in flight at once (uvicorn's limit): past it, 503.
+    max_connections: int = option(1000, "Connections at once; more get 503.")
     # 8 MB: the longest prompt allowed (64 x --max-chars) with every character escaped
     # in JSON is a fraction of it; a larger body is refused before it is read.
     max_body_mb: float = option(8.0, "Largest request body, in MB; a larger one gets 413.")
@@ -359,6 +365,14 @@ class ServeSettings:
                 (self.max_streams >= 1, f"--max-streams must be >= 1 (got {self.max_streams})"),
                 (self.max_chars >= 1, f"--max-chars must be >= 1 (got {self.max_chars})"),
                 (self.max_jobs >= 1, f"--max-jobs must be >= 1 (got {self.max_jobs})"),
+                (
+                    0 < self.read_timeout_s <= 3600,
+                    f"--read-timeout-s must be in (0, 3600] (got {self.read_timeout_s})",
+                ),
+                (
+                    self.max_connections >= 1,
+                    f"--max-connections must be >= 1 (got {self.max_connections})",
+                ),
                 (
                     0 < self.max_body_mb <= 1024,
                     f"--max-body-mb must be in (0, 1024] (got {self.max_body_mb})",

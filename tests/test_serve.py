@@ -214,6 +214,38 @@ def test_a_huge_body_is_refused_before_it_is_read(server):
     assert server.post("/v1/completions", {"prompt": "the ", "max_tokens": 3}).is_success
 
 
+@pytest.mark.slow
+def test_half_sent_requests_are_closed_and_a_flood_is_answered_503(trained_run):
+    """Clients that send half a request head and wait are closed after --read-timeout-s
+    while others are served; past --max-connections the answer is 503 (the server's own
+    error shape) and the server is healthy after."""
+    s = Server(trained_run, "--read-timeout-s", "1", "--max-connections", "40")
+    held = []
+    try:
+        for _ in range(30):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            c.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and no more
+            held.append(c)
+        assert httpx.get(s.url + "/health", timeout=5).status_code == 200
+        assert all(c.recv(10) == b"" for c in held)  # each closed by the server, in time
+        flood = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(60)]
+        for c in flood:
+            c.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        time.sleep(0.3)
+        full = httpx.get(s.url + "/health", timeout=5)
+        assert full.status_code == 503 and full.json()["error"]["type"] == "server_busy"
+        for c in flood:
+            c.close()
+        deadline = time.monotonic() + 10
+        while httpx.get(s.url + "/health", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        for c in held:
+            c.close()
+        s.stop()
+
+
 def test_the_suggest_endpoint_answers_as_the_command_line(server, trained_run):
     import charlstm
 

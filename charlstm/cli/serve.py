@@ -31,6 +31,12 @@ def serve(
         int, option_of(ServeSettings, "max_chars", "--max-chars")
     ] = Serve.max_chars,
     max_jobs: Annotated[int, option_of(ServeSettings, "max_jobs", "--max-jobs")] = Serve.max_jobs,
+    read_timeout_s: Annotated[
+        float, option_of(ServeSettings, "read_timeout_s", "--read-timeout-s")
+    ] = Serve.read_timeout_s,
+    max_connections: Annotated[
+        int, option_of(ServeSettings, "max_connections", "--max-connections")
+    ] = Serve.max_connections,
     max_body_mb: Annotated[
         float, option_of(ServeSettings, "max_body_mb", "--max-body-mb")
     ] = Serve.max_body_mb,
@@ -45,25 +51,31 @@ def serve(
     """Serve a model over HTTP, OpenAI's completions API included.
 
     POST /v1/completions (streaming too), GET /v1/models, and charlstm's own POST
-    /sample and /score, GET /info and /health; concurrent requests share each
-    recurrent step."""
+    /sample, /suggest and /score, GET /info and /health, and a playground at GET /;
+    concurrent requests share each recurrent step."""
     try:
         settings = settings_from(ServeSettings, locals())
-        try:
-            import fastapi  # noqa: F401
-            import uvicorn  # noqa: F401
-        except ImportError:
-            raise CharlstmError(
-                "charlstm serve needs its extra: pip install 'charlstm[serve]'"
-            ) from None
-        from charlstm.api import load
-        from charlstm.checkpoint import resolve_checkpoint
-        from charlstm.device import pick_device
-
-        model = load(checkpoint, pick_device(device))
-        path = resolve_checkpoint(Path(checkpoint) if checkpoint is not None else None)
+        model, path = _load(checkpoint, device)
     except CharlstmError as error:
         raise fail(error) from None
     from charlstm.serve.server import serve as run_server
 
     run_server(model, settings, path, err)
+
+
+def _load(checkpoint, device: str):
+    """The model to serve and the file it came from (--watch follows it); one line when
+    the serve extra is not installed."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise CharlstmError(
+            "charlstm serve needs its extra: pip install 'charlstm[serve]'"
+        ) from None
+    from charlstm.api import load
+    from charlstm.checkpoint import resolve_checkpoint
+    from charlstm.device import pick_device
+
+    model = load(checkpoint, pick_device(device))
+    return model, resolve_checkpoint(Path(checkpoint) if checkpoint is not None else None)

@@ -4,7 +4,9 @@ of counts."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import signal
 import time
 import types
@@ -15,6 +17,9 @@ from rich.console import Console
 from rich.text import Text
 
 from charlstm.options import ServeSettings
+
+# An idle keep-alive connection is closed after this long (uvicorn's own default).
+KEEP_ALIVE_S = 5
 
 
 def _uvicorn_server(config, on_exit):
@@ -37,6 +42,56 @@ def _uvicorn_server(config, on_exit):
             yield
 
     return Server(config)
+
+
+def _timed_http(head_timeout: float):
+    """uvicorn's HTTP/1.1 protocol, closing a connection that has not sent a whole request
+    head within `head_timeout` seconds of connecting or of its last response: uvicorn
+    itself times out only idle keep-alives, so 300 clients that send half a header and
+    wait would each hold a connection for ever."""
+    import h11
+    from uvicorn.protocols.http import h11_impl
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    # past --max-connections uvicorn answers 503 itself: in the server's one error shape
+    h11_impl.service_unavailable = _full
+
+    class TimedH11(H11Protocol):
+        head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.arm()
+
+        def connection_lost(self, exc) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+            super().connection_lost(exc)
+
+        def arm(self) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+            self.head_timer = self.loop.call_later(head_timeout, self.late)
+
+        def late(self) -> None:
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()  # no whole request head in time
+
+    return TimedH11
+
+
+async def _full(scope, receive, send) -> None:
+    body = json.dumps({"error": {"message": "the server is at --max-connections: retry soon",
+                                 "type": "server_busy"}}).encode()  # fmt: skip
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
 
 
 def _access_line(console: Console):
@@ -82,7 +137,10 @@ def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) ->
     try:
         config = uvicorn.Config(access, host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=settings.drain_s + 5)  # fmt: skip
+                                timeout_graceful_shutdown=settings.drain_s + 5,
+                                http=_timed_http(settings.read_timeout_s),
+                                limit_concurrency=settings.max_connections,
+                                timeout_keep_alive=KEEP_ALIVE_S)  # fmt: skip
         _uvicorn_server(config, lambda: engine.drain(settings.drain_s)).run()
     finally:
         if watcher is not None:
