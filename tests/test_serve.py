@@ -246,6 +246,24 @@ def test_half_sent_requests_are_closed_and_a_flood_is_answered_503(trained_run):
         s.stop()
 
 
+def test_every_refusal_has_the_one_error_shape(server):
+    """The framework's own answers too: no such path, a method not allowed, a body that
+    is not UTF-8 or nests too deep; never {"detail": ...}, never a 500."""
+    cases = [
+        httpx.get(server.url + "/nowhere"),
+        httpx.get(server.url + "/v1/completions"),
+        httpx.post(server.url + "/v1/completions", content=b'{"prompt": "\xff\xfe"}',
+                   headers={"Content-Type": "application/json"}),
+        httpx.post(server.url + "/v1/completions", content=b"[" * 100_000 + b"]" * 100_000,
+                   headers={"Content-Type": "application/json"}),
+    ]  # fmt: skip
+    for answer in cases:
+        assert 400 <= answer.status_code < 500, answer.text
+        assert set(answer.json()) == {"error"} and answer.json()["error"]["message"]
+    hot = server.post("/v1/completions", {"prompt": "the ", "temperature": 1e30, "max_tokens": 4})
+    assert hot.status_code == 200  # /sample and /v1/completions take the same temperatures
+
+
 def test_the_suggest_endpoint_answers_as_the_command_line(server, trained_run):
     import charlstm
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from charlstm.errors import CharlstmError
 from charlstm.generate.run import mode_of
@@ -116,6 +117,7 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
                            allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])  # fmt: skip
     app.add_exception_handler(RequestValidationError, bad_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Busy, busy)
     for path, endpoint, method in ROUTES + [("/v1/completions", completions, "POST")]:
         app.add_api_route(path, endpoint, methods=[method])
@@ -130,6 +132,12 @@ async def bad_request(request: Request, exc: RequestValidationError):
         return error(400, f"the body is not valid JSON: {why} (at character {at})")
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     return error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+
+async def http_error(request: Request, exc: StarletteHTTPException):
+    """The framework's own refusals (no such path, a method not allowed, a body that
+    cannot be read) in the server's one error shape."""
+    return error(exc.status_code, str(exc.detail), **(exc.headers or {}))
 
 
 async def busy(request: Request, exc: Busy):

@@ -37,7 +37,7 @@ class CompletionRequest(BaseModel):
     model: str | None = None
     prompt: str | list[str] = ""
     max_tokens: int = Field(16, ge=0)
-    temperature: float = Field(1.0, gt=0.0, le=100.0)
+    temperature: float = Field(1.0, gt=0.0)  # any the sampler takes, as /sample's
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=1)
     n: int = Field(1, ge=1, le=64)
