@@ -20,17 +20,15 @@ from charlstm.cli.common import (
     read_prime,
     settings_from,
 )
+from charlstm.cli.sample import LabelOpt, PrimeOpt, UnknownOpt
 from charlstm.errors import CharlstmError
 from charlstm.interrupt import StopRequests
 from charlstm.options import SampleSettings, SuggestSettings
 
 S, Ask = SampleSettings(), SuggestSettings()
 
-PrimeOpt = Annotated[str, option_of(SampleSettings, "prime", "--prime", "-p")]
 CharsOpt = Annotated[int, option_of(SuggestSettings, "chars", "--chars")]
 WordsOpt = Annotated[int, option_of(SuggestSettings, "words", "--words")]
-UnknownOpt = Annotated[str, option_of(SampleSettings, "unknown", "--unknown")]
-LabelOpt = Annotated[str | None, option_of(SampleSettings, "label", "--label")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object: chars, words.")]
 
 

@@ -25,10 +25,18 @@ from charlstm.generate.run import mode_of
 from charlstm.options import SampleSettings, ServeSettings, SuggestSettings
 from charlstm.serve.completions import completions
 from charlstm.serve.engine import Engine
-from charlstm.serve.service import RETRY_AFTER_S, Busy, SafeJSON, Service, error, service_of
+from charlstm.serve.service import (
+    RETRY_AFTER_S,
+    Busy,
+    ConstraintFields,
+    SafeJSON,
+    Service,
+    error,
+    service_of,
+)
 
 
-class SampleRequest(BaseModel):
+class SampleRequest(ConstraintFields):
     """Every option of `charlstm sample`, by the same names. A field left out takes
     SampleSettings' default: this model holds no default of its own, and the settings
     check every value (a bad one is a 422 naming it). The caps bound one request."""
@@ -51,13 +59,6 @@ class SampleRequest(BaseModel):
     unique: bool | None = None
     novel: bool | None = None
     label: str | None = None
-    regex: str | None = None
-    contains: list[str] | None = None
-    ends_with: str | None = None
-    allow: str | None = None
-    ban: str | None = None
-    min_length: int | None = None
-    max_length: int | None = None
     repetition_penalty: float | None = None
     repetition_window: int | None = None
     no_repeat_ngram: int | None = None

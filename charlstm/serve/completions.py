@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from charlstm.errors import CharlstmError
 from charlstm.generate.constraints import Constraint, constraint_for
@@ -21,13 +21,12 @@ from charlstm.generate.context import start_context
 from charlstm.options import SampleSettings, derived_seed
 from charlstm.serve.access import note_chars, note_first_text, request_id
 from charlstm.serve.engine import Done, Full, Piece, Stream
-from charlstm.serve.service import Busy, Service, error, service_of
+from charlstm.serve.service import Busy, ConstraintFields, Service, error, service_of
 
 MAX_STOPS = 4  # as OpenAI's API allows
-CONSTRAINTS = ("regex", "contains", "ends_with", "allow", "ban", "min_length", "max_length")
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(ConstraintFields):
     """OpenAI's completion request. Its defaults are the protocol's own (16 tokens,
     temperature 1, the whole distribution), as every OpenAI client expects; max_tokens
     counts characters."""
@@ -47,18 +46,12 @@ class CompletionRequest(BaseModel):
     logprobs: int | None = Field(None, ge=0, le=5)
     echo: bool = False
     user: str | None = None
-    # charlstm's own: constraints that always hold (`charlstm sample`'s, same names)
-    regex: str | None = None
-    contains: list[str] | None = None
-    ends_with: str | None = None
-    allow: str | None = None
-    ban: str | None = None
-    min_length: int | None = None
-    max_length: int | None = None
+    # and charlstm's own constraints (ConstraintFields)
 
     def to_settings(self, prompt: str) -> SampleSettings:
         """How each choice is drawn (its seed moved on by its index), as SampleSettings."""
-        constraints = self.model_dump(include=set(CONSTRAINTS), exclude_none=True)
+        constraints = self.model_dump(include=set(ConstraintFields.model_fields),
+                                      exclude_none=True)  # fmt: skip
         return SampleSettings(
             prime=prompt, length=self.max_tokens, temperature=self.temperature, seed=self.seed,
             top_p=self.top_p if self.top_p < 1.0 else None, top_k=self.top_k, **constraints,

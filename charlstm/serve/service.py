@@ -10,6 +10,7 @@ import time
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from charlstm import interrupt
 from charlstm.options import ServeSettings
@@ -19,6 +20,19 @@ RETRY_AFTER_S = 1
 DISCONNECT_POLL_S = 0.25  # how often a /sample or /score job looks for its client
 # a prompt, a text to score or a /sample's whole output: what 64 streams would make
 TEXT_PER_MAX_CHARS = 64
+
+
+class ConstraintFields(BaseModel):
+    """Constraints that always hold, by `charlstm sample`'s names (each request model that
+    takes them converts them with the rest to SampleSettings, which checks them)."""
+
+    regex: str | None = None
+    contains: list[str] | None = None
+    ends_with: str | None = None
+    allow: str | None = None
+    ban: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
 
 
 class SafeJSON(JSONResponse):
