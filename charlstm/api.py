@@ -233,12 +233,19 @@ class Model:
             return evaluate_ids(self.net, ids, streams=streams, window=window)
         return _evaluate_text(self.net, self.vocab, text, streams=streams, window=window)
 
-    def score_documents(self, texts: list[str], label: str | None = None) -> list[DocumentScore]:
+    def score_documents(
+        self,
+        texts: list[str],
+        label: str | None = None,
+        show_progress: bool = False,
+        console: Console | None = None,
+    ) -> list[DocumentScore]:
         """Each text scored as a whole document from the document start, in input order
         (batched): `.loss` (nats per prediction, the end included), `.bpc`, `.log_prob`,
         `.chars`. Rank candidates, find typos and outliers."""
         self.vocab.require_documents("score_documents()", "use score()")
-        return score_texts(self.net, self.vocab, list(texts), label)
+        return score_texts(self.net, self.vocab, list(texts), label,
+                           show_progress=show_progress, console=console)  # fmt: skip
 
     def evaluate_documents(self, console: Console | None = None) -> tuple[EvalResult, dict]:
         """The held-out documents of the training corpus, each scored from its start: the

@@ -217,15 +217,20 @@ def sequence_log_probs(
     given: list[int],
     window: int = SCORE_WINDOW,
     stop_when: Callable[[], bool] | None = None,
+    show_progress: bool = False,
+    console: Console | None = None,
 ) -> list[float | None]:
     """ln P(sequence[given[i] + 1:] | sequence[: given[i] + 1]) for each id sequence, each
     read from the zero state; scored as padded batches of similar lengths, in windows
     of `window` ids with the state carried, so memory does not grow with a document.
-    `stop_when()` true after a batch ends the scoring there: those not reached are None."""
+    `stop_when()` true after a batch ends the scoring there: those not reached are None.
+    A stop request ends it between batches; with `show_progress`, a long one shows a bar."""
     device = next(model.parameters()).device
     totals: list[float | None] = [None] * len(sequences)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    with evaluating(model):
+    scoring = Work("scoring documents", len(sequences), "documents", console,
+                   visible=show_progress)  # fmt: skip
+    with evaluating(model), scoring as work:
         for b in range(0, len(order), SCORE_ROWS):
             rows = order[b : b + SCORE_ROWS]
             width = max(len(sequences[i]) for i in rows)
@@ -247,21 +252,23 @@ def sequence_log_probs(
                 total += (nll.double() * scored_t[:, c0 : c0 + nll.shape[1]]).sum(dim=1)
             for r, value in zip(rows, (-total).tolist(), strict=True):  # waits for the device
                 totals[r] = value
+            work.advance(len(rows))
             if stop_when is not None and b + SCORE_ROWS < len(order) and stop_when():
                 break
     return totals
 
 
 def score_texts(
-    model: CharRNN, vocab: Vocab, texts: list[str], label: str | None = None
+    model: CharRNN, vocab: Vocab, texts: list[str], label: str | None = None, **progress
 ) -> list[DocumentScore]:
     """Each text scored as a whole document from the document start (with `label`'s
     control id, if given), in input order. Characters outside the vocabulary are a
-    VocabError naming them."""
+    VocabError naming them. `progress`: show_progress and console, as for
+    sequence_log_probs."""
     start = vocab.document_start(label)
     sequences = [start + vocab.encode(t).tolist() + [vocab.end_id] for t in texts]
     given = [len(start) - 1] * len(texts)
-    log_probs = sequence_log_probs(model, sequences, given)
+    log_probs = sequence_log_probs(model, sequences, given, **progress)
     return [
         DocumentScore(t, lp, len(s) - len(start) - 1, label)
         for t, s, lp in zip(texts, sequences, log_probs, strict=True)

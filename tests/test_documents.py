@@ -448,3 +448,17 @@ def test_a_model_of_one_long_text_fine_tunes_into_a_document_model(trained_run, 
     assert trainer.vocab.end_id >= base.vocab.size  # a new row, after every old one
     made = charlstm.load(tmp_path / "tuned").sample_documents(5, seed=0)
     assert all(m.ended for m in made)
+
+
+def test_scoring_many_documents_shows_progress(names_run, tmp_path, monkeypatch):
+    """eval --documents on many lines says how far it is (it once printed nothing for
+    minutes on a million lines)."""
+    from charlstm import progress
+
+    monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL_S", 0.0)
+    listed = tmp_path / "many.txt"
+    listed.write_text("\n".join(grammar_names(600)) + "\n", encoding="utf-8")
+    proc = cli("eval", "--checkpoint", str(names_run), "--documents", str(listed))
+    assert proc.returncode == 0 and "600 documents: loss" in proc.stdout
+    assert "scoring documents: 512 documents of 600 documents" in proc.stderr

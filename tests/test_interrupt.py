@@ -58,6 +58,7 @@ def long_text(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # a process of its own (seconds): in `make test`
 def test_a_stop_during_validation_saves_and_exits_promptly(long_text, tmp_path):
     # The whole 550 k-character split at every validation: many seconds each.
     out = tmp_path / "run"

@@ -56,6 +56,7 @@ def wait_for(
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # a process of its own (seconds): in `make test`
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_last_and_says_how_to_resume(corpus_file, tmp_path, signum, code):
     out = tmp_path / "run"
@@ -385,6 +386,7 @@ def small_filesystem(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow  # a process of its own (seconds): in `make test`
 def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(
     corpus_file, tmp_path, small_filesystem
 ):

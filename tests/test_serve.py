@@ -413,6 +413,7 @@ def test_sample_and_score_jobs_are_bounded_too(trained_run):
         s.stop()
 
 
+@pytest.mark.slow  # a process of its own (seconds): in `make test`
 def test_an_api_key_is_checked_on_every_request(trained_run):
     keyed = Server(trained_run, "--api-key", "s3cret")
     try:
@@ -430,6 +431,7 @@ def test_an_api_key_is_checked_on_every_request(trained_run):
         keyed.stop()
 
 
+@pytest.mark.slow  # a process of its own (seconds): in `make test`
 def test_every_request_has_an_id_and_one_access_line(trained_run):
     s = Server(trained_run, "--api-key", "k")
     key = {"Authorization": "Bearer k"}
@@ -454,6 +456,7 @@ def test_every_request_has_an_id_and_one_access_line(trained_run):
     assert code == 0 and "4 requests (3 x 200, 1 x 401)" in out  # /health at start-up too
 
 
+@pytest.mark.slow  # a process of its own (seconds): in `make test`
 def test_cors_is_closed_unless_an_origin_is_given(server, trained_run):
     asked = {"Origin": "http://elsewhere.test", "Access-Control-Request-Method": "POST"}
     closed = httpx.options(server.url + "/v1/completions", headers=asked)

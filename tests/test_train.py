@@ -136,6 +136,7 @@ def test_same_seed_same_curve_other_seed_other_curve(corpus_file, tmp_path):
     assert curves[0] != curves[2]
 
 
+@pytest.mark.slow  # a process of its own (seconds): in `make test`
 def test_resume_in_a_fresh_process_continues_bit_exactly(corpus_file, tmp_path):
     """40 steps in one run == 20 steps, then `charlstm train --resume` for 20 more in a
     new process: identical parameters, identical logged losses, one point per step."""

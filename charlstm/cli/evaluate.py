@@ -162,8 +162,9 @@ def _score_documents(model, path: Path, as_jsonl: bool) -> None:
     scores = [None] * len(docs)
     for label in dict.fromkeys(label for label, _ in docs):
         where = [i for i, (lab, _) in enumerate(docs) if lab == label]
-        for i, score in zip(where, model.score_documents([docs[i][1] for i in where], label),
-                            strict=True):  # fmt: skip
+        texts = [docs[i][1] for i in where]
+        scored = model.score_documents(texts, label, show_progress=True, console=err)
+        for i, score in zip(where, scored, strict=True):
             scores[i] = score
     if as_jsonl:
         write_out("".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in scores))
