@@ -44,7 +44,7 @@ from charlstm.evaluate import (
 from charlstm.evaluate import evaluate_text as _evaluate_text
 from charlstm.generate.documents import Known, Tally, known_documents
 from charlstm.generate.result import Generated, Generation
-from charlstm.generate.run import generate
+from charlstm.generate.run import generate, mode_of
 from charlstm.generate.sample import iter_samples
 from charlstm.generate.suggest import Suggestion, next_chars, next_words
 from charlstm.inspect.ablation import ablated, parse_units
@@ -208,6 +208,19 @@ class Model:
         settings = SampleSettings(prime=prime, **options)
         SuggestSettings(chars=0, words=n)
         return next_words(self.net, self.vocab, settings, n)
+
+    def suggest(
+        self, settings: SampleSettings, asked: SuggestSettings
+    ) -> dict[str, list[Suggestion]]:
+        """`charlstm suggest` and POST /suggest in one call: {"chars": [...], "words":
+        [...]} after settings.prime (read with its unknown and label), as many of each as
+        `asked` says (0: none). A label on a text model is one line before any work."""
+        mode_of(self.vocab, settings)
+        options = {"unknown": settings.unknown, "label": settings.label}
+        return {
+            "chars": self.next_chars(settings.prime, asked.chars, **options) if asked.chars else [],
+            "words": self.next_words(settings.prime, asked.words, **options) if asked.words else [],
+        }
 
     # -- looking inside ----------------------------------------------------------------
     def inspect(self, text: str, **options: Any) -> Inspection:

@@ -46,21 +46,14 @@ def suggest(
     """The likeliest next characters and words after a prime, with their odds."""
     from charlstm.api import load
     from charlstm.device import pick_device
-    from charlstm.generate.run import mode_of
 
     try:
         prime = read_prime(prime, prime_file)
         asked = settings_from(SuggestSettings, locals())
         settings = SampleSettings(prime=prime, unknown=unknown, label=label)
         model = load(checkpoint, pick_device(device))
-        mode_of(model.vocab, settings)  # a label on a text model: one line before work
         with StopRequests():
-            found = {
-                "chars": model.next_chars(prime, asked.chars, unknown=unknown, label=label)
-                if asked.chars else [],
-                "words": model.next_words(prime, asked.words, unknown=unknown, label=label)
-                if asked.words else [],
-            }  # fmt: skip
+            found = model.suggest(settings, asked)
     except CharlstmError as error:
         raise fail(error) from None
     if as_json:

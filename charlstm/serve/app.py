@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from charlstm.errors import CharlstmError
-from charlstm.generate.run import mode_of
 from charlstm.options import SampleSettings, ServeSettings, SuggestSettings
 from charlstm.serve.completions import completions
 from charlstm.serve.engine import Engine
@@ -215,20 +214,11 @@ async def suggest(body: SuggestRequest, request: Request):
         return error(422, str(err))
     if len(settings.prime) > s.max_text:
         return error(400, f"prime: at most {s.max_text:,} characters")
-    model = s.served.model
-
-    def work():
-        mode_of(model.vocab, settings)
-        chars = model.next_chars(settings.prime, asked.chars, unknown=settings.unknown,
-                                 label=settings.label) if asked.chars else []  # fmt: skip
-        words = model.next_words(settings.prime, asked.words, unknown=settings.unknown,
-                                 label=settings.label) if asked.words else []  # fmt: skip
-        return {"chars": [c.to_dict() for c in chars], "words": [w.to_dict() for w in words]}
-
     try:
-        return await s.in_worker(request, work)
+        found = await s.in_worker(request, s.served.model.suggest, settings, asked)
     except CharlstmError as err:
         return error(400, str(err))
+    return {kind: [one.to_dict() for one in listed] for kind, listed in found.items()}
 
 
 async def score(body: ScoreRequest, request: Request):
