@@ -32,8 +32,10 @@ FORMAT = "charlstm-checkpoint"
 # 2: every field always present; `rng` (rank 0's random states) is rank_rngs[0] alone.
 # 1: the fields added during version 1 (averaged_model, rank_rngs, corpus_key,
 #    last_val_loss, schedule_steps) may be missing; `_from_version_1` says what they were.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: `history` (every validation), `lr_scale` and `rollbacks` (training/watch.py);
+#    train.max_nonfinite gave way to train.max_rollbacks.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass
@@ -55,6 +57,11 @@ class Checkpoint:
     last_val_loss: float = math.nan
     elapsed_seconds: float = 0.0  # training time behind it, over every resumed run
     schedule_steps: int | None = None  # the step count fitted to train.max_seconds
+    # [step, training loss, validation loss] of every validation so far (patience and
+    # the end-of-run diagnosis read it)
+    history: list[list[float]] = field(default_factory=list)
+    lr_scale: float = 1.0  # what roll-backs left of the scheduled rate
+    rollbacks: int = 0
 
     @property
     def inference_weights(self) -> dict[str, torch.Tensor]:
@@ -71,9 +78,11 @@ class Checkpoint:
     def from_payload(cls, payload: dict[str, Any], source: Any = "checkpoint") -> Checkpoint:
         """The checkpoint a payload of any readable version holds; `source` names it in
         errors."""
-        if payload.get("format_version") == 1:
-            payload = _from_version_1(payload)
         try:
+            if payload.get("format_version") == 1:
+                payload = _from_version_1(payload)
+            if payload.get("format_version") in (1, 2):
+                payload = _from_version_2(payload)
             stored = {f.name: payload[f.name] for f in fields(cls)}
             stored.update(
                 config=Config.from_dict(payload["config"]),
@@ -100,6 +109,13 @@ def _from_version_1(payload: dict[str, Any]) -> dict[str, Any]:
         **payload,
         "rank_rngs": payload.get("rank_rngs") or [payload["rng"]],  # one process
     }
+
+
+def _from_version_2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A version 2 payload in version 3's shape: no validations recorded, no roll-back."""
+    config = {**payload["config"], "train": dict(payload["config"].get("train", {}))}
+    config["train"].pop("max_nonfinite", None)  # a skip then; a roll-back now
+    return {"history": [], "lr_scale": 1.0, "rollbacks": 0, **payload, "config": config}
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

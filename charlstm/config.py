@@ -258,8 +258,28 @@ class TrainConfig:
         "`fp32` (TF32 tensor cores on CUDA), `bf16` (autocast: half the activation memory) "
         "or `auto` (bf16 on a CPU that computes in it natively, else fp32)",
     )
-    max_nonfinite: int = option(
-        5, "a non-finite loss or gradient skips its update; this many in a row stop training"
+    # A blow-up is rare but costly: going back to the last good weights at a lower rate
+    # saves the run, where skipping the update or stopping would not (training/watch.py).
+    spike_factor: float = option(
+        2.0,
+        "a logged training loss above this x the recent loss (and half a nat above it), or "
+        "a non-finite one, rolls back to the last good weights and halves the rate (0 = off)",
+    )
+    max_rollbacks: int = option(5, "after this many roll-backs the run stops, saying why")
+    patience: int | None = option(
+        None,
+        "stop after this many validations in a row without a better one (best.pt holds "
+        "the best); null = never (under train.auto: 3)",
+    )
+    keep_checkpoints: int = option(
+        0,
+        "also keep the last this many validations' checkpoints, named by step and "
+        "validation loss (step-001250-val-1.4321.pt)",
+    )
+    auto: bool = option(
+        False,
+        "choose the model and schedule for this corpus, device and train.max_seconds "
+        '(see "Autopilot"); the keys the config or --set give win',
     )
 
     def __post_init__(self) -> None:
@@ -290,7 +310,18 @@ class TrainConfig:
         _require(
             self.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", self.checkpoint_every
         )
-        _require(self.max_nonfinite >= 1, "train.max_nonfinite", ">= 1", self.max_nonfinite)
+        _require(
+            self.spike_factor == 0 or self.spike_factor > 1,
+            "train.spike_factor", "0 (off) or > 1", self.spike_factor,
+        )  # fmt: skip
+        _require(self.max_rollbacks >= 1, "train.max_rollbacks", ">= 1", self.max_rollbacks)
+        _require(
+            self.patience is None or self.patience >= 1, "train.patience", ">= 1 or null",
+            self.patience,
+        )  # fmt: skip
+        _require(
+            self.keep_checkpoints >= 0, "train.keep_checkpoints", ">= 0", self.keep_checkpoints
+        )
         _require(0 <= self.seed <= MAX_SEED, "train.seed", f"in 0..{MAX_SEED}", self.seed)
         _require(
             DEVICE_NAME.fullmatch(self.device) is not None, "train.device", DEVICE_NAMES,
@@ -336,12 +367,18 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    # The `section.key`s the file and the overrides gave, which train.auto leaves as they
+    # are; not part of the config itself (to_dict leaves it out).
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (lists, not tuples): YAML- and checkpoint-safe."""
         return {
-            name: {k: list(v) if isinstance(v, tuple) else v for k, v in vars(section).items()}
-            for name, section in vars(self).items()
+            name: {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in vars(getattr(self, name)).items()
+            }
+            for name in SECTIONS
         }
 
     @classmethod
@@ -370,6 +407,7 @@ class Config:
         for item in overrides:
             key, value = _parse_override(item)
             merged.setdefault(key.split(".")[0], {})[key.split(".")[1]] = value
+        explicit = frozenset(f"{name}.{key}" for name, keys in merged.items() for key in keys)
         sections = {
             name: SECTIONS[name](
                 **{
@@ -379,10 +417,12 @@ class Config:
             )
             for name in SECTIONS
         }
-        return cls(**sections)
+        return cls(**sections, explicit=explicit)
 
     def with_overrides(self, overrides: list[str]) -> Config:
-        return Config.from_dict(self.to_dict(), overrides)
+        given = frozenset(_parse_override(item)[0] for item in overrides)
+        cfg = Config.from_dict(self.to_dict(), overrides)
+        return dataclasses.replace(cfg, explicit=self.explicit | given)
 
     def write_yaml(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
@@ -445,6 +485,12 @@ def _parse_override(item: str) -> tuple[str, Any]:
         return key, yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
         raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+
+
+def key_type(key: str) -> Any:
+    """The type of a `section.key`'s values (int, float, str, bool, a Literal...), None
+    allowed or not; an unknown key is a ConfigError that suggests the closest."""
+    return _strip_optional(_field_type(key))
 
 
 def _strip_optional(tp: Any) -> Any:

@@ -57,6 +57,22 @@ def derived_seed(seed: int | None, index: int) -> int | None:
     return None if seed is None else (seed + index) % (MAX_SEED + 1)
 
 
+DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+MAX_DURATION_S = 366 * 24 * 3600.0
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Seconds in `90s`, `10m`, `1h`, `1h30m` or a plain number of seconds."""
+    match = DURATION.fullmatch(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise CharlstmError(f"{option}: {text!r} is not a duration: write 90s, 10m, 1h or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if not 0 < total <= MAX_DURATION_S:
+        raise CharlstmError(f"{option} must be more than 0 s and at most a year (got {text!r})")
+    return total
+
+
 def option(default: Any, help: str) -> Any:
     """A settings field: its default and the help text every interface shows for it."""
     return field(default=default, metadata={"help": help})

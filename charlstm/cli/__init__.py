@@ -13,20 +13,32 @@ from typing import Annotated
 import typer
 
 from charlstm import __version__
-from charlstm.cli import evaluate, export, info, inspect, sample, serve, suggest, tasks, train
+from charlstm.cli import (
+    evaluate,
+    export,
+    info,
+    inspect,
+    sample,
+    serve,
+    suggest,
+    tasks,
+    train,
+    tune,
+)
 from charlstm.cli.common import err, out
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Character-level LSTM language models: train, sample, suggest, eval, inspect, "
-    "export, serve, info and tasks.",
+    help="Character-level LSTM language models: train, tune, sample, suggest, eval, "
+    "inspect, export, serve, info and tasks.",
 )
 
 # name -> the command; the first line of each docstring is its summary in --help.
 COMMANDS = {
     "train": train.train,
+    "tune": tune.tune,
     "sample": sample.sample,
     "suggest": suggest.suggest,
     "eval": evaluate.evaluate,

@@ -14,6 +14,17 @@ from charlstm.rundir import RunDir
 
 
 def train(
+    corpus: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A corpus (file or folder) to train on with the model charlstm chooses "
+            "for it (train.auto); the run goes to runs/NAME."
+        ),
+    ] = None,
+    time_: Annotated[
+        str | None,
+        typer.Option("--time", help="A time budget: 90s, 10m, 1h (train.max_seconds)."),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
@@ -29,15 +40,16 @@ def train(
         bool, typer.Option("--overwrite", help="Replace the run already in train.out_dir.")
     ] = False,
 ) -> None:
-    """Train a model (see configs/ for examples)."""
+    """Train a model: on a corpus for a time (charlstm train notes.txt --time 10m), or from
+    a config (see configs/)."""
     from charlstm.config import load_config
     from charlstm.evaluate import bits_per_char
     from charlstm.training.resume import restart_run, resume_checkpoint
     from charlstm.training.trainer import Trainer
 
     try:
-        saved, overrides = None, list(set_ or [])
-        run = None
+        saved, run = None, None
+        overrides = [*newcomer_overrides(corpus, time_, config, resume), *(set_ or [])]
         if resume is None:
             cfg = load_config(config, overrides)
             run = restart_run(cfg)  # under torchrun, after a rank died
@@ -63,3 +75,23 @@ def train(
         f"checkpoints: {run.best} and {run.last}\n"
         f'sample with: charlstm sample --checkpoint {summary.out_dir} --prime "..."'
     )
+
+
+def newcomer_overrides(
+    corpus: Path | None, budget: str | None, config: Path | None, resume: Path | None
+) -> list[str]:
+    """`charlstm train PATH --time T`: the corpus, the budget and train.auto, as overrides
+    the config file and --set may still change."""
+    from charlstm.options import parse_duration
+
+    overrides = []
+    if corpus is not None and resume is not None:
+        raise CharlstmError("give a corpus to train on or --resume a run, not both")
+    if budget is not None:
+        overrides.append(f"train.max_seconds={parse_duration(budget, '--time')}")
+    if corpus is not None:
+        overrides += [f"data.path={corpus}", "train.auto=true"]
+        if config is None:
+            name = corpus.resolve().name.rsplit(".", 1)[0] or "corpus"
+            overrides.append(f"train.out_dir=runs/{name}")
+    return overrides

@@ -49,6 +49,7 @@ class RunWriter:
         lr: float,
         chars_per_sec: float,
         skipped_updates: int,
+        rollbacks: int,
     ) -> None:
         if not self.enabled:
             return
@@ -59,6 +60,7 @@ class RunWriter:
         w.add_scalar("train/lr", lr, step)
         w.add_scalar("train/chars_per_sec", chars_per_sec, step)
         w.add_scalar("train/skipped_updates", skipped_updates, step)
+        w.add_scalar("train/rollbacks", rollbacks, step)
 
     def validation(self, step: int, loss: float, sample: str) -> None:
         if not self.enabled:
@@ -70,6 +72,11 @@ class RunWriter:
             "samples", "\n".join("    " + line for line in sample.split("\n")), step
         )
         self.writer.flush()
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        """A note on TensorBoard's text tab (the end-of-run diagnosis)."""
+        if self.enabled:
+            self.writer.add_text(tag, text, step)
 
     def close(self) -> None:
         if not self.enabled:

@@ -46,6 +46,8 @@ FIXED_KEYS = (
     "train.seed",
     # The weights come from the checkpoint: a new base model could not take effect.
     "train.init_from",
+    # The choice was made when the run began; config.yaml holds it.
+    "train.auto",
 )
 
 

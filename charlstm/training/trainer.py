@@ -42,6 +42,8 @@ from charlstm.model import (
 )
 from charlstm.options import SampleSettings
 from charlstm.rundir import BEST, LAST, RunDir
+from charlstm.training.auto import apply as apply_choice
+from charlstm.training.auto import check_auto, choose, facts_of
 from charlstm.training.averaging import WeightAverage
 from charlstm.training.batches import IGNORED, DocumentBatches, TBPTTBatches
 from charlstm.training.budget import Budget, fits_budget
@@ -57,6 +59,13 @@ from charlstm.training.optim import (
 from charlstm.training.progress import TrainingProgress
 from charlstm.training.resume import check_resumable
 from charlstm.training.runlock import RunLock
+from charlstm.training.watch import (
+    Guard,
+    diagnose,
+    numbered_checkpoints,
+    numbered_name,
+    stale_validations,
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,8 @@ class TrainSummary:
     out_dir: Path
     seconds: float
     last_step_started: float  # seconds into training when the last step began
+    diagnosis: str = ""  # how the run went (training/watch.py)
+    stopped_early: bool = False  # train.patience ended it
 
 
 @dataclass
@@ -116,6 +127,7 @@ class Trainer:
             self._refuse_to_replace_a_run(resume)
             corpus = self._setup_corpus()
             base = self._setup_vocab(corpus, resume)
+            self._setup_auto(corpus, resume, base)
             self._setup_data(corpus)
             self._setup_model(base)
             self._setup_optimizer()
@@ -130,6 +142,9 @@ class Trainer:
     # -- set-up, one component each ----------------------------------------------------
     # What training time is measured by (a test may give a clock of its own).
     clock: Callable[[], float] = staticmethod(time.perf_counter)
+    # Told (step, validation loss, validations so far) after each validation; what it
+    # returns, if anything, is a reason to stop (charlstm tune prunes a trial this way).
+    on_validation: Callable[[int, float, int], str | None] | None = None
 
     def _setup_process(self) -> None:
         """Threads, the process group under torchrun, the device and the seeds."""
@@ -174,6 +189,17 @@ class Trainer:
         else:
             self.vocab = corpus.vocab
         return base
+
+    def _setup_auto(self, corpus: Corpus, resume: Checkpoint | None, base: Base | None) -> None:
+        """train.auto: the model and schedule chosen for this corpus, device and budget
+        (auto.py) before anything is built from them; a resumed run keeps its own."""
+        self.auto_note = None
+        if not self.cfg.train.auto or resume is not None:
+            return
+        check_auto(self.cfg, base is not None, self.ranks.active)
+        choice = choose(facts_of(corpus.ids, self.vocab, self.cfg, self.device))
+        self.cfg = apply_choice(self.cfg, choice)
+        self.auto_note = f"auto: {choice.reason}"
 
     def _setup_data(self, corpus: Corpus) -> None:
         """The training streams of this rank and the validation stretch."""
@@ -287,8 +313,12 @@ class Trainer:
         self.best_val_loss = math.inf
         self.last_val_loss = math.nan
         self.elapsed_before = 0.0  # training seconds spent by earlier runs of this training
-        self.nonfinite_in_row = 0
         self.skipped_updates = 0
+        self.history: list[list[float]] = []  # [step, training loss, validation loss]
+        self.last_train_loss = math.nan
+        self.stop_reason: str | None = None  # why the run ends before its limits
+        self.diagnosis = ""
+        self.guard = Guard(self.cfg.train, self.model, self.optimizer, self.average)
         self._unread_skip: tuple[int, torch.Tensor] | None = None
         self.resume_changes: list[str] = []
 
@@ -326,6 +356,8 @@ class Trainer:
         self.best_val_loss = float(saved.best_val_loss)
         self.last_val_loss = float(saved.last_val_loss)
         self.elapsed_before = float(saved.elapsed_seconds)
+        self.history = [list(entry) for entry in saved.history]
+        self.guard.lr_scale, self.guard.rollbacks = float(saved.lr_scale), int(saved.rollbacks)
         if len(saved.rank_rngs) == self.ranks.world:
             ckpt.restore_rng(saved.rank_rngs[self.ranks.rank])
         else:  # another world size: the state carries on, the dropout streams start anew
@@ -347,6 +379,9 @@ class Trainer:
             last_val_loss=self.last_val_loss,
             elapsed_seconds=elapsed,
             schedule_steps=self.budget_steps,
+            history=self.history,
+            lr_scale=self.guard.lr_scale,
+            rollbacks=self.guard.rollbacks,
         )
 
     def save(self, name: str, elapsed: float) -> Path:
@@ -380,7 +415,7 @@ class Trainer:
                 self.model.init_state(self.local_batch, self.device),
                 self.state,
             )
-        lr = lr_at(self.step, self.cfg.train, self.budget_steps)
+        lr = lr_at(self.step, self.cfg.train, self.budget_steps) * self.guard.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with self.autocast:
@@ -407,22 +442,11 @@ class Trainer:
 
     def _count_skips(self, pending: tuple[int, torch.Tensor] | None = None) -> None:
         """Count the skip flag waiting from the step before (reading it waits only for
-        that step), then keep `pending` for later. Too many in a row stop training."""
+        that step), then keep `pending` for later. The guard acts on them at the next
+        log point."""
         waiting, self._unread_skip = self._unread_skip, pending
-        if waiting is None:
-            return
-        step, skipped = waiting
-        if not skipped.item():
-            self.nonfinite_in_row = 0
-            return
-        self.skipped_updates += 1
-        self.nonfinite_in_row += 1
-        if self.nonfinite_in_row >= self.cfg.train.max_nonfinite:
-            raise CharlstmError(
-                f"{self.nonfinite_in_row} non-finite losses or gradients in a row at step "
-                f"{step}: lower train.lr or train.grad_clip "
-                "(last.pt holds the last good weights)"
-            )
+        if waiting is not None and waiting[1].item():
+            self.skipped_updates += 1
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> TrainSummary:
@@ -441,7 +465,8 @@ class Trainer:
         finally:
             self._close(live, finished)
         return TrainSummary(self.step, self.best_val_loss, self.last_val_loss, self.out_dir,
-                            live.elapsed(), last_step_started)  # fmt: skip
+                            live.elapsed(), last_step_started, self.diagnosis,
+                            self.stop_reason is not None)  # fmt: skip
 
     def _start(self) -> _Live:
         """The run folder, TensorBoard, the progress display and the opening lines."""
@@ -456,6 +481,8 @@ class Trainer:
         console = self.console if self.is_main else Console(quiet=True)
         progress = TrainingProgress(console, quiet=self.quiet)
         progress.message(self.corpus_note)
+        if self.auto_note is not None:
+            progress.message(self.auto_note)
         if self.corpus_skipped:
             progress.message(f"the files passed over are listed in {self.run_dir.skipped_file}")
         progress.message(
@@ -468,6 +495,7 @@ class Trainer:
         for change in self.resume_changes:
             progress.message(f"changed on resume: {change}")
         meter = TrainMeter(self.device, self.step)
+        self.guard.start(self.step, self.skipped_updates)
         return _Live(writer, progress, meter, self.elapsed_before, clock=self.clock)
 
     def _should_stop(self, stop: StopRequests, live: _Live) -> bool:
@@ -512,6 +540,9 @@ class Trainer:
             deadline = self.cfg.train.max_seconds
             time_up = (lambda: live.elapsed() >= deadline) if deadline is not None else None
             self._validate_or_stop(live, time_up)
+        self.diagnosis = diagnose(self.history, self.cfg)
+        live.progress.message(self.diagnosis)
+        live.writer.text("diagnosis", self.diagnosis, self.step)
         self.save(LAST, live.elapsed())
         self.checkpoints.wait()
 
@@ -529,13 +560,21 @@ class Trainer:
         self._count_skips()  # the log shows every skip so far
         chars_per_step = self.batches.chars_per_window * self.ranks.world
         read = live.meter.read(self.step, chars_per_step, self.ranks.mean)
+        rolled_back = self.guard.check(
+            self.step, read[0] if read is not None else None, self.skipped_updates
+        )
+        if rolled_back is not None:
+            self.state = None  # it came from weights that are gone: start afresh
+            live.progress.message(rolled_back)
         if read is None:  # every update since the last line was skipped
             return
         loss, grad_norm, chars_per_sec = read
-        lr = lr_at(self.step - 1, self.cfg.train, self.budget_steps)
+        self.last_train_loss = loss
+        lr = lr_at(self.step - 1, self.cfg.train, self.budget_steps) * self.guard.lr_scale
         live.writer.train_scalars(
-            self.step, loss, grad_norm, lr, chars_per_sec, self.skipped_updates
-        )
+            self.step, loss, grad_norm, lr, chars_per_sec, self.skipped_updates,
+            self.guard.rollbacks,
+        )  # fmt: skip
         fraction, left = self._progress(live.elapsed(), live.this_run())
         stats = f"loss {loss:.3f} bpc {bits_per_char(loss):.3f} {chars_per_sec:,.0f} chars/s"
         live.progress.update(self.step, fraction, left, stats)
@@ -543,7 +582,8 @@ class Trainer:
     def _done(self, elapsed: float) -> bool:
         t = self.cfg.train
         return (
-            (t.max_steps is not None and self.step >= t.max_steps)
+            self.stop_reason is not None
+            or (t.max_steps is not None and self.step >= t.max_steps)
             or (t.max_seconds is not None and elapsed >= t.max_seconds)
             or (self.budget is not None and self.budget.done(self.step))
         )
@@ -602,10 +642,21 @@ class Trainer:
                 )
                 text = self._log_sample(settings)
         self.last_val_loss = result.loss
+        self.history.append([self.step, self.last_train_loss, result.loss])
         improved = result.loss < self.best_val_loss
         if improved:  # saved outside the block: a checkpoint's `model` is the raw weights
             self.best_val_loss = result.loss
             self.save(BEST, live.elapsed())
+        if self.cfg.train.keep_checkpoints:
+            self._keep_numbered(result.loss, live)
+        patience = self.cfg.train.patience
+        if patience is not None and stale_validations(self.history) >= patience:
+            self.stop_reason = (
+                f"stopped early: {patience} validation(s) in a row without a better one "
+                f"than {self.best_val_loss:.4f} (train.patience); best.pt holds it"
+            )
+        if self.on_validation is not None and self.stop_reason is None:
+            self.stop_reason = self.on_validation(self.step, result.loss, len(self.history))
         if not self.is_main:
             return
         live.writer.validation(self.step, result.loss, text)
@@ -615,6 +666,18 @@ class Trainer:
             + (" (cut at train.max_seconds)" if result.cut else "")
             + (" (best, saved best.pt)" if improved else "")
         )
+        if self.stop_reason is not None:
+            live.progress.message(self.stop_reason)
+
+    def _keep_numbered(self, loss: float, live: _Live) -> None:
+        """Save this validation's checkpoint by name and drop the oldest beyond
+        train.keep_checkpoints (the one just queued may not be on disk yet)."""
+        name = numbered_name(self.step, loss)
+        self.save(name, live.elapsed())
+        if self.is_main:
+            others = [p for p in numbered_checkpoints(self.run_dir.checkpoints) if p.name != name]
+            for old in others[: max(0, len(others) - (self.cfg.train.keep_checkpoints - 1))]:
+                old.unlink(missing_ok=True)
 
     def _log_sample(self, settings: SampleSettings) -> str:
         if self.split is None:

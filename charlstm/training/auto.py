@@ -1,0 +1,252 @@
+"""`train.auto`: the model and schedule for this corpus, this device and this time.
+
+What it measures: the corpus (training characters, vocabulary size, one text or
+documents and how long they are), the device (seconds per training step of two
+candidate shapes, timed here: the smallest, and one a little beyond what the budget
+seems to allow; the others follow linearly in parameter count, which is what a step's
+work grows with) and the budget
+(`train.max_seconds`; without one it plans for PLANNED_SECONDS and relies on
+`train.patience` to stop).
+
+How it decides (the rule was fitted on real runs: bench/autopilot.py --grid, the table
+in bench/RESULTS.md section 10):
+- Size: the largest candidate whose budget lets it see at least CHARS_PER_PARAMETER
+  characters per parameter, and that has at most 1 / DATA_PER_PARAMETER parameters per
+  training character: a small corpus gets a small model.
+- Regularisation by passes over the corpus: a run that sees its text many times gets
+  weight decay 0.3 (the Shakespeare recipe at ~6 passes), then dropout 0.2 (better at
+  ~15 passes) and 0.3 (the names recipe, ~100 passes).
+- The rest from the hand-tuned recipes: a GRU for one long text (it beat every LSTM
+  tried in 180 s), an LSTM for documents (the names recipe); batch 64 x bptt 64 for
+  text, batch 128 and a window as long as nearly every document for documents; the rate
+  1e-2 at width 256, smaller as width grows (sqrt), 3e-3 for documents; 50 warm-up
+  steps; the weight average (ema 0.995); bf16 where the CPU computes in it.
+- Watching: about VALIDATIONS validations over the run, each scoring a stretch that
+  takes about VALIDATION_SHARE of the budget in all, and `train.patience` 3.
+Every key the config or --set gives wins over the choice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charlstm.config import Config, ModelConfig
+from charlstm.device import training_precision
+from charlstm.errors import ConfigError
+from charlstm.memory import parameter_count
+from charlstm.model import CharRNN
+
+# (layers, width), smallest first
+SHAPES = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512), (3, 768),
+          (3, 1024)]  # fmt: skip
+CHARS_PER_PARAMETER = 8.0  # fitted: RESULTS 10
+DATA_PER_PARAMETER = 0.5  # a model has at most 2 parameters per training character
+PLANNED_SECONDS = 3600.0  # what a run without a budget is sized for
+VALIDATIONS = 8
+VALIDATION_SHARE = 0.05
+EVAL_SPEEDUP = 3.0  # validation reads about this much faster than training (budget.py)
+PATIENCE = 3
+TIMED_STEPS = 2
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the choice is made from."""
+
+    chars: int  # training characters (or document characters)
+    vocab: int
+    documents: int | None  # how many, or None for one text
+    document_p95: int | None  # 95% of documents are at most this long (chars, end included)
+    device: torch.device
+    threads: int
+    precision: str  # fp32 or bf16, as training will run
+    seconds: float | None  # the budget
+
+
+def facts_of(ids: np.ndarray, vocab, cfg: Config, device: torch.device) -> Facts:
+    documents = p95 = None
+    if vocab.documents:
+        head = np.asarray(ids[:10_000_000])  # enough to know the lengths
+        ends = np.flatnonzero(head == vocab.end_id)
+        lengths = np.diff(ends) if len(ends) > 1 else np.array([len(head)])
+        documents = max(1, int(round(len(ends) * len(ids) / max(1, len(head)))))
+        p95 = int(np.percentile(lengths, 95))
+    return Facts(
+        chars=int(len(ids) * (1.0 - cfg.data.val_fraction)),
+        vocab=vocab.size,
+        documents=documents,
+        document_p95=p95,
+        device=device,
+        threads=torch.get_num_threads(),
+        precision=training_precision(
+            cfg.train.precision if "train.precision" in cfg.explicit else "auto", device
+        ),
+        seconds=cfg.train.max_seconds,
+    )
+
+
+def seconds_per_step(facts: Facts, model: ModelConfig, batch: int, bptt: int) -> float:
+    """One training step of this shape on this device, timed (the random state is left
+    as it was: the real model's initialisation does not depend on the probe)."""
+    device = facts.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        net = CharRNN(facts.vocab, model).to(device)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
+        ids = torch.randint(facts.vocab, (batch, bptt + 1), device=device)
+        autocast = torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=facts.precision == "bf16"
+        )
+
+        def step() -> None:
+            with autocast:
+                logits, _ = net(ids[:, :-1], net.init_state(batch, device))
+            loss = F.cross_entropy(logits.float().reshape(-1, facts.vocab), ids[:, 1:].reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        step()  # kernels chosen, memory allocated
+        _sync(device)
+        started = time.perf_counter()
+        for _ in range(TIMED_STEPS):
+            step()
+        _sync(device)
+        return (time.perf_counter() - started) / TIMED_STEPS
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class Choice:
+    settings: dict[str, Any]  # "section.key" -> value
+    reason: str  # the log's one line
+
+
+def choose(facts: Facts, timer=seconds_per_step) -> Choice:
+    documents = facts.documents is not None
+    cell = "lstm" if documents else "gru"
+    embedding = 32 if documents else 64
+    if documents:
+        bptt = int(min(256, max(16, math.ceil((facts.document_p95 + 1) / 8) * 8)))
+        batch = 128 if bptt <= 64 else 64
+    else:
+        batch, bptt = 64, 64
+
+    def shape(layers: int, width: int) -> ModelConfig:
+        return ModelConfig(cell=cell, embedding_dim=embedding, hidden_size=width, num_layers=layers)
+
+    params = [parameter_count(facts.vocab, shape(*s)) for s in SHAPES]
+    seconds = facts.seconds if facts.seconds is not None else PLANNED_SECONDS
+    training = seconds * (1.0 - VALIDATION_SHARE - 0.03)  # validations, the final save
+    chars_per_step = batch * bptt
+
+    def largest_fitting(step_seconds: list[float]) -> int:
+        pick = 0
+        for i, p in enumerate(params):
+            seen = training / step_seconds[i] * chars_per_step
+            if seen >= CHARS_PER_PARAMETER * p and p * DATA_PER_PARAMETER <= facts.chars:
+                pick = i
+        return pick
+
+    # The smallest shape timed; a step's time proportional to parameters overestimates
+    # the larger ones (fixed costs), so the second shape timed is two beyond that guess
+    # (and cheap enough to time: its three steps within 2% of the budget).
+    small = timer(facts, shape(*SHAPES[0]), batch, bptt)
+    proportional = [small * p / params[0] for p in params]
+    second = min(len(SHAPES) - 1, max(3, largest_fitting(proportional) + 2))
+    while second > 1 and proportional[second] * (TIMED_STEPS + 1) > 0.02 * seconds:
+        second -= 1
+    large = timer(facts, shape(*SHAPES[second]), batch, bptt)
+    slope = max(0.0, (large - small) / (params[second] - params[0]))
+    step_seconds = [small + slope * (p - params[0]) for p in params]
+    pick = largest_fitting(step_seconds)
+    layers, width = SHAPES[pick]
+    steps = max(1, int(training / step_seconds[pick]))
+    passes = steps * chars_per_step / max(1, facts.chars)
+    dropout, decay = _regularisation(passes)
+    lr = 3e-3 if documents else 1e-2 * min(1.0, math.sqrt(256 / width))
+    train_chars_per_second = chars_per_step / step_seconds[pick]
+    eval_chars = VALIDATION_SHARE / VALIDATIONS * seconds * EVAL_SPEEDUP * train_chars_per_second
+    settings = {
+        "model.cell": cell,
+        "model.num_layers": layers,
+        "model.hidden_size": width,
+        "model.embedding_dim": embedding,
+        "model.dropout": dropout,
+        "train.batch_size": batch,
+        "train.bptt": bptt,
+        "train.lr": lr,
+        "train.warmup_steps": min(50, max(1, steps // 10)),
+        "train.weight_decay": decay,
+        "train.ema": 0.995,
+        "train.precision": "auto",
+        "train.max_steps": None,
+        "train.decay_steps": None if facts.seconds is not None else steps,
+        "train.eval_every": max(10, steps // VALIDATIONS),
+        "train.checkpoint_every": max(10, steps // VALIDATIONS),
+        "train.eval_chars": int(min(100_000, max(10_000, eval_chars))),
+        "train.patience": PATIENCE,
+    }
+    on = f"{facts.device.type.upper()}" + (
+        f" ({facts.threads} threads)" if facts.device.type == "cpu" else ""
+    )
+    what = f"{facts.documents:,} documents" if documents else f"{facts.chars / 1e6:.2g} M chars"
+    budget = (
+        f"{seconds:.0f} s"
+        if facts.seconds is not None
+        else f"until it stops improving (planned {seconds:.0f} s)"
+    )
+    reason = (
+        f"{what}, {facts.vocab} symbols, {budget} on {on}"
+        f"{' in bf16' if facts.precision == 'bf16' else ''}: {layers}x{width} {cell.upper()}, "
+        f"batch {batch}, bptt {bptt}, dropout {dropout:g}, weight decay {decay:g}, lr {lr:.2g} "
+        f"(~{steps:,} steps of {step_seconds[pick] * 1000:.0f} ms, {passes:.1f} passes)"
+    )
+    return Choice(settings, reason)
+
+
+def _regularisation(passes: float) -> tuple[float, float]:
+    """(dropout, weight decay) for a run that reads its corpus this many times."""
+    if passes < 2:
+        return 0.0, 0.01
+    if passes < 10:
+        return 0.0, 0.3
+    if passes < 50:
+        return 0.2, 0.3
+    return 0.3, 0.3
+
+
+def apply(cfg: Config, choice: Choice) -> Config:
+    """The config with the choice filled in wherever the user gave no value."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in choice.settings.items():
+        if key in cfg.explicit:
+            continue
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = value
+    return replace(
+        cfg, **{name: replace(getattr(cfg, name), **values) for name, values in sections.items()}
+    )
+
+
+def check_auto(cfg: Config, fine_tune: bool, distributed: bool) -> None:
+    if fine_tune:
+        raise ConfigError(
+            "config: train.auto chooses a model, and a fine-tune (train.init_from) takes its "
+            "base's: drop one of them"
+        )
+    if distributed:
+        raise ConfigError(
+            "config: train.auto times this machine alone: under torchrun, train with the "
+            "config an auto run on one machine wrote (its config.yaml)"
+        )

@@ -1,0 +1,364 @@
+"""`charlstm tune`: an Optuna study whose trials are time-budget training runs.
+
+Each trial is the base config with the space's keys drawn by Optuna's sampler (TPE),
+trained for `--trial-time` with the schedule fitted to it (budget.py), and validated
+REPORTS times on the way: each validation is reported to the study and a trial the
+pruner (median, or Hyperband) finds behind the others at the same point stops there.
+A trial's value is its best validation loss.
+
+Many processes, on one machine or many, share a study through its storage: a journal
+file in the study folder by default (safe for processes on one machine), or any database
+URL Optuna takes (`postgresql://...`) for many machines; each runs the same
+`charlstm tune --storage URL --study NAME`. Whichever finishes writes best.yaml, the
+best trial's config, from the study itself, so the file always names the study's best.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.progress import TextColumn
+from rich.table import Table
+
+from charlstm.config import Config, key_type, load_config
+from charlstm.data.corpus import load_corpus
+from charlstm.device import pick_device, training_precision
+from charlstm.errors import ConfigError
+from charlstm.progress import bar, format_duration
+from charlstm.training.auto import Facts, seconds_per_step
+
+REPORTS = 4  # validations per trial: the points the pruner compares trials at
+JOURNAL = "journal.log"
+BEST = "best.yaml"
+
+# What a study draws when no --space is given: the levers that mattered in the searches
+# of bench/RESULTS.md (cell, width, depth, rate, weight decay, dropout, batch).
+DEFAULT_SPACE: dict[str, Any] = {
+    "model.cell": ["lstm", "gru"],
+    "model.num_layers": [1, 2, 3],
+    "model.hidden_size": [128, 192, 256, 320, 384],
+    "model.dropout": {"low": 0.0, "high": 0.4},
+    "train.lr": {"low": 1e-3, "high": 3e-2, "log": True},
+    "train.weight_decay": {"low": 1e-3, "high": 1.0, "log": True},
+    "train.batch_size": [32, 64, 128],
+}
+# Keys a trial may not draw: what fixes the corpus, where runs go, the budget itself.
+NOT_TUNABLE = ("data.", "train.out_dir", "train.max_seconds", "train.device", "train.auto",
+               "train.init_from", "train.threads")  # fmt: skip
+
+
+def optuna_module():
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("charlstm tune needs Optuna: pip install 'charlstm[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+# -- the space ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dimension:
+    key: str
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    def draw(self, trial) -> Any:
+        if self.choices is not None:
+            return trial.suggest_categorical(self.key, list(self.choices))
+        if self.integer:
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.key, self.low, self.high, log=self.log)
+
+
+def read_space(path: Path | None) -> list[Dimension]:
+    """The space of a YAML file (`key: [choices]` or `key: {low, high, log}`), or the
+    default; every mistake is one line naming the key."""
+    raw: Any = DEFAULT_SPACE
+    where = "the default space"
+    if path is not None:
+        where = f"space {path}"
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"{where}: cannot read it ({err.strerror or err})") from None
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raise ConfigError(f"{where}: not valid YAML") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{where}: must map config keys to choices or ranges")
+    return [_dimension(str(key), value, where) for key, value in raw.items()]
+
+
+def _dimension(key: str, value: Any, where: str) -> Dimension:
+    try:
+        kind = key_type(key)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    if key.startswith(NOT_TUNABLE) or key in NOT_TUNABLE:
+        raise ConfigError(f"{where}: {key} is not a key a trial may draw")
+    if isinstance(value, list):
+        ok = value and all(isinstance(v, (str, int, float, bool)) for v in value)
+        if not ok:
+            raise ConfigError(f"{where}: {key} needs a non-empty list of plain values")
+        return Dimension(key, choices=tuple(value))
+    if (
+        isinstance(value, dict)
+        and set(value) <= {"low", "high", "log"}
+        and {"low", "high"} <= set(value)
+    ):
+        low, high, log = value["low"], value["high"], bool(value.get("log", False))
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+        if kind not in (int, float) or not numbers or not low < high or (log and low <= 0):
+            raise ConfigError(
+                f"{where}: {key} needs numbers low < high (low > 0 with log) on a numeric key"
+            )
+        return Dimension(key, low=float(low), high=float(high), log=log, integer=kind is int)
+    raise ConfigError(f"{where}: {key} must be a list of choices or {{low, high, log}}")
+
+
+# -- the study ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TuneSettings:
+    config: Path | None
+    overrides: list[str]
+    seconds: float  # the whole study, this process
+    trial_seconds: float
+    space: Path | None = None
+    storage: str | None = None  # a database URL; None: the journal file in `out`
+    study: str | None = None
+    out: Path | None = None
+    trials: int | None = None  # at most this many trials by this process
+    pruner: str = "median"
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.trial_seconds > self.seconds:
+            raise ConfigError(
+                f"--trial-time ({self.trial_seconds:g} s) is longer than --time "
+                f"({self.seconds:g} s): no trial would fit"
+            )
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"--trials must be >= 1 (got {self.trials})")
+        if self.pruner not in ("median", "hyperband", "none"):
+            raise ConfigError(f"--pruner must be median, hyperband or none (got {self.pruner!r})")
+
+
+@dataclass
+class Study:
+    """One process's part in a study."""
+
+    settings: TuneSettings
+    base: Config
+    space: list[Dimension]
+    folder: Path
+    facts: Facts
+    console: Console
+
+    def overrides_of(self, trial) -> list[str]:
+        drawn = [f"{d.key}={_yaml_value(d.draw(trial))}" for d in self.space]
+        out = self.folder / f"trial-{trial.number:04d}"
+        budget = f"train.max_seconds={self.settings.trial_seconds}"
+        return [*self.settings.overrides, *drawn, budget, "train.max_steps=null",
+                f"train.out_dir={out}"]  # fmt: skip
+
+    def objective(self, trial) -> float:
+        import optuna
+
+        from charlstm.training.trainer import Trainer
+
+        cfg = load_config(self.settings.config, self.overrides_of(trial))
+        steps = self.settings.trial_seconds / seconds_per_step(
+            self.facts, cfg.model, cfg.train.batch_size, cfg.train.bptt
+        )
+        every = max(5, int(steps // REPORTS))
+        cfg = replace(cfg, train=replace(cfg.train, eval_every=every, checkpoint_every=every))
+        trial.set_user_attr("config", cfg.to_dict())
+        log = (self.folder / f"trial-{trial.number:04d}.log").open("w", encoding="utf-8")
+        with log:
+            trainer = Trainer(cfg, console=Console(file=log, width=160), quiet=True, overwrite=True)
+            trainer.on_validation = _reporter(trial)
+            summary = trainer.run()
+        trial.set_user_attr("steps", summary.steps)
+        if trainer.stop_reason is not None and trainer.stop_reason.startswith("pruned"):
+            raise optuna.TrialPruned()
+        return summary.best_val_loss
+
+
+def _reporter(trial) -> Callable[[int, float, int], str | None]:
+    def report(step: int, loss: float, validations: int) -> str | None:
+        trial.report(loss if math.isfinite(loss) else 1e9, validations)
+        if trial.should_prune():
+            return f"pruned by the study at validation {validations} (step {step})"
+        return None
+
+    return report
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def open_study(settings: TuneSettings, folder: Path):
+    optuna = optuna_module()
+    if settings.storage is None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage: Any = JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
+    else:
+        storage = settings.storage
+    pruner = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=REPORTS),
+        "none": lambda: optuna.pruners.NopPruner(),
+    }[settings.pruner]()
+    try:
+        return optuna.create_study(
+            storage=storage,
+            study_name=settings.study or folder.name,
+            direction="minimize",
+            sampler=optuna.samplers.TPESampler(
+                seed=settings.seed % 2**32 if settings.seed is not None else None
+            ),
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except Exception as err:  # a URL Optuna cannot use: driver missing, refused, bad name
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"--storage: cannot open the study there: {first}") from None
+
+
+def prepare(settings: TuneSettings, console: Console) -> Study:
+    """Everything checked before the first trial: the base config, the space, the
+    corpus (read once: every trial trains on it) and the device."""
+    base = load_config(settings.config, settings.overrides)
+    space = read_space(settings.space)
+    folder = settings.out or Path("runs") / f"tune-{settings.study or _name(settings.config)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = load_corpus(base.data, console, quiet=True)
+    device = pick_device(base.train.device, "train.device")
+    facts = Facts(
+        chars=len(corpus.ids), vocab=corpus.vocab.size, documents=None, document_p95=None,
+        device=device, threads=os.cpu_count() or 1,
+        precision=training_precision(base.train.precision, device), seconds=settings.trial_seconds,
+    )  # fmt: skip
+    return Study(settings, base, space, folder, facts, console)
+
+
+def _name(config: Path | None) -> str:
+    return config.stem if config is not None else "default"
+
+
+def run_study(settings: TuneSettings, console: Console, study=None) -> tuple[Any, Path]:
+    """Trials until --time (no trial starts that could not finish in it) or --trials;
+    then the table and best.yaml. `study` may be one opened already (tests)."""
+    optuna_module()
+    prepared = prepare(settings, console)
+    study = study or open_study(settings, prepared.folder)
+    started = time.monotonic()
+    with _TuneProgress(console, settings.seconds, started) as shown:
+
+        def after_trial(study, trial) -> None:
+            shown.update(study)
+
+        study.optimize(
+            prepared.objective,
+            n_trials=settings.trials,
+            timeout=max(1.0, settings.seconds - settings.trial_seconds),
+            callbacks=[after_trial],
+            catch=(ConfigError,),
+        )
+    return study, write_best(study, prepared)
+
+
+def write_best(study, prepared: Study) -> Path:
+    import optuna
+
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    path = prepared.folder / BEST
+    if not finished:
+        return path
+    best = min(finished, key=lambda t: t.value)
+    cfg = Config.from_dict(best.user_attrs["config"])
+    out = Path("runs") / f"{prepared.folder.name}-best"
+    cfg = replace(cfg, train=replace(cfg.train, out_dir=str(out)))
+    header = (
+        f"# charlstm train --config {path}\n#\n# The best of {len(finished)} finished trials "
+        f"of study {study.study_name!r}: trial {best.number}, validation loss "
+        f"{best.value:.4f} in {cfg.train.max_seconds:g} s.\n"
+    )
+    text = header + yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # whole, whichever process writes it last
+    return path
+
+
+def trials_table(study) -> Table:
+    import optuna
+
+    table = Table(title=f"study {study.study_name}")
+    for column in ("trial", "state", "val loss", "steps", "params"):
+        table.add_column(column)
+    for t in sorted(study.trials, key=lambda t: (t.value is None, t.value or 0.0)):
+        state = t.state.name.lower()
+        value = f"{t.value:.4f}" if t.state == optuna.trial.TrialState.COMPLETE else (
+            f"({t.intermediate_values[max(t.intermediate_values)]:.4f})"
+            if t.intermediate_values else "")  # fmt: skip
+        params = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in t.params.items())
+        table.add_row(str(t.number), state, value, str(t.user_attrs.get("steps", "")), params)
+    return table
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class _TuneProgress:
+    """One bar over the study's time: trials done, pruned and the best so far."""
+
+    def __init__(self, console: Console, seconds: float, started: float):
+        self.console, self.seconds, self.started = console, seconds, started
+        self.fancy = console.is_terminal
+        self._bar = None
+
+    def __enter__(self) -> _TuneProgress:
+        if self.fancy:
+            self._bar = bar(self.console, TextColumn("[bold]tune"), transient=False)
+            self._task = self._bar.add_task("tune", total=self.seconds, stats="", left="?")
+            self._bar.start()
+        return self
+
+    def update(self, study) -> None:
+        import optuna
+
+        states = [t.state for t in study.trials]
+        pruned = states.count(optuna.trial.TrialState.PRUNED)
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        best = min(complete, key=lambda t: t.value) if complete else None
+        stats = f"{len(states)} trials ({pruned} pruned)" + (
+            f", best {best.value:.4f} (trial {best.number})" if best else ""
+        )
+        elapsed = time.monotonic() - self.started
+        left = format_duration(max(0.0, self.seconds - elapsed))
+        if self._bar is not None:
+            self._bar.update(
+                self._task, completed=min(elapsed, self.seconds), stats=stats, left=left
+            )
+        else:
+            self.console.print(f"tune: {stats}, {format_duration(elapsed)} in, left {left}")
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
