@@ -92,7 +92,9 @@ class Work:
         if not self.visible or now - self.started < SHOW_AFTER_S:
             return
         rate = self.done / max(now - self.started, 1e-9)
-        left = format_duration((self.total - self.done) / max(rate, 1e-9))
+        # nothing measured yet (or more than the estimate): no guess rather than a wild one
+        unknown = self.done <= 0 or self.done > self.total
+        left = "?" if unknown else format_duration((self.total - self.done) / rate)
         stats = f"{_amount(rate, self.unit)}/s"
         if self.files:
             stats = f"{self.files:,} files, {stats}"

@@ -22,6 +22,7 @@ PAGES = DOCS / "pages"
 PAGE_OF = {
     "train": "training.md",
     "info": "training.md",
+    "tune": "autopilot.md",
     "sample": "sampling.md",
     "suggest": "sampling.md",
     "eval": "evaluation.md",

@@ -11,6 +11,7 @@ import io
 import json
 import lzma
 import os
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -379,3 +380,43 @@ def test_odd_names_and_encrypted_members_are_read_or_passed_over_never_a_traceba
     assert [r for n, r in listed.items() if n.startswith("bin")] == ["binary"]
     line = c.report()[0]
     assert "1 encrypted archive members" in line and "bin\\xff.dat" in line
+
+
+def test_an_over_long_record_is_passed_over_or_refused_never_read_whole(tmp_path, monkeypatch):
+    """Records are read one at a time up to MAX_RECORD_CHARS: a longer JSON Lines record
+    is read past in pieces and listed; a longer CSV line or field is one line."""
+    from charlstm.data import records
+
+    monkeypatch.setattr(records, "MAX_RECORD_CHARS", 1000)
+    monkeypatch.setattr(records, "LINE_PIECE", 64)
+    lines = ['{"text": "short one"}', '{"text": "' + "x" * 5000 + '"}', '{"text": "after"}']
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
+    c = load_corpus(cfg(tmp_path / "r.jsonl", tmp_path))
+    assert text_of(c) == "short one\nafter\n"
+    assert "left out 1 record(s) over 1,000 characters (r.jsonl)" in c.report()
+    (tmp_path / "r.csv").write_text("text\nshort\n" + "y" * 5000 + "\nafter\n")
+    with pytest.raises(CorpusError, match=r"r\.csv line 3 is longer than 1,000 characters"):
+        load_corpus(cfg(tmp_path / "r.csv", tmp_path))
+    quoted = 'text\nshort\n"' + "z\n" * 800 + '"\n'  # one field over many short lines
+    (tmp_path / "q.csv").write_text(quoted)
+    with pytest.raises(CorpusError, match="has a field longer than 1,000 characters"):
+        load_corpus(cfg(tmp_path / "q.csv", tmp_path))
+
+
+def test_a_large_zip_member_moves_the_progress_line(tmp_path, monkeypatch):
+    """A member far larger than its zip: progress in the archive's bytes, in step with
+    what is read of the member, and never a wild time left."""
+    from rich.console import Console
+
+    from charlstm import progress
+
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
+    with zipfile.ZipFile(tmp_path / "big.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.txt", "all work and no play\n" * 1_500_000)  # 31.5 MB in ~60 KB
+    shown = io.StringIO()
+    load_corpus(cfg(tmp_path / "big.zip", tmp_path), Console(file=shown, width=200), quiet=True)
+    lines = [line for line in shown.getvalue().splitlines() if line.startswith("reading corpus")]
+    done = [int(re.search(r"\((\d+)%\)", line).group(1)) for line in lines]
+    assert len(done) >= 3 and done == sorted(done) and 0 < done[0] < done[-2] <= 100
+    assert all("left ?" in line or re.search(r"left \d+:\d\d\b", line) for line in lines)

@@ -57,6 +57,31 @@ class Counting(io.RawIOBase):
         super().close()
 
 
+class MemberShare(io.RawIOBase):
+    """Progress through a zip member in bytes of the archive: its compressed size, in
+    step with what has been read of it. (Its bytes on disk are read by zipfile itself,
+    and one member may be most of the archive: a 4 GB member of a 4 MB zip.)"""
+
+    def __init__(self, member: IO[bytes], compressed: int, size: int):
+        self.member = member
+        self.ratio = compressed / max(1, size)
+        self.read_so_far = 0  # uncompressed bytes handed on
+        self.counted = 0  # archive bytes taken so far
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.member.readinto(buffer)
+        self.read_so_far += n or 0
+        return n
+
+    def take(self) -> int:
+        share = int(self.read_so_far * self.ratio) - self.counted
+        self.counted += share
+        return share
+
+
 def read_full(stream: IO[bytes], n: int) -> bytes:
     """n bytes, or fewer only at the end (a decompressor may return less per read)."""
     parts, wanted = [], n
@@ -183,6 +208,7 @@ class Reader(RecordReading):
             archive = zipfile.ZipFile(path)
         except zipfile.BadZipFile as err:
             raise CorpusError(f"{path} is not a readable zip archive ({err})") from None
+        counted = 0
         with archive:
             for info in archive.infolist():
                 if info.is_dir() or not self._member_wanted(info.filename):
@@ -191,8 +217,12 @@ class Reader(RecordReading):
                     self._pass_over(f"{name}:{info.filename}", "encrypted", "is encrypted")
                     continue
                 with archive.open(info) as member:
-                    yield from self._member(name, info.filename, member, raw, digest)
-        yield Piece(self._empty(), path.stat().st_size, 0)
+                    share = MemberShare(member, info.compress_size, info.file_size)
+                    stream = io.BufferedReader(share)
+                    yield from self._member(name, info.filename, stream, share, digest)
+                    counted += share.counted
+        # the index, headers and members passed over: the rest of the file
+        yield Piece(self._empty(), max(0, path.stat().st_size - counted), 0)
 
     def _tar(self, name: str, stream: IO[bytes], raw: Counting, digest) -> Iterator[Piece]:
         with tarfile.open(fileobj=stream, mode="r|") as archive:

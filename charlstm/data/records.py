@@ -21,8 +21,13 @@ from charlstm.errors import CorpusError
 MAX_BAD_RECORDS = 0.01
 # Between records: each record is a document of its own, ended by a newline.
 RECORD_END = "\n"
-# csv's own limit (128 KiB a field) is far below a long document's length.
-csv.field_size_limit(2**31 - 1)
+# A record is read whole, so its size bounds the memory reading takes (about six times
+# it, with the decoding and the copies on the way): a longer JSON Lines record is passed
+# over and listed; a longer CSV/TSV field or line ends the read in one line (a CSV row
+# cannot be skipped without knowing where it ends). csv's own limit, 128 KiB a field, is
+# far below a long document's length.
+MAX_RECORD_CHARS = 32 * 2**20
+LINE_PIECE = 1 << 20  # an over-long line is read past this much at a time
 
 
 @dataclass
@@ -31,7 +36,8 @@ class RecordCount:
 
     name: str
     total: int = 0
-    bad: int = 0
+    bad: int = 0  # without text in the field
+    too_long: int = 0  # over MAX_RECORD_CHARS, passed over
 
 
 class RecordReading:
@@ -81,7 +87,11 @@ class RecordReading:
 
     def _jsonl_values(self, name, text: IO[str], count: RecordCount) -> Iterator[Any]:
         field = None
-        for line_number, line in enumerate(text, 1):
+        for line_number, line in enumerate(bounded_lines(text), 1):
+            if line is None:
+                count.total += 1
+                count.too_long += 1
+                continue
             if not line.strip():
                 continue
             count.total += 1
@@ -102,8 +112,20 @@ class RecordReading:
                 yield text if label is None else (record.get(label), text)
 
     def _csv_values(self, name, text: IO[str], delimiter: str, count) -> Iterator[Any]:
+        def lines() -> Iterator[str]:
+            for number, line in enumerate(bounded_lines(text), 1):
+                if line is None:
+                    raise CorpusError(
+                        f"{self._shown(name)} line {number} is longer than "
+                        f"{MAX_RECORD_CHARS:,} characters: a record that long is "
+                        "not read (split it, or convert the file to JSON Lines, whose "
+                        "over-long records are passed over)"
+                    )
+                yield line
+
+        csv.field_size_limit(MAX_RECORD_CHARS)
         try:
-            rows = csv.reader(text, delimiter=delimiter)
+            rows = csv.reader(lines(), delimiter=delimiter)
             header = next(rows, [])
             field, label = self._field(name, header), self._label_field(name, header)
             index = header.index(field)
@@ -118,6 +140,12 @@ class RecordReading:
                 else:
                     yield (row[at] if at < len(row) else None), text
         except csv.Error as err:
+            if "field limit" in str(err):
+                raise CorpusError(
+                    f"{self._shown(name)} has a field longer than "
+                    f"{MAX_RECORD_CHARS:,} characters: a record that long is not "
+                    "read (split it, or convert the file to JSON Lines)"
+                ) from None
             raise CorpusError(f"{self._shown(name)} is not readable CSV ({err})") from None
 
     def _parquet(self, path: Path, name: str, raw, digest) -> Iterator[Piece]:
@@ -208,9 +236,29 @@ class RecordReading:
 
 def bad_record_note(records: list[RecordCount]) -> str | None:
     """One line for the records left out of structured files, if any were."""
-    bad = [c for c in records if c.bad]
-    if not bad:
-        return None
-    total = sum(c.bad for c in bad)
-    names = ", ".join(c.name for c in bad[:3]) + (", ..." if len(bad) > 3 else "")
-    return f"left out {total:,} record(s) without text in the field ({names})"
+    parts = []
+    for what, attr in (("without text in the field", "bad"),
+                       (f"over {MAX_RECORD_CHARS:,} characters", "too_long")):  # fmt: skip
+        files = [c for c in records if getattr(c, attr)]
+        if files:
+            total = sum(getattr(c, attr) for c in files)
+            names = ", ".join(c.name for c in files[:3]) + (", ..." if len(files) > 3 else "")
+            parts.append(f"{total:,} record(s) {what} ({names})")
+    return "left out " + "; ".join(parts) if parts else None
+
+
+def bounded_lines(text: IO[str]) -> Iterator[str | None]:
+    """The lines of a text stream, each read only up to MAX_RECORD_CHARS: a longer one is
+    read on and dropped a piece at a time, and comes out as None."""
+    while True:
+        line = text.readline(MAX_RECORD_CHARS + 1)
+        if not line:
+            return
+        if len(line) <= MAX_RECORD_CHARS or line.endswith("\n"):
+            yield line
+            continue
+        while True:
+            rest = text.readline(LINE_PIECE)
+            if not rest or rest.endswith("\n"):
+                break
+        yield None

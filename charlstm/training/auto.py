@@ -226,6 +226,21 @@ def _regularisation(passes: float) -> tuple[float, float]:
     return 0.3, 0.3
 
 
+# Every key a choice sets (choose() returns all of them).
+CHOSEN_KEYS = (
+    "model.cell", "model.num_layers", "model.hidden_size", "model.embedding_dim",
+    "model.dropout", "train.batch_size", "train.bptt", "train.lr", "train.warmup_steps",
+    "train.weight_decay", "train.ema", "train.precision", "train.max_steps",
+    "train.decay_steps", "train.eval_every", "train.checkpoint_every", "train.eval_chars",
+    "train.patience",
+)  # fmt: skip
+
+
+def left_to_choose(cfg: Config) -> bool:
+    """Whether the config leaves any key to the choice (else nothing need be timed)."""
+    return any(key not in cfg.explicit for key in CHOSEN_KEYS)
+
+
 def apply(cfg: Config, choice: Choice) -> Config:
     """The config with the choice filled in wherever the user gave no value."""
     sections: dict[str, dict[str, Any]] = {}

@@ -43,7 +43,7 @@ from charlstm.model import (
 from charlstm.options import SampleSettings
 from charlstm.rundir import BEST, LAST, RunDir
 from charlstm.training.auto import apply as apply_choice
-from charlstm.training.auto import check_auto, choose, facts_of
+from charlstm.training.auto import check_auto, choose, facts_of, left_to_choose
 from charlstm.training.averaging import WeightAverage
 from charlstm.training.batches import IGNORED, DocumentBatches, TBPTTBatches
 from charlstm.training.budget import Budget, fits_budget
@@ -124,10 +124,12 @@ class Trainer:
         # Taken before anything in out_dir is read or removed (--overwrite).
         self.lock = RunLock(self.run_dir) if self.is_main else None
         try:
+            if cfg.train.auto and resume is None:
+                check_auto(cfg, bool(cfg.train.init_from), self.ranks.active)
             self._refuse_to_replace_a_run(resume)
             corpus = self._setup_corpus()
             base = self._setup_vocab(corpus, resume)
-            self._setup_auto(corpus, resume, base)
+            self._setup_auto(corpus, resume)
             self._setup_data(corpus)
             self._setup_model(base)
             self._setup_optimizer()
@@ -190,13 +192,12 @@ class Trainer:
             self.vocab = corpus.vocab
         return base
 
-    def _setup_auto(self, corpus: Corpus, resume: Checkpoint | None, base: Base | None) -> None:
+    def _setup_auto(self, corpus: Corpus, resume: Checkpoint | None) -> None:
         """train.auto: the model and schedule chosen for this corpus, device and budget
         (auto.py) before anything is built from them; a resumed run keeps its own."""
         self.auto_note = None
-        if not self.cfg.train.auto or resume is not None:
+        if not self.cfg.train.auto or resume is not None or not left_to_choose(self.cfg):
             return
-        check_auto(self.cfg, base is not None, self.ranks.active)
         choice = choose(facts_of(corpus.ids, self.vocab, self.cfg, self.device))
         self.cfg = apply_choice(self.cfg, choice)
         self.auto_note = f"auto: {choice.reason}"

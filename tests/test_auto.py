@@ -1,0 +1,148 @@
+"""train.auto and `charlstm train PATH --time T`: the choice, its record, and that what
+the user sets wins (charlstm/training/auto.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from conftest import quiet_console, small_config
+from typer.testing import CliRunner
+
+from charlstm.cli import app
+from charlstm.config import Config
+from charlstm.memory import parameter_count
+from charlstm.training import auto
+from charlstm.training.trainer import Trainer
+
+
+def _facts(chars, seconds, documents=None, p95=None, vocab=65):
+    return auto.Facts(chars, vocab, documents, p95, torch.device("cpu"), 2, "fp32", seconds)
+
+
+def _timer(facts, model, batch, bptt):
+    """A device whose step costs 20 ms plus 1 ms per 10,000 parameters."""
+    return 0.02 + parameter_count(facts.vocab, model) / 1e7
+
+
+def _seen_per_parameter(choice, facts, layers, width):
+    s = choice.settings
+    model = auto.ModelConfig(cell=s["model.cell"], embedding_dim=s["model.embedding_dim"],
+                             hidden_size=width, num_layers=layers)  # fmt: skip
+    params = parameter_count(facts.vocab, model)
+    training = facts.seconds * (1 - auto.VALIDATION_SHARE - 0.03)
+    seen = training / _timer(facts, model, 0, 0) * s["train.batch_size"] * s["train.bptt"]
+    return seen / params
+
+
+def test_the_largest_model_the_budget_can_feed_is_chosen():
+    facts = _facts(1_000_000, 180.0)
+    choice = auto.choose(facts, timer=_timer)
+    s = choice.settings
+    assert set(s) == set(auto.CHOSEN_KEYS)
+    pick = auto.SHAPES.index((s["model.num_layers"], s["model.hidden_size"]))
+    assert _seen_per_parameter(choice, facts, *auto.SHAPES[pick]) >= auto.CHARS_PER_PARAMETER
+    bigger = auto.SHAPES[pick + 1]
+    assert _seen_per_parameter(choice, facts, *bigger) < auto.CHARS_PER_PARAMETER
+    assert s["model.cell"] == "gru" and s["train.max_steps"] is None
+    # more time: a larger model; one text of many passes: regularised
+    longer = auto.choose(_facts(1_000_000, 3600.0), timer=_timer).settings
+    assert parameter_count(65, Config.from_dict({}, [
+        f"model.num_layers={longer['model.num_layers']}",
+        f"model.hidden_size={longer['model.hidden_size']}"]).model) > parameter_count(
+        65, Config.from_dict({}, [f"model.num_layers={s['model.num_layers']}",
+                                  f"model.hidden_size={s['model.hidden_size']}"]).model)  # fmt: skip
+    assert longer["model.dropout"] > 0 and longer["train.weight_decay"] == 0.3
+    assert choice.reason.startswith("1 M chars, 65 symbols, 180 s on CPU (2 threads): ")
+
+
+def test_a_small_corpus_gets_a_small_regularised_model_and_documents_their_window():
+    tiny = auto.choose(_facts(45_000, 600.0), timer=_timer).settings
+    params = parameter_count(65, auto.ModelConfig(
+        cell="gru", embedding_dim=64, hidden_size=tiny["model.hidden_size"],
+        num_layers=tiny["model.num_layers"]))  # fmt: skip
+    assert params * auto.DATA_PER_PARAMETER <= 45_000
+    assert tiny["model.dropout"] == 0.3 and tiny["train.patience"] == auto.PATIENCE
+    names = auto.choose(_facts(200_000, 240.0, documents=30_000, p95=11), timer=_timer).settings
+    assert names["model.cell"] == "lstm" and names["train.bptt"] == 16
+    assert names["train.batch_size"] == 128 and names["train.lr"] == 3e-3
+    # without a budget: sized for PLANNED_SECONDS, the cosine over those steps, patience ends it
+    endless = auto.choose(_facts(1_000_000, None), timer=_timer).settings
+    assert endless["train.decay_steps"] > 0 and endless["train.patience"] == auto.PATIENCE
+
+
+def test_auto_records_its_choice_and_every_explicit_key_wins(corpus_file, tmp_path):
+    cfg = small_config(
+        corpus_file, tmp_path / "run", "train.auto=true", "train.max_seconds=4",
+        "model.hidden_size=48",
+    )  # fmt: skip
+    cfg = Config.from_dict({}, [f"{k}={v}" for k, v in _given(cfg).items()])
+    trainer = Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True)
+    summary = trainer.run()
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert written["model"]["hidden_size"] == 48  # given
+    assert written["model"]["cell"] == "gru" and written["train"]["patience"] == 3  # chosen
+    assert written["train"]["max_steps"] is None and written["train"]["max_seconds"] == 4
+    log = (tmp_path / "log.txt").read_text()
+    assert "auto: " in log and " on CPU (" in log and "passes)" in log
+    assert summary.seconds < 6
+
+
+def _given(cfg: Config) -> dict:
+    """small_config's keys less those auto is to choose (and the step limit)."""
+    flat = {f"{s}.{k}": v for s, values in cfg.to_dict().items() for k, v in values.items()}
+    keep = {"data.path", "data.val_fraction", "train.device", "train.out_dir", "train.auto",
+            "train.max_seconds", "model.hidden_size", "log.log_every"}  # fmt: skip
+    return {k: ("null" if v is None else v) for k, v in flat.items() if k in keep}
+
+
+def test_an_auto_run_resumes_exactly(corpus_file, tmp_path):
+    given = ["train.auto=true", "train.max_steps=20", "train.max_seconds=null",
+             "model.hidden_size=32", "model.num_layers=1", "train.batch_size=8", "train.bptt=16",
+             "train.eval_every=10", "train.checkpoint_every=10"]  # fmt: skip
+    cfg = Config.from_dict({}, [f"data.path={corpus_file}", "train.device=cpu",
+                                f"train.out_dir={tmp_path / 'a'}", *given])  # fmt: skip
+    Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True).run()
+    runner = CliRunner()
+    resumed = runner.invoke(app, ["train", "--resume", str(tmp_path / "a"), "-q",
+                                  "--set", "train.max_steps=40"])  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert "auto:" not in resumed.output  # the choice stays the recorded one
+    whole = runner.invoke(app, ["train", "--config", str(tmp_path / "a" / "config.yaml"), "-q",
+                                "--set", "train.max_steps=40",
+                                "--set", f"train.out_dir={tmp_path / 'b'}"])  # fmt: skip
+    assert whole.exit_code == 0, whole.output
+    from charlstm.checkpoint import read_checkpoint
+
+    a = read_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt").model
+    b = read_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt").model
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_path_time_is_the_newcomers_form(corpus_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["train", str(corpus_file), "--time", "4s", "-q",
+                                      "--set", "train.device=cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "auto: " in result.output
+    assert (tmp_path / "runs" / "corpus" / "checkpoints" / "best.pt").is_file()
+    written = yaml.safe_load((tmp_path / "runs" / "corpus" / "config.yaml").read_text())
+    assert written["train"]["auto"] is True and written["train"]["max_seconds"] == 4
+    assert any(line.startswith(("still learning", "converged", "memorising", "unstable",
+                                "one validation")) for line in result.output.splitlines())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--time", "10x"], "--time: '10x' is not a duration: write 90s, 10m, 1h or 1h30m"),
+        (["--time", "0s"], "--time must be more than 0 s"),
+        (["--resume", "runs/x"], "give a corpus to train on or --resume a run, not both"),
+        (["--set", "train.init_from=runs/x"], "train.auto chooses a model, and a fine-tune"),
+    ],
+)
+def test_newcomer_mistakes_are_one_line(corpus_file, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["train", str(corpus_file), *args])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output

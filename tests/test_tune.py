@@ -1,0 +1,178 @@
+"""`charlstm tune`: the space, the study, pruning, best.yaml, and one study shared by
+two processes through a journal file and through a real PostgreSQL
+(charlstm/training/tune.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import quiet_console
+from typer.testing import CliRunner
+
+from charlstm.cli import app
+from charlstm.config import load_config
+from charlstm.errors import ConfigError
+
+optuna = pytest.importorskip("optuna", reason="charlstm tune needs Optuna (the tune extra)")
+
+from charlstm.training.tune import TuneSettings, read_space, run_study  # noqa: E402
+
+
+def _base(tmp_path: Path, corpus: Path) -> Path:
+    """A base config that trains a small model in a few seconds."""
+    path = tmp_path / "base.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"path": str(corpus), "val_fraction": 0.1},
+                "model": {"embedding_dim": 16, "hidden_size": 48, "num_layers": 1},
+                "train": {
+                    "batch_size": 8,
+                    "bptt": 32,
+                    "warmup_steps": 5,
+                    "device": "cpu",
+                    "eval_chars": 2000,
+                },
+                "log": {"log_every": 5, "sample_length": 0},
+            }  # fmt: skip
+        )
+    )
+    return path
+
+
+def _space(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model.hiden_size: [32]", "unknown key 'model.hiden_size' (did you mean 'model.hidden_size'?)"),
+        ("data.path: [a, b]", "data.path is not a key a trial may draw"),
+        ("train.lr: {low: 0.1, high: 0.01}", "train.lr needs numbers low < high"),
+        ("train.lr: {low: 0, high: 0.1, log: true}", "train.lr needs numbers low < high"),
+        ("model.cell: {low: 1, high: 2}", "model.cell needs numbers low < high"),
+        ("model.cell: []", "model.cell needs a non-empty list"),
+        ("train.lr: 0.1", "train.lr must be a list of choices or {low, high, log}"),
+        ("[1, 2]", "must map config keys to choices or ranges"),
+    ],
+)  # fmt: skip
+def test_a_bad_space_is_one_line_naming_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as caught:
+        read_space(_space(tmp_path, text))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_default_space_is_valid():
+    keys = [d.key for d in read_space(None)]
+    assert "train.lr" in keys and "model.hidden_size" in keys
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--time", "10s", "--trial-time", "20s"], "--trial-time (20 s) is longer than --time"),
+        (["--time", "soon"], "--time: 'soon' is not a duration"),
+        (["--pruner", "coin"], "--pruner must be median, hyperband or none"),
+        (["--trials", "0"], "--trials must be >= 1"),
+        (["--seed", "-1"], "--seed must be a whole number"),
+        (["--storage", "nosuch://x"], "--storage: cannot open the study there"),
+        (["--space", "missing.yaml"], "cannot read it"),
+    ],
+)
+def test_bad_tune_options_are_one_line_before_any_trial(corpus_file, tmp_path, args, message):
+    base = _base(tmp_path, corpus_file)
+    result = CliRunner().invoke(
+        app, ["tune", "--config", str(base), "--out", str(tmp_path / "study"), *args]
+    )
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not list((tmp_path / "study").glob("trial-*"))
+
+
+def test_a_trial_behind_at_its_first_report_is_pruned_and_the_best_is_written(
+    corpus_file, tmp_path
+):
+    settings = TuneSettings(
+        config=_base(tmp_path, corpus_file), overrides=[], seconds=60, trial_seconds=3,
+        space=_space(tmp_path, "train.lr: [0.01, 0.000001]"), out=tmp_path / "study",
+        trials=2,
+    )  # fmt: skip
+    study = optuna.create_study(
+        direction="minimize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1)
+    )
+    study.enqueue_trial({"train.lr": 0.01})
+    study.enqueue_trial({"train.lr": 0.000001})  # barely moves: behind at once
+    found, best = run_study(settings, quiet_console(tmp_path / "log.txt"), study)
+    first, second = found.trials
+    assert first.state == optuna.trial.TrialState.COMPLETE
+    assert second.state == optuna.trial.TrialState.PRUNED
+    assert list(second.intermediate_values) == [1]  # pruned at its first report
+    cfg = load_config(best)  # ready for charlstm train --config
+    assert cfg.train.lr == 0.01 and cfg.train.max_seconds == 3
+    trial_run = tmp_path / "study" / "trial-0000"
+    assert list(trial_run.glob("events.out.tfevents.*"))  # its TensorBoard run
+    assert (trial_run / "checkpoints" / "best.pt").is_file()
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("CHARLSTM_TEST_POSTGRES")
+
+
+STORAGES = [
+    pytest.param(None, id="journal-file"),
+    pytest.param(
+        "postgresql",
+        id="postgresql",
+        marks=pytest.mark.skipif(
+            _postgres_url() is None,
+            reason="no PostgreSQL: set CHARLSTM_TEST_POSTGRES=postgresql://USER:PASS@HOST/DB "
+            "(.ci/run installs and starts one when it runs as root)",
+        ),
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", STORAGES)
+def test_two_workers_share_one_study(corpus_file, tmp_path, storage):
+    base = _base(tmp_path, corpus_file)
+    name = f"shared-{uuid.uuid4().hex[:8]}"
+    url = _postgres_url() if storage else None
+    command = [sys.executable, "-m", "charlstm", "tune", "--config", str(base),
+               "--time", "60s", "--trial-time", "3s", "--trials", "2", "--study", name,
+               "--out", str(tmp_path / "study"), "--space",
+               str(_space(tmp_path, "train.lr: {low: 0.001, high: 0.03, log: true}"))]  # fmt: skip
+    if url:
+        command += ["--storage", url]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for _ in range(2)]  # fmt: skip
+    outputs = [w.communicate(timeout=240)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    if url:
+        study = optuna.load_study(study_name=name, storage=url)
+    else:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        journal = JournalFileBackend(str(tmp_path / "study" / "journal.log"))
+        study = optuna.load_study(study_name=name, storage=JournalStorage(journal))
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == [0, 1, 2, 3]  # distinct, and the two workers' counts add up
+    assert sorted(p.name for p in (tmp_path / "study").glob("trial-????")) == [
+        f"trial-{n:04d}" for n in range(4)
+    ]
+    written = list((tmp_path / "study").glob("*.yaml"))
+    assert [p.name for p in written] == ["best.yaml"]  # one file, no leftovers
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = min(complete, key=lambda t: t.value)
+    assert load_config(written[0]).train.lr == pytest.approx(best.params["train.lr"])
