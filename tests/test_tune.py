@@ -55,7 +55,7 @@ def _space(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("model.hiden_size: [32]", "unknown key 'model.hiden_size' (did you mean 'model.hidden_size'?)"),
+        ("model.hiden_size: [32]", "(did you mean 'model.hidden_size'?)"),
         ("data.path: [a, b]", "data.path is not a key a trial may draw"),
         ("train.lr: {low: 0.1, high: 0.01}", "train.lr needs numbers low < high"),
         ("train.lr: {low: 0, high: 0.1, log: true}", "train.lr needs numbers low < high"),
