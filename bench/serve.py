@@ -13,7 +13,10 @@ server's peak RSS. The naive server is Model.stream behind a lock: what serving 
 without batching gives. Before them, the model's own step (no HTTP, the server's thread
 count) at the same numbers of rows: the ceiling of what batching can give.
 `--soak S` then keeps 64 clients asking for S seconds and prints the server's RSS every
-30 s (flat memory: no stream, queue or state left behind).
+30 s (flat memory: no stream, queue or state left behind). `--hostile N` adds N hostile
+clients to the soak, each going round: a malformed body, a body over the cap, half a
+request left hanging (closed by the read timeout), a stream dropped after a few events,
+an overflowing seed and a foreign Host; the normal clients must see no error.
 """
 
 from __future__ import annotations
@@ -227,6 +230,7 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--soak", type=float, default=0.0)
+    parser.add_argument("--hostile", type=int, default=0)
     parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_server:
@@ -279,14 +283,99 @@ def main() -> None:
 
 
 def soak(url: str, proc: subprocess.Popen, args) -> None:
-    print(f"\nsoak: 64 clients for {args.soak:.0f} s; the server's RSS every 30 s")
+    print(f"\nsoak: 64 clients and {args.hostile} hostile ones for {args.soak:.0f} s; the "
+          "server's RSS every 30 s")  # fmt: skip
     started = time.monotonic()
-    errors, asked = 0, 0
+    errors, asked, hostile = 0, 0, Hostile()
     while time.monotonic() - started < args.soak:
-        got = asyncio.run(load(url, 64, args.chars, 30, seed0=asked))
+        got = asyncio.run(soak_round(url, args.chars, asked, args.hostile, hostile))
         errors, asked = errors + len(got.errors), asked + got.requests
         print(f"  {time.monotonic() - started:5.0f} s: RSS {rss_mb(proc.pid, 'VmRSS'):.0f} MB, "
-              f"{asked:,} requests, {errors} errors, {got.rate:,.0f} chars/s", flush=True)  # fmt: skip
+              f"{asked:,} requests, {errors} errors, {got.rate:,.0f} chars/s; hostile: "
+              f"{hostile.summary()}", flush=True)  # fmt: skip
+        if got.errors:
+            print(f"    errors: {sorted(set(got.errors))[:5]}")
+
+
+async def soak_round(url: str, chars: int, seed0: int, hostiles: int, hostile) -> Load:
+    """30 s of the normal load with `hostiles` hostile clients beside it."""
+    stop_at = time.monotonic() + 30
+    attackers = [asyncio.create_task(hostile.attack(url, i, stop_at)) for i in range(hostiles)]
+    got = await load(url, 64, chars, 30, seed0=seed0)
+    await asyncio.gather(*attackers)
+    return got
+
+
+class Hostile:
+    """What the hostile clients did, and what the server answered (status or close)."""
+
+    KINDS = ("malformed", "oversized", "half-sent", "dropped", "seed", "foreign host")
+
+    def __init__(self) -> None:
+        self.seen: dict[str, dict[str, int]] = {k: {} for k in self.KINDS}
+
+    def summary(self) -> str:
+        return "; ".join(
+            f"{kind} " + ",".join(f"{answer} x{n}" for answer, n in sorted(got.items()))
+            for kind, got in self.seen.items() if got
+        )  # fmt: skip
+
+    async def attack(self, url: str, index: int, stop_at: float) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        turn = index
+        while time.monotonic() < stop_at:
+            kind = self.KINDS[turn % len(self.KINDS)]
+            turn += 1
+            try:
+                answer = await asyncio.wait_for(self._one(kind, host, int(port)), 60)
+            except (OSError, asyncio.TimeoutError) as err:
+                answer = type(err).__name__
+            self.seen[kind][answer] = self.seen[kind].get(answer, 0) + 1
+
+    async def _one(self, kind: str, host: str, port: int) -> str:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            head = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            body = b""
+            if kind == "malformed":
+                body = b'{"prompt": "def ", "max_tokens": '
+            elif kind == "seed":
+                body = json.dumps({"prompt": "def ", "max_tokens": 5, "seed": 2**70}).encode()
+            elif kind == "foreign host":
+                head = "POST /v1/completions HTTP/1.1\r\nHost: evil.example\r\n"
+                body = json.dumps({"prompt": "def ", "max_tokens": 5}).encode()
+            elif kind == "dropped":
+                body = json.dumps({"prompt": "def ", "max_tokens": 2000, "stream": True}).encode()
+            if kind == "half-sent":  # the request line and half a header, then nothing
+                writer.write(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
+                await writer.drain()
+                return "closed" if await reader.read(65536) == b"" else "answered"
+            if kind == "oversized":  # declared and sent past the cap, a piece at a time
+                size = 64 << 20
+                writer.write(f"{head}Content-Type: application/json\r\nContent-Length: {size}"
+                             "\r\n\r\n".encode())  # fmt: skip
+                piece = b" " * (1 << 20)
+                try:
+                    for _ in range(64):
+                        writer.write(piece)
+                        await writer.drain()
+                except OSError:
+                    pass
+                return await _status(reader)
+            writer.write(f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}"
+                         "\r\nConnection: close\r\n\r\n".encode() + body)  # fmt: skip
+            await writer.drain()
+            status = await _status(reader)
+            if kind == "dropped":
+                await reader.read(2048)  # a few events, then gone
+            return status
+        finally:
+            writer.close()
+
+
+async def _status(reader: asyncio.StreamReader) -> str:
+    line = await reader.readline()
+    return line.split(b" ")[1].decode() if line.count(b" ") >= 2 else "closed"
 
 
 if __name__ == "__main__":

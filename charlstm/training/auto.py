@@ -11,11 +11,15 @@ work grows with) and the budget
 How it decides (the rule was fitted on real runs: bench/autopilot.py --grid, the table
 in bench/RESULTS.md section 10):
 - Size: the largest candidate whose budget lets it see at least CHARS_PER_PARAMETER
-  characters per parameter, and that has at most 1 / DATA_PER_PARAMETER parameters per
-  training character: a small corpus gets a small model.
-- Regularisation by passes over the corpus: a run that sees its text many times gets
-  weight decay 0.3 (the Shakespeare recipe at ~6 passes), then dropout 0.2 (better at
-  ~15 passes) and 0.3 (the names recipe, ~100 passes).
+  characters per parameter (3: on tiny Shakespeare a 2x256 GRU at ~3 beat a 2x128 at
+  ~25 in 180 s, and a 2x128 at 12 beat a 2x256 at 1.6 in 60 s). When the budget reads a
+  small corpus more than MANY_PASSES times, time is not what limits the model but
+  memorising is, and early stopping keeps its best point: then SMALL_CORPUS_CHARS (1)
+  per parameter is enough (on 50 KB in 60 s a 2x256 at 1.5 beat a 2x128 at 12).
+- Regularisation by passes over the corpus: a run that reads its text several times
+  gets weight decay 0.3 (the Shakespeare recipe at ~6 passes), more passes dropout 0.1
+  (0.2 was better at ~15 passes over Shakespeare in 600 s, 0 better at ~22 passes of
+  50 KB in 60 s with early stopping) and past 50 passes 0.3 (the names recipe).
 - The rest from the hand-tuned recipes: a GRU for one long text (it beat every LSTM
   tried in 180 s), an LSTM for documents (the names recipe); batch 64 x bptt 64 for
   text, batch 128 and a window as long as nearly every document for documents; the rate
@@ -46,8 +50,9 @@ from charlstm.model import CharRNN
 # (layers, width), smallest first
 SHAPES = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512), (3, 768),
           (3, 1024)]  # fmt: skip
-CHARS_PER_PARAMETER = 8.0  # fitted: RESULTS 10
-DATA_PER_PARAMETER = 0.5  # a model has at most 2 parameters per training character
+CHARS_PER_PARAMETER = 3.0  # fitted: RESULTS 10
+MANY_PASSES = 10.0
+SMALL_CORPUS_CHARS = 1.0
 PLANNED_SECONDS = 3600.0  # what a run without a budget is sized for
 VALIDATIONS = 8
 VALIDATION_SHARE = 0.05
@@ -154,7 +159,8 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
         pick = 0
         for i, p in enumerate(params):
             seen = training / step_seconds[i] * chars_per_step
-            if seen >= CHARS_PER_PARAMETER * p and p * DATA_PER_PARAMETER <= facts.chars:
+            many = seen / max(1, facts.chars) > MANY_PASSES
+            if seen >= (SMALL_CORPUS_CHARS if many else CHARS_PER_PARAMETER) * p:
                 pick = i
         return pick
 
@@ -200,7 +206,7 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
     on = f"{facts.device.type.upper()}" + (
         f" ({facts.threads} threads)" if facts.device.type == "cpu" else ""
     )
-    what = f"{facts.documents:,} documents" if documents else f"{facts.chars / 1e6:.2g} M chars"
+    what = f"{facts.documents:,} documents" if documents else _chars(facts.chars)
     budget = (
         f"{seconds:.0f} s"
         if facts.seconds is not None
@@ -215,14 +221,21 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
     return Choice(settings, reason)
 
 
+def _chars(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit} chars"
+    return f"{n} chars"
+
+
 def _regularisation(passes: float) -> tuple[float, float]:
     """(dropout, weight decay) for a run that reads its corpus this many times."""
     if passes < 2:
         return 0.0, 0.01
-    if passes < 10:
+    if passes < MANY_PASSES:
         return 0.0, 0.3
     if passes < 50:
-        return 0.2, 0.3
+        return 0.1, 0.3
     return 0.3, 0.3
 
 
