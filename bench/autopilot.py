@@ -1,10 +1,11 @@
 """Training on autopilot: what `train.auto` chooses, beside the default and the hand-tuned
 recipes, at equal seconds on this machine.
 
-    .venv/bin/python -m bench.autopilot [--seconds 180] [--only NAME ...] [--big-mb 200]
+    .venv/bin/python -m bench.autopilot [--seconds S] [--only NAME ...] [--big-mb 200]
     .venv/bin/python -m bench.autopilot --grid [--only NAME ...]
 
-The comparison (default mode) trains, on each corpus, for the same seconds: the default
+The comparison (default mode) trains, on each corpus, for the same seconds (SECONDS:
+the hand-tuned recipes' own budgets where they exist): the default
 config (configs' defaults, `train.max_seconds` set), `train.auto`, and the hand-tuned
 recipe where one exists (configs/shakespeare-cpu.yaml, configs/names.yaml). Every run is
 scored the same way: best.pt on the first VAL_CHARS characters of the validation split
@@ -44,6 +45,8 @@ from charlstm.rundir import RunDir
 from charlstm.training.trainer import Trainer
 
 VAL_CHARS = 200_000  # scored of each validation split: all of the small ones
+# Seconds per corpus: the hand-tuned recipes' own budgets where they exist.
+SECONDS = {"shakespeare": 180.0, "names": 240.0, "code": 120.0, "tiny": 60.0, "big": 120.0}
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,7 @@ def compare(args, tmp: Path) -> None:
     made = corpora(tmp, args.big_mb)
     for key in args.only or list(made):
         corpus = made[key]()
-        seconds = args.seconds if key != "names" else max(args.seconds, 240.0)
+        seconds = args.seconds or SECONDS[key]
         budget = [f"train.max_seconds={seconds}"]
         runs = [
             ("default", None, [*corpus.overrides, *budget, "train.max_steps=null"]),
@@ -234,7 +237,7 @@ def grid(args, tmp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--seconds", type=float, help="for every corpus (default: SECONDS)")
     parser.add_argument("--only", action="append", choices=["shakespeare", "names", "code",
                         "tiny", "big"])  # fmt: skip
     parser.add_argument("--big-mb", type=int, default=200)

@@ -175,3 +175,10 @@ def test_a_checkpoint_from_before_keeps_loading(tmp_path):
     saved = read_checkpoint(Path(__file__).parent / "fixtures" / "v1-lstm-ema.pt")
     assert saved.history == [] and saved.lr_scale == 1.0 and saved.rollbacks == 0
     assert math.isfinite(saved.config.train.spike_factor)
+
+
+def test_the_diagnosis_judges_over_a_whole_interval_not_the_last_few_steps():
+    history = [[100, 2.0, 2.00], [200, 1.9, 1.90], [300, 1.8, 1.80], [309, 1.8, 1.799]]
+    assert diagnose(history, Config()).startswith(
+        "still learning: validation fell by 0.101 in the last 109 steps"
+    )

@@ -186,8 +186,12 @@ def diagnose(history: list[list[float]], cfg: Config) -> str:
             f"{train[-1]:.3f}); best.pt is from step {steps[best]}. Next time: a lower "
             f"rate (train.lr={cfg.train.lr / 2:g})"
         )
-    drop = val[-2] - val[-1]
-    span = steps[-1] - steps[-2]
+    # Against a validation a whole interval back: the last one of a run may follow the one
+    # before by a few steps only (the end came between two).
+    interval = max(b - a for a, b in zip(steps, steps[1:], strict=False))
+    back = max(i for i in range(len(steps) - 1) if steps[-1] - steps[i] >= interval / 2)
+    drop = val[back] - val[-1]
+    span = steps[-1] - steps[back]
     if drop > NOISE:
         return (
             f"still learning: validation fell by {drop:.3f} in the last {span} steps, to "
