@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, ConfigError
 from charlstm.options import check_device
 
 
@@ -49,3 +49,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def check_bf16_runs(model: torch.nn.Module, device: torch.device, setting: str, cell: str) -> None:
+    """Some CPUs have no bfloat16 kernel for the recurrent layers at all (oneDNN fails to
+    build one): found out with a two-character forward pass, before any training time is
+    spent, rather than as a traceback at the first step."""
+    probe = torch.zeros(1, 2, dtype=torch.long, device=device)
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+            model(probe, model.init_state(1, device))
+    except RuntimeError:
+        raise ConfigError(
+            f"config: train.precision={setting} chose bf16, but this {device.type} cannot run "
+            f"a {cell} in bfloat16: use train.precision=fp32"
+        ) from None

@@ -27,7 +27,7 @@ LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 # Modules allowed past MAX_MODULE_LINES, and why.
 LONG_MODULES = {
     # one declaration per config key, each with its default, help and a comment on why
-    "config.py": 560,
+    "config.py": 580,
     # a list of short _setup_* methods and the labelled phases of the loop
     "training/trainer.py": 680,
 }

@@ -43,7 +43,6 @@ def train(
     """Train a model: on a corpus for a time (charlstm train notes.txt --time 10m), or from
     a config (see configs/)."""
     from charlstm.config import load_config
-    from charlstm.evaluate import bits_per_char
     from charlstm.training.resume import restart_run, resume_checkpoint
     from charlstm.training.trainer import Trainer
 
@@ -65,8 +64,13 @@ def train(
             summary = trainer.run()
     except CharlstmError as error:
         raise fail(error) from None
-    if not trainer.is_main:  # under torchrun, one summary for the whole run
-        return
+    if trainer.is_main:  # under torchrun, one summary for the whole run
+        print_summary(summary)
+
+
+def print_summary(summary) -> None:
+    from charlstm.evaluate import bits_per_char
+
     run = RunDir(summary.out_dir)
     best = summary.best_val_loss
     out.print(

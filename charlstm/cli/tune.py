@@ -10,43 +10,37 @@ import typer
 from charlstm.cli.common import fail, out
 from charlstm.errors import CharlstmError
 
+SpaceOpt = Annotated[
+    Path | None, typer.Option("--space", help="YAML: key: [choices] or key: {low, high, log}.")
+]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="A database URL shared by many processes (postgresql://...); default: a "
+        "journal file in the study folder.",
+    ),
+]
+
 
 def tune(
     config: Annotated[Path | None, typer.Option("--config", help="The base config (YAML).")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
     ] = None,
-    time_: Annotated[
-        str, typer.Option("--time", help="This process's time for the study: 30m, 2h.")
-    ] = "30m",
+    time_: Annotated[str, typer.Option("--time", help="This process's time: 30m, 2h.")] = "30m",
     trial_time: Annotated[
         str, typer.Option("--trial-time", help="Each trial's training budget: 2m, 180s.")
     ] = "2m",
-    space: Annotated[
-        Path | None,
-        typer.Option("--space", help="YAML: key: [choices] or key: {low, high, log}."),
-    ] = None,
-    storage: Annotated[
-        str | None,
-        typer.Option(
-            "--storage",
-            help="A database URL shared by many processes (postgresql://...); default: a "
-            "journal file in the study folder.",
-        ),
-    ] = None,
+    space: SpaceOpt = None,
+    storage: StorageOpt = None,
     study: Annotated[
-        str | None, typer.Option("--study", help="The study's name (default: tune-CONFIG).")
+        str | None, typer.Option("--study", help="Its name (default: tune-CONFIG).")
     ] = None,
-    out_dir: Annotated[
-        Path | None, typer.Option("--out", help="The study folder (default: runs/tune-NAME).")
-    ] = None,
-    trials: Annotated[
-        int | None, typer.Option("--trials", help="At most this many trials (this process).")
-    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="The study folder.")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", help="At most this many here.")] = None,
     pruner: Annotated[str, typer.Option("--pruner", help="median, hyperband or none.")] = "median",
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="The sampler's seed (default: random).")
-    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="The sampler's seed.")] = None,
 ) -> None:
     """Search for a better config: an Optuna study whose trials are time-budget runs."""
     from charlstm.options import parse_duration, seed_checks

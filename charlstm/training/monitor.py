@@ -16,6 +16,8 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from charlstm.config import Config
+from charlstm.data.vocab import Vocab
+from charlstm.errors import ConfigError
 from charlstm.evaluate import bits_per_char
 
 
@@ -117,3 +119,20 @@ class TrainMeter:
             return None
         loss, norm = reduce(means).tolist()
         return loss, norm, chars_per_sec
+
+
+def sample_prime(prime: str | None, vocab: Vocab, train_ids) -> str:
+    """The prime of the validation samples, checked before any training time is spent:
+    the one given, which must be text the corpus has; by default a newline, or, in a
+    corpus without one, the corpus's first character (a default never fails)."""
+    if prime is None:
+        newline = vocab.id_of("\n")
+        return "\n" if newline is not None else vocab.decode([int(train_ids[0])])
+    missing = sorted({ch for ch in prime if vocab.id_of(ch) is None})
+    if missing:
+        shown = ", ".join(repr(ch) for ch in missing[:10])
+        raise ConfigError(
+            f"config: log.sample_prime has {len(missing)} character(s) the corpus lacks "
+            f"({shown}): change log.sample_prime"
+        )
+    return prime

@@ -25,8 +25,7 @@ from charlstm.checkpoint import Checkpoint
 from charlstm.config import Config
 from charlstm.data.corpus import Corpus, in_vocab, load_corpus
 from charlstm.data.split import split_documents
-from charlstm.data.vocab import Vocab
-from charlstm.device import pick_device, seed_everything, training_precision
+from charlstm.device import check_bf16_runs, pick_device, seed_everything, training_precision
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.evaluate import bits_per_char, evaluate_ids, score_split
 from charlstm.generate.sample import generate
@@ -49,7 +48,7 @@ from charlstm.training.batches import IGNORED, DocumentBatches, TBPTTBatches
 from charlstm.training.budget import Budget, fits_budget
 from charlstm.training.distributed import Ranks
 from charlstm.training.finetune import Base, grown_weights, load_base, with_model_of
-from charlstm.training.monitor import RunWriter, TrainMeter
+from charlstm.training.monitor import RunWriter, TrainMeter, sample_prime
 from charlstm.training.optim import (
     decay_groups,
     fused_optimizer_state,
@@ -59,13 +58,7 @@ from charlstm.training.optim import (
 from charlstm.training.progress import TrainingProgress
 from charlstm.training.resume import check_resumable
 from charlstm.training.runlock import RunLock
-from charlstm.training.watch import (
-    Guard,
-    diagnose,
-    numbered_checkpoints,
-    numbered_name,
-    stale_validations,
-)
+from charlstm.training.watch import Guard, diagnose, keep_numbered, numbered_name, stop_for_patience
 
 
 @dataclass(frozen=True)
@@ -214,7 +207,7 @@ class Trainer:
             self._setup_documents(corpus, streams)
             return
         train_ids, val_ids = corpus.split(cfg.data.val_fraction)
-        self.sample_prime = _sample_prime(cfg.log.sample_prime, self.vocab, train_ids)
+        self.sample_prime = sample_prime(cfg.log.sample_prime, self.vocab, train_ids)
         # The same stretch every time (see TrainConfig.eval_chars); +1: targets of the last.
         self.val_ids = val_ids[: t.eval_chars + 1] if t.eval_chars else val_ids
         self.val_chars = len(self.val_ids) - 1
@@ -283,22 +276,7 @@ class Trainer:
             else nullcontext()
         )
         if self.precision == "bf16":
-            self._check_bf16_runs()
-
-    def _check_bf16_runs(self) -> None:
-        """Some CPUs have no bfloat16 kernel for the recurrent layers at all (oneDNN
-        fails to build one): found out with a two-character forward pass, before any
-        training time is spent, rather than as a traceback at the first step."""
-        probe = torch.zeros(1, 2, dtype=torch.long, device=self.device)
-        try:
-            with torch.no_grad(), self.autocast:
-                self.model(probe, self.model.init_state(1, self.device))
-        except RuntimeError:
-            raise ConfigError(
-                f"config: train.precision={self.cfg.train.precision} chose bf16, but this "
-                f"{self.device.type} cannot run a {self.cfg.model.cell} in bfloat16: use "
-                "train.precision=fp32"
-            ) from None
+            check_bf16_runs(self.model, self.device, self.cfg.train.precision, self.cfg.model.cell)
 
     def _setup_optimizer(self) -> None:
         t = self.cfg.train
@@ -650,12 +628,7 @@ class Trainer:
             self.save(BEST, live.elapsed())
         if self.cfg.train.keep_checkpoints:
             self._keep_numbered(result.loss, live)
-        patience = self.cfg.train.patience
-        if patience is not None and stale_validations(self.history) >= patience:
-            self.stop_reason = (
-                f"stopped early: {patience} validation(s) in a row without a better one "
-                f"than {self.best_val_loss:.4f} (train.patience); best.pt holds it"
-            )
+        self.stop_reason = stop_for_patience(self.history, self.cfg.train.patience)
         if self.on_validation is not None and self.stop_reason is None:
             self.stop_reason = self.on_validation(self.step, result.loss, len(self.history))
         if not self.is_main:
@@ -671,14 +644,10 @@ class Trainer:
             live.progress.message(self.stop_reason)
 
     def _keep_numbered(self, loss: float, live: _Live) -> None:
-        """Save this validation's checkpoint by name and drop the oldest beyond
-        train.keep_checkpoints (the one just queued may not be on disk yet)."""
         name = numbered_name(self.step, loss)
         self.save(name, live.elapsed())
         if self.is_main:
-            others = [p for p in numbered_checkpoints(self.run_dir.checkpoints) if p.name != name]
-            for old in others[: max(0, len(others) - (self.cfg.train.keep_checkpoints - 1))]:
-                old.unlink(missing_ok=True)
+            keep_numbered(self.run_dir.checkpoints, name, self.cfg.train.keep_checkpoints)
 
     def _log_sample(self, settings: SampleSettings) -> str:
         if self.split is None:
@@ -702,20 +671,3 @@ class Trainer:
             raise CheckpointError(
                 f"train.out_dir {self.out_dir} is not writable: {err.strerror or err}"
             ) from None
-
-
-def _sample_prime(prime: str | None, vocab: Vocab, train_ids) -> str:
-    """The prime of the validation samples, checked before any training time is spent:
-    the one given, which must be text the corpus has; by default a newline, or, in a
-    corpus without one, the corpus's first character (a default never fails)."""
-    if prime is None:
-        newline = vocab.id_of("\n")
-        return "\n" if newline is not None else vocab.decode([int(train_ids[0])])
-    missing = sorted({ch for ch in prime if vocab.id_of(ch) is None})
-    if missing:
-        shown = ", ".join(repr(ch) for ch in missing[:10])
-        raise ConfigError(
-            f"config: log.sample_prime has {len(missing)} character(s) the corpus lacks "
-            f"({shown}): change log.sample_prime"
-        )
-    return prime

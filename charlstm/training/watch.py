@@ -151,6 +151,25 @@ def numbered_name(step: int, val_loss: float) -> str:
     return f"step-{step:06d}-val-{val_loss:.4f}.pt"
 
 
+def stop_for_patience(history: list[list[float]], patience: int | None) -> str | None:
+    """Why train.patience ends the run now, if it does."""
+    if patience is None or stale_validations(history) < patience:
+        return None
+    best = min(entry[2] for entry in history)
+    return (
+        f"stopped early: {patience} validation(s) in a row without a better one than "
+        f"{best:.4f} (train.patience); best.pt holds it"
+    )
+
+
+def keep_numbered(folder: Path, just_saved: str, keep: int) -> None:
+    """Drop the oldest numbered checkpoints beyond `keep` (the one just queued may not
+    be on disk yet: it counts all the same)."""
+    others = [p for p in numbered_checkpoints(folder) if p.name != just_saved]
+    for old in others[: max(0, len(others) - (keep - 1))]:
+        old.unlink(missing_ok=True)
+
+
 def numbered_checkpoints(folder: Path) -> list[Path]:
     """The numbered checkpoints in a folder, oldest step first."""
     found = [p for p in folder.glob("step-*-val-*.pt") if NUMBERED.fullmatch(p.name)]
