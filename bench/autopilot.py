@@ -178,6 +178,8 @@ def compare(args, tmp: Path) -> None:
         ]
         if corpus.recipe is not None:
             runs.append((corpus.recipe.name, corpus.recipe, [*corpus.overrides, *budget]))
+        if args.configs:
+            runs = [run for run in runs if run[0] in args.configs]
         default_loss = math.nan
         for label, config, overrides in runs:
             out = tmp / f"{key}-{label}"
@@ -241,6 +243,7 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=["shakespeare", "names", "code",
                         "tiny", "big"])  # fmt: skip
     parser.add_argument("--big-mb", type=int, default=200)
+    parser.add_argument("--configs", action="append", help="only these: default, auto, ...")
     parser.add_argument("--grid", action="store_true")
     parser.add_argument("--shapes", action="append", help="--grid: only these (2x256 ...)")
     args = parser.parse_args()
