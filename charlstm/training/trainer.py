@@ -621,7 +621,8 @@ class Trainer:
                 )
                 text = self._log_sample(settings)
         self.last_val_loss = result.loss
-        self.history.append([self.step, self.last_train_loss, result.loss])
+        if not result.cut:  # a stretch cut short is not comparable with the others
+            self.history.append([self.step, self.last_train_loss, result.loss])
         improved = result.loss < self.best_val_loss
         if improved:  # saved outside the block: a checkpoint's `model` is the raw weights
             self.best_val_loss = result.loss

@@ -194,7 +194,7 @@ def diagnose(history: list[list[float]], cfg: Config) -> str:
             f"validation rose from {val[best]:.3f} (step {steps[best]}) to {val[-1]:.3f} "
             f"(step {steps[-1]})"
         )
-        if train[-1] < train[best]:
+        if train[-1] < train[best] - NOISE:
             return (
                 f"memorising: {told} while the training loss fell from {train[best]:.3f} to "
                 f"{train[-1]:.3f}; best.pt is from step {steps[best]}. Next time: "
