@@ -183,7 +183,7 @@ def compare(args, tmp: Path) -> None:
         default_loss = math.nan
         for label, config, overrides in runs:
             out = tmp / f"{key}-{label}"
-            result = train_and_score(config, overrides, out)
+            result = train_and_score(config, [*overrides, *args.extra], out)
             if label == "default":
                 default_loss = result.loss
             print(
@@ -244,6 +244,8 @@ def main() -> None:
                         "tiny", "big"])  # fmt: skip
     parser.add_argument("--big-mb", type=int, default=200)
     parser.add_argument("--configs", action="append", help="only these: default, auto, ...")
+    parser.add_argument("--set", action="append", default=[], dest="extra",
+                        help="an override for every run (to try a change)")  # fmt: skip
     parser.add_argument("--grid", action="store_true")
     parser.add_argument("--shapes", action="append", help="--grid: only these (2x256 ...)")
     args = parser.parse_args()

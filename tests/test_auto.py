@@ -70,6 +70,7 @@ def test_a_small_corpus_is_read_many_times_regularised_and_documents_get_their_w
     names = auto.choose(facts, timer=_timer).settings
     assert names["model.cell"] == "lstm" and names["train.bptt"] == 16
     assert names["train.batch_size"] == 32 and names["train.lr"] == 3e-3
+    assert names["train.weight_decay"] == 0.01  # short documents: early stopping guards
     # without a budget: sized for PLANNED_SECONDS, the cosine over those steps, patience ends it
     endless = auto.choose(_facts(1_000_000, None), timer=_timer).settings
     assert endless["train.decay_steps"] > 0 and endless["train.patience"] == auto.PATIENCE
