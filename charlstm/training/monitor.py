@@ -8,7 +8,9 @@ continue without overlapping points.
 from __future__ import annotations
 
 import math
+import threading
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -17,8 +19,27 @@ from torch.utils.tensorboard.summary import hparams
 
 from charlstm.config import Config
 from charlstm.data.vocab import Vocab
-from charlstm.errors import ConfigError
+from charlstm.errors import CheckpointError, ConfigError
 from charlstm.evaluate import bits_per_char
+
+
+def _quiet_event_writer_failures() -> None:
+    """TensorBoard writes its event files from a thread of its own: on a full disk that
+    thread dies with a traceback on stderr. The run itself says what happened in one
+    line (its next checkpoint cannot be written either), so an OSError in that thread
+    is let go quietly; any other exception in any thread is shown as before."""
+    previous = threading.excepthook
+    if getattr(previous, "charlstm_quiet", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        frames = traceback.extract_tb(args.exc_traceback)
+        in_tensorboard = any("tensorboard" in frame.filename for frame in frames)
+        if not (issubclass(args.exc_type, OSError) and in_tensorboard):
+            previous(args)
+
+    hook.charlstm_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 class RunWriter:
@@ -29,6 +50,7 @@ class RunWriter:
         self.enabled = enabled
         if not enabled:
             return
+        _quiet_event_writer_failures()
         self.writer = SummaryWriter(log_dir=str(out_dir), purge_step=purge_step)
         if purge_step is None:
             self._write_hparams(cfg)
@@ -73,7 +95,13 @@ class RunWriter:
         self.writer.add_text(
             "samples", "\n".join("    " + line for line in sample.split("\n")), step
         )
-        self.writer.flush()
+        try:
+            self.writer.flush()
+        except OSError as err:  # raised here from TensorBoard's own writing thread
+            raise CheckpointError(
+                f"could not write the TensorBoard events: {err.strerror or err}; the "
+                "checkpoints saved so far are intact"
+            ) from None
 
     def text(self, tag: str, text: str, step: int) -> None:
         """A note on TensorBoard's text tab (the end-of-run diagnosis)."""
@@ -83,7 +111,10 @@ class RunWriter:
     def close(self) -> None:
         if not self.enabled:
             return
-        self.writer.close()
+        try:
+            self.writer.close()
+        except OSError:  # a full disk: the run has said so in its own line already
+            pass
 
 
 class TrainMeter:

@@ -223,20 +223,26 @@ def open_study(settings: TuneSettings, folder: Path):
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=REPORTS),
         "none": lambda: optuna.pruners.NopPruner(),
     }[settings.pruner]()
-    try:
-        return optuna.create_study(
-            storage=storage,
-            study_name=settings.study or folder.name,
-            direction="minimize",
-            sampler=optuna.samplers.TPESampler(
-                seed=settings.seed % 2**32 if settings.seed is not None else None
-            ),
-            pruner=pruner,
-            load_if_exists=True,
-        )
-    except Exception as err:  # a URL Optuna cannot use: driver missing, refused, bad name
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"--storage: cannot open the study there: {first}") from None
+    seed = settings.seed % 2**32 if settings.seed is not None else None
+    for attempt in range(3):
+        try:
+            return optuna.create_study(
+                storage=storage,
+                study_name=settings.study or folder.name,
+                direction="minimize",
+                sampler=optuna.samplers.TPESampler(seed=seed),
+                pruner=pruner,
+                load_if_exists=True,
+            )
+        except Exception as err:  # a URL Optuna cannot use: driver missing, refused, bad name
+            # Two workers creating one study at once: the second loses the race in the
+            # database (a unique name) and then finds it there.
+            if "unique" in str(err).lower() and attempt < 2:
+                time.sleep(0.5)
+                continue
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"--storage: cannot open the study there: {first}") from None
+    raise AssertionError("unreachable")  # a charlstm bug
 
 
 def prepare(settings: TuneSettings, console: Console) -> Study:
