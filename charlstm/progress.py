@@ -121,3 +121,28 @@ class Work:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class Tally:
+    """Progress of work whose size is not known ahead (the files of a folder, found as
+    it is walked): nothing for its first second, then a line at most every
+    PLAIN_INTERVAL_S with the count so far. `add` honours a stop request, as
+    Work.advance does."""
+
+    def __init__(self, what: str, unit: str, console: Console | None = None):
+        self.what, self.unit = what, unit
+        self.console = console or Console(stderr=True, highlight=False)
+        self.count = 0
+        self.started = self._last = time.monotonic()
+
+    def add(self, n: int) -> None:
+        interrupt.check(self.what)
+        self.count += n
+        now = time.monotonic()
+        if now - self.started >= SHOW_AFTER_S and now - self._last >= PLAIN_INTERVAL_S:
+            self._last = now
+            self.console.print(
+                f"{self.what}: {self.count:,} {self.unit} so far, "
+                f"{format_duration(now - self.started)}",
+                highlight=False,
+            )

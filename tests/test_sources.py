@@ -420,3 +420,20 @@ def test_a_large_zip_member_moves_the_progress_line(tmp_path, monkeypatch):
     done = [int(re.search(r"\((\d+)%\)", line).group(1)) for line in lines]
     assert len(done) >= 3 and done == sorted(done) and 0 < done[0] < done[-2] <= 100
     assert all("left ?" in line or re.search(r"left \d+:\d\d\b", line) for line in lines)
+
+
+def test_listing_a_large_folder_shows_how_far_it_got(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from charlstm import progress
+
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
+    for d in range(5):
+        (tmp_path / "many" / f"d{d}").mkdir(parents=True)
+        for f in range(20):
+            (tmp_path / "many" / f"d{d}" / f"f{f}.txt").write_text(f"file {f}\n")
+    shown = io.StringIO()
+    load_corpus(cfg(tmp_path / "many", tmp_path), Console(file=shown, width=200), quiet=True)
+    counts = [int(m) for m in re.findall(r"listing corpus: (\d+) files so far", shown.getvalue())]
+    assert counts[-1] == 100 and counts == sorted(counts) and len(counts) >= 5

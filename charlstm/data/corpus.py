@@ -32,7 +32,7 @@ from charlstm.data.records import bad_record_note
 from charlstm.data.vocab import END, LABEL_BASE, Vocab
 from charlstm.data.walk import REASONS, Listing, Skipped, check_single_file, walk
 from charlstm.errors import CorpusError
-from charlstm.progress import Work
+from charlstm.progress import Tally, Work
 
 STDLIB = "python-stdlib"
 # Bytes decoded at a time (small files are read together up to this much): memory for
@@ -89,7 +89,7 @@ def load_corpus(cfg: DataConfig, console: Console | None = None, quiet: bool = F
         )
         key = hashlib.sha256(f"{cfg.vocab}\0{text}".encode()).hexdigest()[:32]
         return Corpus(vocab.encode(text), vocab, cfg.path, 0, key)
-    listing, strict = list_corpus(cfg)
+    listing, strict = list_corpus(cfg, console)
     folder = cache.cache_dir(cfg)
     fp = cache.fingerprint(listing.files + listing.ignore_files, cfg.vocab + listing_tag(cfg))
     key, remembered = cache.key_for(folder, fp)
@@ -181,16 +181,17 @@ def listing_tag(cfg: DataConfig) -> str:
     return f"{settings_tag(cfg)}/{cfg.include}/{cfg.exclude}/{cfg.respect_ignore}"
 
 
-def list_corpus(cfg: DataConfig) -> tuple[Listing, bool]:
+def list_corpus(cfg: DataConfig, console: Console | None = None) -> tuple[Listing, bool]:
     """What data.path names, and whether it is one file given by name (then a file
-    that is not text is an error, not a note)."""
+    that is not text is an error, not a note). A long walk shows how far it got."""
+    found = Tally("listing corpus", "files", console).add
     if cfg.path == STDLIB:
         root = stdlib_root()
-        listing = walk(root, cfg.include or ("*.py",), cfg.exclude, False, STDLIB_SKIP)
+        listing = walk(root, cfg.include or ("*.py",), cfg.exclude, False, STDLIB_SKIP, found)
         return _some_files(listing, root, cfg), False
     root = Path(cfg.path).expanduser()
     if root.is_dir():
-        listing = walk(root, cfg.include, cfg.exclude, cfg.respect_ignore)
+        listing = walk(root, cfg.include, cfg.exclude, cfg.respect_ignore, found=found)
         return _some_files(listing, root, cfg), False
     if not root.exists() and not root.is_symlink():
         raise CorpusError(

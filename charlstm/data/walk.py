@@ -18,6 +18,7 @@ import errno
 import fnmatch
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,8 +111,10 @@ def walk(
     exclude: tuple[str, ...] = (),
     respect_ignore: bool = True,
     skip_dirs: frozenset[str] = frozenset(),
+    found: Callable[[int], None] | None = None,
 ) -> Listing:
-    """Every file under `root` that a repository would call its own, sorted by path."""
+    """Every file under `root` that a repository would call its own, sorted by path.
+    `found` is told how many files each folder held (the walk's progress)."""
     listing = Listing(root)
     rules = IgnoreRules()
     real_root = os.path.realpath(root)
@@ -135,6 +138,8 @@ def walk(
                 continue
             kept.append(d)
         dirnames[:] = kept
+        if found is not None:
+            found(len(filenames))
         for name in sorted(filenames):
             rel = prefix + name
             if include and not matches(rel, include):
