@@ -176,3 +176,23 @@ def test_two_workers_share_one_study(corpus_file, tmp_path, storage):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = min(complete, key=lambda t: t.value)
     assert load_config(written[0]).train.lr == pytest.approx(best.params["train.lr"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_study_in_one_line(corpus_file, tmp_path):
+    import signal
+    import time
+
+    base = _base(tmp_path, corpus_file)
+    command = [sys.executable, "-m", "charlstm", "tune", "--config", str(base), "--time", "60s",
+               "--trial-time", "20s", "--out", str(tmp_path / "study")]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "study").glob("trial-0000/checkpoints/last.pt")):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    assert "stopped" in stderr

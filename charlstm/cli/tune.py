@@ -9,6 +9,7 @@ import typer
 
 from charlstm.cli.common import fail, out
 from charlstm.errors import CharlstmError
+from charlstm.interrupt import StopRequests
 
 SpaceOpt = Annotated[
     Path | None, typer.Option("--space", help="YAML: key: [choices] or key: {low, high, log}.")
@@ -64,7 +65,8 @@ def tune(
             pruner=pruner,
             seed=seed,
         )
-        found, best = run_study(settings, out)
+        with StopRequests():  # Ctrl-C: the trial in hand saves and stops, then the study
+            found, best = run_study(settings, out)
     except CharlstmError as error:
         raise fail(error) from None
     out.print(trials_table(found))

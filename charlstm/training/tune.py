@@ -32,6 +32,7 @@ from charlstm.config import Config, key_type, load_config
 from charlstm.data.corpus import load_corpus
 from charlstm.device import pick_device, training_precision
 from charlstm.errors import ConfigError
+from charlstm.interrupt import check
 from charlstm.progress import bar, format_duration
 from charlstm.training.auto import Facts, seconds_per_step
 
@@ -60,7 +61,8 @@ def optuna_module():
         import optuna
     except ImportError:
         raise ConfigError("charlstm tune needs Optuna: pip install 'charlstm[tune]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A trial that fails shows in the table; a stopped study says so in one line.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
 
 
@@ -177,6 +179,7 @@ class Study:
 
         from charlstm.training.trainer import Trainer
 
+        check("tune")  # a stop asked for between two trials
         cfg = load_config(self.settings.config, self.overrides_of(trial))
         steps = self.settings.trial_seconds / seconds_per_step(
             self.facts, cfg.model, cfg.train.batch_size, cfg.train.bptt
