@@ -199,10 +199,14 @@ class Study:
 
 
 def _reporter(trial) -> Callable[[int, float, int], str | None]:
+    reports = 0  # its own count: a validation cut at the deadline is not in the history
+
     def report(step: int, loss: float, validations: int) -> str | None:
-        trial.report(loss if math.isfinite(loss) else 1e9, validations)
+        nonlocal reports
+        reports += 1
+        trial.report(loss if math.isfinite(loss) else 1e9, reports)
         if trial.should_prune():
-            return f"pruned by the study at validation {validations} (step {step})"
+            return f"pruned by the study at validation {reports} (step {step})"
         return None
 
     return report
