@@ -196,3 +196,10 @@ def test_ctrl_c_stops_a_study_in_one_line(corpus_file, tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
     assert "stopped" in stderr
+
+
+def test_without_optuna_tune_names_the_extra(monkeypatch, tmp_path, corpus_file):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if it were not installed
+    result = CliRunner().invoke(app, ["tune", "--config", str(_base(tmp_path, corpus_file))])
+    assert result.exit_code == 1
+    assert "charlstm tune needs Optuna: pip install 'charlstm[tune]'" in result.output
