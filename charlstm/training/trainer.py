@@ -70,7 +70,7 @@ class TrainSummary:
     seconds: float
     last_step_started: float  # seconds into training when the last step began
     diagnosis: str = ""  # how the run went (training/watch.py)
-    stopped_early: bool = False  # train.patience ended it
+    stopped_early: bool = False  # ended before its limits (train.patience, a pruned trial)
 
 
 @dataclass
