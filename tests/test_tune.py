@@ -203,3 +203,17 @@ def test_without_optuna_tune_names_the_extra(monkeypatch, tmp_path, corpus_file)
     result = CliRunner().invoke(app, ["tune", "--config", str(_base(tmp_path, corpus_file))])
     assert result.exit_code == 1
     assert "charlstm tune needs Optuna: pip install 'charlstm[tune]'" in result.output
+
+
+def test_a_study_starts_from_the_base_config(corpus_file, tmp_path):
+    from charlstm.training.tune import base_params
+
+    base = load_config(_base(tmp_path, corpus_file))
+    space = read_space(
+        _space(
+            tmp_path,
+            "model.hidden_size: [32, 48]\nmodel.cell: [gru]\n"
+            "train.lr: {low: 0.001, high: 0.01, log: true}",
+        )
+    )
+    assert base_params(base, space) == {"model.hidden_size": 48, "train.lr": 0.002}

@@ -198,6 +198,19 @@ class Study:
         return summary.best_val_loss
 
 
+def base_params(base: Config, space: list[Dimension]) -> dict[str, Any]:
+    """The base config's value of each key of the space that the space can draw."""
+    flat = {f"{name}.{k}": v for name, values in base.to_dict().items() for k, v in values.items()}
+    params = {}
+    for d in space:
+        value = flat[d.key]
+        fits = value in d.choices if d.choices is not None else (
+            isinstance(value, (int, float)) and d.low <= value <= d.high)  # fmt: skip
+        if fits:
+            params[d.key] = value
+    return params
+
+
 def _reporter(trial) -> Callable[[int, float, int], str | None]:
     reports = 0  # its own count: a validation cut at the deadline is not in the history
 
@@ -279,6 +292,8 @@ def run_study(settings: TuneSettings, console: Console, study=None) -> tuple[Any
     optuna_module()
     prepared = prepare(settings, console)
     study = study or open_study(settings, prepared.folder)
+    if not study.trials:  # the base itself first: a study starts from what it was given
+        study.enqueue_trial(base_params(prepared.base, prepared.space), skip_if_exists=True)
     started = time.monotonic()
     with _TuneProgress(console, settings.seconds, started) as shown:
 
