@@ -419,6 +419,12 @@ class Config:
         }
         return cls(**sections, explicit=explicit)
 
+    def flat(self) -> dict[str, Any]:
+        """`section.key` -> value, every key."""
+        return {
+            f"{name}.{k}": v for name, values in self.to_dict().items() for k, v in values.items()
+        }
+
     def with_overrides(self, overrides: list[str]) -> Config:
         given = frozenset(_parse_override(item)[0] for item in overrides)
         cfg = Config.from_dict(self.to_dict(), overrides)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from charlstm.checkpoint import Checkpoint, read_checkpoint
 from charlstm.config import Config
@@ -51,16 +50,10 @@ FIXED_KEYS = (
 )
 
 
-def _flat(cfg: Config) -> dict[str, Any]:
-    return {
-        f"{section}.{k}": v for section, values in cfg.to_dict().items() for k, v in values.items()
-    }
-
-
 def check_resumable(saved: Checkpoint, cfg: Config, vocab: Vocab, corpus_key: str) -> list[str]:
     """Raise CheckpointError when `cfg` cannot continue the checkpoint; else list the
     settings that changed, as `key: old -> new`."""
-    old, new = _flat(saved.config), _flat(cfg)
+    old, new = saved.config.flat(), cfg.flat()
     changed = [k for k in new if old.get(k) != new[k]]
     fixed = [k for k in changed if k.startswith("model.") or k in FIXED_KEYS]
     if fixed:

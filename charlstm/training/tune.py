@@ -30,11 +30,11 @@ from rich.table import Table
 
 from charlstm.config import Config, key_type, load_config
 from charlstm.data.corpus import load_corpus
-from charlstm.device import pick_device, training_precision
+from charlstm.device import pick_device
 from charlstm.errors import ConfigError
 from charlstm.interrupt import check
 from charlstm.progress import bar, format_duration
-from charlstm.training.auto import Facts, seconds_per_step
+from charlstm.training.auto import Facts, facts_of, seconds_per_step
 
 REPORTS = 4  # validations per trial: the points the pruner compares trials at
 JOURNAL = "journal.log"
@@ -200,7 +200,7 @@ class Study:
 
 def base_params(base: Config, space: list[Dimension]) -> dict[str, Any]:
     """The base config's value of each key of the space that the space can draw."""
-    flat = {f"{name}.{k}": v for name, values in base.to_dict().items() for k, v in values.items()}
+    flat = base.flat()
     params = {}
     for d in space:
         value = flat[d.key]
@@ -274,11 +274,7 @@ def prepare(settings: TuneSettings, console: Console) -> Study:
     folder.mkdir(parents=True, exist_ok=True)
     corpus = load_corpus(base.data, console, quiet=True)
     device = pick_device(base.train.device, "train.device")
-    facts = Facts(
-        chars=len(corpus.ids), vocab=corpus.vocab.size, documents=None, document_p95=None,
-        device=device, threads=os.cpu_count() or 1,
-        precision=training_precision(base.train.precision, device), seconds=settings.trial_seconds,
-    )  # fmt: skip
+    facts = facts_of(corpus.ids, corpus.vocab, base, device)  # what timing a step needs
     return Study(settings, base, space, folder, facts, console)
 
 
