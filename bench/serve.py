@@ -2,11 +2,11 @@
 with the same model, in the same run, on loopback.
 
     .venv/bin/python -m bench.serve --checkpoint runs/python-code [--clients 1,8,64,256]
-                                    [--chars 300] [--seconds 8] [--soak SECONDS]
+                                    [--chars 300] [--seconds 8] [--soak SECONDS] [--no-naive]
 
 For each count of concurrent clients, every client streams completions of `--chars`
-characters one after another (asyncio + httpx, server-sent events) for `--seconds`,
-finishing the one it is in; reported: aggregate characters per second, time to first
+characters one after another (server-sent events on a keep-alive connection, spoken
+directly over asyncio streams) for `--seconds`, finishing the one it is in; reported: aggregate characters per second, time to first
 character (p50, p99, over every request), errors (a status other than 200, a broken
 stream, or a text that is not `--chars` characters ending for its length), and the
 server's peak RSS. The naive server is Model.stream behind a lock: what serving a model
@@ -70,37 +70,72 @@ def start(command: list[str], port: int, log=subprocess.DEVNULL) -> subprocess.P
 class Answer:
     chars: int = 0
     first: float | None = None  # seconds from writing the request to the first character
-    first_asked: float | None = None  # ... from asking httpx, its own queueing included
     error: str | None = None
 
 
-async def one_request(client: httpx.AsyncClient, url: str, chars: int, seed: int) -> Answer:
+class Connection:
+    """One client's keep-alive HTTP/1.1 connection, spoken directly over asyncio streams:
+    a load generator costs the shared cores little this way (httpx parsing every event
+    of 64 streams took a core of its own and set the pace instead of the server)."""
+
+    def __init__(self, url: str):
+        self.host, port = url.removeprefix("http://").split(":")
+        self.port = int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: dict) -> tuple[int, asyncio.StreamReader]:
+        """Send the request; (status, reader at the start of the chunked body)."""
+        if self.writer is None or self.writer.is_closing():
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        data = json.dumps(body).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                          f"application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                          + data)  # fmt: skip
+        line = await self.reader.readline()
+        status = int(line.split(b" ")[1]) if line.count(b" ") >= 2 else 0
+        while (await self.reader.readline()).strip():  # the headers
+            pass
+        return status, self.reader
+
+    async def chunks(self):
+        """The chunked body's pieces, then the connection is ready for the next request."""
+        while True:
+            size = int((await self.reader.readline()).split(b";")[0], 16)
+            data = await self.reader.readexactly(size + 2)
+            if size == 0:
+                return
+            yield data[:-2]
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+async def one_request(conn: Connection, chars: int, seed: int) -> Answer:
     body = {"prompt": "def ", "max_tokens": chars, "stream": True, "seed": seed}
-    asked = time.perf_counter()
-    written = None
-    answer, finish = Answer(), None
-
-    async def trace(event: str, info) -> None:
-        nonlocal written
-        if event == "http11.send_request_headers.started":
-            written = time.perf_counter()
-
+    written = time.perf_counter()
+    answer, finish, pending = Answer(), None, b""
     try:
-        async with client.stream("POST", url + "/v1/completions", json=body,
-                                 extensions={"trace": trace}) as response:  # fmt: skip
-            if response.status_code != 200:
-                answer.error = f"HTTP {response.status_code}"
-                return answer
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
+        status, _ = await conn.post("/v1/completions", body)
+        if status != 200:
+            conn.close()
+            answer.error = f"HTTP {status}"
+            return answer
+        async for chunk in conn.chunks():
+            pending += chunk
+            *events, pending = pending.split(b"\n\n")
+            for event in events:
+                if not event.startswith(b"data: ") or event == b"data: [DONE]":
                     continue
-                choice = json.loads(line[6:])["choices"][0]
+                choice = json.loads(event[6:])["choices"][0]
                 if choice["text"] and answer.first is None:
-                    now = time.perf_counter()
-                    answer.first, answer.first_asked = now - written, now - asked
+                    answer.first = time.perf_counter() - written
                 answer.chars += len(choice["text"])
                 finish = choice.get("finish_reason") or finish
-    except httpx.HTTPError as err:
+    except (OSError, ValueError, asyncio.IncompleteReadError) as err:
+        conn.close()
         answer.error = type(err).__name__
         return answer
     if answer.chars != chars or finish not in (None, "length"):
@@ -121,30 +156,29 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 class Load:
     rate: float  # characters per second, all clients together
     first: tuple[float, float]  # p50, p99 ms from writing the request
-    first_asked: tuple[float, float]  # p50, p99 ms from asking the client library
     errors: list[str]
     requests: int
 
 
 async def load(url: str, clients: int, chars: int, seconds: float, seed0: int = 0) -> Load:
     """Every client asks again as soon as it is answered until `seconds` have passed."""
-    limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
     answers: list[Answer] = []
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        started = time.perf_counter()
+    started = time.perf_counter()
 
-        async def keep_asking(i: int) -> None:
-            n = 0
+    async def keep_asking(i: int) -> None:
+        conn, n = Connection(url), 0
+        try:
             while n == 0 or time.perf_counter() - started < seconds:
-                answers.append(await one_request(client, url, chars, seed0 + i + n * clients))
+                answers.append(await one_request(conn, chars, seed0 + i + n * clients))
                 n += 1
+        finally:
+            conn.close()
 
-        await asyncio.gather(*(keep_asking(i) for i in range(clients)))
-        wall = time.perf_counter() - started
+    await asyncio.gather(*(keep_asking(i) for i in range(clients)))
+    wall = time.perf_counter() - started
     return Load(
         rate=sum(a.chars for a in answers) / wall,
         first=percentiles([a.first for a in answers if a.first is not None]),
-        first_asked=percentiles([a.first_asked for a in answers if a.first_asked is not None]),
         errors=[a.error for a in answers if a.error],
         requests=len(answers),
     )
@@ -161,28 +195,63 @@ def server_firsts(log: Path, since: int) -> str:
     return f"{p50:.0f} / {p99:.0f} ms"
 
 
-def bare_steps(checkpoint: str, counts: list[int], threads: int) -> dict[int, float]:
-    """Characters per second of the model's own step at each number of rows, with the
-    server's thread count: no HTTP, no sampling, nothing but the forward pass."""
+def bare_steps(checkpoint: str, counts: list[int], threads: int) -> dict[int, tuple[float, float]]:
+    """Characters per second at each number of rows, with the server's thread count, of
+    (the model's own step: no HTTP, no sampling, nothing but the forward pass; the
+    server's engine alone: the step, drawing, decoding, hand-over, no HTTP), measured
+    in turns so that the machine's drift touches both alike."""
     import torch
 
     from charlstm.api import load as load_model
     from charlstm.generate.sample import one_char_steps
 
     torch.set_num_threads(threads)
-    net = load_model(checkpoint, "cpu").net.eval()
-    rates = {}
-    with torch.no_grad(), one_char_steps(torch.device("cpu")):
-        for rows in counts:
+    model = load_model(checkpoint, "cpu")
+    net = model.net.eval()
+
+    def bare(rows: int, seconds: float) -> float:
+        with torch.no_grad(), one_char_steps(torch.device("cpu")):
             last, state = torch.zeros((rows, 1), dtype=torch.long), None
             for _ in range(20):
                 _, state = net(last, state)
             steps, started = 0, time.perf_counter()
-            while time.perf_counter() - started < 2.0:
+            while time.perf_counter() - started < seconds:
                 _, state = net(last, state)
                 steps += 1
-            rates[rows] = rows * steps / (time.perf_counter() - started)
+            return rows * steps / (time.perf_counter() - started)
+
+    rates = {}
+    for rows in counts:
+        turns = [(bare(rows, 1.0), asyncio.run(engine_alone(model, rows, 1.0))) for _ in range(3)]
+        rates[rows] = tuple(statistics.median(t[i] for t in turns) for i in (0, 1))
     return rates
+
+
+async def engine_alone(model, rows: int, seconds: float) -> float:
+    """Characters per second of `rows` endless seeded streams in the server's engine."""
+    from charlstm.options import SampleSettings
+    from charlstm.serve.engine import Engine, Stream
+
+    engine = Engine(model.net, model.vocab, rows)
+    await engine.start()
+    context = model.vocab.encode("def ").tolist()
+    streams = [Stream(context, SampleSettings(length=10**9, seed=i), ()) for i in range(rows)]
+
+    async def read(stream: Stream) -> None:
+        while True:
+            await stream.events.get()
+
+    readers = [asyncio.create_task(read(s)) for s in streams]
+    for stream in streams:
+        engine.submit(stream)
+    await asyncio.sleep(0.3)  # primes read, every row in the batch
+    chars, started = engine.chars, time.perf_counter()
+    await asyncio.sleep(seconds)
+    rate = (engine.chars - chars) / (time.perf_counter() - started)
+    for reader in readers:
+        reader.cancel()
+    await engine.close()
+    return rate
 
 
 def naive_server(checkpoint: str, port: int) -> None:
@@ -231,6 +300,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--soak", type=float, default=0.0)
     parser.add_argument("--hostile", type=int, default=0)
+    parser.add_argument("--no-naive", action="store_true", help="leave the naive server out")
     parser.add_argument("--naive-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_server:
@@ -243,14 +313,15 @@ def main() -> None:
     print(f"machine: {machine()}; {args.chars} characters per request, {args.seconds:g} s "
           f"per row; {args.checkpoint}\n")  # fmt: skip
     bare = bare_steps(args.checkpoint, counts, threads)
-    print(f"| the model's own step ({threads} thread(s)) | rows | chars/s | vs 1 row |")
-    print("|---|---:|---:|---:|")
-    for rows, rate in bare.items():
-        print(f"| bare step | {rows} | {rate:,.0f} | {rate / bare[counts[0]]:.1f}x |")
-    print("\n| server | clients | requests | chars/s | vs 1 client | first char p50 | p99 | "
-          "p50 / p99 from asking httpx | in the server p50 / p99 | errors | peak RSS |")  # fmt: skip
+    print(f"| {threads} step thread(s), no HTTP | rows | bare step chars/s | engine alone | "
+          "engine / bare |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
+    for rows, (rate, engine) in bare.items():
+        print(f"| | {rows} | {rate:,.0f} | {engine:,.0f} | {engine / rate:.2f} |")
+    print("\n| server | clients | requests | chars/s | of the bare step | vs 1 client | first "
+          "char p50 | p99 | in the server p50 / p99 | errors | peak RSS |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in ("charlstm serve", "naive (one at a time)"):
+    for name in ("charlstm serve", "naive (one at a time)")[: 1 if args.no_naive else 2]:
         port = free_port()
         if name == "charlstm serve":
             command = [sys.executable, "-m", "charlstm", "serve", "-c", args.checkpoint,
@@ -269,9 +340,9 @@ def main() -> None:
                 since = log_path.stat().st_size
                 got = asyncio.run(load(url, clients, args.chars, args.seconds))
                 single = single or got.rate or float("nan")
-                print(f"| {name} | {clients} | {got.requests:,} | {got.rate:,.0f} | "
+                share = got.rate / bare[clients][0]
+                print(f"| {name} | {clients} | {got.requests:,} | {got.rate:,.0f} | {share:.2f} | "
                       f"{got.rate / single:.1f}x | {got.first[0]:.0f} ms | {got.first[1]:.0f} ms | "
-                      f"{got.first_asked[0]:.0f} / {got.first_asked[1]:.0f} ms | "
                       f"{server_firsts(log_path, since)} | {len(got.errors)} | "
                       f"{rss_mb(proc.pid):.0f} MB |", flush=True)  # fmt: skip
             if args.soak and name == "charlstm serve":

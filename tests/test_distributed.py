@@ -55,9 +55,31 @@ def one_process(tmp_path_factory) -> Path:
     return root / "one"
 
 
+LEFTOVERS = """
+import gc, sys
+gc.disable()  # the collector must not tidy up behind the trainer's back
+from torch.nn.parallel import DistributedDataParallel
+from charlstm.cli import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+finally:
+    left = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
+    print(f"DDP left: {len(left)}", file=sys.stderr)
+"""
+
+
 def test_two_ranks_equal_one_process(corpus_file, tmp_path, one_process):
-    two = run(train_cmd(2, corpus_file, tmp_path / "two", "train.max_steps=20"))
+    # run through a script that counts the DDP wrappers left at exit: one still alive
+    # holds the process group, whose teardown during interpreter shutdown can abort a
+    # process after a run that finished well
+    script = tmp_path / "leftovers.py"
+    script.write_text(LEFTOVERS)
+    cmd = train_cmd(2, corpus_file, tmp_path / "two", "train.max_steps=20")
+    at = cmd.index("charlstm")
+    cmd[at - 1 : at + 1] = [str(script)]  # the script in place of "-m charlstm"
+    two = run(cmd)
     assert "x 2 ranks" in two.stdout
+    assert two.stderr.count("DDP left: 0") == 2, two.stderr
     one_l, two_l = losses(one_process), losses(tmp_path / "two")
     assert [s for s, _ in one_l] == [s for s, _ in two_l] == list(range(1, 21))
     table = "\n".join(
@@ -192,28 +214,3 @@ def test_a_budget_run_under_two_ranks_agrees_on_one_schedule(corpus_file, tmp_pa
     fitted = payload["schedule_steps"]
     assert 0.95 * fitted <= payload["step"] <= fitted and payload["step"] > 20
     assert payload["elapsed_seconds"] < 6 * 1.1
-
-
-LEFTOVERS = """
-import gc, sys
-gc.disable()  # the collector must not tidy up behind the trainer's back
-from torch.nn.parallel import DistributedDataParallel
-from charlstm.cli import app
-try:
-    app(sys.argv[1:], standalone_mode=False)
-finally:
-    left = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
-    print(f"DDP left: {len(left)}", file=sys.stderr)
-"""
-
-
-def test_a_finished_run_leaves_no_process_group_for_the_exit(corpus_file, tmp_path):
-    # A DDP wrapper still alive at exit holds the process group, whose teardown during
-    # interpreter shutdown can abort the process after a run that finished well.
-    script = tmp_path / "leftovers.py"
-    script.write_text(LEFTOVERS)
-    cmd = train_cmd(2, corpus_file, tmp_path / "run", "train.max_steps=5")
-    at = cmd.index("charlstm")
-    cmd[at - 1 : at + 1] = [str(script)]  # the script in place of "-m charlstm"
-    proc = run(cmd)
-    assert proc.stderr.count("DDP left: 0") == 2, proc.stderr

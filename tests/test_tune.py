@@ -148,7 +148,7 @@ def test_two_workers_share_one_study(corpus_file, tmp_path, storage):
     name = f"shared-{uuid.uuid4().hex[:8]}"
     url = _postgres_url() if storage else None
     command = [sys.executable, "-m", "charlstm", "tune", "--config", str(base),
-               "--time", "60s", "--trial-time", "3s", "--trials", "2", "--study", name,
+               "--time", "60s", "--trial-time", "3s", "--trials", "1", "--study", name,
                "--out", str(tmp_path / "study"), "--space",
                str(_space(tmp_path, "train.lr: {low: 0.001, high: 0.03, log: true}"))]  # fmt: skip
     if url:
@@ -167,9 +167,9 @@ def test_two_workers_share_one_study(corpus_file, tmp_path, storage):
         journal = JournalFileBackend(str(tmp_path / "study" / "journal.log"))
         study = optuna.load_study(study_name=name, storage=JournalStorage(journal))
     numbers = [t.number for t in study.trials]
-    assert sorted(numbers) == [0, 1, 2, 3]  # distinct, and the two workers' counts add up
+    assert sorted(numbers) == [0, 1]  # distinct, and the two workers' counts add up
     assert sorted(p.name for p in (tmp_path / "study").glob("trial-????")) == [
-        f"trial-{n:04d}" for n in range(4)
+        f"trial-{n:04d}" for n in range(2)
     ]
     written = list((tmp_path / "study").glob("*.yaml"))
     assert [p.name for p in written] == ["best.yaml"]  # one file, no leftovers

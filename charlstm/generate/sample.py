@@ -9,9 +9,11 @@ are generated together as one batch.
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 from charlstm import interrupt
@@ -22,6 +24,50 @@ from charlstm.generate.repetition import repetition_for
 from charlstm.model import CharRNN, evaluating
 from charlstm.options import SampleSettings
 
+# -- Gumbel noise from a counter-based hash --------------------------------------------
+# The noise number for (a row's key, a step, an id) is a hash of the three (splitmix64's
+# finaliser over a Weyl sequence: key + counter * GAMMA), so any rows' noise for any
+# steps comes out of one vectorised computation: a batch of streams with their own seeds
+# draws in one go, and each row's text is still what its seed gives it alone. It is
+# made on the host in NumPy (whose small operations cost a third of torch's on a CPU)
+# and the same on every machine; 23 bits make a float32 uniform.
+_M64 = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15
+_MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_STEP_STRIDE = 1 << 24  # counter = step * stride + id: vocabularies under 16 M ids
+
+
+def _mix_int(z: int) -> int:
+    z &= _M64
+    z = ((z ^ (z >> 30)) * _MIX1) & _M64
+    z = ((z ^ (z >> 27)) * _MIX2) & _M64
+    return z ^ (z >> 31)
+
+
+def row_key(seed: int, row: int) -> int:
+    """The key of row `row` of a draw seeded `seed` (a 64-bit pattern)."""
+    return _mix_int(_mix_int(seed * _GAMMA + _GAMMA) + row * _GAMMA)
+
+
+def gumbel_noise(keys: np.ndarray, steps: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Standard Gumbel noise, float32, shaped broadcast(keys, steps) + (vocab_size,) (both
+    uint64): the number at [..., i] is a function of (key, step, i) alone."""
+    z = (steps * np.uint64(_STEP_STRIDE))[..., None] + np.arange(vocab_size, dtype=np.uint64)
+    z *= np.uint64(_GAMMA)  # uint64 arithmetic wraps, as the hash wants
+    z = z + keys[..., None]
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(_MIX1)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(_MIX2)
+    z ^= z >> np.uint64(31)
+    uniform = (z >> np.uint64(41)).astype(np.float32)  # 23 bits: m + 0.5 is exact
+    uniform += 0.5
+    uniform *= 2.0**-23  # in (0, 1), never 0 or 1
+    np.log(uniform, out=uniform)
+    np.negative(uniform, out=uniform)
+    np.log(uniform, out=uniform)
+    return np.negative(uniform, out=uniform)
+
 
 class Sampler:
     """Draws one id per row of logits (..., vocab) from softmax(logits / T), after the
@@ -30,34 +76,34 @@ class Sampler:
     Gumbel-max: argmax(logits / T + G), with G standard Gumbel noise, is an exact draw
     from that softmax; multiplying through by T > 0 keeps the argmax, so a step costs one
     add and one argmax of logits + T * G, with no exp, no normalisation and nothing to
-    overflow (a tiny T gives greedy decoding, its limit). The noise is drawn in blocks
-    where the logits are, from a generator seeded on that device: the same seed gives
-    the same text every time on the same kind of device."""
+    overflow (a tiny T gives greedy decoding, its limit). The noise of row r at step t
+    is gumbel_noise's hash of (row_key(seed, r), t): the same seed gives the same text
+    every time, alone or batched beside other seeds (draw_rows), on the same kind of
+    device. A sampler without a seed takes a fresh one from the system's entropy."""
 
-    BLOCK_NUMBERS = 1 << 16  # noise numbers drawn at once,
+    BLOCK_NUMBERS = 1 << 16  # noise numbers made at once,
     BLOCK_STEPS = 256  # but never more steps' worth than this
     # Beyond this T the draw is uniform to float32 precision anyway; it keeps T * G finite.
     MAX_SCALE = 1e36
 
     def __init__(self, settings: SampleSettings):
         self.s = settings
-        self.generator: torch.Generator | None = None
-        self._noise: tuple[torch.Tensor, ...] = ()
-        self._used = 0
+        self.seed = settings.seed if settings.seed is not None else secrets.randbits(63)
+        self.key = row_key(self.seed, 0)  # a one-row draw's key (draw_rows)
+        self.scale = 0.0 if settings.greedy else min(settings.temperature, self.MAX_SCALE)
+        self.may_cut = not settings.greedy and (settings.top_k is not None or (
+            settings.top_p is not None and settings.top_p < 1.0))  # fmt: skip
+        self.step = 0  # draws made so far
+        self._block: tuple[torch.Tensor, ...] = ()  # T * G for the steps from _block_start
+        self._block_start = 0
 
     def __call__(self, logits: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
         """`allowed` (rows, vocab), from a Constraint: only those ids can be drawn."""
-        s = self.s
         if allowed is not None:
             logits = logits.masked_fill(~allowed.view(logits.shape), -math.inf)
-        if s.greedy:
+        if self.s.greedy:
             return logits.argmax(dim=-1)
-        x = logits.float()
-        if s.top_k is not None and s.top_k < x.shape[-1]:
-            kth = x.topk(s.top_k, dim=-1).values[..., -1:]
-            x = x.masked_fill(x < kth, -math.inf)
-        if s.top_p is not None and s.top_p < 1.0:
-            x = self._nucleus(x, s.top_p, s.temperature)
+        x = self.cut(logits.float())
         return (x + self.next_noise(x.shape, x.device)).argmax(dim=-1)
 
     def cuts(self, vocab_size: int) -> bool:
@@ -67,31 +113,31 @@ class Sampler:
             s.top_p is not None and s.top_p < 1.0
         )
 
-    def next_noise(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
-        """T * G for one step, float32, shaped `shape`."""
-        if self._used == len(self._noise) or self._noise[0].shape != shape:
-            if self.generator is None:
-                self.generator = self._seeded_generator(device)
-            steps = max(1, min(self.BLOCK_STEPS, self.BLOCK_NUMBERS // shape.numel()))
-            # -log(-log U) is standard Gumbel; vectorised logs of uniforms are ~3x faster
-            # than torch's exponential_ on a CPU
-            block = (steps, *shape)
-            gumbel = torch.rand(block, dtype=torch.float64, device=device, generator=self.generator)
-            gumbel.log_().neg_().log_().neg_()
-            gumbel *= min(self.s.temperature, self.MAX_SCALE)
-            # a list of per-step views: taking the next one costs no tensor operation
-            self._noise = gumbel.float().unbind(0)
-            self._used = 0
-        self._used += 1
-        return self._noise[self._used - 1]
+    def cut(self, x: torch.Tensor) -> torch.Tensor:
+        """float32 logits with the ids top-k and top-p leave out set to -inf."""
+        s = self.s
+        if s.top_k is not None and s.top_k < x.shape[-1]:
+            kth = x.topk(s.top_k, dim=-1).values[..., -1:]
+            x = x.masked_fill(x < kth, -math.inf)
+        if s.top_p is not None and s.top_p < 1.0:
+            x = self._nucleus(x, s.top_p, s.temperature)
+        return x
 
-    def _seeded_generator(self, device: torch.device) -> torch.Generator:
-        generator = torch.Generator(device)
-        if self.s.seed is None:
-            generator.seed()  # fresh entropy
-        else:
-            generator.manual_seed(self.s.seed)
-        return generator
+    def next_noise(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        """T * G for this step's draw, float32, shaped `shape` (rows first, ids last),
+        made a block of steps at a time."""
+        at = self.step - self._block_start
+        if at >= len(self._block) or self._block[0].shape != shape:
+            rows = shape.numel() // shape[-1]
+            keys = np.array([row_key(self.seed, r) for r in range(rows)], dtype=np.uint64)
+            count = max(1, min(self.BLOCK_STEPS, self.BLOCK_NUMBERS // shape.numel()))
+            steps = np.arange(self.step, self.step + count, dtype=np.uint64)[:, None]
+            block = torch.from_numpy(gumbel_noise(keys, steps, shape[-1])).to(device)
+            # a list of per-step views: taking the next one costs no tensor operation
+            self._block = block.mul_(self.scale).view(count, *shape).unbind(0)
+            self._block_start, at = self.step, 0
+        self.step += 1
+        return self._block[at]
 
     @staticmethod
     def _nucleus(x: torch.Tensor, top_p: float, temperature: float) -> torch.Tensor:
@@ -109,33 +155,26 @@ class Sampler:
 def draw_rows(logits: torch.Tensor, samplers: Sequence[Sampler]) -> torch.Tensor:
     """One id per row of logits (rows, 1, vocab): row i is exactly what samplers[i] draws
     from logits[i : i + 1] alone (so a seeded text does not depend on its neighbours),
-    shaped (rows, 1). Rows drawn from the whole distribution, the usual case, take one
-    add and one argmax together, each with its own sampler's noise; greedy rows one
-    argmax; only rows that cut the distribution (top-k, top-p) are drawn one by one."""
+    shaped (rows, 1). Every row's noise is one hash over all rows' keys and steps, then
+    one add and one argmax; a greedy row's noise is scaled to nothing, and rows that cut
+    the distribution (top-k, top-p) are cut one by one first."""
+    if len(samplers) == 1:  # the same draw, from the sampler's block of noise
+        return samplers[0](logits)
+    device = logits.device
     vocab_size = logits.shape[-1]
-    one_row = torch.Size((1, *logits.shape[1:]))
-    plain, greedy, cut = [], [], []
-    for i, sampler in enumerate(samplers):
-        if sampler.s.greedy:
-            greedy.append(i)
-        elif sampler.cuts(vocab_size):
-            cut.append(i)
-        else:
-            plain.append(i)
-    noise = [samplers[i].next_noise(one_row, logits.device) for i in plain]
-    if len(plain) == len(samplers):  # nothing to scatter
-        return (logits.float() + torch.cat(noise)).argmax(dim=-1)
-    chosen = torch.empty(logits.shape[:-1], dtype=torch.long, device=logits.device)
-    if plain:
-        rows = torch.tensor(plain, device=logits.device)
-        x = logits.index_select(0, rows).float()
-        chosen[rows] = (x + torch.cat(noise)).argmax(dim=-1)
-    if greedy:
-        rows = torch.tensor(greedy, device=logits.device)
-        chosen[rows] = logits.index_select(0, rows).argmax(dim=-1)
-    for i in cut:
-        chosen[i : i + 1] = samplers[i](logits[i : i + 1])
-    return chosen
+    x = logits.float()
+    cut = [i for i, s in enumerate(samplers) if s.may_cut and s.cuts(vocab_size)]
+    if cut:
+        x = x.clone()  # .float() of float32 logits is the caller's own tensor
+        for i in cut:
+            x[i : i + 1] = samplers[i].cut(x[i : i + 1])
+    keys = np.fromiter((s.key for s in samplers), np.uint64, len(samplers))
+    steps = np.fromiter((s.step for s in samplers), np.uint64, len(samplers))
+    noise = gumbel_noise(keys, steps, vocab_size)
+    noise *= np.fromiter((s.scale for s in samplers), np.float32, len(samplers))[:, None]
+    for sampler in samplers:
+        sampler.step += 1
+    return (x + torch.from_numpy(noise).to(device).view(x.shape)).argmax(dim=-1)
 
 
 class _SampleText:

@@ -109,7 +109,8 @@ def _submit(s: Service, body, settings: SampleSettings, context, stops, events,
         for i in range(body.n):
             seed = derived_seed(body.seed, i)
             stream = Stream(context, replace(settings, seed=seed), stops, events, index=i,
-                            top=body.logprobs or 0, constraint=constraint,
+                            top=body.logprobs or 0, log_probs=body.logprobs is not None,
+                            constraint=constraint,
                             request=request)  # fmt: skip
             s.engine.submit(stream)
             streams.append(stream)

@@ -15,10 +15,11 @@ waited for it to give the lock back (up to 5 ms each time), and 64 clients got h
 characters per second (bench/RESULTS.md 8). On one thread the step and the network take
 turns, with nothing lost in between.
 
-Each stream draws from its own generator on logits of its own row (sample.draw_rows: one
-add and one argmax for all rows, each with its own noise): the same seed gives the same
-text whether the stream ran alone or beside others (up to the float rounding of a
-batched matrix product, which leaves the draws alone).
+Each stream draws with its own seed on logits of its own row (sample.draw_rows: one hash
+makes every row's noise from its seed and step, then one add and one argmax for all
+rows): the same seed gives the same text whether the stream ran alone or beside others
+(up to the float rounding of a batched matrix product, which leaves the draws alone).
+A character's log-probability is worked out only when its request asked for them.
 
 Text reaches a request in pieces: a stream's first characters at once (time to first
 character), then what it made since at most every `interval` seconds. Handing over
@@ -48,7 +49,8 @@ from charlstm.options import SampleSettings
 @dataclass
 class Piece:
     text: str
-    log_probs: list[float]  # one per character of `text` (the model's own, T = 1)
+    # one per character of `text` (the model's own, T = 1); empty unless Stream.log_probs
+    log_probs: list[float]
     # with Stream.top: per character, the `top` likeliest alternatives {text: log-prob}
     top: list[dict[str, float]] | None = None
 
@@ -72,6 +74,7 @@ class Stream:
     index: int = 0  # which choice of its request
     request: str = ""  # its request's id, for the log
     top: int = 0  # alternatives given for each character (OpenAI's logprobs: N)
+    log_probs: bool = True  # each character's log-probability (Piece.log_probs) is wanted
     # constraints (generate/constraints.py): checked when the request came, applied here
     constraint: Constraint | None = None
     cancelled: bool = False
@@ -294,10 +297,15 @@ class Engine:
 
     def _step(self) -> None:
         logits, self.state = self.net(self.last, self.state)  # (rows, 1, vocab)
-        own = F.log_softmax(logits[:, -1].double(), dim=-1)  # the model's, before any mask
+        # the model's own log-probabilities, before any mask, when a stream wants them
+        wanted = any(s.log_probs for s in self.streams)
+        own = F.log_softmax(logits[:, -1].double(), dim=-1) if wanted else None
         matched = self._constrain(logits)
         chosen = draw_rows(logits, [s.sampler for s in self.streams])  # (rows, 1)
-        picked = own.gather(1, chosen).squeeze(1).tolist()  # waits for the device
+        if own is None:
+            picked = [None] * len(self.streams)
+        else:
+            picked = own.gather(1, chosen).squeeze(1).tolist()  # waits for the device
         top = max(s.top for s in self.streams)
         if top:  # alternatives only when a stream asked for them: they cost a read
             values, ids = own.topk(min(top, own.shape[1]), dim=-1)
@@ -374,7 +382,8 @@ class Engine:
         if not stream.stops:
             if piece:
                 stream.ready.append(piece)
-                stream.ready_lp += [log_prob] * len(piece)
+                if stream.log_probs:
+                    stream.ready_lp += [log_prob] * len(piece)
         else:
             self._hold_for_stops(stream, piece, log_prob)
             if stream.sampler is None:
@@ -387,7 +396,8 @@ class Engine:
         """Text that may begin a stop string waits until it cannot; a stop string found
         ends the stream before it."""
         stream.pending += piece
-        stream.pending_lp += [log_prob] * len(piece)
+        if stream.log_probs:
+            stream.pending_lp += [log_prob] * len(piece)
         for stop in stream.stops:
             at = stream.pending.find(stop)
             if at >= 0:
