@@ -6,12 +6,15 @@ with the same model, in the same run, on loopback.
 
 For each count of concurrent clients, every client streams completions of `--chars`
 characters one after another (server-sent events on a keep-alive connection, spoken
-directly over asyncio streams) for `--seconds`, finishing the one it is in; reported: aggregate characters per second, time to first
-character (p50, p99, over every request), errors (a status other than 200, a broken
-stream, or a text that is not `--chars` characters ending for its length), and the
-server's peak RSS. The naive server is Model.stream behind a lock: what serving a model
-without batching gives. Before them, the model's own step (no HTTP, the server's thread
-count) at the same numbers of rows: the ceiling of what batching can give.
+directly over asyncio streams) for `--seconds`, finishing the one it is in; reported:
+aggregate characters per second, time to first character (p50, p99, over every
+request), errors (a status other than 200, a broken stream, or a text that is not
+`--chars` characters ending for its length), and the server's peak RSS. The naive
+server is Model.stream behind a lock: what serving a model without batching gives.
+The reference is the model's own step at as many rows as clients (no HTTP, the
+server's thread count), the ceiling of what batching can give, measured just before
+and after each row of the table (this shared machine drifts by tens of percent within
+minutes); above the table, the same beside the server's engine alone (no HTTP).
 `--soak S` then keeps 64 clients asking for S seconds and prints the server's RSS every
 30 s (flat memory: no stream, queue or state left behind). `--hostile N` adds N hostile
 clients to the soak, each going round: a malformed body, a body over the cap, half a
@@ -195,21 +198,26 @@ def server_firsts(log: Path, since: int) -> str:
     return f"{p50:.0f} / {p99:.0f} ms"
 
 
-def bare_steps(checkpoint: str, counts: list[int], threads: int) -> dict[int, tuple[float, float]]:
-    """Characters per second at each number of rows, with the server's thread count, of
-    (the model's own step: no HTTP, no sampling, nothing but the forward pass; the
-    server's engine alone: the step, drawing, decoding, hand-over, no HTTP), measured
-    in turns so that the machine's drift touches both alike."""
-    import torch
+class Reference:
+    """What the server is held to, in this process, with the server's thread count: the
+    model's own step (no HTTP, no sampling, nothing but the forward pass) and the
+    server's engine alone (the step, drawing, decoding, hand-over; no HTTP)."""
 
-    from charlstm.api import load as load_model
-    from charlstm.generate.sample import one_char_steps
+    def __init__(self, checkpoint: str, threads: int):
+        import torch
 
-    torch.set_num_threads(threads)
-    model = load_model(checkpoint, "cpu")
-    net = model.net.eval()
+        from charlstm.api import load as load_model
 
-    def bare(rows: int, seconds: float) -> float:
+        torch.set_num_threads(threads)
+        self.model = load_model(checkpoint, "cpu")
+
+    def bare(self, rows: int, seconds: float = 1.0) -> float:
+        """Characters per second of the bare step at `rows` rows."""
+        import torch
+
+        from charlstm.generate.sample import one_char_steps
+
+        net = self.model.net.eval()
         with torch.no_grad(), one_char_steps(torch.device("cpu")):
             last, state = torch.zeros((rows, 1), dtype=torch.long), None
             for _ in range(20):
@@ -220,11 +228,12 @@ def bare_steps(checkpoint: str, counts: list[int], threads: int) -> dict[int, tu
                 steps += 1
             return rows * steps / (time.perf_counter() - started)
 
-    rates = {}
-    for rows in counts:
-        turns = [(bare(rows, 1.0), asyncio.run(engine_alone(model, rows, 1.0))) for _ in range(3)]
-        rates[rows] = tuple(statistics.median(t[i] for t in turns) for i in (0, 1))
-    return rates
+    def both(self, rows: int) -> tuple[float, float]:
+        """(bare, engine alone), the medians of three turns of each: this shared machine
+        drifts by tens of percent within minutes, and turns touch both alike."""
+        turns = [(self.bare(rows), asyncio.run(engine_alone(self.model, rows, 1.0)))
+                 for _ in range(3)]  # fmt: skip
+        return statistics.median(t[0] for t in turns), statistics.median(t[1] for t in turns)
 
 
 async def engine_alone(model, rows: int, seconds: float) -> float:
@@ -312,15 +321,16 @@ def main() -> None:
     threads = ServeSettings().step_threads
     print(f"machine: {machine()}; {args.chars} characters per request, {args.seconds:g} s "
           f"per row; {args.checkpoint}\n")  # fmt: skip
-    bare = bare_steps(args.checkpoint, counts, threads)
+    reference = Reference(args.checkpoint, threads)
     print(f"| {threads} step thread(s), no HTTP | rows | bare step chars/s | engine alone | "
           "engine / bare |")  # fmt: skip
     print("|---|---:|---:|---:|---:|")
-    for rows, (rate, engine) in bare.items():
-        print(f"| | {rows} | {rate:,.0f} | {engine:,.0f} | {engine / rate:.2f} |")
-    print("\n| server | clients | requests | chars/s | of the bare step | vs 1 client | first "
-          "char p50 | p99 | in the server p50 / p99 | errors | peak RSS |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for rows in counts:
+        rate, engine = reference.both(rows)
+        print(f"| | {rows} | {rate:,.0f} | {engine:,.0f} | {engine / rate:.2f} |", flush=True)
+    print("\n| server | clients | requests | chars/s | bare step then | of it | vs 1 client | "
+          "first char p50 | p99 | in the server p50 / p99 | errors | peak RSS |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in ("charlstm serve", "naive (one at a time)")[: 1 if args.no_naive else 2]:
         port = free_port()
         if name == "charlstm serve":
@@ -338,10 +348,12 @@ def main() -> None:
             single = None
             for clients in counts:
                 since = log_path.stat().st_size
+                before = reference.bare(clients)  # the bare step just before and after
                 got = asyncio.run(load(url, clients, args.chars, args.seconds))
+                bare = (before + reference.bare(clients)) / 2
                 single = single or got.rate or float("nan")
-                share = got.rate / bare[clients][0]
-                print(f"| {name} | {clients} | {got.requests:,} | {got.rate:,.0f} | {share:.2f} | "
+                print(f"| {name} | {clients} | {got.requests:,} | {got.rate:,.0f} | {bare:,.0f} | "
+                      f"{got.rate / bare:.2f} | "
                       f"{got.rate / single:.1f}x | {got.first[0]:.0f} ms | {got.first[1]:.0f} ms | "
                       f"{server_firsts(log_path, since)} | {len(got.errors)} | "
                       f"{rss_mb(proc.pid):.0f} MB |", flush=True)  # fmt: skip

@@ -166,6 +166,20 @@ def test_a_cancelled_stream_leaves_at_the_next_step_and_a_full_engine_refuses(mo
     asyncio.run(scenario())
 
 
+def test_a_finished_streams_client_finds_room_at_once_in_a_full_engine(model):
+    # its row leaves the batch at the next turn, but the client may ask again before it
+    async def scenario():
+        async with running(model, max_streams=1) as engine:
+            for round_ in range(3):
+                stream = Stream(context_of(model, "a"), SampleSettings(length=5, seed=round_), ())
+                engine.submit(stream)  # never Full: the last one has finished
+                while not isinstance((await stream.events.get())[1], Done):
+                    pass
+                assert engine.active == 0
+
+    asyncio.run(scenario())
+
+
 def test_new_weights_are_taken_between_steps_and_the_stream_carries_on(model):
     uniform = -torch.log(torch.tensor(float(model.vocab.size))).item()
 

@@ -105,6 +105,12 @@ class Engine:
     # LSTM take a few milliseconds on a CPU core).
     WARM_CHARS = 128
 
+    # Rounds of the event loop between two steps. A request moves one hop per round
+    # (bytes read, the app's middlewares, its body, the submit; a piece written), so
+    # with a single round it took ~20 steps to be served its first character at 64
+    # streams; an idle round costs microseconds (bench/RESULTS.md 8c).
+    NETWORK_ROUNDS = 4
+
     # /health calls an engine with streams in flight but no step for this long stalled
     STALLED_S = 30.0
 
@@ -148,8 +154,11 @@ class Engine:
 
     @property
     def active(self) -> int:
-        """Streams taken in: waiting or generating."""
-        return len(self.arrivals) + len(self.streams)
+        """Streams taken in: waiting or generating. A stream that has finished is not
+        one, though its row leaves the batch only at the next turn: its client may ask
+        again at once (equal requests finish together), and must find room."""
+        live = sum(1 for s in self.streams if s.sampler is not None and not s.cancelled)
+        return len(self.arrivals) + live
 
     def swap(self, net: CharRNN) -> None:
         """New weights of the same shape, taken between two steps (--watch; any thread)."""
@@ -193,7 +202,8 @@ class Engine:
                     self._turn()
                 except Exception as err:  # one step's failure never stops the others' work
                     self._fail_in_flight(err)
-                await asyncio.sleep(0)  # the network's turn
+                for _ in range(self.NETWORK_ROUNDS):  # the network's turn
+                    await asyncio.sleep(0)
 
     def _turn(self) -> None:
         if self._next_net is not None:  # the state rows carry on under it
