@@ -97,16 +97,31 @@ def test_two_ranks_equal_one_process(corpus_file, tmp_path, one_process):
         assert a.shape == b.shape == (2, 8, 32) and torch.allclose(a, b, atol=1e-5)
 
 
-def test_resume_under_two_ranks_continues_exactly(corpus_file, tmp_path):
-    run(train_cmd(2, corpus_file, tmp_path / "straight", "train.max_steps=20", "model.dropout=0.1"))
-    run(train_cmd(2, corpus_file, tmp_path / "split", "train.max_steps=10", "model.dropout=0.1"))
-    run(train_cmd(2, corpus_file, tmp_path / "split", "train.max_steps=20", resume=True))
-    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+STRAIGHT = ("train.max_steps=40", "model.dropout=0.1")
+
+
+@pytest.fixture(scope="module")
+def two_ranks_straight(tmp_path_factory) -> tuple[Path, Path]:
+    """(corpus, run): 40 steps under two ranks with dropout (each rank's random state
+    matters), never stopped: what a resumed or restarted run must end equal to."""
+    from tests.conftest import make_text
+
+    root = tmp_path_factory.mktemp("straight")
+    (root / "corpus.txt").write_text(make_text(), encoding="utf-8")
+    run(train_cmd(2, root / "corpus.txt", root / "run", *STRAIGHT, f"data.cache_dir={root / 'c'}"))
+    return root / "corpus.txt", root / "run"
+
+
+def test_resume_under_two_ranks_continues_exactly(two_ranks_straight, tmp_path):
+    corpus, straight = two_ranks_straight
+    run(train_cmd(2, corpus, tmp_path / "split", "train.max_steps=20", "model.dropout=0.1"))
+    run(train_cmd(2, corpus, tmp_path / "split", "train.max_steps=40", resume=True))
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
-    assert len(b["rank_rngs"]) == 2 and b["step"] == 20
+    assert len(b["rank_rngs"]) == 2 and b["step"] == 40
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
-    assert losses(tmp_path / "split") == losses(tmp_path / "straight")
+    assert losses(tmp_path / "split") == losses(straight)
 
 
 def worker_pids(launcher_pid: int) -> dict[int, int]:
@@ -151,12 +166,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_restart_after_a_dead_rank_continues_from_last_pt(corpus_file, tmp_path):
+def test_a_restart_after_a_dead_rank_continues_from_last_pt(two_ranks_straight, tmp_path):
     """torchrun --max-restarts: the restarted group resumes by itself and ends exactly
     where a run that never lost a rank ends."""
-    steps = "train.max_steps=40"
-    run(train_cmd(2, corpus_file, tmp_path / "straight", steps))
-    cmd = train_cmd(2, corpus_file, tmp_path / "run", steps)
+    corpus, straight = two_ranks_straight
+    cmd = train_cmd(2, corpus, tmp_path / "run", *STRAIGHT)
     cmd.insert(cmd.index("--nproc_per_node=2"), "--max-restarts=1")
     cmd.insert(cmd.index("--quiet"), "--overwrite")  # even so, a restart never starts over
     launcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -170,7 +184,7 @@ def test_a_restart_after_a_dead_rank_continues_from_last_pt(corpus_file, tmp_pat
     stdout, stderr = launcher.communicate(timeout=240)
     assert launcher.returncode == 0, stdout + stderr
     assert "resuming at step" in stdout  # the second attempt continued the first
-    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
     b = load_checkpoint(last)
     assert b["step"] == 40
     for name, tensor in a["model"].items():
