@@ -112,6 +112,39 @@ def test_each_row_is_its_own_sample_beside_others_of_every_kind(model):
     assert [len(text_of(r)) for r in crowd[13:]] == [100 + i for i in range(7, 20)]
 
 
+def test_arrivals_with_primes_of_one_length_are_read_together_and_write_as_alone(model):
+    requests = [(prime, SampleSettings(length=60, temperature=1.0, seed=i))
+                for i, prime in enumerate(["the ", "and ", "cat ", "a", "she "])]  # fmt: skip
+    reads = []  # the shape of each forward the engine ran
+    net_forward = model.net.forward
+
+    def recording(ids, state=None):
+        reads.append(tuple(ids.shape))
+        return net_forward(ids, state)
+
+    async def scenario():
+        async with running(model, max_streams=8) as engine:
+            streams = [Stream(context_of(model, p), s, ()) for p, s in requests]
+            for stream in streams:  # all before the engine's next turn
+                engine.submit(stream)
+            texts = []
+            for stream in streams:
+                pieces = []
+                while not isinstance(item := (await stream.events.get())[1], Done):
+                    pieces.append(item.text)
+                texts.append("".join(pieces))
+            return texts
+
+    model.net.forward = recording
+    try:
+        texts = asyncio.run(scenario())
+    finally:
+        del model.net.forward
+    assert (3, 3) in reads  # the first three primes in one forward, their rows apart
+    for (prime, settings), text in zip(requests, texts, strict=True):
+        assert prime + text == generate(model.net, model.vocab, prime, settings)[0]
+
+
 def prime_free(text: str, prime: str) -> str:
     assert text.startswith(prime)
     return text[len(prime) :]

@@ -2,30 +2,28 @@
 
 A request becomes a Stream (its context ids, its own sampler with its own seed, its
 length and stop rules). The engine is one task on the server's event loop: between two
-steps it reads the primes of the streams that arrived (each on its own, a bounded number
-of characters per step, so a long prime delays no one else) and joins those it has
-read, drops those that finished or whose client went away, runs one step for all rows
-together, hands each stream its text, and yields to the loop so that requests and
-responses move before the next step. An LSTM's state is a fixed-size row per stream, so
-joining and leaving cost a concatenation and an index_select, not a recomputation.
+steps it reads the primes of the streams that arrived (a bounded number of characters
+per step, so a long prime delays no one else), joins those it has read, drops those
+that finished or whose client went away, runs one step for all rows together, hands
+each stream its text, and yields to the loop so that requests and responses move. An
+LSTM's state is a fixed-size row per stream: joining and leaving cost a concatenation
+and an index_select, not a recomputation.
 
 Why not a thread of its own: two Python threads share one interpreter lock. With the
 step in a second thread, every tensor operation let the busy event loop in and then
-waited for it to give the lock back (up to 5 ms each time), and 64 clients got half the
-characters per second (bench/RESULTS.md 8). On one thread the step and the network take
-turns, with nothing lost in between.
+waited up to 5 ms for the lock, and 64 clients got half the characters per second
+(bench/RESULTS.md 8). On one thread the step and the network take turns.
 
 Each stream draws with its own seed on logits of its own row (sample.draw_rows: one hash
 makes every row's noise from its seed and step, then one add and one argmax for all
 rows): the same seed gives the same text whether the stream ran alone or beside others
-(up to the float rounding of a batched matrix product, which leaves the draws alone).
-A character's log-probability is worked out only when its request asked for them.
+(up to the float rounding of a batched matrix product, which leaves the draws alone);
+a character's log-probability is worked out only when its request asked for them.
 
 Text reaches a request in pieces: a stream's first characters at once (time to first
-character), then what it made since at most every `interval` seconds. Handing over
-every character of every stream costs a queue hop and an event per character, and at 64
-streams that work, not the model, set the pace; 20 ms pieces look as live to a reader
-as single characters.
+character), then what it made since at most every `interval` seconds: at 64 streams a
+queue hop and an event per character, not the model, set the pace, and 20 ms pieces
+look as live to a reader as single characters.
 """
 
 from __future__ import annotations
@@ -92,6 +90,13 @@ class Stream:
     warm_state: object = None  # the state after the prime read so far
     warmed: int = 0  # prime characters read
     matched: torch.Tensor | None = None  # the constraint's state, (1,)
+
+
+def _each(fn, *states):
+    """fn over a recurrent state's parts: an LSTM's (h, c), or a GRU's or RNN's h alone."""
+    if isinstance(states[0], tuple):
+        return tuple(fn(*parts) for parts in zip(*states, strict=True))
+    return fn(*states)
 
 
 class Full(Exception):
@@ -233,9 +238,9 @@ class Engine:
         self.say(f"a step failed ({why}); ended the requests {ids}; the engine goes on")
 
     def _admit(self) -> None:
-        """Read arrivals' primes, WARM_CHARS at a time (each on its own, as `charlstm
-        sample` reads a prime), and join those whose prime is read to the batch."""
-        budget = self.WARM_CHARS
+        """Read arrivals' primes, WARM_CHARS at a time (short ones together, a long one on
+        its own, a piece per turn), and join those whose prime is read to the batch."""
+        budget = self.WARM_CHARS - self._warm_together()
         while self.arrivals and budget > 0:
             stream = self.arrivals[0]
             if stream.cancelled:
@@ -265,6 +270,29 @@ class Engine:
             self._join(state, last)
             self.streams.append(stream)
 
+    def _warm_together(self) -> int:
+        """The primes of the arrivals at the head, of one length and within WARM_CHARS
+        together, read as rows of one forward (requests that finish together come back
+        together); each keeps its row of the state. Returns the characters read."""
+        group: list[Stream] = []
+        for stream in self.arrivals:
+            length = len(stream.context) - 1
+            if stream.cancelled or stream.warmed or length == 0:
+                break
+            if group and length != len(group[0].context) - 1:
+                break
+            if (len(group) + 1) * length > self.WARM_CHARS:
+                break
+            group.append(stream)
+        if len(group) < 2:
+            return 0
+        ids = torch.tensor([s.context[:-1] for s in group], device=self.device)
+        _, state = self.net(ids, None)
+        for row, stream in enumerate(group):
+            stream.warm_state = _each(lambda part, row=row: part[:, row : row + 1], state)
+            stream.warmed = ids.shape[1]
+        return ids.numel()
+
     def _end_all(self, reason: str) -> None:
         while self.arrivals:  # their primes not read yet: nothing made
             stream = self.arrivals.popleft()
@@ -281,12 +309,7 @@ class Engine:
         if self.last is None:
             self.state, self.last = state, last
             return
-        if isinstance(state, tuple):
-            self.state = tuple(
-                torch.cat([a, b], dim=1) for a, b in zip(self.state, state, strict=True)
-            )
-        else:
-            self.state = torch.cat([self.state, state], dim=1)
+        self.state = _each(lambda a, b: torch.cat([a, b], dim=1), self.state, state)
         self.last = torch.cat([self.last, last], dim=0)
 
     def _drop_finished(self) -> None:
@@ -299,10 +322,7 @@ class Engine:
             self.state, self.last = None, None
             return
         rows = torch.tensor(keep, device=self.device)
-        if isinstance(self.state, tuple):
-            self.state = tuple(s.index_select(1, rows) for s in self.state)
-        else:
-            self.state = self.state.index_select(1, rows)
+        self.state = _each(lambda part: part.index_select(1, rows), self.state)
         self.last = self.last.index_select(0, rows)
 
     def _step(self) -> None:
