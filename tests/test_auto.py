@@ -57,6 +57,30 @@ def test_the_largest_model_the_budget_can_feed_is_chosen():
     assert choice.reason.startswith("1 M chars, 65 symbols, 180 s on CPU (2 threads): ")
 
 
+def test_the_choice_is_made_around_the_shape_the_user_fixed():
+    timed = []
+
+    def timer(facts, model, batch, bptt):
+        timed.append((model.num_layers, model.hidden_size, model.cell, batch))
+        return _timer(facts, model, batch, bptt)
+
+    fixed = {"model.num_layers": 1, "model.hidden_size": 32, "model.cell": "lstm",
+             "train.batch_size": 8}  # fmt: skip
+    facts = auto.Facts(1_000_000, 65, None, None, torch.device("cpu"), 2, "fp32", 180.0,
+                       given=fixed)  # fmt: skip
+    s = auto.choose(facts, timer=timer).settings
+    assert timed == [(1, 32, "lstm", 8)]  # what will be trained is what is timed, once
+    steps = int(180.0 * (1 - auto.VALIDATION_SHARE - 0.03) / _timer(facts, auto.ModelConfig(
+        cell="lstm", embedding_dim=64, hidden_size=32, num_layers=1), 8, 64))  # fmt: skip
+    assert s["train.eval_every"] == max(10, steps // auto.VALIDATIONS)
+    # one dimension fixed: the ladder runs along the other
+    timed.clear()
+    three = auto.Facts(1_000_000, 65, None, None, torch.device("cpu"), 2, "fp32", 180.0,
+                       given={"model.num_layers": 3})  # fmt: skip
+    assert auto.choose(three, timer=timer).settings["model.num_layers"] == 3
+    assert {layers for layers, *_ in timed} == {3}
+
+
 def test_a_small_corpus_is_read_many_times_regularised_and_documents_get_their_window():
     tiny = auto.choose(_facts(45_000, 120.0), timer=_timer).settings
     large = auto.choose(_facts(10**9, 120.0), timer=_timer).settings

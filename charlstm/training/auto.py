@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,9 @@ class Facts:
     precision: str  # fp32 or bf16, as training will run
     seconds: float | None  # the budget
     document_mean: float | None = None  # documents: their mean length
+    # what the user fixed of the shape and the batch ("model.hidden_size": 32, ...): the
+    # choice is made around it, and what is timed is what will be trained
+    given: dict[str, Any] = field(default_factory=dict)
 
 
 def facts_of(ids: np.ndarray, vocab, cfg: Config, device: torch.device) -> Facts:
@@ -100,7 +103,16 @@ def facts_of(ids: np.ndarray, vocab, cfg: Config, device: torch.device) -> Facts
         ),
         seconds=cfg.train.max_seconds,
         document_mean=mean,
+        given={
+            key: value
+            for key, value in cfg.flat().items()
+            if key in SHAPE_KEYS and key in cfg.explicit
+        },  # fmt: skip
     )
+
+
+SHAPE_KEYS = ("model.cell", "model.num_layers", "model.hidden_size", "model.embedding_dim",
+              "train.batch_size", "train.bptt")  # fmt: skip
 
 
 def seconds_per_step(facts: Facts, model: ModelConfig, batch: int, bptt: int) -> float:
@@ -145,18 +157,21 @@ class Choice:
 
 def choose(facts: Facts, timer=seconds_per_step) -> Choice:
     documents = facts.documents is not None
-    cell = "lstm" if documents else "gru"
-    embedding = 32 if documents else 64
+    given = facts.given
+    cell = given.get("model.cell", "lstm" if documents else "gru")
+    embedding = given.get("model.embedding_dim", 32 if documents else 64)
     if documents:  # one document per row and window (fresh state): the window fits most
         bptt = int(min(256, max(16, math.ceil((facts.document_p95 + 1) / 8) * 8)))
         batch = 32  # short rows: more updates for the same work paid (RESULTS 10b)
     else:
         batch, bptt = 64, 64
+    batch, bptt = given.get("train.batch_size", batch), given.get("train.bptt", bptt)
+    shapes = _shapes_left(given)
 
     def shape(layers: int, width: int) -> ModelConfig:
         return ModelConfig(cell=cell, embedding_dim=embedding, hidden_size=width, num_layers=layers)
 
-    params = [parameter_count(facts.vocab, shape(*s)) for s in SHAPES]
+    params = [parameter_count(facts.vocab, shape(*s)) for s in shapes]
     seconds = facts.seconds if facts.seconds is not None else PLANNED_SECONDS
     training = seconds * (1.0 - VALIDATION_SHARE - 0.03)  # validations, the final save
     chars_per_step = batch * (min(bptt, facts.document_mean) if documents else bptt)
@@ -173,16 +188,18 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
     # The smallest shape timed; a step's time proportional to parameters overestimates
     # the larger ones (fixed costs), so the second shape timed is two beyond that guess
     # (and cheap enough to time: its three steps within 2% of the budget).
-    small = timer(facts, shape(*SHAPES[0]), batch, bptt)
-    proportional = [small * p / params[0] for p in params]
-    second = min(len(SHAPES) - 1, max(3, largest_fitting(proportional) + 2))
-    while second > 1 and proportional[second] * (TIMED_STEPS + 1) > 0.02 * seconds:
-        second -= 1
-    large = timer(facts, shape(*SHAPES[second]), batch, bptt)
-    slope = max(0.0, (large - small) / (params[second] - params[0]))
-    step_seconds = [small + slope * (p - params[0]) for p in params]
+    small = timer(facts, shape(*shapes[0]), batch, bptt)
+    step_seconds = [small]
+    if len(shapes) > 1:
+        proportional = [small * p / params[0] for p in params]
+        second = min(len(shapes) - 1, max(3, largest_fitting(proportional) + 2))
+        while second > 1 and proportional[second] * (TIMED_STEPS + 1) > 0.02 * seconds:
+            second -= 1
+        large = timer(facts, shape(*shapes[second]), batch, bptt)
+        slope = max(0.0, (large - small) / max(1, params[second] - params[0]))
+        step_seconds = [small + slope * (p - params[0]) for p in params]
     pick = largest_fitting(step_seconds)
-    layers, width = SHAPES[pick]
+    layers, width = shapes[pick]
     steps = max(1, int(training / step_seconds[pick]))
     passes = steps * chars_per_step / max(1, facts.chars)
     dropout, decay = _regularisation(passes, documents)
@@ -225,6 +242,19 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
         f"(~{steps:,} steps of {step_seconds[pick] * 1000:.0f} ms, {passes:.1f} passes)"
     )
     return Choice(settings, reason)
+
+
+def _shapes_left(given: dict[str, Any]) -> list[tuple[int, int]]:
+    """The ladder's (layers, width) in the dimensions the user left open: both given,
+    the one shape; one given, the ladder's values of the other beside it."""
+    layers, width = given.get("model.num_layers"), given.get("model.hidden_size")
+    if layers is not None and width is not None:
+        return [(layers, width)]
+    if layers is not None:
+        return [(layers, w) for w in dict.fromkeys(w for _, w in SHAPES)]
+    if width is not None:
+        return [(n, width) for n in dict.fromkeys(n for n, _ in SHAPES)]
+    return SHAPES
 
 
 def _chars(n: int) -> str:
