@@ -499,10 +499,10 @@ class Trainer:
         validating = self.step % t.eval_every == 0
         saving = self.step % t.checkpoint_every == 0
         if validating:
-            started = time.perf_counter()
+            started = self.clock()
             self._validate_or_stop(live)
             if self.budget is not None:
-                self.budget.after_validation(time.perf_counter() - started)
+                self.budget.after_validation(self.clock() - started)
         if saving:
             self.save(LAST, live.elapsed())
         if validating or saving:  # chars/s measures training alone
