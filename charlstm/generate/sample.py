@@ -91,8 +91,6 @@ class Sampler:
         self.seed = settings.seed if settings.seed is not None else secrets.randbits(63)
         self.key = row_key(self.seed, 0)  # a one-row draw's key (draw_rows)
         self.scale = 0.0 if settings.greedy else min(settings.temperature, self.MAX_SCALE)
-        self.may_cut = not settings.greedy and (settings.top_k is not None or (
-            settings.top_p is not None and settings.top_p < 1.0))  # fmt: skip
         self.step = 0  # draws made so far
         self._block: tuple[torch.Tensor, ...] = ()  # T * G for the steps from _block_start
         self._block_start = 0
@@ -107,11 +105,11 @@ class Sampler:
         return (x + self.next_noise(x.shape, x.device)).argmax(dim=-1)
 
     def cuts(self, vocab_size: int) -> bool:
-        """Whether a draw cuts the distribution (top-k, top-p) before the noise is added."""
+        """Whether a draw cuts the distribution (top-k, top-p) before the noise is added
+        (a greedy draw takes the likeliest id, cut or not)."""
         s = self.s
-        return (s.top_k is not None and s.top_k < vocab_size) or (
-            s.top_p is not None and s.top_p < 1.0
-        )
+        top_k = s.top_k is not None and s.top_k < vocab_size
+        return not s.greedy and (top_k or (s.top_p is not None and s.top_p < 1.0))
 
     def cut(self, x: torch.Tensor) -> torch.Tensor:
         """float32 logits with the ids top-k and top-p leave out set to -inf."""
@@ -163,7 +161,7 @@ def draw_rows(logits: torch.Tensor, samplers: Sequence[Sampler]) -> torch.Tensor
     device = logits.device
     vocab_size = logits.shape[-1]
     x = logits.float()
-    cut = [i for i, s in enumerate(samplers) if s.may_cut and s.cuts(vocab_size)]
+    cut = [i for i, s in enumerate(samplers) if s.cuts(vocab_size)]
     if cut:
         x = x.clone()  # .float() of float32 logits is the caller's own tensor
         for i in cut:
