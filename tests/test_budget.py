@@ -150,3 +150,33 @@ def test_the_deadline_holds_for_the_steps_and_the_last_validation(
     final = [line for line in final if "val loss" in line][-1]
     window = 512  # ScoreSettings' window, one stream
     assert f"on {window:,} chars (cut at train.max_seconds)" in final
+
+
+@pytest.mark.parametrize(
+    "first, then",
+    [
+        # The budget ended the run: a larger one continues it.
+        (("train.max_seconds=3",), ("train.max_seconds=6",)),
+        # max_steps capped the fitted count: a larger cap continues it.
+        (("train.max_seconds=60", "train.max_steps=60"), ("train.max_seconds=60", "train.max_steps=90")),
+    ],
+)
+def test_a_finished_budget_run_extended_on_resume_trains_on(
+    long_corpus, tmp_path, monkeypatch, first, then
+):
+    on_the_tests_clock(monkeypatch, step_s=0.02)
+    out = tmp_path / "run"
+    cfg = budget_config(long_corpus, out, 60, *first)
+    ended = Trainer(cfg, console=quiet_console(tmp_path / "log"), quiet=True).run()
+    saved = Checkpoint.from_payload(load_checkpoint(out / "checkpoints" / "last.pt"))
+    assert saved.schedule_steps == ended.steps  # the run ended at its own count
+    extended = budget_config(long_corpus, out, 60, *then)
+    trainer = Trainer(extended, resume=saved, console=quiet_console(tmp_path / "l"), quiet=True)
+    summary = trainer.run()
+    assert summary.steps > ended.steps + 25, (ended.steps, summary.steps)
+    assert trainer.budget_steps == summary.steps  # refitted to the new limits, and met
+    # Nothing changed: a finished run stays finished.
+    again = Trainer(extended, resume=Checkpoint.from_payload(
+        load_checkpoint(out / "checkpoints" / "last.pt")), console=quiet_console(tmp_path / "m"),
+        quiet=True).run()  # fmt: skip
+    assert again.steps == summary.steps

@@ -142,6 +142,12 @@ def test_the_diagnosis_names_what_happened_with_its_numbers():
     assert unstable.startswith("unstable:") and "train.lr=0.001" in unstable
     learning = diagnose([[100, 2.0, 2.0], [200, 1.8, 1.9]], cfg)
     assert learning.startswith("still learning: validation fell by 0.100 in the last 100")
+    # The advice is a command that extends this run (the default config: 2000 steps).
+    assert "charlstm train --resume runs/default --set train.max_steps=4000" in learning
+    timed = Config.from_dict({}, ["train.max_seconds=60", "train.max_steps=null"])
+    assert "--resume runs/default --set train.max_seconds=120)" in diagnose(
+        [[100, 2.0, 2.0], [200, 1.8, 1.9]], timed
+    )
     converged = diagnose([[100, 2.0, 2.0], [200, 1.8, 1.702], [300, 1.79, 1.698]], cfg)
     assert converged.startswith("converged: validation moved by 0.004")
 

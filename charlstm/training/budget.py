@@ -17,7 +17,9 @@ floor, with the last validation and save inside the budget:
 - the count in force is recorded in every checkpoint: the rate is a pure function of
   (step, count), so a resumed run follows the recorded schedule exactly, and it re-fits
   only where an uninterrupted run would (at validations and checkpoints), or at its
-  start when the budget itself was changed.
+  start when the budget or the step cap was changed (a run extended by `--resume
+  --set train.max_seconds=...` or `train.max_steps=...` measures itself anew and goes
+  on: the recorded count, met already, no longer ends it).
 `train.max_seconds` stays a hard stop in any case; `train.max_steps`, when set, caps
 the count.
 """
@@ -104,4 +106,5 @@ class Budget:
         self.total = max(total, step + 1, self.cfg.warmup_steps + 1)
 
     def done(self, step: int) -> bool:
-        return self.total is not None and step >= self.total
+        # A count waiting to be fitted again is the old budget's: it does not end the run.
+        return self.total is not None and not self.first_fit_pending and step >= self.total

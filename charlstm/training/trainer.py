@@ -309,7 +309,12 @@ class Trainer:
         if not fits_budget(t):
             return
         recorded = resume.schedule_steps if resume is not None else None
-        changed = resume is not None and resume.config.train.max_seconds != t.max_seconds
+        saved = resume.config.train if resume is not None else None
+        # A new budget or cap: the recorded count (capped by the old max_steps) is refitted.
+        changed = saved is not None and (saved.max_seconds, saved.max_steps) != (
+            t.max_seconds,
+            t.max_steps,
+        )
         chars_per_step = self.batches.chars_per_window * self.ranks.world
         self.budget = Budget(t, self.val_chars, chars_per_step, recorded, refit=changed)
 

@@ -214,13 +214,26 @@ def diagnose(history: list[list[float]], cfg: Config) -> str:
     if drop > NOISE:
         return (
             f"still learning: validation fell by {drop:.3f} in the last {span} steps, to "
-            f"{val[-1]:.3f}; more time (train.max_seconds) or a larger model would pay"
+            f"{val[-1]:.3f}; more time would pay ({_extend_command(cfg, steps[-1])}), or a larger model"
         )
     return (
         f"converged: validation moved by {abs(drop):.3f} in the last {span} steps (best "
         f"{val[best]:.3f} at step {steps[best]}); more of the same will not pay, a larger "
         "model or more text might"
     )
+
+
+def _extend_command(cfg: Config, last_step: int) -> str:
+    """The command that gives this run twice its length, whichever limits it has."""
+    t = cfg.train
+    more = []
+    if t.max_seconds is not None:
+        more.append(f"train.max_seconds={2 * t.max_seconds:g}")
+    if t.max_steps is not None or not more:
+        more.append(f"train.max_steps={2 * max(t.max_steps or 0, last_step)}")
+    if t.decay_steps is not None:  # past a fixed decay the rate stays at its floor
+        more.append(f"train.decay_steps={2 * max(t.decay_steps, last_step)}")
+    return f"charlstm train --resume {t.out_dir}" + "".join(f" --set {m}" for m in more)
 
 
 def _against_memorising(cfg: Config) -> str:
