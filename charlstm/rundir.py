@@ -67,6 +67,29 @@ class RunDir:
         """A run has been saved here (a new run must not silently replace it)."""
         return self.last.is_file()
 
+    def trained_on(self) -> str | None:
+        """The data.path this run's config.yaml names, if it can be read."""
+        import yaml
+
+        try:
+            with open(self.config_file, encoding="utf-8") as f:
+                config = yaml.safe_load(f.read(1 << 20))
+            return str(config["data"]["path"])
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, KeyError):
+            return None
+
+    @classmethod
+    def for_corpus(cls, corpus: Path, parent: Path = Path("runs")) -> RunDir:
+        """runs/NAME for the corpus NAME.txt (or the folder NAME): the first of runs/NAME,
+        runs/NAME-2, ... that holds no run or a run of this same corpus, so two corpora
+        with one file name never share (or are told to resume) each other's run."""
+        name = corpus.resolve().name.split(".", 1)[0] or "corpus"
+        for n in range(1, 10_000):
+            run = cls(parent / (name if n == 1 else f"{name}-{n}"))
+            if not run.holds_run() or _same_path(run.trained_on(), corpus):
+                return run
+        raise RuntimeError(f"{parent} holds 10,000 runs named {name}")
+
     def for_inference(self) -> Path | None:
         """The checkpoint to sample from: best.pt, else last.pt (also when the files lie
         loose in the folder itself)."""
@@ -88,3 +111,7 @@ class RunDir:
         """The run under runs_dir saved most recently."""
         saved = sorted(runs_dir.glob(f"*/{CHECKPOINTS}/{LAST}"), key=lambda p: p.stat().st_mtime)
         return RunDir(saved[-1].parent.parent) if saved else None
+
+
+def _same_path(named: str | None, path: Path) -> bool:
+    return named is not None and Path(named).resolve() == path.resolve()

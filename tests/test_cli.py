@@ -285,3 +285,35 @@ def test_a_file_to_write_in_a_missing_folder_is_refused_before_work(trained_run,
         "tasks": ["tasks", "generate", "counter", "--out", where],
     }[command]
     assert_one_line_error(runner.invoke(app, args), f"{where}: no folder no/such/folder")
+
+
+def test_two_corpora_with_one_file_name_get_their_own_run_folders(tmp_path, monkeypatch):
+    from charlstm.rundir import RunDir
+
+    monkeypatch.chdir(tmp_path)
+    mine, theirs = Path("a/notes.txt"), Path("b/notes.txt")
+    for path in (mine, theirs):
+        path.parent.mkdir()
+        path.write_text("text\n")
+    assert RunDir.for_corpus(mine).root == Path("runs/notes")
+    held = Path("runs/notes/checkpoints")
+    held.mkdir(parents=True)
+    (held / "last.pt").write_bytes(b"")
+    Path("runs/notes/config.yaml").write_text("data:\n  path: a/notes.txt\n")
+    assert RunDir.for_corpus(mine).root == Path("runs/notes")  # its own run: resume advice
+    assert RunDir.for_corpus(theirs).root == Path("runs/notes-2")  # another corpus
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "no_such_notes.txt", "--time", "1m"], "corpus not found: no_such_notes.txt"),
+        (["train"], "train what? give a corpus and a time"),
+    ],
+)
+def test_train_says_what_is_missing_before_anything_else(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("runs/no_such_notes/checkpoints").mkdir(parents=True)  # a run of that name exists
+    Path("runs/no_such_notes/checkpoints/last.pt").write_bytes(b"")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and message in result.output, result.output

@@ -47,6 +47,11 @@ def train(
     from charlstm.training.trainer import Trainer
 
     try:
+        if corpus is None and config is None and resume is None and not set_:
+            raise CharlstmError(
+                "train what? give a corpus and a time (charlstm train notes.txt --time 10m), "
+                "a config (charlstm train --config configs/tiny.yaml) or --resume RUN"
+            )
         saved, run = None, None
         overrides = [*newcomer_overrides(corpus, time_, config, resume), *(set_ or [])]
         if resume is None:
@@ -94,8 +99,9 @@ def newcomer_overrides(
     if budget is not None:
         overrides.append(f"train.max_seconds={parse_duration(budget, '--time')}")
     if corpus is not None:
+        if not corpus.exists():  # before any run folder is looked at or made
+            raise CharlstmError(f"corpus not found: {corpus}")
         overrides += [f"data.path={corpus}", "train.auto=true"]
         if config is None:
-            name = corpus.resolve().name.rsplit(".", 1)[0] or "corpus"
-            overrides.append(f"train.out_dir=runs/{name}")
+            overrides.append(f"train.out_dir={RunDir.for_corpus(corpus)}")
     return overrides
