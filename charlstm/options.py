@@ -152,7 +152,11 @@ class SampleSettings:
     )
     # 64: about a line of code or prose, the span of most attractor loops.
     repetition_window: int = option(64, "The last characters the penalty looks at.")
-    no_repeat_ngram: int | None = option(None, "No character n-gram twice in one sample.")
+    no_repeat_ngram: int | None = option(
+        None,
+        "No character n-gram twice in one sample (0 = off; a beam of 2 or more: 16 unless "
+        "given).",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "contains", tuple(self.contains or ()))  # a parser's list
@@ -181,8 +185,8 @@ class SampleSettings:
                     f"--repetition-window must be in 1..100000 (got {self.repetition_window})",
                 ),
                 (
-                    self.no_repeat_ngram is None or 1 <= self.no_repeat_ngram <= 1000,
-                    f"--no-repeat-ngram must be in 1..1000 (got {self.no_repeat_ngram})",
+                    self.no_repeat_ngram is None or 0 <= self.no_repeat_ngram <= 1000,
+                    f"--no-repeat-ngram must be in 0..1000 (got {self.no_repeat_ngram})",
                 ),
                 (self.ends_with is None or self.ends_with != "", "--ends-with must not be empty"),
                 (self.allow is None or self.allow != "", "--allow must not be empty"),

@@ -87,7 +87,7 @@ def test_the_prime_is_part_of_the_match():
         (["--max-length", "0"], "--max-length must be >= 1"),
         (["--seed", str(2**64)], "--seed must be a whole number in 0.."),
         (["--repetition-penalty", "0.5"], "--repetition-penalty must be in 1..100"),
-        (["--no-repeat-ngram", "0"], "--no-repeat-ngram must be in 1..1000"),
+        (["--no-repeat-ngram", "-1"], "--no-repeat-ngram must be in 0..1000"),
     ],
 )
 def test_a_setting_that_cannot_hold_is_one_line(trained_run, args, message):

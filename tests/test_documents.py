@@ -421,9 +421,12 @@ def test_the_page_makes_whole_documents_and_searches_as_the_cli_does(names_run, 
 @needs_chromium
 def test_the_page_searches_a_model_of_one_long_text_as_the_cli_does(trained_run, tmp_path):
     export(trained_run, tmp_path / "text.html", "--precision", "fp32")
-    shown = page_text(tmp_path / "text.html", "prime=the&length=40&search=beam&width=3&autorun=1",
+    shown = page_text(tmp_path / "text.html", "prime=the&length=150&search=beam&width=3&autorun=1",
                       tmp_path)  # fmt: skip
-    assert shown == charlstm.load(trained_run).search(prime="the", length=40, beam=3).text
+    model = charlstm.load(trained_run)
+    assert shown == model.search(prime="the", length=150, beam=3).text
+    # over 150 characters the loop guard (no 16-gram twice) decides: the page keeps it too
+    assert shown != model.search(prime="the", length=150, beam=3, no_repeat_ngram=0).text
 
 
 @pytest.mark.slow

@@ -15,6 +15,9 @@ from charlstm.training.trainer import Trainer
 from tests.conftest import HOSTILE, quiet_console, small_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Headless Chromium driven by Playwright, as in CI's container.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium)"
 )

@@ -7,15 +7,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.test_export import CHROMIUM, needs_chromium
+from tests.test_export import CHROMIUM, FLAGS, needs_chromium
 from tests.test_serve import Server, cli_sample
 
 playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
 # A browser and a server each: seconds apiece, so in `make test`, not in `make test-fast`.
 pytestmark = pytest.mark.slow
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

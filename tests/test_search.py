@@ -8,7 +8,12 @@ from typer.testing import CliRunner
 import charlstm
 from charlstm.cli import app
 from charlstm.generate.sample import generate
-from charlstm.generate.search import beam_search, best_of, continuation_log_probs
+from charlstm.generate.search import (
+    BEAM_NO_REPEAT_NGRAM,
+    beam_search,
+    best_of,
+    continuation_log_probs,
+)
 from charlstm.options import SampleSettings
 
 
@@ -26,10 +31,24 @@ def test_one_beam_is_greedy_decoding(model, stop):
 
 def test_a_wider_beam_never_finds_less_likely_text(model):
     for prime in ("the ", "dog ", "a small "):
-        one = model.search(prime=prime, length=40, beam=1)
+        # greedy under the same rule as the wider beams (no 16-gram twice)
+        one = model.search(prime=prime, length=40, beam=1, no_repeat_ngram=BEAM_NO_REPEAT_NGRAM)
         for width in (2, 4, 8):
             wider = model.search(prime=prime, length=40, beam=width)
             assert wider.mean_log_prob >= one.mean_log_prob - 1e-9, (prime, width)
+
+
+def test_a_beam_repeats_no_16_gram_unless_told(model):
+    def repeats(text: str, n: int = BEAM_NO_REPEAT_NGRAM) -> bool:
+        grams = [text[i : i + n] for i in range(len(text) - n + 1)]
+        return len(set(grams)) < len(grams)
+
+    guarded = model.search(prime="the ", length=300, beam=4).text
+    plain = model.search(prime="the ", length=300, beam=4, no_repeat_ngram=0).text
+    assert not repeats(guarded) and repeats(plain)  # this model's likeliest text is a loop
+    assert model.search(prime="the ", length=300, beam=1).text == model.sample(
+        prime="the ", length=300, greedy=True
+    )  # a beam of one is plain greedy decoding
 
 
 def test_a_beam_as_wide_as_all_prefixes_finds_the_likeliest_text(model):

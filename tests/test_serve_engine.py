@@ -21,7 +21,10 @@ def model(trained_run):
 
 
 def context_of(model, prime: str) -> list[int]:
-    return model.vocab.encode(prime).tolist()
+    """The ids a request is conditioned on, as the server builds them."""
+    from charlstm.generate.context import prime_context
+
+    return prime_context(model.vocab, prime, "error")[1]
 
 
 @contextlib.asynccontextmanager
@@ -140,7 +143,8 @@ def test_arrivals_with_primes_of_one_length_are_read_together_and_write_as_alone
         texts = asyncio.run(scenario())
     finally:
         del model.net.forward
-    assert (3, 3) in reads  # the first three primes in one forward, their rows apart
+    assert (3, 4) in reads  # the first three primes (a line start and 4 characters, less
+    # the first step's input) in one forward, their rows apart
     for (prime, settings), text in zip(requests, texts, strict=True):
         assert prime + text == generate(model.net, model.vocab, prime, settings)[0]
 

@@ -16,6 +16,7 @@ import charlstm
 from charlstm.cli import app
 from charlstm.config import ModelConfig
 from charlstm.data.vocab import Vocab
+from charlstm.generate.context import prime_context
 from charlstm.generate.suggest import next_chars, next_words
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
@@ -44,7 +45,8 @@ def log_prob_of(net, vocab, context: list[int], ids: list[int]) -> torch.Tensor:
 def test_next_chars_are_the_softmax_of_the_logits():
     net, vocab = tiny("ab .\n")
     found = next_chars(net, vocab, SampleSettings(prime="ab"), 5)
-    _, after = log_prob_of(net, vocab, vocab.encode("ab").tolist()[:1], vocab.encode("b").tolist())
+    context = prime_context(vocab, "ab", "error")[1]  # a line start, then the prime
+    _, after = log_prob_of(net, vocab, context[:-1], context[-1:])
     expected = sorted(((vocab.decode([i]), math.exp(lp)) for i, lp in enumerate(after.tolist())),
                       key=lambda x: -x[1])  # fmt: skip
     # read in two calls (the prime, then its last character) against one: float32 rounding
@@ -58,7 +60,7 @@ def test_next_words_equal_an_enumeration_of_every_string(prime):
     the prime ends inside a word, then word characters), its probability times that of
     any character ending it: the likeliest six, as the search finds them."""
     net, vocab = tiny("ab .", seed=3)
-    context = vocab.encode(prime).tolist()
+    context = prime_context(vocab, prime, "error")[1]
     word, space = {vocab.id_of("a"), vocab.id_of("b")}, vocab.id_of(" ")
     inside = prime[-1] in "ab"
     brute: dict[str, float] = {}

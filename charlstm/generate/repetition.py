@@ -7,7 +7,7 @@ loops ("the the the", a line written again and again). Two remedies, per row:
   less likely without forbidding them;
 - `--no-repeat-ngram N`: a character that would complete a character n-gram already in
   the text (prime included) is never drawn (if every character would, the rule steps
-  aside for that one draw: a sample never stalls).
+  aside for that one draw: a sample never stalls). 0 turns it off.
 
 Both change what is drawn, not how it is scored: reported log-probabilities stay the
 model's own.
@@ -76,6 +76,6 @@ class Repetition:
 
 
 def repetition_for(settings: SampleSettings, history: list[int], rows: int) -> Repetition | None:
-    if settings.repetition_penalty is None and settings.no_repeat_ngram is None:
+    if settings.repetition_penalty is None and not settings.no_repeat_ngram:
         return None
     return Repetition(settings, history, rows)

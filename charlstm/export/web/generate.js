@@ -195,8 +195,10 @@
     const { ids, unknown } = encode(opts.prime);
     $("notice").textContent = unknown.length
       ? `left out of the prime (not in the vocabulary): ${unknown.join(" ")}` : "";
-    const context = [...startIds(opts), ...ids];
-    return { ids, context: context.length ? context : [lineStart] };
+    // A document model starts at the document start; a text model at a line start
+    // (charlstm/generate/context.py says why).
+    const start = startIds(opts);
+    return { ids, context: [...(start.length ? start : [lineStart]), ...ids] };
   }
 
   function* characters(opts) {
@@ -242,27 +244,63 @@
 
   // Beam search as `charlstm sample --beam K`: the `width` likeliest prefixes at every
   // character, up to `length` or a document's end; greedy's text is kept when likelier.
+  // A beam of 2 or more keeps no 16-character string twice (BEAM_NO_REPEAT_NGRAM in
+  // charlstm/generate/search.py): it ranks by the odds renormalised without the
+  // characters that would repeat one, and reports the model's own.
+  const BEAM_NO_REPEAT_NGRAM = 16;
+
+  // The ids that would complete an n-gram already in `text` (one UTF-16 unit an id).
+  function completing(text, n) {
+    const found = new Set();
+    if (n === 1) {
+      for (let i = 0; i < text.length; i++) found.add(text.charCodeAt(i));
+      return found;
+    }
+    const tail = text.slice(text.length - n + 1);
+    if (tail.length < n - 1) return found;
+    let at = text.indexOf(tail);
+    while (at + tail.length < text.length) {
+      found.add(text.charCodeAt(at + tail.length));
+      at = text.indexOf(tail, at + 1);
+    }
+    return found;
+  }
+
   function beam(opts, width) {
     const { ids, context } = primed(opts);
     const decode = decoder();
+    const n = width > 1 ? BEAM_NO_REPEAT_NGRAM : 0;
+    const history = ids.map((i) => String.fromCharCode(i)).join("");
     const run = (k) => {
       const start = newState();
       for (const id of context.slice(0, -1)) step(start, id);
-      let beams = [{ ids: [], score: 0, state: start, last: context[context.length - 1] }];
+      let beams = [{ ids: [], score: 0, own: 0, text: history, state: start,
+                     last: context[context.length - 1] }];
       const finished = [];
-      for (let n = 0; n < opts.length && beams.length; n++) {
+      for (let len = 0; len < opts.length && beams.length; len++) {
         const candidates = [];
         for (const b of beams) {
           const state = copyState(b.state);
           step(state, b.last);
           const lp = logSoftmax(logits);
-          for (let v = 0; v < V; v++) candidates.push({ from: b, state, id: v, score: b.score + lp[v] });
+          let rank = lp;
+          const banned = n ? completing(b.text, n) : null;
+          if (banned && banned.size && banned.size < V) {
+            const kept = Array.from(logits);
+            for (const v of banned) kept[v] = -Infinity;
+            rank = logSoftmax(kept);
+          }
+          for (let v = 0; v < V; v++) {
+            if (rank[v] === -Infinity) continue;
+            candidates.push({ from: b, state, id: v, score: b.score + rank[v], own: b.own + lp[v] });
+          }
         }
         // ties broken by the lower flat index, as torch.topk does on a CPU
         candidates.sort((a, b) => b.score - a.score);
         beams = [];
         for (const c of candidates.slice(0, k)) {
-          const next = { ids: [...c.from.ids, c.id], score: c.score, state: c.state, last: c.id };
+          const next = { ids: [...c.from.ids, c.id], score: c.score, own: c.own, state: c.state,
+                         last: c.id, text: n ? c.from.text + String.fromCharCode(c.id) : "" };
           if (c.id === END) finished.push(next);
           else beams.push(next);
         }
@@ -274,8 +312,8 @@
     let found = run(width);
     if (width > 1) {
       const greedy = run(1);
-      if (greedy.score / Math.max(greedy.ids.length, 1) > found.score / Math.max(found.ids.length, 1))
-        found = greedy;
+      const own = (b) => b.own / Math.max(b.ids.length, 1);
+      if (own(greedy) > own(found)) found = greedy;
     }
     return ids.map(decode).join("") + found.ids.map(decode).join("");
   }
