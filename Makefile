@@ -5,13 +5,24 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint docs tensorboard bench clean
+.PHONY: install demo test test-fast lint docs tensorboard bench get-data clean
 
 install: $(STAMP)
+
+# Without an NVIDIA GPU (no nvidia-smi), PyTorch's CPU build comes first (about 200 MB
+# against several GB of CUDA libraries); TORCH_CPU=0 keeps PyPI's default build. Where
+# the CPU index cannot be reached, PyPI's build is installed instead.
+TORCH_CPU ?= $(if $(shell command -v nvidia-smi),0,1)
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
+	@if [ "$(TORCH_CPU)" = 1 ] && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+	  echo "no NVIDIA GPU found: installing PyTorch's CPU build (TORCH_CPU=0 make install for PyPI's)"; \
+	  $(BIN)/pip install --timeout 15 --retries 1 --index-url $(TORCH_CPU_INDEX) 'torch>=2.6' || \
+	    echo "PyTorch's CPU index could not be reached: PyPI's build follows"; \
+	fi
 	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
@@ -39,6 +50,11 @@ docs: $(STAMP)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir runs/
+
+# tiny Shakespeare for configs/shakespeare*.yaml and the benchmarks (data/fetch_shakespeare.py:
+# a copy of $$CHARLSTM_SHAKESPEARE when set, else downloaded).
+get-data:
+	$(PYTHON) data/fetch_shakespeare.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache docs/site

@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.whitespace --checkpoint runs/python-code [--checkpoint runs/prose]
 
 For each model, ten primes (none, and nine line openings of its kind), measured three ways:
-from the zero state as generation used to start (the reference), from a line start (what
-generation does now), and from a line start with `--no-repeat-ngram 16`:
+as generation used to be (the prime read from the zero state, beam search without a rule
+against loops: the reference), from a line start alone, and as it is now (a line start,
+and a beam of 2 or more repeating no 16-character string):
 - greedy and beam (width 8), 200 characters: the share of samples more than two thirds
   whitespace, and the share holding a whitespace run of over 40 characters;
 - sampled at temperature 0.8 (20 seeds a prime): the mean count of whitespace characters
@@ -76,11 +77,11 @@ def main() -> None:
                  mock.patch("charlstm.generate.search.prime_context", zero_state_context), \
                  mock.patch("charlstm.generate.search.start_context",
                             lambda v, p, s: zero_state_context(v, p, s.unknown)):  # fmt: skip
-                before = measure(model, primes, {})
-        after = measure(model, primes, {})
-        blocked = measure(model, primes, {"no_repeat_ngram": 16})
+                before = measure(model, primes, {"no_repeat_ngram": 0})
+        after = measure(model, primes, {"no_repeat_ngram": 0})
+        blocked = measure(model, primes, {})
         print(f"### {path} ({model.config.data.path})\n")
-        print("| measure | zero state (before) | line start (now) | line start, --no-repeat-ngram 16 |")
+        print("| measure | before | line start alone | now (line start, beam's rule) |")
         print("| --- | ---: | ---: | ---: |")
         for key in before:
             cells = [before[key], after[key], blocked[key]]

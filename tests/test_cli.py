@@ -317,3 +317,20 @@ def test_train_says_what_is_missing_before_anything_else(args, message, tmp_path
     Path("runs/no_such_notes/checkpoints/last.pt").write_bytes(b"")
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and message in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_a_missing_tiny_shakespeare_says_how_to_get_it_and_leaves_no_folder(
+    command, tmp_path, monkeypatch
+):
+    if command == "tune":
+        pytest.importorskip("optuna", reason="charlstm tune needs Optuna (the tune extra)")
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).resolve().parent.parent / "configs" / "shakespeare-cpu.yaml"
+    args = [command, "--config", str(config), "--set", "train.out_dir=runs/shk"]
+    if command == "tune":
+        args = [command, "--config", str(config), "--time", "4m", "--out", "runs/study"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "data.path not found: data/tinyshakespeare.txt (make get-data" in result.output
+    assert not Path("runs").exists() or not any(Path("runs").iterdir())

@@ -53,7 +53,10 @@ def train(
                 "a config (charlstm train --config configs/tiny.yaml) or --resume RUN"
             )
         saved, run = None, None
-        overrides = [*newcomer_overrides(corpus, time_, config, resume), *(set_ or [])]
+        chosen, notes = newcomer_overrides(corpus, time_, config, resume, set_ or [])
+        overrides = [*chosen, *(set_ or [])]
+        for note in notes:
+            out.print(note, markup=False)
         if resume is None:
             cfg = load_config(config, overrides)
             run = restart_run(cfg)  # under torchrun, after a rank died
@@ -79,21 +82,26 @@ def print_summary(summary) -> None:
     run = RunDir(summary.out_dir)
     best = summary.best_val_loss
     out.print(
-        f"done: {summary.steps} steps in {summary.seconds:.0f}s, best val loss "
-        f"{best:.4f} ({bits_per_char(best):.4f} bpc)\n"
+        f"done: {summary.steps} steps in {summary.seconds:.0f}s ({summary.ended_by}), best "
+        f"val loss {best:.4f} ({bits_per_char(best):.4f} bpc)\n"
         f"checkpoints: {run.best} and {run.last}\n"
         f'sample with: charlstm sample --checkpoint {summary.out_dir} --prime "..."'
     )
 
 
 def newcomer_overrides(
-    corpus: Path | None, budget: str | None, config: Path | None, resume: Path | None
-) -> list[str]:
+    corpus: Path | None,
+    budget: str | None,
+    config: Path | None,
+    resume: Path | None,
+    given: list[str],
+) -> tuple[list[str], list[str]]:
     """`charlstm train PATH --time T`: the corpus, the budget and train.auto, as overrides
-    the config file and --set may still change."""
+    the config file and --set may still change; and the lines that say what was decided."""
+    from charlstm.data.lists import list_of_lines
     from charlstm.options import parse_duration
 
-    overrides = []
+    overrides, notes = [], []
     if corpus is not None and resume is not None:
         raise CharlstmError("give a corpus to train on or --resume a run, not both")
     if budget is not None:
@@ -104,4 +112,9 @@ def newcomer_overrides(
         overrides += [f"data.path={corpus}", "train.auto=true"]
         if config is None:
             overrides.append(f"train.out_dir={RunDir.for_corpus(corpus)}")
-    return overrides
+            told = any(g.split("=", 1)[0].strip() == "data.documents" for g in given)
+            reason = None if told else list_of_lines(corpus)
+            if reason is not None:
+                overrides.append("data.documents=lines")
+                notes.append(reason)
+    return overrides, notes

@@ -194,6 +194,10 @@ def list_corpus(cfg: DataConfig, console: Console | None = None) -> tuple[Listin
         listing = walk(root, cfg.include, cfg.exclude, cfg.respect_ignore, found=found)
         return _some_files(listing, root, cfg), False
     if not root.exists() and not root.is_symlink():
+        if root.name == "tinyshakespeare.txt":  # the one corpus the configs name but cannot ship
+            raise CorpusError(
+                f"data.path not found: {cfg.path} (make get-data fetches tiny Shakespeare)"
+            )
         raise CorpusError(
             f"data.path not found: {cfg.path} (a text file, a directory, or {STDLIB})"
         )

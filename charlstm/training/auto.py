@@ -36,6 +36,7 @@ Every key the config or --set gives wins over the choice.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -61,7 +62,7 @@ VALIDATIONS = 8
 VALIDATION_SHARE = 0.05
 EVAL_SPEEDUP = 3.0  # validation reads about this much faster than training (budget.py)
 PATIENCE = 3
-TIMED_STEPS = 2
+TIMED_STEPS = 5
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,14 @@ def seconds_per_step(facts: Facts, model: ModelConfig, batch: int, bptt: int) ->
 
         step()  # kernels chosen, memory allocated
         _sync(device)
-        started = time.perf_counter()
+        times = []
         for _ in range(TIMED_STEPS):
+            started = time.perf_counter()
             step()
-        _sync(device)
-        return (time.perf_counter() - started) / TIMED_STEPS
+            _sync(device)
+            times.append(time.perf_counter() - started)
+        # the median: one step slowed by another job does not change the shape chosen
+        return statistics.median(times)
 
 
 def _sync(device: torch.device) -> None:
@@ -187,7 +191,7 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
 
     # The smallest shape timed; a step's time proportional to parameters overestimates
     # the larger ones (fixed costs), so the second shape timed is two beyond that guess
-    # (and cheap enough to time: its three steps within 2% of the budget).
+    # (and cheap enough to time: its TIMED_STEPS + 1 steps within 2% of the budget).
     small = timer(facts, shape(*shapes[0]), batch, bptt)
     step_seconds = [small]
     if len(shapes) > 1:

@@ -20,6 +20,7 @@ from charlstm.rundir import RunDir
 
 class RunLock:
     def __init__(self, run: RunDir):
+        self._run = run
         self._lock = filelock.FileLock(run.lock_file, blocking=False)
         try:
             run.root.mkdir(parents=True, exist_ok=True)
@@ -45,5 +46,14 @@ class RunLock:
         except OSError:
             return "unknown"
 
-    def release(self) -> None:
+    def release(self, abandoned: bool = False) -> None:
+        """Let the folder go; `abandoned` (the run failed before it wrote anything):
+        also take away the lock files and the folder, if nothing else is in it."""
         self._lock.release()
+        if abandoned:
+            root = self._run.root
+            if {p.name for p in root.iterdir()} <= {self._run.lock_file.name,
+                                                    self._run.lock_owner_file.name}:  # fmt: skip
+                self._run.lock_owner_file.unlink(missing_ok=True)
+                self._run.lock_file.unlink(missing_ok=True)
+                root.rmdir()

@@ -71,6 +71,7 @@ class TrainSummary:
     last_step_started: float  # seconds into training when the last step began
     diagnosis: str = ""  # how the run went (training/watch.py)
     stopped_early: bool = False  # ended before its limits (train.patience, a pruned trial)
+    ended_by: str = ""  # what ended it, in words (the summary line says it)
 
 
 @dataclass
@@ -131,7 +132,8 @@ class Trainer:
             if resume is not None:
                 self._restore(resume)
         except BaseException:
-            self._release_lock()
+            if self.lock is not None:  # a run that never began leaves no empty folder
+                self.lock.release(abandoned=True)
             raise
 
     # -- set-up, one component each ----------------------------------------------------
@@ -450,7 +452,7 @@ class Trainer:
             self._close(live, finished)
         return TrainSummary(self.step, self.best_val_loss, self.last_val_loss, self.out_dir,
                             live.elapsed(), last_step_started, self.diagnosis,
-                            self.stop_reason is not None)  # fmt: skip
+                            self.stop_reason is not None, self._ended_by(live.elapsed()))  # fmt: skip
 
     def _start(self) -> _Live:
         """The run folder, TensorBoard, the progress display and the opening lines."""
@@ -571,6 +573,22 @@ class Trainer:
             or (t.max_seconds is not None and elapsed >= t.max_seconds)
             or (self.budget is not None and self.budget.done(self.step))
         )
+
+    def _ended_by(self, elapsed: float) -> str:
+        """Which limit ended the run (the first that holds, as _done reads them)."""
+        t = self.cfg.train
+        if self.stop_reason is not None:
+            return self.stop_reason
+        if t.max_steps is not None and self.step >= t.max_steps:
+            return f"train.max_steps={t.max_steps} reached"
+        if self.budget is not None and self.budget.done(self.step):
+            return (
+                f"the {self.budget.total:,} steps fitted to train.max_seconds={t.max_seconds:g} "
+                "done (time kept for validations and the last save)"
+            )
+        if t.max_seconds is not None and elapsed >= t.max_seconds:
+            return f"train.max_seconds={t.max_seconds:g} spent"
+        return "stopped"
 
     def _agree_on_budget(self) -> None:
         """Every rank decays over the main rank's count, or their weights would drift."""

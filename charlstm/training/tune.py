@@ -271,9 +271,9 @@ def prepare(settings: TuneSettings, console: Console) -> Study:
     base = load_config(settings.config, settings.overrides)
     space = read_space(settings.space)
     folder = settings.out or Path("runs") / f"tune-{settings.study or _name(settings.config)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    corpus = load_corpus(base.data, console, quiet=True)
+    corpus = load_corpus(base.data, console, quiet=True)  # a missing corpus leaves no folder
     device = pick_device(base.train.device, "train.device")
+    folder.mkdir(parents=True, exist_ok=True)
     facts = facts_of(corpus.ids, corpus.vocab, base, device)  # what timing a step needs
     return Study(settings, base, space, folder, facts, console)
 
