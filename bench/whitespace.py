@@ -23,7 +23,18 @@ import charlstm
 from bench.common import machine
 from charlstm.generate import context
 
-CODE_PRIMES = ["", "def ", "class ", "import ", "    return ", "if ", "for i in ", "# ", "x = ", "@"]
+CODE_PRIMES = [
+    "",
+    "def ",
+    "class ",
+    "import ",
+    "    return ",
+    "if ",
+    "for i in ",
+    "# ",
+    "x = ",
+    "@",
+]
 PROSE_PRIMES = ["", "ROMEO:", "The ", "KING ", "What ", "I ", "And ", "First ", "O, ", "My "]
 LONG_BLANK = re.compile(r"\s{41,}")
 

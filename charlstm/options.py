@@ -154,8 +154,7 @@ class SampleSettings:
     repetition_window: int = option(64, "The last characters the penalty looks at.")
     no_repeat_ngram: int | None = option(
         None,
-        "No character n-gram twice in one sample (0 = off; a beam of 2 or more: 16 unless "
-        "given).",
+        "No character n-gram twice in one sample (0 = off; a beam of 2 or more: 16 unless given).",
     )
 
     def __post_init__(self) -> None:

@@ -158,7 +158,10 @@ def test_the_deadline_holds_for_the_steps_and_the_last_validation(
         # The budget ended the run: a larger one continues it.
         (("train.max_seconds=3",), ("train.max_seconds=6",)),
         # max_steps capped the fitted count: a larger cap continues it.
-        (("train.max_seconds=60", "train.max_steps=60"), ("train.max_seconds=60", "train.max_steps=90")),
+        (
+            ("train.max_seconds=60", "train.max_steps=60"),
+            ("train.max_seconds=60", "train.max_steps=90"),
+        ),
     ],
 )
 def test_a_finished_budget_run_extended_on_resume_trains_on(

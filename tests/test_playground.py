@@ -15,7 +15,6 @@ playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright
 pytestmark = pytest.mark.slow
 
 
-
 @pytest.fixture(scope="module")
 def server(trained_run):
     s = Server(trained_run)

@@ -4,8 +4,9 @@ A text model reads a newline (the start of a line, not shown), then the prime. T
 state is no place in a text: training carries the state from window to window, so the
 model meets it only where a stream begins, mid-line as often as not. Read from there,
 `def ` on a code model was followed by a space 80% of the time (and greedy and beam text
-by dozens of them); after a line start, by a name. A document model reads what training read before every document: the
-document start (the end id of the document before), its label, then the prime.
+by dozens of them); after a line start, by a name. A document model reads what training
+read before every document: the document start (the end id of the document before), its
+label, then the prime.
 Sampling, search, document making and the server's streams all start here, so a seeded
 text is the same whichever of them drew it.
 """

@@ -450,9 +450,10 @@ class Trainer:
                 finished = True
         finally:
             self._close(live, finished)
+        elapsed = live.elapsed()
         return TrainSummary(self.step, self.best_val_loss, self.last_val_loss, self.out_dir,
-                            live.elapsed(), last_step_started, self.diagnosis,
-                            self.stop_reason is not None, self._ended_by(live.elapsed()))  # fmt: skip
+                            elapsed, last_step_started, self.diagnosis,
+                            self.stop_reason is not None, self._ended_by(elapsed))  # fmt: skip
 
     def _start(self) -> _Live:
         """The run folder, TensorBoard, the progress display and the opening lines."""

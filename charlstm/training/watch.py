@@ -214,7 +214,8 @@ def diagnose(history: list[list[float]], cfg: Config) -> str:
     if drop > NOISE:
         return (
             f"still learning: validation fell by {drop:.3f} in the last {span} steps, to "
-            f"{val[-1]:.3f}; more time would pay ({_extend_command(cfg, steps[-1])}), or a larger model"
+            f"{val[-1]:.3f}; more time would pay ({_extend_command(cfg, steps[-1])}), or a "
+            "larger model"
         )
     return (
         f"converged: validation moved by {abs(drop):.3f} in the last {span} steps (best "
