@@ -183,3 +183,29 @@ def test_a_finished_budget_run_extended_on_resume_trains_on(
         load_checkpoint(out / "checkpoints" / "last.pt")), console=quiet_console(tmp_path / "m"),
         quiet=True).run()  # fmt: skip
     assert again.steps == summary.steps
+
+
+def test_a_cut_validation_is_never_best_against_full_ones(corpus_file, tmp_path, monkeypatch):
+    """The final validation cut at the deadline scores fewer characters: even a lower
+    loss there does not replace best.pt, which a full validation picked."""
+    from dataclasses import replace as changed
+
+    from charlstm.training import trainer as trainer_module
+
+    real = trainer_module.evaluate_ids
+
+    def cut_at_the_end(model, ids, streams, stop_when=None):
+        result = real(model, ids, streams=streams, stop_when=stop_when)
+        if stop_when is None:
+            return result
+        return changed(result, loss=result.loss / 10, chars=512, cut=True)  # "better"
+
+    monkeypatch.setattr(trainer_module, "evaluate_ids", cut_at_the_end)
+    cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=25", "train.eval_every=10",
+                       "train.max_seconds=600", "train.decay_steps=25")  # fmt: skip
+    log = tmp_path / "log"
+    summary = Trainer(cfg, console=quiet_console(log), quiet=True).run()
+    final = [line for line in log.read_text().splitlines() if "val loss" in line][-1]
+    assert "(cut at train.max_seconds)" in final and "best" not in final
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert best["step"] == 20 and summary.best_val_loss == best["best_val_loss"]

@@ -334,3 +334,19 @@ def test_a_missing_tiny_shakespeare_says_how_to_get_it_and_leaves_no_folder(
     assert result.exit_code == 1
     assert "data.path not found: data/tinyshakespeare.txt (make get-data" in result.output
     assert not Path("runs").exists() or not any(Path("runs").iterdir())
+
+
+def test_every_help_text_is_shown_as_written():
+    """Help texts are plain text: `key: [choices]` is not swallowed as a markup tag."""
+    import typer
+
+    command = typer.main.get_command(app)
+    checked = 0
+    for name, sub in command.commands.items():
+        shown = " ".join(CliRunner().invoke(app, [name, "--help"], terminal_width=400).output.split())
+        for param in sub.params:
+            text = getattr(param, "help", None)  # options have help, arguments may not
+            if text and "[" in text:
+                assert " ".join(text.split()) in shown, (name, text)
+                checked += 1
+    assert checked >= 1  # tune's --space: "key: [choices]"

@@ -431,6 +431,28 @@ def test_the_page_searches_a_model_of_one_long_text_as_the_cli_does(trained_run,
 
 @pytest.mark.slow
 @needs_chromium
+def test_the_page_shows_document_controls_to_document_models_only(
+    names_run, trained_run, tmp_path
+):
+    playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (dev extra)")
+    from tests.test_export import CHROMIUM, FLAGS
+
+    export(names_run, tmp_path / "names.html")
+    export(trained_run, tmp_path / "text.html")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        seen = {}
+        for name in ("names", "text"):
+            page.goto((tmp_path / f"{name}.html").as_uri())
+            page.wait_for_selector("#generate")
+            seen[name] = page.is_visible("#documents"), page.is_visible("#make")
+        browser.close()
+    assert seen == {"names": (True, True), "text": (False, False)}
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_label_in_the_page_steers_its_documents(labels_run, tmp_path):
     export(labels_run, tmp_path / "labels.html")
     up = page_text(tmp_path / "labels.html", "autorun=make&count=10&seed=3&label=up", tmp_path)

@@ -86,6 +86,8 @@ def cli_sample(run: Path, prime: str, length: int, seed: int, temperature: float
 
 def test_health_models_and_info(server):
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    # the start line names the API and the playground a newcomer opens
+    assert f"on {server.url}/v1, the playground at {server.url}/ " in "".join(server.lines)
     (listed,) = httpx.get(server.url + "/v1/models").json()["data"]
     assert listed["object"] == "model" and listed["id"] == "charlstm-lstm"
     info = httpx.get(server.url + "/info").json()

@@ -217,3 +217,19 @@ def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_in_it(
         return
     trainer.run()
     assert (" in bf16" in console.export_text()) == native
+
+
+def test_the_bar_of_a_finished_run_says_it_is_done(corpus_file, tmp_path):
+    """On a terminal the bar's last frame is 100% with nothing left, not the last log
+    line's 93% and seconds "left"."""
+    import io
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=150)
+    cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=25", "log.log_every=10",
+                       "train.eval_every=100")  # fmt: skip
+    Trainer(cfg, console=console).run()
+    frames = [f for f in screen.getvalue().split("\r") if "left" in f]
+    assert "100%" in frames[-1] and "left 0:00" in frames[-1], frames[-1]  # the last log: 80%

@@ -31,6 +31,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "key: [choices]" is not a markup tag
     help="Character-level LSTM language models: train, tune, sample, suggest, eval, "
     "inspect, export, serve, info and tasks.",
 )

@@ -132,8 +132,8 @@ def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) ->
         watcher = Watcher(checkpoint, served, engine, say, model.device)
         watcher.start()
         say(f"watching {checkpoint}")
-    url = f"http://{settings.host}:{settings.port}/v1"
-    say(f"serving {name} on {url} (Ctrl-C or SIGTERM to stop)")
+    root = f"http://{settings.host}:{settings.port}"
+    say(f"serving {name} on {root}/v1, the playground at {root}/ (Ctrl-C or SIGTERM to stop)")
     try:
         config = uvicorn.Config(access, host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False,

@@ -34,6 +34,12 @@ class TrainingProgress:
                 f"step {step} ({fraction:4.0%}) {stats} left {left}", highlight=False
             )
 
+    def finish(self, step: int) -> None:
+        """The run reached its end: the bar says so (its last update was the last log
+        line, often a few percent short, with time still "left")."""
+        if self._bar is not None:
+            self._bar.update(self._task, completed=1.0, step=step, left=format_duration(0))
+
     def message(self, text: str) -> None:
         """A line that stays (validation results, checkpoints), printed above the bar."""
         self.console.print(text, highlight=False)

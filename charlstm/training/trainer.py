@@ -527,6 +527,7 @@ class Trainer:
             deadline = self.cfg.train.max_seconds
             time_up = (lambda: live.elapsed() >= deadline) if deadline is not None else None
             self._validate_or_stop(live, time_up)
+        live.progress.finish(self.step)
         self.diagnosis = diagnose(self.history, self.cfg)
         live.progress.message(self.diagnosis)
         live.writer.text("diagnosis", self.diagnosis, self.step)
@@ -647,7 +648,10 @@ class Trainer:
         self.last_val_loss = result.loss
         if not result.cut:  # a stretch cut short is not comparable with the others
             self.history.append([self.step, self.last_train_loss, result.loss])
-        improved = result.loss < self.best_val_loss
+        # A cut stretch competes only when there is no full one yet (then it is all
+        # there is to pick best.pt by): its loss is of other, fewer characters.
+        comparable = not result.cut or math.isinf(self.best_val_loss)
+        improved = comparable and result.loss < self.best_val_loss
         if improved:  # saved outside the block: a checkpoint's `model` is the raw weights
             self.best_val_loss = result.loss
             self.save(BEST, live.elapsed())
