@@ -343,7 +343,8 @@ def test_every_help_text_is_shown_as_written():
     command = typer.main.get_command(app)
     checked = 0
     for name, sub in command.commands.items():
-        shown = " ".join(CliRunner().invoke(app, [name, "--help"], terminal_width=400).output.split())
+        shown = CliRunner().invoke(app, [name, "--help"], terminal_width=400).output
+        shown = " ".join(shown.split())
         for param in sub.params:
             text = getattr(param, "help", None)  # options have help, arguments may not
             if text and "[" in text:
