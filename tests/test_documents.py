@@ -431,9 +431,7 @@ def test_the_page_searches_a_model_of_one_long_text_as_the_cli_does(trained_run,
 
 @pytest.mark.slow
 @needs_chromium
-def test_the_page_shows_document_controls_to_document_models_only(
-    names_run, trained_run, tmp_path
-):
+def test_the_page_shows_document_controls_to_document_models_only(names_run, trained_run, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (dev extra)")
     from tests.test_export import CHROMIUM, FLAGS
 
