@@ -175,3 +175,19 @@ def test_newcomer_mistakes_are_one_line(corpus_file, tmp_path, monkeypatch, args
     result = CliRunner().invoke(app, ["train", str(corpus_file), *args])
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_step_slowed_by_another_job_does_not_change_the_timed_step(monkeypatch):
+    """Each step is timed on its own and the median taken: one step that another job
+    held up for a second leaves the estimate at the others' time."""
+    now, calls = [0.0], [0]
+
+    def clock() -> float:  # 10 ms between readings, but one step takes a second
+        calls[0] += 1
+        now[0] += 1.0 if calls[0] == 4 else 0.01
+        return now[0]
+
+    monkeypatch.setattr(auto.time, "perf_counter", clock)
+    shape = auto.ModelConfig(cell="gru", embedding_dim=8, hidden_size=16, num_layers=1)
+    seconds = auto.seconds_per_step(_facts(10_000, 60), shape, batch=2, bptt=4)
+    assert seconds == pytest.approx(0.01)

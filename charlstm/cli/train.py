@@ -47,16 +47,11 @@ def train(
     from charlstm.training.trainer import Trainer
 
     try:
-        if corpus is None and config is None and resume is None and not set_:
-            raise CharlstmError(
-                "train what? give a corpus and a time (charlstm train notes.txt --time 10m), "
-                "a config (charlstm train --config configs/tiny.yaml) or --resume RUN"
-            )
         saved, run = None, None
         chosen, notes = newcomer_overrides(corpus, time_, config, resume, set_ or [])
         overrides = [*chosen, *(set_ or [])]
-        for note in notes:
-            out.print(note, markup=False)
+        if notes:
+            out.print("\n".join(notes), markup=False)
         if resume is None:
             cfg = load_config(config, overrides)
             run = restart_run(cfg)  # under torchrun, after a rank died
@@ -102,6 +97,11 @@ def newcomer_overrides(
     from charlstm.options import parse_duration
 
     overrides, notes = [], []
+    if corpus is None and config is None and resume is None and not given:
+        raise CharlstmError(
+            "train what? give a corpus and a time (charlstm train notes.txt --time 10m), "
+            "a config (charlstm train --config configs/tiny.yaml) or --resume RUN"
+        )
     if corpus is not None and resume is not None:
         raise CharlstmError("give a corpus to train on or --resume a run, not both")
     if budget is not None:

@@ -108,3 +108,22 @@ class Budget:
     def done(self, step: int) -> bool:
         # A count waiting to be fitted again is the old budget's: it does not end the run.
         return self.total is not None and not self.first_fit_pending and step >= self.total
+
+
+def what_ended(
+    cfg: TrainConfig, step: int, elapsed: float, budget: Budget | None, stop: str | None
+) -> str:
+    """Which limit ended a run, in words for its last line (the first that holds, in the
+    order the trainer reads them)."""
+    if stop is not None:
+        return stop
+    if cfg.max_steps is not None and step >= cfg.max_steps:
+        return f"train.max_steps={cfg.max_steps} reached"
+    if budget is not None and budget.done(step):
+        return (
+            f"the {budget.total:,} steps fitted to train.max_seconds={cfg.max_seconds:g} done "
+            "(time kept for validations and the last save)"
+        )
+    if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
+        return f"train.max_seconds={cfg.max_seconds:g} spent"
+    return "stopped"

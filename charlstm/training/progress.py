@@ -34,17 +34,15 @@ class TrainingProgress:
                 f"step {step} ({fraction:4.0%}) {stats} left {left}", highlight=False
             )
 
-    def finish(self, step: int) -> None:
-        """The run reached its end: the bar says so (its last update was the last log
-        line, often a few percent short, with time still "left")."""
-        if self._bar is not None:
-            self._bar.update(self._task, completed=1.0, step=step, left=format_duration(0))
-
     def message(self, text: str) -> None:
         """A line that stays (validation results, checkpoints), printed above the bar."""
         self.console.print(text, highlight=False)
 
-    def close(self) -> None:
+    def close(self, finished_at: int | None = None) -> None:
+        """Stop the bar; a run that reached its end (`finished_at`, its last step) leaves
+        it at 100%, not at the last log line's few percent short with time "left"."""
         if self._bar is not None:
+            if finished_at is not None:
+                self._bar.update(self._task, completed=1.0, step=finished_at, left="0:00")
             self._bar.stop()
             self._bar = None

@@ -45,7 +45,7 @@ from charlstm.training.auto import apply as apply_choice
 from charlstm.training.auto import check_auto, choose, facts_of, left_to_choose
 from charlstm.training.averaging import WeightAverage
 from charlstm.training.batches import IGNORED, DocumentBatches, TBPTTBatches
-from charlstm.training.budget import Budget, fits_budget
+from charlstm.training.budget import Budget, fits_budget, what_ended
 from charlstm.training.distributed import Ranks
 from charlstm.training.finetune import Base, grown_weights, load_base, with_model_of
 from charlstm.training.monitor import RunWriter, TrainMeter, sample_prime
@@ -132,8 +132,7 @@ class Trainer:
             if resume is not None:
                 self._restore(resume)
         except BaseException:
-            if self.lock is not None:  # a run that never began leaves no empty folder
-                self.lock.release(abandoned=True)
+            self._release_lock(abandoned=True)  # a run that never began leaves no folder
             raise
 
     # -- set-up, one component each ----------------------------------------------------
@@ -311,18 +310,14 @@ class Trainer:
         if not fits_budget(t):
             return
         recorded = resume.schedule_steps if resume is not None else None
-        saved = resume.config.train if resume is not None else None
-        # A new budget or cap: the recorded count (capped by the old max_steps) is refitted.
-        changed = saved is not None and (saved.max_seconds, saved.max_steps) != (
-            t.max_seconds,
-            t.max_steps,
-        )
+        old = resume.config.train if resume is not None else t  # a new budget or cap: refit
+        changed = (old.max_seconds, old.max_steps) != (t.max_seconds, t.max_steps)
         chars_per_step = self.batches.chars_per_window * self.ranks.world
         self.budget = Budget(t, self.val_chars, chars_per_step, recorded, refit=changed)
 
-    def _release_lock(self) -> None:
+    def _release_lock(self, abandoned: bool = False) -> None:
         if self.lock is not None:
-            self.lock.release()
+            self.lock.release(abandoned)
 
     # -- checkpoints -------------------------------------------------------------------
     def _restore(self, saved: Checkpoint) -> None:
@@ -451,9 +446,10 @@ class Trainer:
         finally:
             self._close(live, finished)
         elapsed = live.elapsed()
+        ended = what_ended(self.cfg.train, self.step, elapsed, self.budget, self.stop_reason)
         return TrainSummary(self.step, self.best_val_loss, self.last_val_loss, self.out_dir,
                             elapsed, last_step_started, self.diagnosis,
-                            self.stop_reason is not None, self._ended_by(elapsed))  # fmt: skip
+                            self.stop_reason is not None, ended)  # fmt: skip
 
     def _start(self) -> _Live:
         """The run folder, TensorBoard, the progress display and the opening lines."""
@@ -527,7 +523,6 @@ class Trainer:
             deadline = self.cfg.train.max_seconds
             time_up = (lambda: live.elapsed() >= deadline) if deadline is not None else None
             self._validate_or_stop(live, time_up)
-        live.progress.finish(self.step)
         self.diagnosis = diagnose(self.history, self.cfg)
         live.progress.message(self.diagnosis)
         live.writer.text("diagnosis", self.diagnosis, self.step)
@@ -538,7 +533,7 @@ class Trainer:
         """Whatever ended the run: no write is left behind, the process group and the
         lock are released."""
         self.checkpoints.close()
-        live.progress.close()
+        live.progress.close(self.step if finished else None)
         live.writer.close()
         self.net = self.model  # the DDP wrapper goes before its process group
         self.ranks.stop(finished)
@@ -575,22 +570,6 @@ class Trainer:
             or (t.max_seconds is not None and elapsed >= t.max_seconds)
             or (self.budget is not None and self.budget.done(self.step))
         )
-
-    def _ended_by(self, elapsed: float) -> str:
-        """Which limit ended the run (the first that holds, as _done reads them)."""
-        t = self.cfg.train
-        if self.stop_reason is not None:
-            return self.stop_reason
-        if t.max_steps is not None and self.step >= t.max_steps:
-            return f"train.max_steps={t.max_steps} reached"
-        if self.budget is not None and self.budget.done(self.step):
-            return (
-                f"the {self.budget.total:,} steps fitted to train.max_seconds={t.max_seconds:g} "
-                "done (time kept for validations and the last save)"
-            )
-        if t.max_seconds is not None and elapsed >= t.max_seconds:
-            return f"train.max_seconds={t.max_seconds:g} spent"
-        return "stopped"
 
     def _agree_on_budget(self) -> None:
         """Every rank decays over the main rank's count, or their weights would drift."""
@@ -648,10 +627,8 @@ class Trainer:
         self.last_val_loss = result.loss
         if not result.cut:  # a stretch cut short is not comparable with the others
             self.history.append([self.step, self.last_train_loss, result.loss])
-        # A cut stretch competes only when there is no full one yet (then it is all
-        # there is to pick best.pt by): its loss is of other, fewer characters.
-        comparable = not result.cut or math.isinf(self.best_val_loss)
-        improved = comparable and result.loss < self.best_val_loss
+        whole = not result.cut or math.isinf(self.best_val_loss)  # a cut one, while none is
+        improved = whole and result.loss < self.best_val_loss
         if improved:  # saved outside the block: a checkpoint's `model` is the raw weights
             self.best_val_loss = result.loss
             self.save(BEST, live.elapsed())
