@@ -27,7 +27,8 @@ WAYS = [
     ("`--greedy --repetition-penalty 3 --repetition-window 32`",
      dict(greedy=True, repetition_penalty=3.0, repetition_window=32)),
     ("`--greedy --no-repeat-ngram 8`", dict(greedy=True, no_repeat_ngram=8)),
-    ("`--beam 4`", dict(beam=4)),
+    ("`--beam 4 --no-repeat-ngram 0`", dict(beam=4, no_repeat_ngram=0)),
+    ("`--beam 4` (no 16-gram twice)", dict(beam=4)),
     ("`--beam 4 --no-repeat-ngram 8`", dict(beam=4, no_repeat_ngram=8)),
 ]  # fmt: skip
 CONSTRAINTS = [
