@@ -120,10 +120,7 @@ def what_ended(
     if cfg.max_steps is not None and step >= cfg.max_steps:
         return f"train.max_steps={cfg.max_steps} reached"
     if budget is not None and budget.done(step):
-        return (
-            f"the {budget.total:,} steps fitted to train.max_seconds={cfg.max_seconds:g} done "
-            "(time kept for validations and the last save)"
-        )
+        return f"the {budget.total:,} steps train.max_seconds={cfg.max_seconds:g} allows here"
     if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
         return f"train.max_seconds={cfg.max_seconds:g} spent"
     return "stopped"
