@@ -69,6 +69,7 @@ def test_a_budget_run_ends_on_time_with_the_rate_at_its_floor(
     fitted = trainer.budget_steps
     # It ends at the fitted count, with the rate at its floor.
     assert last_step == summary.steps == fitted
+    assert summary.ended_by == f"the {fitted:,} steps train.max_seconds={seconds:g} allows here"
     assert last_lr == pytest.approx(floor, rel=0.01)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["schedule_steps"] == (
         fitted
@@ -126,7 +127,8 @@ def test_max_steps_alone_behaves_as_before(corpus_file, tmp_path):
     cfg = small_config(corpus_file, tmp_path / "run", "train.max_steps=30")
     trainer = Trainer(cfg, console=quiet_console(tmp_path / "log"), quiet=True)
     assert trainer.budget is None
-    assert trainer.run().steps == 30
+    summary = trainer.run()
+    assert summary.steps == 30 and summary.ended_by == "train.max_steps=30 reached"
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["schedule_steps"] is None
     assert torch.isfinite(torch.tensor(trainer.last_val_loss))
 
