@@ -76,9 +76,45 @@ def test_the_prime_is_part_of_the_match():
         generate(net, vocab, SampleSettings(prime="x", regex=r"ab+"))
 
 
+def test_allow_and_ban_rule_what_is_generated_not_the_prime():
+    net, vocab = tiny(False)
+    made = generate(net, vocab, SampleSettings(prime="ab c", ban=" ", num_samples=8, seed=2,
+                                               length=40))  # fmt: skip
+    assert all(t.startswith("ab c") and " " not in t[4:] for t in made.texts)
+    made = generate(net, vocab, SampleSettings(prime="zz.", allow="ab", length=30, seed=3))
+    assert all(t.startswith("zz.") and set(t[3:]) <= set("ab") for t in made.texts)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["--regex", "(a|b)*a(a|b){13}"], "is too complex to follow (16,385 automaton states"),
+        (
+            [
+                "--contains",
+                "alpha",
+                "--contains",
+                "beta",
+                "--contains",
+                "gamma",
+                "--contains",
+                "delta",
+                "--contains",
+                "epsilon",
+                "--contains",
+                "zeta",
+                "--contains",
+                "eta",
+                "--contains",
+                "theta",
+                "--contains",
+                "iota",
+                "--contains",
+                "kappa",
+            ],
+            "is too complex to follow (more than 50,000 automaton states or 3 s",
+        ),
+        (["--regex", "x" * 5000], "the patterns have at most 4,096 characters"),
         (["--regex", "[Ω]+"], "no text of 0..500 characters over the model's alphabet"),
         (["--regex", "(a"], "is not a pattern charlstm can follow"),
         (["--regex", "a{5}", "--length", "3"], "no text of 0..3 characters"),
@@ -107,3 +143,20 @@ def test_the_command_line_and_the_server_request_take_the_constraints(trained_ru
     assert all(re.fullmatch(r"[a-z ]+\.", t) and "the" in t for t in texts)
     request = SampleRequest(regex="[a-z]+", contains=["ab"], min_length=3)
     assert request.to_settings() == SampleSettings(regex="[a-z]+", contains=("ab",), min_length=3)
+
+
+def test_a_stop_request_ends_an_automaton_being_built():
+    """A server client that went away (or Ctrl-C, SIGTERM) stops the build at once, not
+    when its bounds are reached; the next build of the same pattern starts afresh."""
+    import threading
+
+    from charlstm import interrupt
+
+    net, vocab = tiny(False)
+    gone = threading.Event()
+    gone.set()
+    settings = SampleSettings(contains=("abc", "bca", "cab", "xyz", "zyx", "axb", "bxa"))
+    with interrupt.cancelled_by(gone), pytest.raises(interrupt.Interrupted, match="nobody is"):
+        generate(net, vocab, settings)
+    made = generate(net, vocab, settings).texts[0]  # built whole this time
+    assert all(word in made for word in settings.contains)

@@ -152,6 +152,43 @@ def test_completions_take_the_constraints_whole_and_streamed(server):
     assert refused.status_code == 400 and "cannot begin a text that matches" in refused.text
 
 
+HOSTILE_CONSTRAINTS = [
+    {"regex": "(a|b)*a(a|b){13}"},  # 2**14 states
+    {"contains": ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+                  "iota", "kappa", "lambda", "mu"]},  # a product of millions of states
+    {"regex": "(" + "|".join(f"w{i}" for i in range(3000)) + ")"},  # a 20 KB pattern
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_CONSTRAINTS)
+def test_a_pattern_too_complex_is_a_400_and_others_are_answered_meanwhile(server, hostile):
+    """The automaton is bounded (states, seconds, pattern length) and built off the event
+    loop: the refusal comes in seconds, and /health answers as usual while it is built."""
+    answer = {}
+
+    def hostile_request():
+        started = time.monotonic()
+        answer["response"] = server.post("/v1/completions", {"prompt": "the ", **hostile})
+        answer["seconds"] = time.monotonic() - started
+
+    sender = threading.Thread(target=hostile_request)
+    sender.start()
+    waits = []
+    while sender.is_alive():
+        started = time.monotonic()
+        assert httpx.get(server.url + "/health", timeout=30).status_code == 200
+        waits.append(time.monotonic() - started)
+        time.sleep(0.05)
+    sender.join()
+    refused = answer["response"]
+    assert refused.status_code == 400, refused.text
+    assert "too complex" in refused.text or "at most 4,096 characters" in refused.text
+    # /health took a small part of what the refusal took (on the event loop, it waited)
+    assert max(waits, default=0) < max(0.25, 0.25 * answer["seconds"]), (waits, answer)
+    again = server.post("/v1/completions", {"prompt": "the ", "max_tokens": 5})
+    assert again.status_code == 200
+
+
 def test_a_seed_out_of_range_is_refused_and_the_engine_goes_on(server):
     """One rule for seeds everywhere (0..2**63-1); a seed moved on by a choice's index
     wraps inside it. A seed torch cannot take once killed the engine for everyone."""

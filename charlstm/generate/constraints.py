@@ -29,23 +29,14 @@ import torch
 
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
+from charlstm.generate.automaton import TooComplex, build_automaton
 from charlstm.options import SampleSettings
 
 # Characters one constrained sample may have: the automaton's table of which lengths
 # can still finish a match from each state is this wide.
 MAX_CONSTRAINED_CHARS = 10_000
-
-
-def _automaton(pattern: str, what: str):
-    try:
-        import interegular
-    except ImportError:
-        raise CharlstmError(f"{what} needs interegular: pip install interegular") from None
-    try:
-        return interegular.parse_pattern(f"(?s:{pattern})").to_fsm()
-    except Exception as err:  # interegular's own errors name no common base
-        reason = str(err) or type(err).__name__
-        raise CharlstmError(f"{what} is not a pattern charlstm can follow ({reason})") from None
+# States times characters: the table of lengths that can still finish (int32: 80 MB).
+MAX_TABLE_CELLS = 20_000_000
 
 
 def patterns_of(settings: SampleSettings) -> list[tuple[str, str]]:
@@ -80,6 +71,12 @@ class Constraint:
                 f"(--length or --max-length; got {self.high:,})"
             )
         nxt, finals, initial = self._table(vocab, settings)
+        if len(nxt) * (self.high + 1) > MAX_TABLE_CELLS:
+            raise TooComplex(
+                f"{self.what}: {len(nxt):,} automaton states over {self.high:,} characters "
+                f"is more than a constrained sample may hold; a shorter --length or a "
+                "simpler pattern"
+            )
         self.initial = initial
         columns = np.ones(vocab.size, dtype=bool)
         for i in vocab.special_ids:
@@ -90,7 +87,8 @@ class Constraint:
         if settings.allow is not None:
             allowed = {vocab.id_of(c) for c in settings.allow}
             columns &= np.array([i in allowed for i in range(vocab.size)])
-        nxt[:, ~columns] = -1
+        self.prime_next = nxt.copy()  # the prime is read past --allow/--ban: they rule
+        nxt[:, ~columns] = -1  # what is generated, not what is given
         # can[s, k]: from state s, some k more characters end in a final state
         can = np.zeros((len(nxt), self.high + 1), dtype=bool)
         can[:, 0] = finals
@@ -113,30 +111,20 @@ class Constraint:
         patterns = patterns_of(settings)
         if not patterns:  # --allow/--ban/--min-length alone: one state, always final
             return np.zeros((1, vocab.size), dtype=np.int64), np.ones(1, dtype=bool), 0
-        fsm = None
-        for pattern, what in patterns:
-            one = _automaton(pattern, what)
-            fsm = one if fsm is None else fsm & one
-        states = sorted(fsm.states)
-        index = {s: k for k, s in enumerate(states)}
-        nxt = np.full((len(states), vocab.size), -1, dtype=np.int64)
-        for i in range(vocab.size):
-            if i in vocab.special_ids:
-                continue
-            symbol = fsm.alphabet[vocab.decode([i])]
-            for s in states:
-                target = fsm.map[s].get(symbol)
-                if target is not None:
-                    nxt[index[s], i] = index[target]
-        finals = np.array([s in fsm.finals for s in states], dtype=bool)
-        return nxt, finals, index[fsm.initial]
+        alphabet = tuple(
+            None if i in vocab.special_ids else vocab.decode([i]) for i in range(vocab.size)
+        )
+        nxt, finals, initial = build_automaton(
+            patterns, alphabet, lambda fsm: _arrays(fsm, alphabet)
+        )
+        return nxt.copy(), finals, initial  # the cached table stays as built
 
     def start(self, prime_ids: list[int], rows: int) -> torch.Tensor:
         """Each row's state after the prime; one line when no match can begin with it or
         none fits the length asked for."""
         state = self.initial
         for i in prime_ids:
-            state = int(self.next[state, i]) if i not in self.vocab.special_ids else state
+            state = int(self.prime_next[state, i]) if i not in self.vocab.special_ids else state
             if state < 0:
                 raise CharlstmError(f"{self.what}: the prime cannot begin a text that matches")
         if int(self.cum[state, self.high + 1] - self.cum[state, min(self.low, self.high + 1)]) == 0:
@@ -166,6 +154,23 @@ class Constraint:
         has ended, keeps its state)."""
         after = self.next[states, chosen.clamp(min=0)]
         return torch.where(after >= 0, after, states)
+
+
+def _arrays(fsm, alphabet: tuple[str | None, ...]):
+    """The automaton as arrays over vocabulary ids (None: a special id, no column)."""
+    states = sorted(fsm.states)
+    index = {s: k for k, s in enumerate(states)}
+    nxt = np.full((len(states), len(alphabet)), -1, dtype=np.int64)
+    for i, char in enumerate(alphabet):
+        if char is None:
+            continue
+        symbol = fsm.alphabet[char]
+        for s in states:
+            target = fsm.map[s].get(symbol)
+            if target is not None:
+                nxt[index[s], i] = index[target]
+    finals = np.array([s in fsm.finals for s in states], dtype=bool)
+    return nxt, finals, index[fsm.initial]
 
 
 def constraint_for(vocab: Vocab, settings: SampleSettings, device) -> Constraint | None:

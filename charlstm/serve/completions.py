@@ -58,6 +58,14 @@ class CompletionRequest(ConstraintFields):
         )  # fmt: skip
 
 
+def _constraint_of(model, settings, prompt: str) -> Constraint | None:
+    """The request's constraint; one that cannot hold is this request's 400."""
+    constraint = constraint_for(model.vocab, settings, model.device)
+    if constraint is not None:
+        constraint.start(model.vocab.encode(prompt, settings.unknown).tolist(), 1)
+    return constraint
+
+
 async def completions(body: CompletionRequest, request: Request):
     s = service_of(request)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
@@ -75,9 +83,8 @@ async def completions(body: CompletionRequest, request: Request):
         settings = body.to_settings(prompt)
         model = s.served.model
         context = start_context(model.vocab, prompt, settings)[1]
-        constraint = constraint_for(model.vocab, settings, model.device)
-        if constraint is not None:  # one that cannot hold is this request's 400
-            constraint.start(model.vocab.encode(prompt, settings.unknown).tolist(), 1)
+        # its automaton is built off the event loop (seconds at most: generate/automaton.py)
+        constraint = await asyncio.to_thread(_constraint_of, model, settings, prompt)
     except CharlstmError as err:
         return error(400, str(err))
     events: asyncio.Queue = asyncio.Queue()  # every choice's pieces, by index
