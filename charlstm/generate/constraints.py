@@ -9,7 +9,8 @@ make a full match impossible are masked: those leading to a dead state, and thos
 which no path to a final state fits the characters left (`--min-length` and
 `--max-length`/`--length` bound them). A document model's end is allowed exactly where
 the text so far is a full match; a text model's sample ends early only there, when no
-character can go on. `--allow` and `--ban` mask characters outright.
+character can go on. `--allow` and `--ban` mask generated characters outright (the
+prime may hold any). What an automaton may cost is bounded in automaton.py.
 
 Masked sampling is not rejection sampling: it draws each character from the model's
 distribution renormalised over what can still match, which favours texts whose early
