@@ -269,13 +269,20 @@ def write_safetensors(folder: Path, saved: Checkpoint) -> int:
     return sum(f.stat().st_size for f in (folder / SAFETENSORS, folder / SAFETENSORS_CONFIG))
 
 
+# config.json holds a config and a vocabulary: kilobytes, a megabyte with a large one.
+MAX_CONFIG_BYTES = 64 << 20
+
+
 def read_safetensors(folder: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """An exported model as a Checkpoint that holds its weights (and no training state)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        described = json.loads((folder / SAFETENSORS_CONFIG).read_text(encoding="utf-8"))
+        described_file = folder / SAFETENSORS_CONFIG
+        if described_file.stat().st_size > MAX_CONFIG_BYTES:  # before it is read
+            raise ValueError(f"{SAFETENSORS_CONFIG} is over {MAX_CONFIG_BYTES >> 20} MB")
+        described = json.loads(described_file.read_text(encoding="utf-8"))
         if described.get("charlstm_format") != SAFETENSORS_FORMAT:
             raise ValueError(f"charlstm_format {described.get('charlstm_format')!r}")
         weights = load_file(str(folder / SAFETENSORS), device=str(map_location))
@@ -320,12 +327,17 @@ def resolve_checkpoint(path: Path | None, runs_dir: Path = Path("runs")) -> Path
 
 def restore_model(saved: Checkpoint, device: str | torch.device = "cpu") -> CharRNN:
     """The model a checkpoint holds, with its inference weights, in eval mode."""
+    weights = saved.inference_weights
+    for name, tensor in weights.items():  # NaN weights would write nonsense, silently
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not tensor.isfinite().all():
+            raise CheckpointError(f"checkpoint holds non-finite weights ({name}): it cannot run")
     try:
         model = CharRNN(saved.vocab.size, saved.config.model)
-        model.load_state_dict(saved.inference_weights)
+        model.load_state_dict(weights)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        detail = " ".join(str(err).split())[:300]  # load_state_dict names keys and shapes
         raise CheckpointError(
-            f"checkpoint is damaged or inconsistent ({type(err).__name__})"
+            f"checkpoint is damaged or inconsistent ({type(err).__name__}: {detail})"
         ) from None
     return model.to(device).eval()
 

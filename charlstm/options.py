@@ -99,6 +99,42 @@ def _check(checks: list[tuple[bool, str]]) -> None:
             raise CharlstmError(message)
 
 
+# What a settings field's annotation admits (the Python API and the server hand values
+# over as they come: 2.5 characters, or "3" samples, must be one line, not a TypeError
+# further down).
+_ADMITS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "None": lambda v: v is None,
+}
+
+
+_SAID = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
+         "None": "null"}  # fmt: skip
+
+
+def check_types(settings: Any) -> None:
+    """Each field of a settings object holds a value its annotation admits, else one line
+    naming the option (as the command line spells it)."""
+    for f in dataclasses.fields(settings):
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if not all(k in _ADMITS for k in kinds):
+            continue  # tuples, literals: checked by the rules that read them
+        value = getattr(settings, f.name)
+        if not any(_ADMITS[k](value) for k in kinds):
+            wanted = " or ".join(_SAID[k] for k in kinds)
+            option = "--" + f.name.replace("_", "-")
+            raise CharlstmError(f"{option} must be {wanted} (got {value!r})")
+
+
+# One sample's characters, and all of one call's: a run of days on a CPU, gigabytes of
+# text; past them a typo (10**12) would grow memory until the process is killed.
+MAX_LENGTH = 10_000_000
+MAX_CHARS_ASKED = 100_000_000
+
+
 @dataclass(frozen=True)
 class SampleSettings:
     """How to generate (charlstm sample, Model.generate and the calls built on it, the
@@ -159,6 +195,7 @@ class SampleSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "contains", tuple(self.contains or ()))  # a parser's list
+        check_types(self)
         _check(
             [
                 (
@@ -190,7 +227,15 @@ class SampleSettings:
                 (self.ends_with is None or self.ends_with != "", "--ends-with must not be empty"),
                 (self.allow is None or self.allow != "", "--allow must not be empty"),
                 seed_checks(self.seed, "--seed"),
-                (self.length >= 0, f"--length must be >= 0 (got {self.length})"),
+                (
+                    0 <= self.length <= MAX_LENGTH,
+                    f"--length must be in 0..{MAX_LENGTH:,} (got {self.length:,})",
+                ),
+                (
+                    self.chars_asked <= MAX_CHARS_ASKED,
+                    f"at most {MAX_CHARS_ASKED:,} characters in all (--length times "
+                    f"--num-samples, --documents or --best-of; got {self.chars_asked:,})",
+                ),
                 (self.temperature > 0, f"--temperature must be > 0 (got {self.temperature})"),
                 (
                     self.top_k is None or self.top_k >= 1,
@@ -249,6 +294,7 @@ class SuggestSettings:
     words: int = option(5, "The likeliest next words to list (a document model: completions).")
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check(
             [
                 (0 <= self.chars <= 1000, f"--chars must be in 0..1000 (got {self.chars})"),
@@ -269,6 +315,7 @@ class ScoreSettings:
     window: int = option(512, "Characters per forward pass (memory bound only).")
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check(
             [
                 (self.streams >= 1, f"--streams must be >= 1 (got {self.streams})"),
@@ -288,6 +335,7 @@ class TaskExamples:
     n_max: int = option(TASK_N_MAX, "Task examples: largest N.")
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check([seed_checks(self.seed, "--seed")])
 
 
@@ -299,6 +347,7 @@ class TaskCorpus:
     seed: int = option(0, "Same seed, same examples.")
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check([seed_checks(self.seed, "--seed")])
 
 
@@ -311,6 +360,7 @@ class InspectSettings:
     unknown: str = option("error", "Characters outside the vocabulary: error or skip.")
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check(
             [
                 (self.max_chars >= 1 and self.top >= 1, "--max-chars and --top must be >= 1"),

@@ -100,16 +100,18 @@ def test_the_newcomers_first_hour(tmp_path, monkeypatch):
     write_the_newcomers_own(tmp_path)
     shakespeare = next((p for p in SHAKESPEARE if p and Path(p).is_file()), None)
     runner = CliRunner()
-    ran = []
+    ran, left_out = [], []
     for command in commands_of_demo() + commands_of_tour():
         if command.startswith(SERVERS):
             continue
         if command == "make get-data" or command.startswith("charlstm tune"):
             if shakespeare is None:
-                continue  # no copy here and no download in tests: the rest still runs
+                left_out.append(command)  # no copy here and no download in tests
+                continue
             if command == "make get-data":
                 Path("data").mkdir(exist_ok=True)
                 os.symlink(shakespeare, "data/tinyshakespeare.txt")
+                ran.append(command)
                 continue
         args = shlex.split(shortened(command))
         assert args[0] == "charlstm", command
@@ -126,4 +128,4 @@ def test_the_newcomers_first_hour(tmp_path, monkeypatch):
         assert (tmp_path / "runs" / run / "checkpoints" / "best.pt").is_file(), run
     assert "documents: lines" in (tmp_path / "runs" / "names" / "config.yaml").read_text()
     assert Path("report.html").is_file() and Path("python-code.html").is_file()
-    assert len(ran) >= 17, ran
+    assert len(ran) + len(left_out) >= 18 and len(left_out) <= 2, (ran, left_out)

@@ -28,6 +28,7 @@ FORMAT = "charlstm-vocab/1"
 # Symbols past U+10FFFF: no text holds them.
 END = 0x110000
 LABEL_BASE = END + 1
+MAX_LABELS = 100_000
 
 
 def id_dtype(size: int) -> np.dtype:
@@ -209,10 +210,24 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Vocab:
+        """A saved vocabulary, each entry checked (a file from elsewhere may hold
+        anything): a symbol of its mode or a reserved one, each once, at most as many
+        as there are symbols (counted before any is converted)."""
         if raw.get("format") != FORMAT or raw.get("mode") not in ("char", "byte"):
             raise ValueError("not a charlstm vocabulary")
-        labels = tuple(str(n) for n in raw.get("labels", ()))
-        return cls(raw["mode"], tuple(int(c) for c in raw["code_points"]), labels)
+        symbols, labels = raw["code_points"], raw.get("labels", ())
+        if not isinstance(labels, (list, tuple)) or len(labels) > MAX_LABELS:
+            raise ValueError(f"a vocabulary holds at most {MAX_LABELS:,} labels")
+        if not isinstance(symbols, (list, tuple)) or len(symbols) > END + 1 + len(labels):
+            raise ValueError("a vocabulary holds at most one entry per character")
+        top = 256 if raw["mode"] == "byte" else END
+        reserved = {END, *(LABEL_BASE + i for i in range(len(labels)))}
+        for c in symbols:
+            if not isinstance(c, int) or isinstance(c, bool) or not (0 <= c < top or c in reserved):
+                raise ValueError(f"vocabulary entry {c!r} is no {raw['mode']} symbol")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError("the vocabulary holds a symbol twice")
+        return cls(raw["mode"], tuple(symbols), tuple(str(n) for n in labels))
 
 
 class StreamDecoder:
