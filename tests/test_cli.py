@@ -351,3 +351,13 @@ def test_every_help_text_is_shown_as_written():
                 assert " ".join(text.split()) in shown, (name, text)
                 checked += 1
     assert checked >= 1  # tune's --space: "key: [choices]"
+
+
+def test_a_corpus_named_like_a_yaml_word_is_still_a_file(tmp_path, monkeypatch):
+    from charlstm.cli.train import newcomer_overrides
+    from charlstm.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    Path("null").write_text("text\n")
+    overrides, _ = newcomer_overrides(Path("null"), "1m", None, None, [])
+    assert Config.from_dict({}, overrides).data.path == "./null"

@@ -109,7 +109,9 @@ def newcomer_overrides(
     if corpus is not None:
         if not corpus.exists():  # before any run folder is looked at or made
             raise CharlstmError(f"corpus not found: {corpus}")
-        overrides += [f"data.path={corpus}", "train.auto=true"]
+        # ./null, not null: a file named like a YAML word is still a file
+        named = f"./{corpus}" if str(corpus).lower() in ("null", "none", "~") else corpus
+        overrides += [f"data.path={named}", "train.auto=true"]
         if config is None:
             overrides.append(f"train.out_dir={RunDir.for_corpus(corpus)}")
             told = any(g.split("=", 1)[0].strip() == "data.documents" for g in given)

@@ -298,7 +298,8 @@ class Trainer:
         self.last_train_loss = math.nan
         self.stop_reason: str | None = None  # why the run ends before its limits
         self.diagnosis = ""
-        self.guard = Guard(self.cfg.train, self.model, self.optimizer, self.average)
+        self.guard = Guard(self.cfg.train, self.model, self.optimizer, self.average,
+                           kept=self.run_dir.checkpoint_files)  # fmt: skip
         self._unread_skip: tuple[int, torch.Tensor] | None = None
         self.resume_changes: list[str] = []
 

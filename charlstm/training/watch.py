@@ -60,11 +60,12 @@ class Snapshot:
 class Guard:
     """Watches the logged training loss and rolls a blow-up back (module docstring)."""
 
-    def __init__(self, cfg: TrainConfig, model, optimizer, average, lr_scale=1.0, rollbacks=0):
+    def __init__(self, cfg: TrainConfig, model, optimizer, average, kept=lambda: []):
         self.cfg = cfg
+        self.kept = kept  # the checkpoint files on disk (a message tells the truth of them)
         self.model, self.optimizer, self.average = model, optimizer, average
-        self.lr_scale = lr_scale
-        self.rollbacks = rollbacks
+        self.lr_scale = 1.0
+        self.rollbacks = 0
         self.good: Snapshot | None = None
         self.pending: Snapshot | None = None
         self.recent: float | None = None  # the last healthy window's loss
@@ -115,11 +116,12 @@ class Guard:
             else f"loss {loss:.3f} after {self.recent:.3f}"
         )
         if self.rollbacks > self.cfg.max_rollbacks:
+            names = sorted({p.name for p in self.kept()} & {"last.pt", "best.pt"}, reverse=True)
+            held = " and ".join(names) + " hold good weights" if names else "nothing saved yet"
             raise CharlstmError(
                 f"training blew up again at step {step} ({what}) after "
                 f"{self.cfg.max_rollbacks} roll-backs, the rate down to "
-                f"{self.lr_scale:g} x the schedule: lower train.lr or train.grad_clip "
-                "(last.pt and best.pt hold good weights)"
+                f"{self.lr_scale:g} x the schedule: lower train.lr or train.grad_clip ({held})"
             )
         good = self.good
         self.model.load_state_dict(good.model)
