@@ -21,6 +21,7 @@ from charlstm.errors import ConfigError
 
 optuna = pytest.importorskip("optuna", reason="charlstm tune needs Optuna (the tune extra)")
 
+from charlstm.training import tune as tune_module  # noqa: E402
 from charlstm.training.tune import TuneSettings, read_space, run_study  # noqa: E402
 
 
@@ -121,6 +122,39 @@ def test_a_trial_behind_at_its_first_report_is_pruned_and_the_best_is_written(
     trial_run = tmp_path / "study" / "trial-0000"
     assert list(trial_run.glob("events.out.tfevents.*"))  # its TensorBoard run
     assert (trial_run / "checkpoints" / "best.pt").is_file()
+
+
+def test_a_trial_that_cannot_run_fails_alone_and_best_yaml_follows_the_best(corpus_file, tmp_path):
+    """A shape that cannot be allocated fails its trial (marked failed, one line), the
+    study goes on, and best.yaml is written when a trial finishes better, not only at the
+    end (a study stopped later keeps it)."""
+    settings = TuneSettings(
+        config=_base(tmp_path, corpus_file), overrides=[], seconds=60, trial_seconds=2,
+        space=_space(tmp_path, "model.hidden_size: [48, 100000000000]"),
+        out=tmp_path / "study", trials=3, pruner="none",
+    )  # fmt: skip
+    study = optuna.create_study(direction="minimize")
+    for width in (48, 100000000000, 48):
+        study.enqueue_trial({"model.hidden_size": width})
+    written = []
+    real_write = tune_module.write_best
+
+    def watching(study, prepared):
+        path = real_write(study, prepared)
+        written.append(sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials))
+        return path
+
+    tune_module.write_best = watching
+    try:
+        found, best = run_study(settings, quiet_console(tmp_path / "log.txt"), study)
+    finally:
+        tune_module.write_best = real_write
+    states = [t.state for t in found.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
+                      optuna.trial.TrialState.COMPLETE]  # fmt: skip
+    assert "trial 1 failed: " in (tmp_path / "log.txt").read_text()
+    assert written[0] == 1  # after the first finished trial, not only at the end
+    assert load_config(best).model.hidden_size == 48
 
 
 def _postgres_url() -> str | None:

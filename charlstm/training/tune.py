@@ -31,8 +31,8 @@ from rich.table import Table
 from charlstm.config import Config, key_type, load_config
 from charlstm.data.corpus import load_corpus
 from charlstm.device import pick_device
-from charlstm.errors import ConfigError
-from charlstm.interrupt import check
+from charlstm.errors import CharlstmError, ConfigError
+from charlstm.interrupt import Interrupted, check
 from charlstm.progress import bar, format_duration
 from charlstm.training.auto import Facts, facts_of, seconds_per_step
 
@@ -175,27 +175,43 @@ class Study:
                 f"train.out_dir={out}"]  # fmt: skip
 
     def objective(self, trial) -> float:
+        check("tune")  # a stop asked for between two trials
+        cfg = load_config(self.settings.config, self.overrides_of(trial))
+        log = (self.folder / f"trial-{trial.number:04d}.log").open("w", encoding="utf-8")
+        with log:
+            try:
+                return self._run_trial(trial, cfg, log)
+            except Interrupted:
+                raise  # the study stops (best.yaml is written on the way out)
+            except (CharlstmError, MemoryError, RuntimeError) as err:  # out of memory, a
+                # shape that cannot be built: this trial failed, the study goes on
+                reason = " ".join(str(err).split())[:300] or type(err).__name__
+                print(f"trial {trial.number} failed: {reason}", file=log)
+                self.console.print(f"trial {trial.number} failed: {reason}", markup=False)
+                raise TrialFailed(reason) from None
+
+    def _run_trial(self, trial, cfg: Config, log) -> float:
         import optuna
 
         from charlstm.training.trainer import Trainer
 
-        check("tune")  # a stop asked for between two trials
-        cfg = load_config(self.settings.config, self.overrides_of(trial))
         steps = self.settings.trial_seconds / seconds_per_step(
             self.facts, cfg.model, cfg.train.batch_size, cfg.train.bptt
         )
         every = max(5, int(steps // REPORTS))
         cfg = replace(cfg, train=replace(cfg.train, eval_every=every, checkpoint_every=every))
         trial.set_user_attr("config", cfg.to_dict())
-        log = (self.folder / f"trial-{trial.number:04d}.log").open("w", encoding="utf-8")
-        with log:
-            trainer = Trainer(cfg, console=Console(file=log, width=160), quiet=True, overwrite=True)
-            trainer.on_validation = _reporter(trial)
-            summary = trainer.run()
+        trainer = Trainer(cfg, console=Console(file=log, width=160), quiet=True, overwrite=True)
+        trainer.on_validation = _reporter(trial)
+        summary = trainer.run()
         trial.set_user_attr("steps", summary.steps)
         if trainer.stop_reason is not None and trainer.stop_reason.startswith("pruned"):
             raise optuna.TrialPruned()
         return summary.best_val_loss
+
+
+class TrialFailed(Exception):
+    """A trial that could not run (optuna marks it failed and the study goes on)."""
 
 
 def base_params(base: Config, space: list[Dimension]) -> dict[str, Any]:
@@ -285,7 +301,7 @@ def _name(config: Path | None) -> str:
 def run_study(settings: TuneSettings, console: Console, study=None) -> tuple[Any, Path]:
     """Trials until --time (no trial starts that could not finish in it) or --trials;
     then the table and best.yaml. `study` may be one opened already (tests)."""
-    optuna_module()
+    optuna = optuna_module()
     prepared = prepare(settings, console)
     study = study or open_study(settings, prepared.folder)
     if not study.trials:  # the base itself first: a study starts from what it was given
@@ -295,15 +311,20 @@ def run_study(settings: TuneSettings, console: Console, study=None) -> tuple[Any
 
         def after_trial(study, trial) -> None:
             shown.update(study)
+            if trial.state == optuna.trial.TrialState.COMPLETE:  # best.yaml as soon as a
+                write_best(study, prepared)  # trial is better, not only at the end
 
-        study.optimize(
-            prepared.objective,
-            n_trials=settings.trials,
-            timeout=max(1.0, settings.seconds - settings.trial_seconds),
-            callbacks=[after_trial],
-            catch=(ConfigError,),
-        )
-    return study, write_best(study, prepared)
+        try:
+            study.optimize(
+                prepared.objective,
+                n_trials=settings.trials,
+                timeout=max(1.0, settings.seconds - settings.trial_seconds),
+                callbacks=[after_trial],
+                catch=(ConfigError, TrialFailed),
+            )
+        finally:  # Ctrl-C, SIGTERM: the best finished so far is still written
+            path = write_best(study, prepared)
+    return study, path
 
 
 def write_best(study, prepared: Study) -> Path:
