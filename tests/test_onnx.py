@@ -43,7 +43,8 @@ def greedy(session, prime: str, length: int) -> str:
     vocab = json.loads(meta["vocab"])
     layers, hidden = int(meta["layers"]), int(meta["hidden"])
     feeds = {i.name: np.zeros((layers, 1, hidden), np.float32) for i in session.get_inputs()[1:]}
-    ids, text = [vocab.index(ord(ch)) for ch in prime], prime
+    line_start = next((vocab.index(c) for c in (10, 32) if c in vocab), 0)  # as charlstm does
+    ids, text = [line_start] + [vocab.index(ord(ch)) for ch in prime], prime
     for _ in range(length):
         logits, *state = session.run(None, {"ids": np.array([ids], np.int64), **feeds})
         feeds = dict(zip(feeds, state, strict=True))
