@@ -122,3 +122,30 @@ def test_bad_suggest_options_are_one_line(trained_run, args, message):
     result = CliRunner().invoke(app, ["suggest", "-c", str(trained_run), *args])
     assert result.exit_code == 1 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_byte_model_suggests_whole_characters_once_each():
+    """Its next "characters" are UTF-8 sequences read to their last byte (never a lone
+    lead byte shown as U+FFFD), each once, with the product of its bytes' odds."""
+    from charlstm.config import ModelConfig
+
+    vocab = Vocab.bytes()
+    torch.manual_seed(4)
+    net = CharRNN(vocab.size, ModelConfig(embedding_dim=8, hidden_size=16, num_layers=1)).eval()
+    with torch.no_grad():  # make a few multi-byte characters likely: é (C3 A9), € (E2 82 AC)
+        net.decoder.bias[0xC3] += 6
+        net.decoder.bias[0xE2] += 6
+        net.decoder.bias[0xA9] += 3
+    found = next_chars(net, vocab, SampleSettings(prime="ab"), 40)
+    texts = [s.text for s in found]
+    assert all(len(t) == 1 and t != "\ufffd" for t in texts), texts
+    assert len(set(texts)) == len(texts) and "é" in texts
+    probs = [s.prob for s in found]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-9
+    context = prime_context(vocab, "ab", "error")[1]
+    _, after = log_prob_of(net, vocab, context[:-1], context[-1:])
+    for s in found:  # an ASCII character's odds are its byte's
+        if ord(s.text) < 0x80:
+            assert s.prob == pytest.approx(math.exp(float(after[ord(s.text)])), rel=1e-6)
+    for s in next_words(net, vocab, SampleSettings(prime="x "), 8, max_chars=4):
+        assert "\ufffd" not in s.text, s.text

@@ -61,14 +61,71 @@ def next_chars(net: CharRNN, vocab: Vocab, settings: SampleSettings, n: int) -> 
     most likely first."""
     _, context = start_context(vocab, settings.prime, settings)
     with evaluating(net):
-        log_probs, _ = _step(net, context[-1:], warm_state(net, context, 1))
+        warm = warm_state(net, context, 1)
+        if vocab.mode == "byte":
+            return _next_byte_chars(net, vocab, context, warm, n)
+        log_probs, _ = _step(net, context[-1:], warm)
     top = log_probs.topk(min(n, log_probs.numel()))
     return [_suggestion(vocab, [i], lp) for lp, i in zip(*(t.tolist() for t in top), strict=True)]
+
+
+def _utf8_length(lead: int) -> int:
+    """Bytes in the UTF-8 sequence this byte begins (0: it begins none)."""
+    for length, (low, high) in enumerate(((0x00, 0x7F), (0xC2, 0xDF), (0xE0, 0xEF),
+                                          (0xF0, 0xF4)), start=1):  # fmt: skip
+        if low <= lead <= high:
+            return length
+    return 0
+
+
+def _next_byte_chars(net, vocab: Vocab, context: list[int], warm, n: int) -> list[Suggestion]:
+    """A byte model's n likeliest next characters, whole: the probability of each UTF-8
+    sequence (a lead byte, then its continuation bytes), found best first as next_words
+    finds words; sequences that decode to no character are no suggestion."""
+    found: dict[tuple[int, ...], float] = {}
+    order = itertools.count()
+    heap = [(0.0, next(order), (), warm, context[-1:])]
+    steps = 0
+    while heap and steps < MAX_STEPS:
+        neg, _, prefix, state, read = heapq.heappop(heap)
+        if len(found) >= n and sorted(found.values())[-n] >= math.exp(-neg):
+            break  # nothing left can beat the n found
+        log_probs, state = _step(net, list(read), state)
+        steps += 1
+        for i, p in enumerate(torch.exp(log_probs - neg).tolist()):
+            ids = (*prefix, i)
+            if i in vocab.special_ids:
+                if not prefix:  # a document's end, as next_chars gives it
+                    found[ids] = p
+                continue
+            symbols = bytes(vocab.code_points[j] for j in ids)
+            wanted = _utf8_length(symbols[0])
+            if wanted == 0 or (len(ids) > 1 and not 0x80 <= symbols[-1] <= 0xBF):
+                continue  # no character begins or goes on this way
+            if len(ids) < wanted:
+                heapq.heappush(heap, (-math.log(max(p, 1e-300)), next(order), ids, state, (i,)))
+            elif _decodes(symbols):
+                found[ids] = p
+    best = sorted(found.items(), key=lambda kv: -kv[1])[:n]
+    return [_suggestion(vocab, list(ids), math.log(p)) for ids, p in best]
+
+
+def _decodes(symbols: bytes) -> bool:
+    try:
+        symbols.decode("utf-8")
+        return True
+    except UnicodeDecodeError:  # an overlong form, a surrogate, past U+10FFFF
+        return False
 
 
 def _suggestion(vocab: Vocab, ids: list[int], log_prob: float) -> Suggestion:
     ends = bool(ids) and ids[-1] == vocab.end_id
     return Suggestion(vocab.decode(ids[:-1] if ends else ids), math.exp(log_prob), ends)
+
+
+def _whole(vocab: Vocab, ids: tuple[int, ...]) -> bool:
+    """A byte model's word that ends on a character's last byte."""
+    return _decodes(bytes(vocab.code_points[i] for i in ids))
 
 
 def _word_kinds(vocab: Vocab) -> tuple[set[int], set[int]]:
@@ -131,8 +188,8 @@ def next_words(
                     grows = True
                 elif i in space and not in_word:
                     grows = True
-                else:  # the word ends here, if there is one
-                    if in_word and prefix:
+                else:  # the word ends here, if there is one (a byte model's: whole)
+                    if in_word and prefix and (vocab.mode != "byte" or _whole(vocab, prefix)):
                         found[prefix] = found.get(prefix, 0.0) + p
                     continue
                 if grows and len(prefix) < max_chars and p > floor:
