@@ -108,3 +108,30 @@ def test_the_readme_snippet_samples_from_the_file(trained_run, tmp_path, capsys)
     exec(code.replace('"def "', '"the "'), {})
     text = capsys.readouterr().out
     assert text.startswith("the ") and len(text) == len("the ") + 300 + 1
+
+
+def test_the_graph_refuses_ids_outside_the_vocabulary_and_an_empty_batch(cell_run, tmp_path):
+    """An id outside the vocabulary makes its own row NaN (it read another row before,
+    silently); an empty batch gives empty outputs (onnxruntime aborted the process), run
+    in a child process so that a regression is a failure, not the end of the suite."""
+    export(cell_run, tmp_path / "m.onnx")
+    script = f"""
+import json, numpy as np, onnxruntime as ort
+s = ort.InferenceSession({str(tmp_path / "m.onnx")!r})
+meta = s.get_modelmeta().custom_metadata_map
+layers, hidden, size = int(meta["layers"]), int(meta["hidden"]), len(json.loads(meta["vocab"]))
+def state(batch):
+    return {{i.name: np.zeros((layers, batch, hidden), np.float32) for i in s.get_inputs()[1:]}}
+logits, *after = s.run(None, {{"ids": np.array([[-1], [2], [size]], np.int64), **state(3)}})
+assert np.isnan(logits[0]).all() and np.isnan(logits[2]).all() and np.isfinite(logits[1]).all()
+assert all(np.isnan(a[:, 0]).all() and np.isfinite(a[:, 1]).all() for a in after)
+empty = s.run(None, {{"ids": np.zeros((0, 1), np.int64), **state(0)}})
+assert empty[0].shape == (0, size) and all(a.shape == (layers, 0, hidden) for a in empty[1:])
+print("held")
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "held", done.stderr[-2000:]

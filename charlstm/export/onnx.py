@@ -25,17 +25,29 @@ OPSET = 17
 
 
 class _Step(nn.Module):
+    """One step, guarded against what a caller may send: an id outside the vocabulary
+    gives its row NaN logits and state (a Gather would read another row, or fail), and
+    an empty batch gives empty outputs (onnxruntime's recurrent operators abort the
+    process on one): a zero row is added to every batch and dropped again, which costs
+    a row of work per step."""
+
     def __init__(self, net: CharRNN):
         super().__init__()
         self.net = net
         self.cell_state = has_cell_state(net.cfg.cell)
+        self.vocab = net.embedding.num_embeddings
 
     def forward(self, ids: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None = None):
-        state = (h, c) if self.cell_state else h
-        logits, state = self.net(ids, state)
-        if self.cell_state:
-            return logits[:, -1], state[0], state[1]
-        return logits[:, -1], state
+        valid = (ids >= 0) & (ids < self.vocab)
+        ids = torch.cat([torch.where(valid, ids, 0), ids.new_zeros((1, ids.shape[1]))])
+        state = [torch.cat([s, s.new_zeros((s.shape[0], 1, s.shape[2]))], dim=1)
+                 for s in ((h, c) if self.cell_state else (h,))]  # fmt: skip
+        logits, state = self.net(ids, tuple(state) if self.cell_state else state[0])
+        bad = ~valid.all(dim=1)  # rows that read an id outside the vocabulary
+        logits = logits[:-1, -1].masked_fill(bad[:, None], float("nan"))
+        states = state if self.cell_state else (state,)
+        out = [s[:, :-1].masked_fill(bad[None, :, None], float("nan")) for s in states]
+        return (logits, *out)
 
 
 def metadata(model) -> dict[str, str]:
