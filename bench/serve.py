@@ -238,13 +238,13 @@ class Reference:
 
 async def engine_alone(model, rows: int, seconds: float) -> float:
     """Characters per second of `rows` endless seeded streams in the server's engine."""
-    from charlstm.options import SampleSettings
+    from charlstm.options import MAX_LENGTH, SampleSettings
     from charlstm.serve.engine import Engine, Stream
 
     engine = Engine(model.net, model.vocab, rows)
     await engine.start()
     context = model.vocab.encode("def ").tolist()
-    streams = [Stream(context, SampleSettings(length=10**9, seed=i), ()) for i in range(rows)]
+    streams = [Stream(context, SampleSettings(length=MAX_LENGTH, seed=i), ()) for i in range(rows)]
 
     async def read(stream: Stream) -> None:
         while True:
@@ -392,7 +392,19 @@ async def soak_round(url: str, chars: int, seed0: int, hostiles: int, hostile) -
 class Hostile:
     """What the hostile clients did, and what the server answered (status or close)."""
 
-    KINDS = ("malformed", "oversized", "half-sent", "dropped", "seed", "foreign host")
+    KINDS = ("malformed", "oversized", "half-sent", "dropped", "seed", "foreign host",
+             "automaton", "contains", "long regex", "ids")  # fmt: skip
+    # Patterns whose automata blow up (2**14 states; a product of millions), a 20 KB
+    # pattern, and a length no one can be given: each a 400 in seconds at most.
+    BODIES = {
+        "automaton": {"prompt": "def ", "max_tokens": 5, "regex": "(a|b)*a(a|b){13}"},
+        "contains": {"prompt": "def ", "max_tokens": 5,
+                     "contains": ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta",
+                                  "theta", "iota", "kappa", "lambda", "mu"]},
+        "long regex": {"prompt": "def ", "max_tokens": 5,
+                       "regex": "(" + "|".join(f"w{i}" for i in range(3000)) + ")"},
+        "ids": {"prompt": "def ", "max_tokens": 10**12},
+    }  # fmt: skip
 
     def __init__(self) -> None:
         self.seen: dict[str, dict[str, int]] = {k: {} for k in self.KINDS}
@@ -427,6 +439,8 @@ class Hostile:
             elif kind == "foreign host":
                 head = "POST /v1/completions HTTP/1.1\r\nHost: evil.example\r\n"
                 body = json.dumps({"prompt": "def ", "max_tokens": 5}).encode()
+            elif kind in self.BODIES:
+                body = json.dumps(self.BODIES[kind]).encode()
             elif kind == "dropped":
                 body = json.dumps({"prompt": "def ", "max_tokens": 2000, "stream": True}).encode()
             if kind == "half-sent":  # the request line and half a header, then nothing

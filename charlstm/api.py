@@ -191,6 +191,10 @@ class Model:
             raise CharlstmError(
                 "stream() writes as it draws; a search knows its text at the end: call sample()"
             )
+        if self.vocab.documents:  # a document is made whole (its end decides it): one piece
+            if (settings.documents or 1) != 1:
+                raise CharlstmError("stream() writes one document; call sample_documents()")
+            return iter(self.generate(settings).texts)
         return (piece for _, piece in iter_samples(self.net, self.vocab, prime, settings))
 
     def next_chars(self, prime: str = "", n: int = 10, **options: Any) -> list[Suggestion]:

@@ -323,6 +323,18 @@ def test_scores_per_document_equal_eval_text_on_each_alone(names_run, tmp_path):
     assert rows[2]["loss"] > rows[0]["loss"]  # "bakobakobako" breaks the grammar's length
 
 
+def test_stream_joined_is_sample_for_document_models(names_run, labels_run):
+    """Model.stream on a document model writes the document sample() writes (it wrote
+    text from no document start, label ignored, before)."""
+    for run, options in ((names_run, {}), (labels_run, {"label": "up"})):
+        model = charlstm.load(run)
+        for seed in (1, 2):
+            streamed = "".join(model.stream(seed=seed, **options))
+            assert streamed == model.sample(seed=seed, **options), (run, seed)
+    up = "".join(charlstm.load(labels_run).stream(seed=3, label="up"))
+    assert sum(c in "ABC" for c in up) / max(1, len(up)) > 0.9
+
+
 def test_a_label_steers_what_is_generated(labels_run):
     model = charlstm.load(labels_run)
     upper = "".join(m.text for m in model.sample_documents(50, seed=0, label="up"))

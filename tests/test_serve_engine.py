@@ -11,7 +11,7 @@ import torch
 
 from charlstm.api import load
 from charlstm.generate.sample import generate
-from charlstm.options import SampleSettings
+from charlstm.options import MAX_LENGTH, SampleSettings
 from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
 
 
@@ -39,7 +39,7 @@ async def running(model, max_streams: int = 4, interval: float = 0.0):
 
 
 def endless(model, prime: str = "the ", seed: int = 0, stops: tuple = ()) -> Stream:
-    return Stream(context_of(model, prime), SampleSettings(length=10**9, seed=seed), stops)
+    return Stream(context_of(model, prime), SampleSettings(length=MAX_LENGTH, seed=seed), stops)
 
 
 async def run_streams(engine: Engine, requests: list[tuple[str, SampleSettings, tuple]], model,
