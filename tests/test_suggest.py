@@ -149,3 +149,28 @@ def test_a_byte_model_suggests_whole_characters_once_each():
             assert s.prob == pytest.approx(math.exp(float(after[ord(s.text)])), rel=1e-6)
     for s in next_words(net, vocab, SampleSettings(prime="x "), 8, max_chars=4):
         assert "\ufffd" not in s.text, s.text
+
+
+def test_a_lone_surrogate_in_the_vocabulary_is_written_not_a_traceback(tmp_path):
+    """A vocabulary may hold a lone surrogate (a JSON corpus can): `suggest --json`
+    writes it as JSON's escape, plain output writes it escaped, neither a traceback."""
+    import json as json_module
+
+    from charlstm.checkpoint import Checkpoint, write_safetensors
+    from charlstm.config import Config
+
+    vocab = Vocab.from_code_points([10, 32, ord("a"), ord("b"), 0xD800])
+    torch.manual_seed(0)
+    cfg = Config.from_dict({}, ["model.embedding_dim=8", "model.hidden_size=16",
+                                "model.num_layers=1"])  # fmt: skip
+    net = CharRNN(vocab.size, cfg.model)
+    with torch.no_grad():
+        net.decoder.bias[vocab.id_of("\ud800")] += 8  # the likeliest next character
+    write_safetensors(tmp_path / "m", Checkpoint(cfg, vocab, net.state_dict()))
+    result = CliRunner().invoke(app, ["suggest", "-c", str(tmp_path / "m"), "--prime", "ab",
+                                      "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json_module.loads(result.stdout)["chars"][0]["text"] == "\ud800"
+    plain = CliRunner().invoke(app, ["sample", "-c", str(tmp_path / "m"), "--prime", "ab",
+                                     "--greedy", "--length", "3"])  # fmt: skip
+    assert plain.exit_code == 0 and "\\ud800" in plain.stdout, plain.output

@@ -90,12 +90,31 @@ def settings_from(cls: type, values: dict):
     return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
 
 
+def json_line(obj) -> str:
+    """One JSON line, characters as they are, unless one cannot be written as UTF-8 (a
+    lone surrogate: a JSON corpus may hold one, and so may its model's vocabulary); then
+    escaped, which JSON carries exactly."""
+    import json
+
+    text = json.dumps(obj, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj)
+    return text + "\n"
+
+
 def write_out(text: str) -> None:
     """Text to stdout, at once. When the reader has gone (`charlstm sample | head -c 20`)
     the command ends quietly with the status of a process killed by SIGPIPE, as other
-    Unix tools do; later writes (Python's own flush at exit) go nowhere."""
+    Unix tools do; later writes (Python's own flush at exit) go nowhere. A character the
+    output's encoding cannot take (a lone surrogate) is written escaped, not a traceback."""
     try:
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+        except UnicodeEncodeError:
+            encoding = sys.stdout.encoding or "utf-8"
+            sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -17,6 +17,7 @@ from charlstm.cli.common import (
     DeviceOpt,
     err,
     fail,
+    json_line,
     option_of,
     out,
     write_out,
@@ -167,7 +168,7 @@ def _score_documents(model, path: Path, as_jsonl: bool) -> None:
         for i, score in zip(where, scored, strict=True):
             scores[i] = score
     if as_jsonl:
-        write_out("".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in scores))
+        write_out("".join(json_line(s.to_dict()) for s in scores))
         return
     total = -sum(s.log_prob for s in scores)
     predictions = sum(s.chars + 1 for s in scores)

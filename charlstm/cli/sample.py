@@ -3,7 +3,6 @@ what it made (plain samples stream as they are generated)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ from charlstm.cli.common import (
     check_out_file,
     err,
     fail,
+    json_line,
     option_of,
     read_prime,
     settings_from,
@@ -172,7 +172,7 @@ def _tell_documents(made) -> None:
 
 def _documents_text(made: list, as_jsonl: bool) -> str:
     if as_jsonl:
-        lines = [json.dumps(m.to_dict(), ensure_ascii=False) for m in made]
+        lines = [json_line(m.to_dict())[:-1] for m in made]
     else:  # documents of several lines are kept apart by a blank line
         gap = "\n\n" if any("\n" in m.text for m in made) else "\n"
         lines = [gap.join(m.text for m in made)] if made else []

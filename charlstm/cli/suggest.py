@@ -3,8 +3,6 @@ model's own odds (charlstm/generate/suggest.py)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated
 
 import typer
@@ -15,10 +13,12 @@ from charlstm.cli.common import (
     DeviceOpt,
     PrimeFileOpt,
     fail,
+    json_line,
     option_of,
     out,
     read_prime,
     settings_from,
+    write_out,
 )
 from charlstm.cli.sample import LabelOpt, PrimeOpt, UnknownOpt
 from charlstm.errors import CharlstmError
@@ -58,7 +58,7 @@ def suggest(
         raise fail(error) from None
     if as_json:
         shown = {kind: [s.to_dict() for s in found[kind]] for kind in found}
-        sys.stdout.write(json.dumps(shown, ensure_ascii=False) + "\n")
+        write_out(json_line(shown))
         return
     completions = "completions" if model.vocab.documents else "words"
     for kind, title in (("chars", "characters"), ("words", completions)):
