@@ -94,3 +94,23 @@ def test_the_server_request_holds_no_default_of_its_own():
 def test_the_version_is_printed():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output == f"charlstm {charlstm.__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"length": 2.5}, "--length must be a whole number (got 2.5)"),
+        ({"length": 10**12}, "--length must be in 0..10,000,000"),
+        ({"num_samples": "3"}, "--num-samples must be a whole number (got '3')"),
+        ({"temperature": "hot"}, "--temperature must be a number (got 'hot')"),
+        ({"length": 2_000_000, "num_samples": 100}, "at most 100,000,000 characters in all"),
+    ],
+)
+def test_the_python_api_checks_each_number_as_the_command_line_does(trained_run, options, message):
+    import charlstm
+    from charlstm.errors import CharlstmError
+
+    model = charlstm.load(trained_run)
+    with pytest.raises(CharlstmError) as raised:
+        model.sample(**options)
+    assert message in str(raised.value)

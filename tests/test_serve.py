@@ -448,6 +448,15 @@ def test_sample_and_score_jobs_are_bounded_too(trained_run):
         while httpx.get(s.url + "/health").json()["jobs"]:
             assert time.monotonic() < deadline, "the job ran on for nobody"
             time.sleep(0.1)
+        # nor does an automaton being built for a client gone (it held the slot minutes)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(s.url + "/sample", json={"prime": "the ", **HOSTILE_CONSTRAINTS[1]},
+                       timeout=httpx.Timeout(60, read=0.3))  # fmt: skip
+        deadline = time.monotonic() + 10
+        while httpx.get(s.url + "/health").json()["jobs"]:
+            assert time.monotonic() < deadline, "the build ran on for nobody"
+            time.sleep(0.1)
+        assert s.post("/sample", {"prime": "the ", "length": 20}).status_code == 200
     finally:
         s.stop()
 
