@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, check_types
 
 # The sizes N of synthetic task examples (charlstm.data.tasks), unless asked otherwise.
 TASK_N_MIN, TASK_N_MAX = 1, 10
@@ -97,36 +97,6 @@ def _check(checks: list[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise CharlstmError(message)
-
-
-# What a settings field's annotation admits (the Python API and the server hand values
-# over as they come: 2.5 characters, or "3" samples, must be one line, not a TypeError
-# further down).
-_ADMITS = {
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "bool": lambda v: isinstance(v, bool),
-    "str": lambda v: isinstance(v, str),
-    "None": lambda v: v is None,
-}
-
-
-_SAID = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
-         "None": "null"}  # fmt: skip
-
-
-def check_types(settings: Any) -> None:
-    """Each field of a settings object holds a value its annotation admits, else one line
-    naming the option (as the command line spells it)."""
-    for f in dataclasses.fields(settings):
-        kinds = [k.strip() for k in str(f.type).split("|")]
-        if not all(k in _ADMITS for k in kinds):
-            continue  # tuples, literals: checked by the rules that read them
-        value = getattr(settings, f.name)
-        if not any(_ADMITS[k](value) for k in kinds):
-            wanted = " or ".join(_SAID[k] for k in kinds)
-            option = "--" + f.name.replace("_", "-")
-            raise CharlstmError(f"{option} must be {wanted} (got {value!r})")
 
 
 # One sample's characters, and all of one call's: a run of days on a CPU, gigabytes of
@@ -432,7 +402,10 @@ class ServeSettings:
                 ),
                 (0 < self.port < 65536, f"--port must be in 1..65535 (got {self.port})"),
                 (self.max_streams >= 1, f"--max-streams must be >= 1 (got {self.max_streams})"),
-                (self.max_chars >= 1, f"--max-chars must be >= 1 (got {self.max_chars})"),
+                (
+                    1 <= self.max_chars <= MAX_LENGTH,
+                    f"--max-chars must be in 1..{MAX_LENGTH:,} (got {self.max_chars:,})",
+                ),
                 (self.max_jobs >= 1, f"--max-jobs must be >= 1 (got {self.max_jobs})"),
                 (
                     0 < self.read_timeout_s <= 3600,
