@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import socket
@@ -301,6 +302,25 @@ def test_every_refusal_has_the_one_error_shape(server):
         assert set(answer.json()) == {"error"} and answer.json()["error"]["message"]
     hot = server.post("/v1/completions", {"prompt": "the ", "temperature": 1e30, "max_tokens": 4})
     assert hot.status_code == 200  # /sample and /v1/completions take the same temperatures
+
+
+def test_temperature_0_is_greedy_on_both_endpoints(server, trained_run):
+    """As OpenAI and every compatible server treat it (the evaluation harness and
+    LangChain send it): the text `charlstm sample --greedy` writes, streamed or not."""
+    result = CliRunner().invoke(app, ["sample", "-c", str(trained_run), "--prime", "the ",
+                                      "--greedy", "--length", "40"])  # fmt: skip
+    greedy = result.stdout[len("the ") : -1]
+    body = {"prompt": "the ", "max_tokens": 40, "temperature": 0}
+    assert server.post("/v1/completions", body).json()["choices"][0]["text"] == greedy
+    streamed = httpx.post(server.url + "/v1/completions", json={**body, "stream": True},
+                          timeout=60).text  # fmt: skip
+    pieces = [json.loads(line[6:]) for line in streamed.splitlines()
+              if line.startswith("data: {")]  # fmt: skip
+    assert "".join(p["choices"][0]["text"] for p in pieces) == greedy
+    sampled = server.post("/sample", {"prime": "the ", "length": 40, "temperature": 0}).json()
+    assert sampled["texts"] == ["the " + greedy]
+    negative = server.post("/v1/completions", {"prompt": "the ", "temperature": -1})
+    assert 400 <= negative.status_code < 500
 
 
 def test_the_suggest_endpoint_answers_as_the_command_line(server, trained_run):

@@ -63,7 +63,11 @@ class SampleRequest(ConstraintFields):
     no_repeat_ngram: int | None = None
 
     def to_settings(self) -> SampleSettings:
-        return SampleSettings(**self.model_dump(exclude_none=True))
+        given = self.model_dump(exclude_none=True)
+        if given.get("temperature") == 0:  # greedy, as OpenAI's API and its clients mean it
+            del given["temperature"]
+            given.setdefault("greedy", True)
+        return SampleSettings(**given)
 
 
 class SuggestRequest(BaseModel):

@@ -36,7 +36,7 @@ class CompletionRequest(ConstraintFields):
     model: str | None = None
     prompt: str | list[str] = ""
     max_tokens: int = Field(16, ge=0)
-    temperature: float = Field(1.0, gt=0.0)  # any the sampler takes, as /sample's
+    temperature: float = Field(1.0, ge=0.0)  # 0: greedy, as OpenAI and its clients mean it
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=1)
     n: int = Field(1, ge=1, le=64)
@@ -52,9 +52,11 @@ class CompletionRequest(ConstraintFields):
         """How each choice is drawn (its seed moved on by its index), as SampleSettings."""
         constraints = self.model_dump(include=set(ConstraintFields.model_fields),
                                       exclude_none=True)  # fmt: skip
+        greedy = self.temperature == 0
         return SampleSettings(
-            prime=prompt, length=self.max_tokens, temperature=self.temperature, seed=self.seed,
-            top_p=self.top_p if self.top_p < 1.0 else None, top_k=self.top_k, **constraints,
+            prime=prompt, length=self.max_tokens, temperature=1.0 if greedy else self.temperature,
+            greedy=greedy, seed=self.seed, top_p=self.top_p if self.top_p < 1.0 else None,
+            top_k=self.top_k, **constraints,
         )  # fmt: skip
 
 
