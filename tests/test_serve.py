@@ -382,7 +382,11 @@ def test_a_stop_string_ends_a_completion(server):
     "body, status, message",
     [
         ({"prompt": "x", "bogus": 1}, 422, "bogus: Extra inputs are not permitted"),
-        ({"prompt": "x", "temperature": 0}, 422, "temperature: Input should be greater than 0"),
+        (
+            {"prompt": "x", "temperature": -1},
+            422,
+            "temperature: Input should be greater than or equal to 0",
+        ),
         ({"prompt": "x", "max_tokens": 9000}, 400, "max_tokens: at most 5000 characters"),
         ({"prompt": "the\u2603"}, 400, "1 character(s) not in the model's vocabulary: '\u2603'"),
         ({"prompt": ["a", "b"]}, 400, "give one prompt"),
