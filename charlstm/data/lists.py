@@ -47,16 +47,17 @@ def list_of_lines(path: Path) -> str | None:
         return None
     odd = sum(1 for line in lines if not line.strip() or line[0] in " \t")
     lengths = [len(line) for line in lines]
+    middle = median(lengths)
     if (
         odd > MAX_ODD_SHARE * len(lines)
-        or median(lengths) > MAX_MEDIAN
+        or middle > MAX_MEDIAN
         or max(lengths) > MAX_LINE
         or len(set(lines)) < MIN_DISTINCT_SHARE * len(lines)
     ):
         return None
     shown = f"{len(lines):,}+" if len(head) == LIST_SNIFF_BYTES else f"{len(lines):,}"
     return (
-        f"{path.name} reads as a list ({shown} short lines, median {median(lengths):g} "
+        f"{path.name} reads as a list ({shown} short lines, median {middle:g} "
         "characters, none blank): trained as documents, one a line (data.documents=lines); "
         "--set data.documents=null trains it as one text"
     )

@@ -37,7 +37,7 @@ BUILD_SECONDS = 3.0
 CHECK_EVERY = 256  # states between two looks at the clock and at stop requests
 CACHED = 64  # automata kept
 
-_limits = threading.local()  # the build this thread is doing: (states left, deadline, what)
+_limits = threading.local()  # .build: the _Budget of the build this thread is doing
 
 
 class TooComplex(CharlstmError):

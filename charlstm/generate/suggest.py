@@ -69,6 +69,30 @@ def next_chars(net: CharRNN, vocab: Vocab, settings: SampleSettings, n: int) -> 
     return [_suggestion(vocab, [i], lp) for lp, i in zip(*(t.tolist() for t in top), strict=True)]
 
 
+def _best_first(net: CharRNN, start: tuple, found: dict, n: int, max_steps: int = MAX_STEPS):
+    """The search both suggestions make: prefixes popped likeliest first, from `start`
+    (what the caller keeps beside a prefix, the state, the ids to read), each yielded as
+    (prefix, kept, state after it, P(prefix, then each id), push) for the caller to
+    record what it found and push(p, prefix, kept, state, id) what may grow; it ends
+    once the n best found are at least as likely as any prefix left (a prefix's
+    probability bounds every extension's), or after max_steps model steps."""
+    order = itertools.count()  # ties popped in the order pushed
+    heap = [(0.0, next(order), (), *start)]
+
+    def push(p: float, prefix: tuple, kept, state: State, i: int) -> None:
+        heapq.heappush(heap, (-math.log(max(p, 1e-300)), next(order), prefix, kept, state, (i,)))
+
+    steps = 0
+    while heap and steps < max_steps:
+        neg, _, prefix, kept, state, read = heapq.heappop(heap)
+        if len(found) >= n and sorted(found.values())[-n] >= math.exp(-neg):
+            break  # nothing left can beat the n found
+        interrupt.check("suggesting")
+        log_probs, state = _step(net, list(read), state)
+        steps += 1
+        yield prefix, kept, state, torch.exp(log_probs - neg).tolist(), push
+
+
 def _utf8_length(lead: int) -> int:
     """Bytes in the UTF-8 sequence this byte begins (0: it begins none)."""
     for length, (low, high) in enumerate(((0x00, 0x7F), (0xC2, 0xDF), (0xE0, 0xEF),
@@ -83,16 +107,8 @@ def _next_byte_chars(net, vocab: Vocab, context: list[int], warm, n: int) -> lis
     sequence (a lead byte, then its continuation bytes), found best first as next_words
     finds words; sequences that decode to no character are no suggestion."""
     found: dict[tuple[int, ...], float] = {}
-    order = itertools.count()
-    heap = [(0.0, next(order), (), warm, context[-1:])]
-    steps = 0
-    while heap and steps < MAX_STEPS:
-        neg, _, prefix, state, read = heapq.heappop(heap)
-        if len(found) >= n and sorted(found.values())[-n] >= math.exp(-neg):
-            break  # nothing left can beat the n found
-        log_probs, state = _step(net, list(read), state)
-        steps += 1
-        for i, p in enumerate(torch.exp(log_probs - neg).tolist()):
+    for prefix, _, state, prob, push in _best_first(net, (None, warm, context[-1:]), found, n):
+        for i, p in enumerate(prob):
             ids = (*prefix, i)
             if i in vocab.special_ids:
                 if not prefix:  # a document's end, as next_chars gives it
@@ -103,7 +119,7 @@ def _next_byte_chars(net, vocab: Vocab, context: list[int], warm, n: int) -> lis
             if wanted == 0 or (len(ids) > 1 and not 0x80 <= symbols[-1] <= 0xBF):
                 continue  # no character begins or goes on this way
             if len(ids) < wanted:
-                heapq.heappush(heap, (-math.log(max(p, 1e-300)), next(order), ids, state, (i,)))
+                push(p, ids, None, state, i)
             elif _decodes(symbols):
                 found[ids] = p
     best = sorted(found.items(), key=lambda kv: -kv[1])[:n]
@@ -162,21 +178,11 @@ def next_words(
     word, space = _word_kinds(vocab)
     inside = not documents and bool(shown) and (shown[-1].isalnum() or shown[-1] == "_")
     found: dict[tuple[int, ...], float] = {}  # word ids -> probability
-    order = itertools.count()  # ties popped in the order pushed
-    # (-log P(prefix), tiebreak, prefix ids, in a word, parent state, the ids to read)
     with evaluating(net):
         warm = warm_state(net, context, 1)
-    heap = [(0.0, next(order), (), inside, warm, context[-1:])]
-    steps = 0
-    with evaluating(net):
-        while heap and steps < max_steps:
-            neg, _, prefix, in_word, state, read = heapq.heappop(heap)
-            if len(found) >= n and sorted(found.values())[-n] >= math.exp(-neg):
-                break  # nothing left can beat the n found
-            interrupt.check("suggesting")
-            log_probs, state = _step(net, list(read), state)
-            steps += 1
-            prob = torch.exp(log_probs - neg).tolist()  # P(prefix, then each id)
+        for prefix, in_word, state, prob, push in _best_first(
+            net, (inside, warm, context[-1:]), found, n, max_steps
+        ):
             floor = sorted(found.values())[-n] if len(found) >= n else 0.0
             for i, p in enumerate(prob):
                 if documents:
@@ -193,9 +199,7 @@ def next_words(
                         found[prefix] = found.get(prefix, 0.0) + p
                     continue
                 if grows and len(prefix) < max_chars and p > floor:
-                    child = (-math.log(p), next(order), (*prefix, i), in_word or i in word,
-                             state, (i,))  # fmt: skip
-                    heapq.heappush(heap, child)
+                    push(p, (*prefix, i), in_word or i in word, state, i)
     best = sorted(found.items(), key=lambda kv: -kv[1])[:n]
     end = () if not documents else (vocab.end_id,)
     return [_suggestion(vocab, [*ids, *end], math.log(p)) for ids, p in best]

@@ -112,9 +112,9 @@ class Budget:
 
 def what_ended(
     cfg: TrainConfig, step: int, elapsed: float, budget: Budget | None, stop: str | None
-) -> str:
-    """Which limit ended a run, in words for its last line (the first that holds, in the
-    order the trainer reads them)."""
+) -> str | None:
+    """Which limit ends the run here, in words for its last line (the first that holds);
+    None while none does. The trainer asks it between steps."""
     if stop is not None:
         return stop
     if cfg.max_steps is not None and step >= cfg.max_steps:
@@ -123,4 +123,4 @@ def what_ended(
         return f"the {budget.total:,} steps train.max_seconds={cfg.max_seconds:g} allows here"
     if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
         return f"train.max_seconds={cfg.max_seconds:g} spent"
-    return "stopped"
+    return None

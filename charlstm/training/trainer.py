@@ -447,7 +447,7 @@ class Trainer:
         finally:
             self._close(live, finished)
         elapsed = live.elapsed()
-        ended = what_ended(self.cfg.train, self.step, elapsed, self.budget, self.stop_reason)
+        ended = self._ended_by(elapsed) or "stopped"
         return TrainSummary(self.step, self.best_val_loss, self.last_val_loss, self.out_dir,
                             elapsed, last_step_started, self.diagnosis,
                             self.stop_reason is not None, ended)  # fmt: skip
@@ -485,7 +485,8 @@ class Trainer:
     def _should_stop(self, stop: StopRequests, live: _Live) -> bool:
         """Between steps, and agreed by all ranks: time up (True), or asked to stop (then
         last.pt is saved and the run ends with the signal's exit code)."""
-        time_up, signalled = self.ranks.any(self._done(live.elapsed()), stop.signum is not None)
+        ended = self._ended_by(live.elapsed()) is not None
+        time_up, signalled = self.ranks.any(ended, stop.signum is not None)
         if signalled:
             path = self.save(LAST, live.elapsed())
             self.checkpoints.wait()
@@ -563,14 +564,8 @@ class Trainer:
         stats = f"loss {loss:.3f} bpc {bits_per_char(loss):.3f} {chars_per_sec:,.0f} chars/s"
         live.progress.update(self.step, fraction, left, stats)
 
-    def _done(self, elapsed: float) -> bool:
-        t = self.cfg.train
-        return (
-            self.stop_reason is not None
-            or (t.max_steps is not None and self.step >= t.max_steps)
-            or (t.max_seconds is not None and elapsed >= t.max_seconds)
-            or (self.budget is not None and self.budget.done(self.step))
-        )
+    def _ended_by(self, elapsed: float) -> str | None:
+        return what_ended(self.cfg.train, self.step, elapsed, self.budget, self.stop_reason)
 
     def _agree_on_budget(self) -> None:
         """Every rank decays over the main rank's count, or their weights would drift."""

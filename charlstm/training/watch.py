@@ -32,6 +32,7 @@ import torch
 
 from charlstm.config import Config, TrainConfig
 from charlstm.errors import CharlstmError
+from charlstm.rundir import BEST, LAST
 
 SPIKE_MARGIN = 0.5  # nats: a blow-up rises by at least this much, whatever the factor
 # Validation moving by less than this (nats/char) is noise, not a change in direction.
@@ -116,7 +117,7 @@ class Guard:
             else f"loss {loss:.3f} after {self.recent:.3f}"
         )
         if self.rollbacks > self.cfg.max_rollbacks:
-            names = sorted({p.name for p in self.kept()} & {"last.pt", "best.pt"}, reverse=True)
+            names = sorted({p.name for p in self.kept()} & {LAST, BEST}, reverse=True)
             held = " and ".join(names) + " hold good weights" if names else "nothing saved yet"
             raise CharlstmError(
                 f"training blew up again at step {step} ({what}) after "
