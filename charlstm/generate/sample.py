@@ -21,6 +21,7 @@ from charlstm.data.vocab import Vocab
 from charlstm.generate.constraints import constraint_for
 from charlstm.generate.context import prime_context, warm_state
 from charlstm.generate.repetition import repetition_for
+from charlstm.generate.stops import StopStrings
 from charlstm.model import CharRNN, evaluating
 from charlstm.options import SampleSettings
 
@@ -178,29 +179,25 @@ def draw_rows(logits: torch.Tensor, samplers: Sequence[Sampler]) -> torch.Tensor
 class _SampleText:
     """One sample's text as it grows: decoding, the stop string, and what may be shown.
 
-    Text that could be the start of the stop string is held back until it is not; the
-    stop string is searched for in the generated text only. The caller keeps the pieces
-    shown (joined once at the end), so a long sample costs the same per character as a
-    short one."""
+    Text that could be the start of the stop string is held back until it is not
+    (generate/stops.py); the stop string is searched for in the generated text only. The
+    caller keeps the pieces shown (joined once at the end), so a long sample costs the
+    same per character as a short one."""
 
-    def __init__(self, vocab: Vocab, stop: str | None):
+    def __init__(self, vocab: Vocab, stops: StopStrings):
         self.decoder = vocab.stream_decoder()
         self.pending = ""
-        self.stop = stop
+        self.stops = stops
         self.done = False
 
     def add(self, piece: str) -> str:
         """Take newly decoded text; return what is now safe to show."""
-        if not self.stop:
+        if not self.stops:
             return piece
         text = self.pending + piece
-        hit = text.find(self.stop)
-        if hit >= 0:
-            shown, self.pending, self.done = text[:hit], "", True
-        else:
-            cut = len(text) - (len(self.stop) - 1)
-            shown, self.pending = text[:cut], text[cut:]
-        return shown
+        final, self.done = self.stops.release(text)
+        self.pending = "" if self.done else text[final:]
+        return text[:final]
 
     def finish(self) -> str:
         shown, self.pending = self.pending, ""
@@ -261,7 +258,8 @@ def iter_samples(
         prime, context = prime_context(vocab, prime, settings.unknown)
         sampler = Sampler(settings)
         batch = settings.num_samples
-        samples = [_SampleText(vocab, settings.stop) for _ in range(batch)]
+        stops = StopStrings(settings.stop)
+        samples = [_SampleText(vocab, stops) for _ in range(batch)]
         constraint = constraint_for(vocab, settings, device)
         if constraint is not None:
             states = constraint.start(vocab.encode(prime).tolist(), batch)
@@ -273,7 +271,7 @@ def iter_samples(
                 yield i, prime
         state = warm_state(model, context, batch)
         last = torch.full((batch, 1), context[-1], dtype=torch.long, device=device)
-        every = _read_back_every(device, watched=watched or settings.stop is not None)
+        every = _read_back_every(device, watched=watched or bool(stops))
         pending: list[torch.Tensor] = []
         for step in range(settings.length):
             interrupt.check("sampling")
@@ -305,7 +303,7 @@ def iter_samples(
                     piece = sample.add("".join(map(sample.decoder.feed, row)))
                     if piece:
                         yield i, piece
-            if settings.stop is not None and all(s.done for s in samples):
+            if stops and all(s.done for s in samples):
                 break
         for i, sample in enumerate(samples):
             piece = sample.finish()

@@ -25,6 +25,7 @@ from charlstm.generate.documents import make_documents
 from charlstm.generate.repetition import Repetition, repetition_for
 from charlstm.generate.result import Generated
 from charlstm.generate.sample import generate
+from charlstm.generate.stops import StopStrings
 from charlstm.model import CharRNN, State, evaluating
 from charlstm.options import SampleSettings
 
@@ -33,12 +34,6 @@ def _select(state: State, rows: torch.Tensor) -> State:
     if isinstance(state, tuple):
         return tuple(s.index_select(1, rows) for s in state)
     return state.index_select(1, rows)
-
-
-def _cut_at_stop(text: str, stop: str | None) -> tuple[str, bool]:
-    if stop is None or stop not in text:
-        return text, False
-    return text[: text.index(stop)], True
 
 
 # The likeliest text of a character model is a loop: a banner of '#', a run of spaces, a
@@ -97,20 +92,24 @@ class _Beams:
         return float(self.rank[i]), float(self.own[i]), self.ids[i], vocab.decode(self.ids[i])
 
 
+Finished = list[tuple[float, float, list[int], str]]  # rank, log-prob, ids, text
+
+
 def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, width: int):
     device = next(model.parameters()).device
     with evaluating(model):
         shown_prime, context = start_context(vocab, prime, settings)
         end = vocab.end_id
-        state = warm_state(model, context, 1)
+        # a document ends at its end id; a stop string ends plain text
+        stops = StopStrings(settings.stop if end is None else None)
         prime_ids = vocab.encode(shown_prime).tolist()
         constraint = constraint_for(vocab, settings, device)
         zero = torch.zeros(1, dtype=torch.float64, device=device)
         first = torch.tensor([[context[-1]]], device=device)
-        beams = _Beams([[]], zero, zero.clone(), state, first,
+        beams = _Beams([[]], zero, zero.clone(), warm_state(model, context, 1), first,
                        constraint.start(prime_ids, 1) if constraint is not None else None,
                        repetition_for(settings, prime_ids, 1))  # fmt: skip
-        finished: list[tuple[float, float, list[int], str]] = []  # rank, log-prob, ids, text
+        finished: Finished = []
         # a constrained document ends where it matches: its end may follow the last character
         for step in range(settings.length + (constraint is not None and end is not None)):
             interrupt.check("searching")
@@ -121,54 +120,72 @@ def _beam(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings, wi
                 rank = F.log_softmax(beams.repetition.adjust(logits[:, -1]).double(), dim=-1)
             if constraint is not None:
                 allowed = constraint.allowed(beams.states, step)
-                open_ = allowed.any(dim=1).tolist()  # waits for the device
-                finished += [beams.entry(i, vocab) for i, o in enumerate(open_) if not o]
-                rows = [i for i, o in enumerate(open_) if o]  # the others: whole matches
-                if len(rows) < len(open_):
-                    beams.keep(rows)
-                    own, rank, allowed = own[rows], rank[rows], allowed[rows]
-                if not rows:
+                kept = _constrain(beams, allowed, own, rank, vocab, finished)
+                if kept is None:
                     break
-                rank = rank.masked_fill(~allowed, -math.inf)
-                if beams.repetition is not None:  # a rule against loops steps aside where
-                    stuck = ~torch.isfinite(rank).any(dim=1, keepdim=True)  # it left nothing
-                    rank = torch.where(stuck, own.masked_fill(~allowed, -math.inf), rank)
-            total = (beams.rank[:, None] + rank).flatten()
-            top = total.topk(min(width, total.numel()))
-            found = torch.isfinite(top.values)  # a constraint may leave fewer than `width`
-            values, indices = top.values[found], top.indices[found]
-            # waits for the device: the chosen rows and characters come back
-            rows, chars = (indices // own.shape[1]).tolist(), indices % own.shape[1]
-            own_next = beams.own[rows] + own[rows, chars]
-            beams.keep(rows)
-            beams.ids = [ids + [c] for ids, c in zip(beams.ids, chars.tolist(), strict=True)]
-            beams.rank, beams.own, beams.last = values, own_next, chars[:, None]
-            if constraint is not None:
-                beams.states = constraint.advance(beams.states, chars)
-            if beams.repetition is not None:
-                beams.repetition.add(chars.tolist())
-            if settings.stop is not None or end is not None:
-                going = []
-                for i, ids in enumerate(beams.ids):
-                    if end is not None:
-                        stopped = ids[-1] == end
-                    else:
-                        stopped = _cut_at_stop(vocab.decode(ids), settings.stop)[1]
-                    if stopped:
-                        rank_i, own_i, _, text = beams.entry(i, vocab)
-                        text = text if end is not None else _cut_at_stop(text, settings.stop)[0]
-                        finished.append((rank_i, own_i, ids, text))
-                    else:
-                        going.append(i)
-                if len(going) < len(beams.ids):
-                    beams.keep(going)
-                if not going:  # every beam has stopped
-                    break
+                own, rank = kept
+            _extend(beams, own, rank, width, constraint)
+            if (stops or end is not None) and not _retire_ended(beams, vocab, stops, finished):
+                break  # every beam has ended
         finished += [beams.entry(i, vocab) for i in range(len(beams.ids))]
         # per prediction; a document's end is one of its predictions
         _, log_prob, ids, text = max(finished, key=lambda f: f[0] / max(len(f[2]), 1))
         ended = end is not None and bool(ids) and ids[-1] == end
         return Generated(shown_prime + text, log_prob, len(ids) - ended, ended)
+
+
+def _constrain(beams: _Beams, allowed: torch.Tensor, own, rank, vocab: Vocab, finished: Finished):
+    """Apply a constraint's allowed characters: rows with none left are whole matches,
+    moved to `finished`; the rest rank only what the constraint allows. (own, rank) of
+    the rows that go on, or None when none do."""
+    open_ = allowed.any(dim=1).tolist()  # waits for the device
+    finished += [beams.entry(i, vocab) for i, o in enumerate(open_) if not o]
+    rows = [i for i, o in enumerate(open_) if o]
+    if len(rows) < len(open_):
+        beams.keep(rows)
+        own, rank, allowed = own[rows], rank[rows], allowed[rows]
+    if not rows:
+        return None
+    rank = rank.masked_fill(~allowed, -math.inf)
+    if beams.repetition is not None:  # a rule against loops steps aside where it left nothing
+        stuck = ~torch.isfinite(rank).any(dim=1, keepdim=True)
+        rank = torch.where(stuck, own.masked_fill(~allowed, -math.inf), rank)
+    return own, rank
+
+
+def _extend(beams: _Beams, own: torch.Tensor, rank: torch.Tensor, width: int, constraint) -> None:
+    """Keep the `width` likeliest one-character extensions of the beams."""
+    total = (beams.rank[:, None] + rank).flatten()
+    top = total.topk(min(width, total.numel()))
+    found = torch.isfinite(top.values)  # a constraint may leave fewer than `width`
+    values, indices = top.values[found], top.indices[found]
+    # waits for the device: the chosen rows and characters come back
+    rows, chars = (indices // own.shape[1]).tolist(), indices % own.shape[1]
+    own_next = beams.own[rows] + own[rows, chars]
+    beams.keep(rows)
+    beams.ids = [ids + [c] for ids, c in zip(beams.ids, chars.tolist(), strict=True)]
+    beams.rank, beams.own, beams.last = values, own_next, chars[:, None]
+    if constraint is not None:
+        beams.states = constraint.advance(beams.states, chars)
+    if beams.repetition is not None:
+        beams.repetition.add(chars.tolist())
+
+
+def _retire_ended(beams: _Beams, vocab: Vocab, stops: StopStrings, finished: Finished) -> bool:
+    """Move the beams that ended this step (at the end id, or where a stop string
+    appeared, decoding only the ids that can show one) to `finished`; whether any go on."""
+    going = []
+    for i, ids in enumerate(beams.ids):
+        if vocab.end_id is not None and ids[-1] == vocab.end_id:
+            finished.append(beams.entry(i, vocab))
+        elif stops and stops.ended(vocab, ids):
+            rank, own, ids, text = beams.entry(i, vocab)
+            finished.append((rank, own, ids, stops.cut(text)[0]))
+        else:
+            going.append(i)
+    if len(going) < len(beams.ids):
+        beams.keep(going)
+    return bool(going)
 
 
 @torch.no_grad()

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from charlstm.data.vocab import Vocab
 from charlstm.generate.constraints import Constraint
 from charlstm.generate.sample import Sampler, draw_rows, one_char_steps
+from charlstm.generate.stops import StopStrings
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
 
@@ -66,7 +67,7 @@ class Done:
 class Stream:
     context: list[int]  # ids the first draw is conditioned on (prime, or a start)
     settings: SampleSettings
-    stops: tuple[str, ...]
+    stops: StopStrings  # a tuple of strings is taken too
     # (index, Piece or Done) arrive here; the streams of one request may share a queue
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     index: int = 0  # which choice of its request
@@ -90,6 +91,10 @@ class Stream:
     warm_state: object = None  # the state after the prime read so far
     warmed: int = 0  # prime characters read
     matched: torch.Tensor | None = None  # the constraint's state, (1,)
+
+    def __post_init__(self):
+        if not isinstance(self.stops, StopStrings):
+            self.stops = StopStrings(self.stops)
 
 
 def _each(fn, *states):
@@ -424,19 +429,15 @@ class Engine:
 
     def _hold_for_stops(self, stream: Stream, piece: str, log_prob) -> None:
         """Text that may begin a stop string waits until it cannot; a stop string found
-        ends the stream before it."""
+        ends the stream before it (generate/stops.py)."""
         stream.pending += piece
         if stream.log_probs:
             stream.pending_lp += [log_prob] * len(piece)
-        for stop in stream.stops:
-            at = stream.pending.find(stop)
-            if at >= 0:
-                self._release_text(stream, at)
-                stream.pending, stream.pending_lp = "", []
-                self._finish(stream, "stop")
-                return
-        hold = max(len(s) - 1 for s in stream.stops)
-        self._release_text(stream, max(0, len(stream.pending) - hold))
+        final, hit = stream.stops.release(stream.pending)
+        self._release_text(stream, final)
+        if hit:
+            stream.pending, stream.pending_lp = "", []
+            self._finish(stream, "stop")
 
     def _release_text(self, stream: Stream, upto: int) -> None:
         if upto <= 0:
