@@ -42,10 +42,9 @@ from charlstm.evaluate import (
     score_texts,
 )
 from charlstm.evaluate import evaluate_text as _evaluate_text
-from charlstm.generate.documents import Known, Tally, known_documents
-from charlstm.generate.result import Generated, Generation
-from charlstm.generate.run import generate, mode_of
-from charlstm.generate.sample import iter_samples
+from charlstm.generate.documents import Known, known_documents
+from charlstm.generate.result import Generated, Generation, Tally
+from charlstm.generate.run import generate, plan, stream
 from charlstm.generate.suggest import Suggestion, next_chars, next_words
 from charlstm.inspect.ablation import ablated, parse_units
 from charlstm.model import CharRNN
@@ -183,19 +182,13 @@ class Model:
     def stream(self, prime: str = "", **options: Any) -> Iterator[str]:
         """As `sample`, with the same keyword options, but yields the text in pieces as it
         is generated (the prime first); joined, the pieces are exactly what `sample`
-        returns. One sample at a time: num_samples must be 1."""
-        settings = SampleSettings(prime=prime, **options)
-        if settings.num_samples != 1:
-            raise CharlstmError("stream() writes one sample; call sample(num_samples=...)")
-        if settings.beam is not None or settings.best_of is not None:
-            raise CharlstmError(
-                "stream() writes as it draws; a search knows its text at the end: call sample()"
-            )
-        if self.vocab.documents:  # a document is made whole (its end decides it): one piece
-            if (settings.documents or 1) != 1:
-                raise CharlstmError("stream() writes one document; call sample_documents()")
-            return iter(self.generate(settings).texts)
-        return (piece for _, piece in iter_samples(self.net, self.vocab, prime, settings))
+        returns (a search, or a document, comes whole). One text: num_samples and
+        documents 1."""
+        return self.stream_settings(SampleSettings(prime=prime, **options))
+
+    def stream_settings(self, settings: SampleSettings) -> Iterator[str]:
+        """`stream` from one SampleSettings (POST /sample with stream: true)."""
+        return stream(self.net, self.vocab, settings, lambda: self._known_for(settings))
 
     def next_chars(self, prime: str = "", n: int = 10, **options: Any) -> list[Suggestion]:
         """The n likeliest next characters after `prime`, each with `.text` and `.prob`
@@ -219,7 +212,7 @@ class Model:
         """`charlstm suggest` and POST /suggest in one call: {"chars": [...], "words":
         [...]} after settings.prime (read with its unknown and label), as many of each as
         `asked` says (0: none). A label on a text model is one line before any work."""
-        mode_of(self.vocab, settings)
+        plan(self.vocab, settings)
         options = {"unknown": settings.unknown, "label": settings.label}
         return {
             "chars": self.next_chars(settings.prime, asked.chars, **options) if asked.chars else [],

@@ -30,7 +30,7 @@ from charlstm.data.split import DocumentSplit
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.memory import check_scoring_fits
-from charlstm.model import CharRNN, evaluating
+from charlstm.model import CharRNN, bits_per_char, evaluating
 from charlstm.options import SampleSettings, ScoreSettings, TaskExamples, default_of
 from charlstm.progress import Work
 
@@ -40,11 +40,6 @@ WINDOW = default_of(ScoreSettings, "window")
 # Characters of context each stream reads before its first scored character. An LSTM's
 # state forgets most of what lies further back than this.
 BURN_IN = 256
-
-
-def bits_per_char(nats: float) -> float:
-    """A loss in nats per character as bits per character (the number papers report)."""
-    return nats / math.log(2)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ the literature that no fused kernel implements (charlstm/peephole.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -34,6 +35,11 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def bits_per_char(nats: float) -> float:
+    """A loss in nats per character as bits per character (the number papers report)."""
+    return nats / math.log(2)
 
 
 def has_cell_state(cell: str) -> bool:

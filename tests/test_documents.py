@@ -22,11 +22,12 @@ from charlstm.data.corpus import load_corpus
 from charlstm.data.documents import DocumentCutter, document_symbols
 from charlstm.data.split import split_documents
 from charlstm.data.vocab import END, Vocab
-from charlstm.errors import ConfigError, VocabError
+from charlstm.errors import CharlstmError, ConfigError, VocabError
 from charlstm.generate.documents import make_documents
 from charlstm.options import SampleSettings
 from charlstm.training.trainer import Trainer
 from tests.test_export import export, needs_chromium, page_text
+from tests.test_serve import Server
 
 # A tiny grammar of names: two to four syllables, each a consonant and a vowel.
 NAME = re.compile(r"(?:[bdkm][aoi]){2,4}")
@@ -323,16 +324,36 @@ def test_scores_per_document_equal_eval_text_on_each_alone(names_run, tmp_path):
     assert rows[2]["loss"] > rows[0]["loss"]  # "bakobakobako" breaks the grammar's length
 
 
-def test_stream_joined_is_sample_for_document_models(names_run, labels_run):
-    """Model.stream on a document model writes the document sample() writes (it wrote
-    text from no document start, label ignored, before)."""
-    for run, options in ((names_run, {}), (labels_run, {"label": "up"})):
+def test_stream_joined_is_sample_for_every_kind_of_model_and_entry_point(
+    trained_run, names_run, labels_run
+):
+    """One dispatcher decides how to generate and whether it streams: for a text model,
+    a document model and a labelled one, the text streamed equals the text sampled, by
+    the Python API, the command line and POST /sample (stream: true). (Model.stream on
+    a document model once wrote text from no document start, its label ignored.)"""
+    cases = [(trained_run, {"prime": "the ", "length": 80, "temperature": 0.8}),
+             (names_run, {}), (labels_run, {"label": "up"})]  # fmt: skip
+    for run, options in cases:
         model = charlstm.load(run)
-        for seed in (1, 2):
-            streamed = "".join(model.stream(seed=seed, **options))
-            assert streamed == model.sample(seed=seed, **options), (run, seed)
+        server = Server(run)
+        try:
+            for seed in (1, 2):
+                asked = {**options, "seed": seed}
+                sampled = model.sample(**asked)
+                assert "".join(model.stream(**asked)) == sampled, (run, seed)
+                flags = [f"--{k.replace('_', '-')}={v}" for k, v in asked.items()]
+                shown = CliRunner().invoke(app, ["sample", "-c", str(run), *flags])
+                assert shown.exit_code == 0 and shown.stdout == sampled + "\n", shown.output
+                whole = server.post("/sample", asked).json()
+                first = whole["texts"][0] if "texts" in whole else whole["documents"][0]["text"]
+                streamed = server.post("/sample", {**asked, "stream": True})
+                assert streamed.status_code == 200 and first == streamed.text == sampled
+        finally:
+            server.stop()
     up = "".join(charlstm.load(labels_run).stream(seed=3, label="up"))
     assert sum(c in "ABC" for c in up) / max(1, len(up)) > 0.9
+    with pytest.raises(CharlstmError, match="one text"):
+        charlstm.load(names_run).stream(documents=3)
 
 
 def test_a_label_steers_what_is_generated(labels_run):

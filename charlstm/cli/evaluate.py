@@ -154,7 +154,7 @@ def _units(ablate: str) -> list[list[int]]:
 def _score_documents(model, path: Path, as_jsonl: bool) -> None:
     """Each document scored from the document start, in the file's order."""
     from charlstm.data.split import read_documents
-    from charlstm.evaluate import bits_per_char
+    from charlstm.model import bits_per_char
 
     model.vocab.require_documents("--documents", "use --text FILE")
     docs = read_documents(path, model.config.data)

@@ -13,7 +13,7 @@ def info(checkpoint: CheckpointOpt = None) -> None:
     import yaml
 
     from charlstm.api import load
-    from charlstm.evaluate import bits_per_char
+    from charlstm.model import bits_per_char
 
     try:
         model = load(checkpoint, "cpu")

@@ -123,15 +123,14 @@ def _generate(checkpoint, device: str, ablate: str | None, settings: SampleSetti
     (one plain sample)."""
     from charlstm.api import load
     from charlstm.device import pick_device
-    from charlstm.generate.run import mode_of
+    from charlstm.generate.run import plan
     from charlstm.inspect.ablation import parse_units
 
     units = parse_units(ablate) if ablate is not None else []
     model = load(checkpoint, pick_device(device))
     if units:
         model = model.ablated(units)
-    mode = mode_of(model.vocab, settings)  # what does not apply: one line before work
-    streamed = mode == "sample" and settings.num_samples == 1
+    streamed = plan(model.vocab, settings).streams  # what does not apply: one line first
     with StopRequests():
         on_text = (lambda _, piece: write_out(piece)) if streamed else None
         return model.generate(settings, on_text=on_text), streamed

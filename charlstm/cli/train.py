@@ -72,7 +72,7 @@ def train(
 
 
 def print_summary(summary) -> None:
-    from charlstm.evaluate import bits_per_char
+    from charlstm.model import bits_per_char
 
     run = RunDir(summary.out_dir)
     best = summary.best_val_loss

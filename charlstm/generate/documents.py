@@ -12,7 +12,7 @@ temperature they were drawn at.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ from charlstm.errors import CharlstmError
 from charlstm.generate.constraints import constraint_for
 from charlstm.generate.context import document_context, warm_state
 from charlstm.generate.repetition import repetition_for
-from charlstm.generate.result import Generated
+from charlstm.generate.result import Generated, Tally
 from charlstm.generate.sample import Sampler, one_char_steps
 from charlstm.model import CharRNN, evaluating
 from charlstm.options import SampleSettings, derived_seed
@@ -47,24 +47,6 @@ class Known:
         if text in self.train:
             return "train"
         return "val" if text in self.val else "new"
-
-
-@dataclass
-class Tally:
-    """What was drawn: how many in all, repeats, and how many were training, held-out
-    or new documents (counted once per distinct text, as makemore reports)."""
-
-    drawn: int = 0
-    repeats: int = 0
-    told: bool = False  # whether the training documents were at hand to tell new ones
-    places: dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0, "new": 0})
-
-    def line(self) -> str:
-        p = self.places
-        return (
-            f"{self.drawn:,} document(s) drawn, {self.repeats:,} repeat(s); of the distinct: "
-            f"{p['train']:,} in the training split, {p['val']:,} held out, {p['new']:,} new"
-        )
 
 
 @torch.no_grad()

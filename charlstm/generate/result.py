@@ -3,13 +3,9 @@ for documents, what was drawn."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from charlstm.evaluate import bits_per_char
-
-if TYPE_CHECKING:
-    from charlstm.generate.documents import Tally
+from charlstm.model import bits_per_char
 
 
 @dataclass(frozen=True)
@@ -41,6 +37,29 @@ class Generated:
             return row
         return row | {"log_prob": self.log_prob, "bpc": self.bpc, "chars": self.chars,
                       "ended": self.ended}  # fmt: skip
+
+
+@dataclass
+class Tally:
+    """What was drawn: how many in all, repeats, and how many were training, held-out
+    or new documents (counted once per distinct text, as makemore reports)."""
+
+    drawn: int = 0
+    repeats: int = 0
+    told: bool = False  # whether the training documents were at hand to tell new ones
+    places: dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0, "new": 0})
+
+    def line(self) -> str:
+        p = self.places
+        return (
+            f"{self.drawn:,} document(s) drawn, {self.repeats:,} repeat(s); of the distinct: "
+            f"{p['train']:,} in the training split, {p['val']:,} held out, {p['new']:,} new"
+        )
+
+
+def likeliest(texts: list[Generated]) -> Generated:
+    """The text with the fewest bits per character by the model's own probabilities."""
+    return min(texts, key=lambda t: t.bpc)
 
 
 @dataclass(frozen=True)

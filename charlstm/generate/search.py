@@ -21,9 +21,8 @@ from charlstm import interrupt
 from charlstm.data.vocab import Vocab
 from charlstm.generate.constraints import constraint_for
 from charlstm.generate.context import prime_context, start_context, warm_state
-from charlstm.generate.documents import make_documents
 from charlstm.generate.repetition import Repetition, repetition_for
-from charlstm.generate.result import Generated
+from charlstm.generate.result import Generated, likeliest
 from charlstm.generate.sample import generate
 from charlstm.generate.stops import StopStrings
 from charlstm.model import CharRNN, State, evaluating
@@ -216,16 +215,13 @@ def continuation_log_probs(
 
 
 def best_of(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings) -> Generated:
-    """`settings.best_of` samples drawn together (with the settings' temperature, top-k,
-    top-p and seed), and the likeliest of them by bits per character."""
-    if vocab.documents:
-        made = make_documents(model, vocab, settings, prime, count=settings.best_of)
-        scored = made
-        return min(scored, key=lambda s: s.bpc)
+    """Of a text model: `settings.best_of` samples drawn together (with the settings'
+    temperature, top-k, top-p and seed), and the likeliest of them by bits per character
+    (a document model's best-of is generate/run.py's)."""
     draws = replace(settings, num_samples=settings.best_of, best_of=None)
     texts = generate(model, vocab, prime, draws)
     shown_prime, _ = prime_context(vocab, prime, settings.unknown)
     continuations = [t[len(shown_prime) :] for t in texts]
     scores = continuation_log_probs(model, vocab, prime, continuations, settings.unknown)
     scored = [Generated(t, lp, n) for t, (lp, n) in zip(texts, scores, strict=True)]
-    return min(scored, key=lambda s: s.bpc)
+    return likeliest(scored)

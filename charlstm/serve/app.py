@@ -16,7 +16,7 @@ from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -61,9 +61,11 @@ class SampleRequest(ConstraintFields):
     repetition_penalty: float | None = None
     repetition_window: int | None = None
     no_repeat_ngram: int | None = None
+    # the text as it is drawn (text/plain, in pieces): one sample or one document
+    stream: bool = False
 
     def to_settings(self) -> SampleSettings:
-        given = self.model_dump(exclude_none=True)
+        given = self.model_dump(exclude_none=True, exclude={"stream"})
         if given.get("temperature") == 0:  # greedy, as OpenAI's API and its clients mean it
             del given["temperature"]
             given.setdefault("greedy", True)
@@ -202,6 +204,10 @@ async def sample(body: SampleRequest, request: Request):
     if settings.chars_asked > s.max_text:
         return error(400, f"at most {s.max_text:,} characters per request")
     try:
+        if body.stream:  # a document, or a search, is made whole before its one piece
+            pieces = await s.in_worker(request, s.served.model.stream_settings, settings)
+            s.take_job()
+            return StreamingResponse(s.streamed(pieces), media_type="text/plain; charset=utf-8")
         made = await s.in_worker(request, s.served.model.generate, settings)
     except CharlstmError as err:
         return error(400, str(err))

@@ -7,6 +7,7 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -68,9 +69,7 @@ class Service:
         """Run a whole /sample or /score request on a worker thread, at most max_jobs
         at once: each holds a core for as long as it takes, or until its client goes
         away (then it stops at its next character or window)."""
-        if self.jobs >= self.settings.max_jobs:
-            raise Busy(f"the server is busy ({self.settings.max_jobs} /sample or /score requests)")
-        self.jobs += 1
+        self.take_job()
         gone = threading.Event()
 
         def job():
@@ -85,6 +84,21 @@ class Service:
             return running.result()
         finally:
             running.add_done_callback(lambda _: self._release_job())
+
+    def take_job(self) -> None:
+        """Count one more /sample or /score job, or refuse it (503) when max_jobs run."""
+        if self.jobs >= self.settings.max_jobs:
+            raise Busy(f"the server is busy ({self.settings.max_jobs} /sample or /score requests)")
+        self.jobs += 1
+
+    async def streamed(self, pieces: Iterator[str]) -> AsyncIterator[str]:
+        """A streamed /sample job (counted already by take_job): each piece drawn on a
+        worker thread. A client that goes away stops it before its next piece."""
+        try:
+            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                yield piece
+        finally:
+            self._release_job()
 
     def _release_job(self) -> None:
         self.jobs -= 1

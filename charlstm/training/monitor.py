@@ -20,7 +20,7 @@ from torch.utils.tensorboard.summary import hparams
 from charlstm.config import Config
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, ConfigError
-from charlstm.evaluate import bits_per_char
+from charlstm.model import bits_per_char
 
 
 def _quiet_event_writer_failures() -> None:

@@ -27,13 +27,14 @@ from charlstm.data.corpus import Corpus, in_vocab, load_corpus
 from charlstm.data.split import split_documents
 from charlstm.device import check_bf16_runs, pick_device, seed_everything, training_precision
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
-from charlstm.evaluate import bits_per_char, evaluate_ids, score_split
-from charlstm.generate.sample import generate
+from charlstm.evaluate import evaluate_ids, score_split
+from charlstm.generate.run import generate
 from charlstm.interrupt import Interrupted, StopRequests, interrupted
 from charlstm.memory import amount, available_bytes, check_training_fits, parameter_count
 from charlstm.model import (
     CharRNN,
     State,
+    bits_per_char,
     detach_state,
     keep_if,
     state_from_tensors,
@@ -617,8 +618,9 @@ class Trainer:
                                       stop_when=time_up)  # fmt: skip
             if self.is_main:  # the one sample of the run's log
                 settings = SampleSettings(
-                    length=log.sample_length, temperature=log.sample_temperature, seed=self.step
-                )
+                    prime=self.sample_prime, length=log.sample_length,
+                    temperature=log.sample_temperature, seed=self.step,
+                )  # fmt: skip
                 text = self._log_sample(settings)
         self.last_val_loss = result.loss
         if not result.cut:  # a stretch cut short is not comparable with the others
@@ -652,12 +654,10 @@ class Trainer:
             keep_numbered(self.run_dir.checkpoints, name, self.cfg.train.keep_checkpoints)
 
     def _log_sample(self, settings: SampleSettings) -> str:
-        if self.split is None:
-            return generate(self.model, self.vocab, self.sample_prime, settings)[0]
-        from charlstm.generate.documents import make_documents
-
-        made = make_documents(self.model, self.vocab, replace(settings, num_samples=8))
-        return "\n".join(d.text for d in made)
+        """The run log's sample: one text, or eight short documents of a document model."""
+        count = 8 if self.vocab.documents else 1
+        made = generate(self.model, self.vocab, replace(settings, num_samples=count))
+        return "\n".join(made.texts)
 
     def _prepare_out_dir(self) -> None:
         try:
