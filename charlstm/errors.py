@@ -5,6 +5,7 @@ Anything else that escapes is a bug in charlstm and keeps its traceback.
 """
 
 import dataclasses
+import re
 
 
 class CharlstmError(Exception):
@@ -30,6 +31,25 @@ class CheckpointError(CharlstmError):
     """A checkpoint that is missing, corrupt, foreign or cannot be written."""
 
 
+# A field named in a settings error's message: `top_p`
+_FIELD = re.compile(r"`(\w+)`")
+
+
+class SettingsError(CharlstmError):
+    """A settings value the rules refuse. The message names each field as `field`: the
+    Python API and the server say the field's name (`top_p must be in (0, 1]`), the
+    command line its flag (`--top-p must be in (0, 1]`)."""
+
+    def __init__(self, marked: str):
+        self.marked = marked
+        found = _FIELD.search(marked)
+        self.param = found[1] if found else None  # the first field named (OpenAI's `param`)
+        super().__init__(_FIELD.sub(r"\1", marked))
+
+    def with_flags(self) -> str:
+        return _FIELD.sub(lambda m: "--" + m[1].replace("_", "-"), self.marked)
+
+
 # What a settings field's annotation admits (the Python API and the server hand values
 # over as they come: 2.5 characters, or "3" samples, must be one line, not a TypeError
 # further down).
@@ -48,7 +68,7 @@ _SAID = {"int": "a whole number", "float": "a number", "bool": "true or false", 
 
 def check_types(settings) -> None:
     """Each field of a settings object holds a value its annotation admits, else one line
-    naming the option (as the command line spells it)."""
+    naming the field."""
     for f in dataclasses.fields(settings):
         kinds = [k.strip() for k in str(f.type).split("|")]
         if not all(k in _ADMITS for k in kinds):
@@ -56,5 +76,4 @@ def check_types(settings) -> None:
         value = getattr(settings, f.name)
         if not any(_ADMITS[k](value) for k in kinds):
             wanted = " or ".join(_SAID[k] for k in kinds)
-            option = "--" + f.name.replace("_", "-")
-            raise CharlstmError(f"{option} must be {wanted} (got {value!r})")
+            raise SettingsError(f"`{f.name}` must be {wanted} (got {value!r})")

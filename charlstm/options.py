@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from charlstm.errors import CharlstmError, check_types
+from charlstm.errors import CharlstmError, SettingsError, check_types
 
 # The sizes N of synthetic task examples (charlstm.data.tasks), unless asked otherwise.
 TASK_N_MIN, TASK_N_MAX = 1, 10
@@ -94,9 +94,11 @@ def help_of(cls: type, name: str) -> str:
 
 
 def _check(checks: list[tuple[bool, str]]) -> None:
+    """Each (holds, message) rule; the first that fails is a SettingsError (its message
+    names fields as `field`)."""
     for ok, message in checks:
         if not ok:
-            raise CharlstmError(message)
+            raise SettingsError(message)
 
 
 # One sample's characters, and all of one call's: a run of days on a CPU, gigabytes of
@@ -170,86 +172,86 @@ class SampleSettings:
             [
                 (
                     self.min_length is None or self.min_length >= 0,
-                    f"--min-length must be >= 0 (got {self.min_length})",
+                    f"`min_length` must be >= 0 (got {self.min_length})",
                 ),
                 (
                     self.max_length is None or self.max_length >= 1,
-                    f"--max-length must be >= 1 (got {self.max_length})",
+                    f"`max_length` must be >= 1 (got {self.max_length})",
                 ),
                 (
                     self.min_length is None
                     or self.min_length <= min(self.length, self.max_length or self.length),
-                    "--min-length is more than --length / --max-length allow",
+                    "`min_length` is more than `length` / `max_length` allow",
                 ),
-                (all(self.contains), "--contains must not be empty"),
+                (all(self.contains), "`contains` must not be empty"),
                 (
                     self.repetition_penalty is None or 1.0 <= self.repetition_penalty <= 100.0,
-                    f"--repetition-penalty must be in 1..100 (got {self.repetition_penalty})",
+                    f"`repetition_penalty` must be in 1..100 (got {self.repetition_penalty})",
                 ),
                 (
                     1 <= self.repetition_window <= 100_000,
-                    f"--repetition-window must be in 1..100000 (got {self.repetition_window})",
+                    f"`repetition_window` must be in 1..100000 (got {self.repetition_window})",
                 ),
                 (
                     self.no_repeat_ngram is None or 0 <= self.no_repeat_ngram <= 1000,
-                    f"--no-repeat-ngram must be in 0..1000 (got {self.no_repeat_ngram})",
+                    f"`no_repeat_ngram` must be in 0..1000 (got {self.no_repeat_ngram})",
                 ),
-                (self.ends_with is None or self.ends_with != "", "--ends-with must not be empty"),
-                (self.allow is None or self.allow != "", "--allow must not be empty"),
-                seed_checks(self.seed, "--seed"),
+                (self.ends_with is None or self.ends_with != "", "`ends_with` must not be empty"),
+                (self.allow is None or self.allow != "", "`allow` must not be empty"),
+                seed_checks(self.seed, "`seed`"),
                 (
                     0 <= self.length <= MAX_LENGTH,
-                    f"--length must be in 0..{MAX_LENGTH:,} (got {self.length:,})",
+                    f"`length` must be in 0..{MAX_LENGTH:,} (got {self.length:,})",
                 ),
                 (
                     self.chars_asked <= MAX_CHARS_ASKED,
-                    f"at most {MAX_CHARS_ASKED:,} characters in all (--length times "
-                    f"--num-samples, --documents or --best-of; got {self.chars_asked:,})",
+                    f"at most {MAX_CHARS_ASKED:,} characters in all (`length` times "
+                    f"`num_samples`, `documents` or `best_of`; got {self.chars_asked:,})",
                 ),
-                (self.temperature > 0, f"--temperature must be > 0 (got {self.temperature})"),
+                (self.temperature > 0, f"`temperature` must be > 0 (got {self.temperature})"),
                 (
                     self.top_k is None or self.top_k >= 1,
-                    f"--top-k must be >= 1 (got {self.top_k})",
+                    f"`top_k` must be >= 1 (got {self.top_k})",
                 ),
                 (
                     self.top_p is None or 0 < self.top_p <= 1,
-                    f"--top-p must be in (0, 1] (got {self.top_p})",
+                    f"`top_p` must be in (0, 1] (got {self.top_p})",
                 ),
-                (self.num_samples >= 1, f"--num-samples must be >= 1 (got {self.num_samples})"),
+                (self.num_samples >= 1, f"`num_samples` must be >= 1 (got {self.num_samples})"),
                 (
                     self.unknown in ("error", "skip"),
-                    f"--unknown must be error or skip (got {self.unknown!r})",
+                    f"`unknown` must be error or skip (got {self.unknown!r})",
                 ),
-                (self.stop is None or self.stop != "", "--stop must not be empty"),
-                (self.beam is None or self.beam >= 1, f"--beam must be >= 1 (got {self.beam})"),
+                (self.stop is None or self.stop != "", "`stop` must not be empty"),
+                (self.beam is None or self.beam >= 1, f"`beam` must be >= 1 (got {self.beam})"),
                 (
                     self.best_of is None or self.best_of >= 1,
-                    f"--best-of must be >= 1 (got {self.best_of})",
+                    f"`best_of` must be >= 1 (got {self.best_of})",
                 ),
                 (
                     self.beam is None or self.best_of is None,
-                    "--beam and --best-of are two searches: give one of them",
+                    "`beam` and `best_of` are two searches: give one of them",
                 ),
                 (
                     (self.beam is None and self.best_of is None) or self.num_samples == 1,
-                    "--beam and --best-of return one text: leave --num-samples at 1",
+                    "`beam` and `best_of` return one text: leave `num_samples` at 1",
                 ),
                 (
                     self.documents is None or self.documents >= 1,
-                    f"--documents must be >= 1 (got {self.documents})",
+                    f"`documents` must be >= 1 (got {self.documents})",
                 ),
                 (
                     self.documents is None or (self.beam is None and self.best_of is None),
-                    "--beam and --best-of return one document: leave out --documents",
+                    "`beam` and `best_of` return one document: leave out `documents`",
                 ),
                 (
                     self.documents is None or (self.num_samples == 1 and self.stop is None),
-                    "--documents N counts the documents and each ends at its end token: leave "
-                    "out --num-samples and --stop",
+                    "`documents` N counts the documents and each ends at its end token: leave "
+                    "out `num_samples` and `stop`",
                 ),
                 (
                     self.documents is not None or not (self.unique or self.novel),
-                    "--unique and --novel choose among documents: give --documents N",
+                    "`unique` and `novel` choose among documents: give `documents` N",
                 ),
             ]
         )
@@ -267,9 +269,9 @@ class SuggestSettings:
         check_types(self)
         _check(
             [
-                (0 <= self.chars <= 1000, f"--chars must be in 0..1000 (got {self.chars})"),
-                (0 <= self.words <= 100, f"--words must be in 0..100 (got {self.words})"),
-                (self.chars or self.words, "give --chars N or --words N (or both)"),
+                (0 <= self.chars <= 1000, f"`chars` must be in 0..1000 (got {self.chars})"),
+                (0 <= self.words <= 100, f"`words` must be in 0..100 (got {self.words})"),
+                (self.chars or self.words, "give `chars` N or `words` N (or both)"),
             ]
         )
 
@@ -288,8 +290,8 @@ class ScoreSettings:
         check_types(self)
         _check(
             [
-                (self.streams >= 1, f"--streams must be >= 1 (got {self.streams})"),
-                (self.window >= 1, f"--window must be >= 1 (got {self.window})"),
+                (self.streams >= 1, f"`streams` must be >= 1 (got {self.streams})"),
+                (self.window >= 1, f"`window` must be >= 1 (got {self.window})"),
             ]
         )
 
@@ -306,7 +308,7 @@ class TaskExamples:
 
     def __post_init__(self) -> None:
         check_types(self)
-        _check([seed_checks(self.seed, "--seed")])
+        _check([seed_checks(self.seed, "`seed`")])
 
 
 @dataclass(frozen=True)
@@ -318,7 +320,7 @@ class TaskCorpus:
 
     def __post_init__(self) -> None:
         check_types(self)
-        _check([seed_checks(self.seed, "--seed")])
+        _check([seed_checks(self.seed, "`seed`")])
 
 
 @dataclass(frozen=True)
@@ -333,10 +335,10 @@ class InspectSettings:
         check_types(self)
         _check(
             [
-                (self.max_chars >= 1 and self.top >= 1, "--max-chars and --top must be >= 1"),
+                (self.max_chars >= 1 and self.top >= 1, "`max_chars` and `top` must be >= 1"),
                 (
                     self.unknown in ("error", "skip"),
-                    f"--unknown must be error or skip (got {self.unknown!r})",
+                    f"`unknown` must be error or skip (got {self.unknown!r})",
                 ),
             ]
         )

@@ -55,7 +55,7 @@ def test_score_matches_eval(model, trained_run):
 def test_errors_raise_charlstm_exceptions_never_exit(model, tmp_path):
     with pytest.raises(charlstm.VocabError, match="not in the model's vocabulary"):
         model.sample(prime="Ω")
-    with pytest.raises(charlstm.CharlstmError, match="--temperature must be > 0"):
+    with pytest.raises(charlstm.CharlstmError, match="^temperature must be > 0"):
         model.sample(temperature=0)
     with pytest.raises(charlstm.CharlstmError, match="one sample"):
         model.stream(num_samples=2)
@@ -99,10 +99,10 @@ def test_the_version_is_printed():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"length": 2.5}, "--length must be a whole number (got 2.5)"),
-        ({"length": 10**12}, "--length must be in 0..10,000,000"),
-        ({"num_samples": "3"}, "--num-samples must be a whole number (got '3')"),
-        ({"temperature": "hot"}, "--temperature must be a number (got 'hot')"),
+        ({"length": 2.5}, "length must be a whole number (got 2.5)"),
+        ({"length": 10**12}, "length must be in 0..10,000,000"),
+        ({"num_samples": "3"}, "num_samples must be a whole number (got '3')"),
+        ({"temperature": "hot"}, "temperature must be a number (got 'hot')"),
         ({"length": 2_000_000, "num_samples": 100}, "at most 100,000,000 characters in all"),
     ],
 )
@@ -113,4 +113,4 @@ def test_the_python_api_checks_each_number_as_the_command_line_does(trained_run,
     model = charlstm.load(trained_run)
     with pytest.raises(CharlstmError) as raised:
         model.sample(**options)
-    assert message in str(raised.value)
+    assert str(raised.value).startswith(message)  # the field, not the flag

@@ -162,12 +162,12 @@ def test_rows_drawn_together_are_each_what_their_sampler_draws_alone():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"temperature": 0}, "--temperature must be > 0"),
-        ({"top_p": 1.5}, r"--top-p must be in \(0, 1\]"),
-        ({"top_p": 0}, r"--top-p must be in \(0, 1\]"),
-        ({"top_k": 0}, "--top-k must be >= 1"),
-        ({"num_samples": 0}, "--num-samples must be >= 1"),
-        ({"unknown": "drop"}, "--unknown must be"),
+        ({"temperature": 0}, "^temperature must be > 0"),
+        ({"top_p": 1.5}, r"^top_p must be in \(0, 1\]"),
+        ({"top_p": 0}, r"^top_p must be in \(0, 1\]"),
+        ({"top_k": 0}, "^top_k must be >= 1"),
+        ({"num_samples": 0}, "^num_samples must be >= 1"),
+        ({"unknown": "drop"}, "^unknown must be"),
     ],
 )
 def test_bad_settings_are_named(kwargs, message):

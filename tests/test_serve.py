@@ -195,7 +195,7 @@ def test_a_seed_out_of_range_is_refused_and_the_engine_goes_on(server):
     wraps inside it. A seed torch cannot take once killed the engine for everyone."""
     for seed in (2**70, 2**64, -1):
         refused = server.post("/v1/completions", {"prompt": "the ", "seed": seed})
-        assert refused.status_code == 400 and "--seed must be a whole number in 0.." in refused.text
+        assert refused.status_code == 400 and "seed must be a whole number in 0.." in refused.text and "--" not in refused.text
     assert server.post("/sample", {"seed": 2**64}).status_code == 422
     edge = server.post("/v1/completions", {"prompt": "the ", "seed": 2**63 - 1, "n": 2,
                                            "max_tokens": 5}).json()  # fmt: skip

@@ -25,7 +25,7 @@ from charlstm.cli import (
     train,
     tune,
 )
-from charlstm.cli.common import err, out
+from charlstm.cli.common import err, one_line_errors, out
 
 app = typer.Typer(
     add_completion=False,
@@ -49,7 +49,7 @@ COMMANDS = {
     "info": info.info,
 }
 for name, command in COMMANDS.items():
-    app.command(name)(command)
+    app.command(name)(one_line_errors(command))
 app.add_typer(tasks.app, name="tasks")
 
 

@@ -9,16 +9,18 @@ Each option's default and help live on its settings field (charlstm/options.py);
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, SettingsError
 from charlstm.options import DEVICE_HELP, RUN_DEVICE, help_of
 
 # Windows has no SIGPIPE; a closed pipe there still ends with the status it has on Unix.
@@ -135,5 +137,22 @@ def check_out_file(path: Path | None, option: str) -> None:
 
 
 def fail(error: CharlstmError) -> typer.Exit:
-    err.print(f"{error.prefix}{error}", markup=False, soft_wrap=True)
+    """The one line a user's mistake prints (a settings rule names the flag), and its
+    exit code."""
+    said = error.with_flags() if isinstance(error, SettingsError) else str(error)
+    err.print(f"{error.prefix}{said}", markup=False, soft_wrap=True)
     return typer.Exit(error.exit_code)
+
+
+def one_line_errors(command: Callable) -> Callable:
+    """A command whose CharlstmError leaves as one line and its exit code (wrapped where
+    the commands are registered, so no command repeats it)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CharlstmError as error:
+            raise fail(error) from None
+
+    return run

@@ -16,7 +16,6 @@ from charlstm.cli.common import (
     CheckpointOpt,
     DeviceOpt,
     err,
-    fail,
     json_line,
     option_of,
     out,
@@ -78,25 +77,22 @@ def evaluate(
     from charlstm.evaluate import check_eval_options
     from charlstm.inspect.ablation import parse_units
 
-    try:
-        if documents is None and as_jsonl:
-            raise CharlstmError("--jsonl scores documents: give --documents FILE")
-        if task is not None:
-            check_task_options(task, count, n_min, n_max)
-        elif documents is None:
-            check_eval_options(text, split, streams, window)
-        units = parse_units(ablate) if ablate is not None and documents is None else []
-        model = load(checkpoint, pick_device(device))
-        silenced = model.ablated(units) if units else None
-        with StopRequests():
-            if documents is not None:
-                _score_documents(model, documents, as_jsonl)
-            elif task is not None:
-                _score_task(model, silenced, task, count, seed, n_min, n_max, as_json, ablate)
-            else:
-                _score_text(model, silenced, text, split, streams, window, as_json, ablate)
-    except CharlstmError as error:
-        raise fail(error) from None
+    if documents is None and as_jsonl:
+        raise CharlstmError("--jsonl scores documents: give --documents FILE")
+    if task is not None:
+        check_task_options(task, count, n_min, n_max)
+    elif documents is None:
+        check_eval_options(text, split, streams, window)
+    units = parse_units(ablate) if ablate is not None and documents is None else []
+    model = load(checkpoint, pick_device(device))
+    silenced = model.ablated(units) if units else None
+    with StopRequests():
+        if documents is not None:
+            _score_documents(model, documents, as_jsonl)
+        elif task is not None:
+            _score_task(model, silenced, task, count, seed, n_min, n_max, as_json, ablate)
+        else:
+            _score_text(model, silenced, text, split, streams, window, as_json, ablate)
 
 
 def _score_text(model, silenced, text, split, streams, window, as_json, ablate) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from charlstm.cli.common import CheckpointOpt, check_out_file, fail, out
+from charlstm.cli.common import CheckpointOpt, check_out_file, out
 from charlstm.errors import CharlstmError
 
 FORMATS = ("html", "onnx", "safetensors")
@@ -43,31 +43,28 @@ def export(
     from charlstm.api import load
     from charlstm.export.page import check_precision, export_page
 
-    try:
-        if form not in FORMATS:
-            raise CharlstmError(f"--format must be html, onnx or safetensors (got {form!r})")
-        check_precision(precision)
-        check_out_file(out_file, "--out")
-        if form == "safetensors":
-            from charlstm.checkpoint import read_checkpoint, resolve_checkpoint, write_safetensors
+    if form not in FORMATS:
+        raise CharlstmError(f"--format must be html, onnx or safetensors (got {form!r})")
+    check_precision(precision)
+    check_out_file(out_file, "--out")
+    if form == "safetensors":
+        from charlstm.checkpoint import read_checkpoint, resolve_checkpoint, write_safetensors
 
-            saved = read_checkpoint(resolve_checkpoint(checkpoint))
-            try:
-                size = write_safetensors(out_file, saved)
-            except OSError as error:
-                raise CharlstmError(f"cannot write {out_file}: {error.strerror}") from None
-            out.print(f"wrote {out_file}/: {size / 1e6:.2f} MB, model.safetensors and "
-                      "config.json; every command opens it as --checkpoint")  # fmt: skip
-            return
-        if form == "onnx":
-            from charlstm.export.onnx import export_onnx
+        saved = read_checkpoint(resolve_checkpoint(checkpoint))
+        try:
+            size = write_safetensors(out_file, saved)
+        except OSError as error:
+            raise CharlstmError(f"cannot write {out_file}: {error.strerror}") from None
+        out.print(f"wrote {out_file}/: {size / 1e6:.2f} MB, model.safetensors and "
+                  "config.json; every command opens it as --checkpoint")  # fmt: skip
+        return
+    if form == "onnx":
+        from charlstm.export.onnx import export_onnx
 
-            size = export_onnx(load(checkpoint, "cpu"), out_file)
-            out.print(f"wrote {out_file}: {size / 1e6:.2f} MB, an ONNX step model (opset 17)")
-            return
-        exported = export_page(load(checkpoint, "cpu"), out_file, precision, title)
-    except CharlstmError as error:
-        raise fail(error) from None
+        size = export_onnx(load(checkpoint, "cpu"), out_file)
+        out.print(f"wrote {out_file}: {size / 1e6:.2f} MB, an ONNX step model (opset 17)")
+        return
+    exported = export_page(load(checkpoint, "cpu"), out_file, precision, title)
     out.print(
         f"wrote {exported.path}: {exported.bytes / 1e6:.2f} MB, {exported.parameters:,} "
         f"parameters ({precision}); open it in a browser, or add "

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from charlstm.cli.common import CheckpointOpt, fail, out
-from charlstm.errors import CharlstmError
+from charlstm.cli.common import CheckpointOpt, out
 
 
 def info(checkpoint: CheckpointOpt = None) -> None:
@@ -15,10 +14,7 @@ def info(checkpoint: CheckpointOpt = None) -> None:
     from charlstm.api import load
     from charlstm.model import bits_per_char
 
-    try:
-        model = load(checkpoint, "cpu")
-    except CharlstmError as error:
-        raise fail(error) from None
+    model = load(checkpoint, "cpu")
     best = model.best_val_loss
     out.print(
         yaml.safe_dump(model.config.to_dict(), sort_keys=False, allow_unicode=True).rstrip(),

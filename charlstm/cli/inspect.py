@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from charlstm.cli.common import CheckpointOpt, check_out_file, err, fail, option_of, out
+from charlstm.cli.common import CheckpointOpt, check_out_file, err, option_of, out
 from charlstm.errors import CharlstmError
 from charlstm.interrupt import StopRequests
 from charlstm.options import InspectSettings
@@ -66,24 +66,21 @@ def inspect(
     from charlstm.inspect.features import language_of
     from charlstm.inspect.pipeline import check_inspect_options, report_format
 
-    try:
-        if (text_file is None) == (prime is None):
-            raise CharlstmError("inspect needs exactly one of --text FILE and --prime TEXT")
-        check_inspect_options(feature or [], top, unknown, find, max_chars)
-        check_out_file(out_file, "--out")
-        chosen = report_format(out_file, fmt)
-        lang = language_of(text_file, language)
-        text = (read_text_file(text_file) if text_file is not None else prime)[:max_chars]
-        model = load(checkpoint, "cpu")
-        with StopRequests():
-            seen = model.inspect(
-                text, features=feature or [], language=lang, top=top, unknown=unknown,
-                find=find, title=text_file.name if text_file else "prime",
-                show_progress=True, console=err,
-            )  # fmt: skip
-        seen.write(out_file, chosen)
-    except CharlstmError as error:
-        raise fail(error) from None
+    if (text_file is None) == (prime is None):
+        raise CharlstmError("inspect needs exactly one of --text FILE and --prime TEXT")
+    check_inspect_options(feature or [], top, unknown, find, max_chars)
+    check_out_file(out_file, "--out")
+    chosen = report_format(out_file, fmt)
+    lang = language_of(text_file, language)
+    text = (read_text_file(text_file) if text_file is not None else prime)[:max_chars]
+    model = load(checkpoint, "cpu")
+    with StopRequests():
+        seen = model.inspect(
+            text, features=feature or [], language=lang, top=top, unknown=unknown,
+            find=find, title=text_file.name if text_file else "prime",
+            show_progress=True, console=err,
+        )  # fmt: skip
+    seen.write(out_file, chosen)
     _summary(out_file, seen, find)
 
 

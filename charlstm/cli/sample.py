@@ -16,7 +16,6 @@ from charlstm.cli.common import (
     PrimeFileOpt,
     check_out_file,
     err,
-    fail,
     json_line,
     option_of,
     read_prime,
@@ -104,18 +103,15 @@ def sample(
     ablate: AblateOpt = None,
 ) -> None:
     """Generate text from a checkpoint, streaming it as it is generated."""
-    try:
-        prime = read_prime(prime, prime_file)
-        settings = settings_from(SampleSettings, locals())
-        if as_jsonl and documents is None:
-            raise CharlstmError("--jsonl writes documents: give --documents N")
-        check_out_file(output, "--output")
-        made, streamed = _generate(checkpoint, device, ablate, settings)
-        text = _show(made, streamed, as_jsonl)
-        if output is not None:
-            write_file(output, text)
-    except CharlstmError as error:
-        raise fail(error) from None
+    prime = read_prime(prime, prime_file)
+    settings = settings_from(SampleSettings, locals())
+    if as_jsonl and documents is None:
+        raise CharlstmError("--jsonl writes documents: give --documents N")
+    check_out_file(output, "--output")
+    made, streamed = _generate(checkpoint, device, ablate, settings)
+    text = _show(made, streamed, as_jsonl)
+    if output is not None:
+        write_file(output, text)
 
 
 def _generate(checkpoint, device: str, ablate: str | None, settings: SampleSettings):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from charlstm.cli.common import CheckpointOpt, err, fail, option_of, settings_from
+from charlstm.cli.common import CheckpointOpt, err, option_of, settings_from
 from charlstm.errors import CharlstmError
 from charlstm.options import ServeSettings
 
@@ -53,11 +53,8 @@ def serve(
     POST /v1/completions (streaming too), GET /v1/models, and charlstm's own POST
     /sample, /suggest and /score, GET /info and /health, and a playground at GET /;
     concurrent requests share each recurrent step."""
-    try:
-        settings = settings_from(ServeSettings, locals())
-        model, path = _load(checkpoint, device)
-    except CharlstmError as error:
-        raise fail(error) from None
+    settings = settings_from(ServeSettings, locals())
+    model, path = _load(checkpoint, device)
     from charlstm.serve.server import serve as run_server
 
     run_server(model, settings, path, err)

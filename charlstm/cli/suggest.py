@@ -12,7 +12,6 @@ from charlstm.cli.common import (
     CheckpointOpt,
     DeviceOpt,
     PrimeFileOpt,
-    fail,
     json_line,
     option_of,
     out,
@@ -21,7 +20,6 @@ from charlstm.cli.common import (
     write_out,
 )
 from charlstm.cli.sample import LabelOpt, PrimeOpt, UnknownOpt
-from charlstm.errors import CharlstmError
 from charlstm.interrupt import StopRequests
 from charlstm.options import SampleSettings, SuggestSettings
 
@@ -47,15 +45,12 @@ def suggest(
     from charlstm.api import load
     from charlstm.device import pick_device
 
-    try:
-        prime = read_prime(prime, prime_file)
-        asked = settings_from(SuggestSettings, locals())
-        settings = SampleSettings(prime=prime, unknown=unknown, label=label)
-        model = load(checkpoint, pick_device(device))
-        with StopRequests():
-            found = model.suggest(settings, asked)
-    except CharlstmError as error:
-        raise fail(error) from None
+    prime = read_prime(prime, prime_file)
+    asked = settings_from(SuggestSettings, locals())
+    settings = SampleSettings(prime=prime, unknown=unknown, label=label)
+    model = load(checkpoint, pick_device(device))
+    with StopRequests():
+        found = model.suggest(settings, asked)
     if as_json:
         shown = {kind: [s.to_dict() for s in found[kind]] for kind in found}
         write_out(json_line(shown))

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from charlstm.cli.common import check_out_file, fail, option_of, out, write_file
-from charlstm.errors import CharlstmError
+from charlstm.cli.common import check_out_file, one_line_errors, option_of, out, write_file
 from charlstm.options import TaskCorpus, TaskExamples
 
 app = typer.Typer(help="Synthetic languages from the exploring-LSTMs experiments.")
@@ -16,6 +15,7 @@ Written, Sizes = TaskCorpus(), TaskExamples()
 
 
 @app.command("generate")
+@one_line_errors
 def generate(
     name: Annotated[str, typer.Argument(help="counter, selective-counter, state or copy.")],
     out_file: Annotated[Path, typer.Option("--out", help="File to write, one example per line.")],
@@ -27,10 +27,7 @@ def generate(
     """Write examples of a synthetic task (train on them with data.path: task:NAME)."""
     from charlstm.data.tasks import check_task_options, corpus_text
 
-    try:
-        check_task_options(name, count, n_min, n_max)
-        check_out_file(out_file, "--out")
-        write_file(out_file, corpus_text(name, count, seed, n_min, n_max))
-    except CharlstmError as error:
-        raise fail(error) from None
+    check_task_options(name, count, n_min, n_max)
+    check_out_file(out_file, "--out")
+    write_file(out_file, corpus_text(name, count, seed, n_min, n_max))
     out.print(f"wrote {count} {name} examples to {out_file}")

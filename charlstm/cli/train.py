@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from charlstm.cli.common import fail, out
+from charlstm.cli.common import out
 from charlstm.errors import CharlstmError
 from charlstm.interrupt import StopRequests
 from charlstm.rundir import RunDir
@@ -46,27 +46,22 @@ def train(
     from charlstm.training.resume import restart_run, resume_checkpoint
     from charlstm.training.trainer import Trainer
 
-    try:
-        saved, run = None, None
-        chosen, notes = newcomer_overrides(corpus, time_, config, resume, set_ or [])
-        overrides = [*chosen, *(set_ or [])]
-        if notes:
-            out.print("\n".join(notes), markup=False)
-        if resume is None:
-            cfg = load_config(config, overrides)
-            run = restart_run(cfg)  # under torchrun, after a rank died
-            overwrite = overwrite and run is None
-        if resume is not None or run is not None:
-            saved, run = resume_checkpoint(resume if resume is not None else run.root)
-            overrides = [f"train.out_dir={run}", *overrides]
-            cfg = (
-                load_config(config, overrides) if config else saved.config.with_overrides(overrides)
-            )
-        with StopRequests():
-            trainer = Trainer(cfg, resume=saved, console=out, quiet=quiet, overwrite=overwrite)
-            summary = trainer.run()
-    except CharlstmError as error:
-        raise fail(error) from None
+    saved, run = None, None
+    chosen, notes = newcomer_overrides(corpus, time_, config, resume, set_ or [])
+    overrides = [*chosen, *(set_ or [])]
+    if notes:
+        out.print("\n".join(notes), markup=False)
+    if resume is None:
+        cfg = load_config(config, overrides)
+        run = restart_run(cfg)  # under torchrun, after a rank died
+        overwrite = overwrite and run is None
+    if resume is not None or run is not None:
+        saved, run = resume_checkpoint(resume if resume is not None else run.root)
+        overrides = [f"train.out_dir={run}", *overrides]
+        cfg = load_config(config, overrides) if config else saved.config.with_overrides(overrides)
+    with StopRequests():
+        trainer = Trainer(cfg, resume=saved, console=out, quiet=quiet, overwrite=overwrite)
+        summary = trainer.run()
     if trainer.is_main:  # under torchrun, one summary for the whole run
         print_summary(summary)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from charlstm.cli.common import fail, out
+from charlstm.cli.common import out
 from charlstm.errors import CharlstmError
 from charlstm.interrupt import StopRequests
 
@@ -47,28 +47,25 @@ def tune(
     from charlstm.options import parse_duration, seed_checks
     from charlstm.training.tune import TuneSettings, optuna_module, run_study, trials_table
 
-    try:
-        optuna_module()  # missing: one line, before anything else
-        ok, rule = seed_checks(seed, "--seed")
-        if not ok:
-            raise CharlstmError(rule)
-        settings = TuneSettings(
-            config=config,
-            overrides=list(set_ or []),
-            seconds=parse_duration(time_, "--time"),
-            trial_seconds=parse_duration(trial_time, "--trial-time"),
-            space=space,
-            storage=storage,
-            study=study,
-            out=out_dir,
-            trials=trials,
-            pruner=pruner,
-            seed=seed,
-        )
-        with StopRequests():  # Ctrl-C: the trial in hand saves and stops, then the study
-            found, best = run_study(settings, out)
-    except CharlstmError as error:
-        raise fail(error) from None
+    optuna_module()  # missing: one line, before anything else
+    ok, rule = seed_checks(seed, "--seed")
+    if not ok:
+        raise CharlstmError(rule)
+    settings = TuneSettings(
+        config=config,
+        overrides=list(set_ or []),
+        seconds=parse_duration(time_, "--time"),
+        trial_seconds=parse_duration(trial_time, "--trial-time"),
+        space=space,
+        storage=storage,
+        study=study,
+        out=out_dir,
+        trials=trials,
+        pruner=pruner,
+        seed=seed,
+    )
+    with StopRequests():  # Ctrl-C: the trial in hand saves and stops, then the study
+        found, best = run_study(settings, out)
     out.print(trials_table(found))
     if best.is_file():
         out.print(f"best config: {best}\ntrain it with: charlstm train --config {best}")
