@@ -85,7 +85,7 @@ def test_one_entry_point_decides_how_to_generate(model):
 
 def test_the_server_request_holds_no_default_of_its_own():
     from charlstm.options import SampleSettings
-    from charlstm.serve.app import SampleRequest
+    from charlstm.serve.protocol import SampleRequest
 
     assert SampleRequest().to_settings() == SampleSettings()
     assert SampleRequest(length=7, beam=2).to_settings() == SampleSettings(length=7, beam=2)

@@ -133,7 +133,7 @@ def test_a_setting_that_cannot_hold_is_one_line(trained_run, args, message):
 
 
 def test_the_command_line_and_the_server_request_take_the_constraints(trained_run):
-    from charlstm.serve.app import SampleRequest
+    from charlstm.serve.protocol import SampleRequest
 
     result = CliRunner().invoke(app, ["sample", "-c", str(trained_run), "--regex", "[a-z ]+\\.",
                                       "--contains", "the", "--num-samples", "3", "--seed", "1",

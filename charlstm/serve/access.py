@@ -11,13 +11,14 @@ completion's id, and on the log line.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+
+from charlstm.serve.protocol import error
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -172,11 +173,10 @@ class AccessMiddleware:
 
     @staticmethod
     async def _send_error(send, status: int, message: str, kind: str) -> None:
-        body = json.dumps({"error": {"message": message, "type": kind}})
+        response = error(status, message, kind)  # the one error shape, sent before the app
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
-        await send({"type": "http.response.body", "body": body.encode()})
+                    "headers": response.raw_headers})  # fmt: skip
+        await send({"type": "http.response.body", "body": response.body})
 
     def summary(self) -> str:
         by_status = ", ".join(f"{n:,} x {s}" for s, n in sorted(self.statuses.items()))

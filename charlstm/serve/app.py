@@ -1,5 +1,5 @@
-"""The HTTP side of `charlstm serve`: FastAPI (Typer's sibling: typed request models,
-so a bad field is a 422 naming it) on uvicorn.
+"""The HTTP side of `charlstm serve`: FastAPI (Typer's sibling: typed request models)
+on uvicorn; the request models, the caps and the error shape are serve/protocol.py's.
 
 Endpoints: POST /v1/completions in OpenAI's shape (serve/completions.py), GET
 /v1/models, and charlstm's own POST /sample (every option of `charlstm sample`), POST
@@ -12,94 +12,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from charlstm.errors import CharlstmError
-from charlstm.options import SampleSettings, ServeSettings, SuggestSettings
+from charlstm.options import ServeSettings
 from charlstm.serve.completions import completions
 from charlstm.serve.engine import Engine
-from charlstm.serve.service import (
-    RETRY_AFTER_S,
-    Busy,
-    ConstraintFields,
+from charlstm.serve.protocol import (
     SafeJSON,
-    Service,
+    SampleRequest,
+    ScoreRequest,
+    SuggestRequest,
     error,
-    service_of,
+    invalid_body,
+    refused,
 )
-
-
-class SampleRequest(ConstraintFields):
-    """Every option of `charlstm sample`, by the same names. A field left out takes
-    SampleSettings' default: this model holds no default of its own, and the settings
-    check every value (a bad one is a 422 naming it). The caps bound one request."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prime: str | None = None
-    length: int | None = None
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    greedy: bool | None = None
-    seed: int | None = None
-    num_samples: int | None = Field(None, le=64)
-    stop: str | None = None
-    unknown: Literal["error", "skip"] | None = None
-    beam: int | None = Field(None, le=64)
-    best_of: int | None = Field(None, le=256)
-    documents: int | None = Field(None, le=10000)
-    unique: bool | None = None
-    novel: bool | None = None
-    label: str | None = None
-    repetition_penalty: float | None = None
-    repetition_window: int | None = None
-    no_repeat_ngram: int | None = None
-    # the text as it is drawn (text/plain, in pieces): one sample or one document
-    stream: bool = False
-
-    def to_settings(self) -> SampleSettings:
-        given = self.model_dump(exclude_none=True, exclude={"stream"})
-        if given.get("temperature") == 0:  # greedy, as OpenAI's API and its clients mean it
-            del given["temperature"]
-            given.setdefault("greedy", True)
-        return SampleSettings(**given)
-
-
-class SuggestRequest(BaseModel):
-    """`charlstm suggest`'s options by the same names; defaults are SuggestSettings' and
-    SampleSettings' own."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prime: str | None = None
-    chars: int | None = None
-    words: int | None = None
-    unknown: Literal["error", "skip"] | None = None
-    label: str | None = None
-
-    def to_settings(self) -> tuple[SampleSettings, SuggestSettings]:
-        given = self.model_dump(exclude_none=True)
-        asked = {k: given.pop(k) for k in ("chars", "words") if k in given}
-        return SampleSettings(**given), SuggestSettings(**asked)
-
-
-# Documents one /score request may hold: each costs a row of work however short it is.
-MAX_DOCUMENTS = 10_000
-
-
-class ScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    documents: list[str] | None = Field(None, max_length=MAX_DOCUMENTS)
-    text: str | None = None
-    label: str | None = None
+from charlstm.serve.service import RETRY_AFTER_S, Busy, Service, service_of
 
 
 def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> FastAPI:
@@ -122,22 +54,12 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
         app.add_middleware(CORSMiddleware, allow_origins=[settings.cors],
                            allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])  # fmt: skip
-    app.add_exception_handler(RequestValidationError, bad_request)
+    app.add_exception_handler(RequestValidationError, invalid_body)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Busy, busy)
     for path, endpoint, method in ROUTES + [("/v1/completions", completions, "POST")]:
         app.add_api_route(path, endpoint, methods=[method])
     return app
-
-
-async def bad_request(request: Request, exc: RequestValidationError):
-    first = exc.errors()[0]
-    if first.get("type") == "json_invalid":
-        why = first.get("ctx", {}).get("error", "JSON decode error")
-        at = first["loc"][-1] if len(first.get("loc", ())) > 1 else "?"
-        return error(400, f"the body is not valid JSON: {why} (at character {at})")
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    return error(422, f"{where}: {first.get('msg', 'invalid')}")
 
 
 async def http_error(request: Request, exc: StarletteHTTPException):
@@ -200,7 +122,7 @@ async def sample(body: SampleRequest, request: Request):
     try:
         settings = body.to_settings()
     except CharlstmError as err:
-        return error(422, str(err))
+        return refused(err)
     if settings.chars_asked > s.max_text:
         return error(400, f"at most {s.max_text:,} characters per request")
     try:
@@ -210,7 +132,7 @@ async def sample(body: SampleRequest, request: Request):
             return StreamingResponse(s.streamed(pieces), media_type="text/plain; charset=utf-8")
         made = await s.in_worker(request, s.served.model.generate, settings)
     except CharlstmError as err:
-        return error(400, str(err))
+        return refused(err)
     return made.to_dict()
 
 
@@ -221,13 +143,13 @@ async def suggest(body: SuggestRequest, request: Request):
     try:
         settings, asked = body.to_settings()
     except CharlstmError as err:
-        return error(422, str(err))
+        return refused(err)
     if len(settings.prime) > s.max_text:
         return error(400, f"prime: at most {s.max_text:,} characters")
     try:
         found = await s.in_worker(request, s.served.model.suggest, settings, asked)
     except CharlstmError as err:
-        return error(400, str(err))
+        return refused(err)
     return {kind: [one.to_dict() for one in listed] for kind, listed in found.items()}
 
 
@@ -246,7 +168,7 @@ async def score(body: ScoreRequest, request: Request):
             return error(400, "give documents (a list of texts) or text")
         result = await s.in_worker(request, model.score, body.text)
     except CharlstmError as err:
-        return error(400, str(err))
+        return refused(err)
     return {"loss": result.loss, "bpc": result.bpc, "chars": result.chars}
 
 

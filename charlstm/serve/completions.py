@@ -13,7 +13,6 @@ from dataclasses import replace
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
-from pydantic import ConfigDict, Field
 
 from charlstm.errors import CharlstmError
 from charlstm.generate.constraints import Constraint, constraint_for
@@ -21,43 +20,8 @@ from charlstm.generate.context import start_context
 from charlstm.options import SampleSettings, derived_seed
 from charlstm.serve.access import note_chars, note_first_text, request_id
 from charlstm.serve.engine import Done, Full, Piece, Stream
-from charlstm.serve.service import Busy, ConstraintFields, Service, error, service_of
-
-MAX_STOPS = 4  # as OpenAI's API allows
-
-
-class CompletionRequest(ConstraintFields):
-    """OpenAI's completion request. Its defaults are the protocol's own (16 tokens,
-    temperature 1, the whole distribution), as every OpenAI client expects; max_tokens
-    counts characters."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str | None = None
-    prompt: str | list[str] = ""
-    max_tokens: int = Field(16, ge=0)
-    temperature: float = Field(1.0, ge=0.0)  # 0: greedy, as OpenAI and its clients mean it
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=1)
-    n: int = Field(1, ge=1, le=64)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
-    logprobs: int | None = Field(None, ge=0, le=5)
-    echo: bool = False
-    user: str | None = None
-    # and charlstm's own constraints (ConstraintFields)
-
-    def to_settings(self, prompt: str) -> SampleSettings:
-        """How each choice is drawn (its seed moved on by its index), as SampleSettings."""
-        constraints = self.model_dump(include=set(ConstraintFields.model_fields),
-                                      exclude_none=True)  # fmt: skip
-        greedy = self.temperature == 0
-        return SampleSettings(
-            prime=prompt, length=self.max_tokens, temperature=1.0 if greedy else self.temperature,
-            greedy=greedy, seed=self.seed, top_p=self.top_p if self.top_p < 1.0 else None,
-            top_k=self.top_k, **constraints,
-        )  # fmt: skip
+from charlstm.serve.protocol import MAX_STOPS, CompletionRequest, error, refused
+from charlstm.serve.service import Busy, Service, service_of
 
 
 def _constraint_of(model, settings, prompt: str) -> Constraint | None:
@@ -78,7 +42,7 @@ async def completions(body: CompletionRequest, request: Request):
         return error(400, f"max_tokens: at most {s.max_chars} characters per request")
     if len(prompt) > s.max_text:
         return error(400, f"prompt: at most {s.max_text:,} characters")
-    stops = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    stops = body.stops()
     if len(stops) > MAX_STOPS or any(not stop for stop in stops):
         return error(400, f"stop: up to {MAX_STOPS} non-empty strings")
     try:
@@ -88,7 +52,7 @@ async def completions(body: CompletionRequest, request: Request):
         # its automaton is built off the event loop (seconds at most: generate/automaton.py)
         constraint = await asyncio.to_thread(_constraint_of, model, settings, prompt)
     except CharlstmError as err:
-        return error(400, str(err))
+        return refused(err)
     events: asyncio.Queue = asyncio.Queue()  # every choice's pieces, by index
     rid = request_id(request.scope)
     streams = _submit(s, body, settings, context, stops, events, constraint, rid)

@@ -1,53 +1,22 @@
-"""What every endpoint of `charlstm serve` shares: the one error shape, the refusal of a
-busy server, and the Service (the model served, the engine, the limits, the jobs)."""
+"""What every endpoint of `charlstm serve` shares: the refusal of a busy server, and the
+Service (the model served, the engine, the limits, the jobs)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from charlstm import interrupt
 from charlstm.options import ServeSettings
 from charlstm.serve.engine import Engine
+from charlstm.serve.protocol import TEXT_PER_MAX_CHARS
 
 RETRY_AFTER_S = 1
 DISCONNECT_POLL_S = 0.25  # how often a /sample or /score job looks for its client
-# a prompt, a text to score or a /sample's whole output: what 64 streams would make
-TEXT_PER_MAX_CHARS = 64
-
-
-class ConstraintFields(BaseModel):
-    """Constraints that always hold, by `charlstm sample`'s names (each request model that
-    takes them converts them with the rest to SampleSettings, which checks them)."""
-
-    regex: str | None = None
-    contains: list[str] | None = None
-    ends_with: str | None = None
-    allow: str | None = None
-    ban: str | None = None
-    min_length: int | None = None
-    max_length: int | None = None
-
-
-class SafeJSON(JSONResponse):
-    """Every answer's JSON, in ASCII: a string a client sent, lone surrogates included,
-    comes back escaped (\\ud800), never as a 500 from the encoder."""
-
-    def render(self, content) -> bytes:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False,
-                          separators=(",", ":")).encode("ascii")  # fmt: skip
-
-
-def error(status: int, message: str, kind: str = "invalid_request_error", **headers):
-    body = {"error": {"message": message, "type": kind}}
-    return SafeJSON(body, status_code=status, headers=headers or None)
 
 
 class Busy(Exception):
