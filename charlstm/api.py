@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from charlstm.checkpoint import Checkpoint, load_for_inference
+from charlstm.checkpoint import Checkpoint, load_for_inference, resolve_checkpoint
 from charlstm.config import Config
 from charlstm.data.corpus import read_text_file
 from charlstm.data.split import load_split
@@ -67,17 +67,20 @@ def load(path: str | Path | None = None, device: str | torch.device = RUN_DEVICE
         saved on a GPU loads anywhere.
     """
     where = device if isinstance(device, torch.device) else pick_device(device, "device")
-    net, saved = load_for_inference(Path(path) if path is not None else None, where)
-    return Model(net, saved, where)
+    file = resolve_checkpoint(Path(path) if path is not None else None)
+    net, saved = load_for_inference(file, where)
+    return Model(net, saved, where, file)
 
 
 class Model:
     """A trained character model. Attributes: `vocab` (its Vocab), `config` (the
     resolved Config it was trained with), `step` (training steps behind it), `device`,
-    and `net`, the torch module itself (CharRNN)."""
+    `path` (the checkpoint file it was loaded from) and `net`, the torch module itself
+    (CharRNN)."""
 
-    def __init__(self, net: CharRNN, saved: Checkpoint, device: torch.device):
+    def __init__(self, net: CharRNN, saved: Checkpoint, device: torch.device, path: Path):
         self.net = net
+        self.path = path
         self.vocab: Vocab = saved.vocab
         self.config: Config = saved.config
         self.step = saved.step

@@ -136,6 +136,16 @@ def check_out_file(path: Path | None, option: str) -> None:
         raise CharlstmError(f"{option} {path}: no folder {path.parent} to write it in")
 
 
+def load_model(checkpoint: Path | None, device: str = "cpu", ablate: str | None = None):
+    """The model a command runs: its checkpoint (a file, a run folder, or the newest run)
+    on the --device asked for, with --ablate's units held at zero when given."""
+    from charlstm.api import load
+    from charlstm.device import pick_device
+
+    model = load(checkpoint, pick_device(device, "--device"))
+    return model.ablated(ablate) if ablate is not None else model
+
+
 def fail(error: CharlstmError) -> typer.Exit:
     """The one line a user's mistake prints (a settings rule names the flag), and its
     exit code."""

@@ -17,6 +17,7 @@ from charlstm.cli.common import (
     DeviceOpt,
     err,
     json_line,
+    load_model,
     option_of,
     out,
     write_out,
@@ -71,11 +72,8 @@ def evaluate(
 
     Or on the training corpus's validation split, on documents one by one, or (--task)
     its exact-match accuracy on fresh examples of a synthetic language."""
-    from charlstm.api import load
     from charlstm.data.tasks import check_task_options
-    from charlstm.device import pick_device
     from charlstm.evaluate import check_eval_options
-    from charlstm.inspect.ablation import parse_units
 
     if documents is None and as_jsonl:
         raise CharlstmError("--jsonl scores documents: give --documents FILE")
@@ -83,9 +81,8 @@ def evaluate(
         check_task_options(task, count, n_min, n_max)
     elif documents is None:
         check_eval_options(text, split, streams, window)
-    units = parse_units(ablate) if ablate is not None and documents is None else []
-    model = load(checkpoint, pick_device(device))
-    silenced = model.ablated(units) if units else None
+    model = load_model(checkpoint, device)
+    silenced = model.ablated(ablate) if ablate is not None and documents is None else None
     with StopRequests():
         if documents is not None:
             _score_documents(model, documents, as_jsonl)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from charlstm.cli.common import CheckpointOpt, check_out_file, out
+from charlstm.cli.common import CheckpointOpt, check_out_file, load_model, out
 from charlstm.errors import CharlstmError
 
 FORMATS = ("html", "onnx", "safetensors")
@@ -40,7 +40,6 @@ def export(
 
     The page is one self-contained file; --format onnx writes a step model for
     onnxruntime."""
-    from charlstm.api import load
     from charlstm.export.page import check_precision, export_page
 
     if form not in FORMATS:
@@ -61,10 +60,10 @@ def export(
     if form == "onnx":
         from charlstm.export.onnx import export_onnx
 
-        size = export_onnx(load(checkpoint, "cpu"), out_file)
+        size = export_onnx(load_model(checkpoint), out_file)
         out.print(f"wrote {out_file}: {size / 1e6:.2f} MB, an ONNX step model (opset 17)")
         return
-    exported = export_page(load(checkpoint, "cpu"), out_file, precision, title)
+    exported = export_page(load_model(checkpoint), out_file, precision, title)
     out.print(
         f"wrote {exported.path}: {exported.bytes / 1e6:.2f} MB, {exported.parameters:,} "
         f"parameters ({precision}); open it in a browser, or add "

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import math
 
-from charlstm.cli.common import CheckpointOpt, out
+from charlstm.cli.common import CheckpointOpt, load_model, out
 
 
 def info(checkpoint: CheckpointOpt = None) -> None:
     """What a checkpoint holds: config, vocabulary, size, step, best loss."""
     import yaml
 
-    from charlstm.api import load
     from charlstm.model import bits_per_char
 
-    model = load(checkpoint, "cpu")
+    model = load_model(checkpoint)
     best = model.best_val_loss
     out.print(
         yaml.safe_dump(model.config.to_dict(), sort_keys=False, allow_unicode=True).rstrip(),

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from charlstm.cli.common import CheckpointOpt, check_out_file, err, option_of, out
+from charlstm.cli.common import CheckpointOpt, check_out_file, err, load_model, option_of, out
 from charlstm.errors import CharlstmError
 from charlstm.interrupt import StopRequests
 from charlstm.options import InspectSettings
@@ -61,7 +61,6 @@ def inspect(
 
     Records h, c and the gates of every LSTM unit on the text, ranks the units that
     follow its features (strings, brackets, indentation, ...) and writes the report."""
-    from charlstm.api import load
     from charlstm.data.corpus import read_text_file
     from charlstm.inspect.features import language_of
     from charlstm.inspect.pipeline import check_inspect_options, report_format
@@ -73,7 +72,7 @@ def inspect(
     chosen = report_format(out_file, fmt)
     lang = language_of(text_file, language)
     text = (read_text_file(text_file) if text_file is not None else prime)[:max_chars]
-    model = load(checkpoint, "cpu")
+    model = load_model(checkpoint)
     with StopRequests():
         seen = model.inspect(
             text, features=feature or [], language=lang, top=top, unknown=unknown,

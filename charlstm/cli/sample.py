@@ -17,6 +17,7 @@ from charlstm.cli.common import (
     check_out_file,
     err,
     json_line,
+    load_model,
     option_of,
     read_prime,
     settings_from,
@@ -117,15 +118,9 @@ def sample(
 def _generate(checkpoint, device: str, ablate: str | None, settings: SampleSettings):
     """The model's Generation, and whether it was streamed to stdout as it was drawn
     (one plain sample)."""
-    from charlstm.api import load
-    from charlstm.device import pick_device
     from charlstm.generate.run import plan
-    from charlstm.inspect.ablation import parse_units
 
-    units = parse_units(ablate) if ablate is not None else []
-    model = load(checkpoint, pick_device(device))
-    if units:
-        model = model.ablated(units)
+    model = load_model(checkpoint, device, ablate)
     streamed = plan(model.vocab, settings).streams  # what does not apply: one line first
     with StopRequests():
         on_text = (lambda _, piece: write_out(piece)) if streamed else None

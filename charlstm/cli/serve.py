@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
-from charlstm.cli.common import CheckpointOpt, err, option_of, settings_from
+from charlstm.cli.common import CheckpointOpt, err, load_model, option_of, settings_from
 from charlstm.errors import CharlstmError
 from charlstm.options import ServeSettings
 
@@ -54,15 +53,14 @@ def serve(
     /sample, /suggest and /score, GET /info and /health, and a playground at GET /;
     concurrent requests share each recurrent step."""
     settings = settings_from(ServeSettings, locals())
-    model, path = _load(checkpoint, device)
+    _check_extra()
     from charlstm.serve.server import serve as run_server
 
-    run_server(model, settings, path, err)
+    run_server(load_model(checkpoint, device), settings, err)
 
 
-def _load(checkpoint, device: str):
-    """The model to serve and the file it came from (--watch follows it); one line when
-    the serve extra is not installed."""
+def _check_extra() -> None:
+    """One line when the serve extra is not installed."""
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -70,9 +68,3 @@ def _load(checkpoint, device: str):
         raise CharlstmError(
             "charlstm serve needs its extra: pip install 'charlstm[serve]'"
         ) from None
-    from charlstm.api import load
-    from charlstm.checkpoint import resolve_checkpoint
-    from charlstm.device import pick_device
-
-    model = load(checkpoint, pick_device(device))
-    return model, resolve_checkpoint(Path(checkpoint) if checkpoint is not None else None)

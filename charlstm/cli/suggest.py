@@ -13,6 +13,7 @@ from charlstm.cli.common import (
     DeviceOpt,
     PrimeFileOpt,
     json_line,
+    load_model,
     option_of,
     out,
     read_prime,
@@ -42,13 +43,10 @@ def suggest(
     device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """The likeliest next characters and words after a prime, with their odds."""
-    from charlstm.api import load
-    from charlstm.device import pick_device
-
     prime = read_prime(prime, prime_file)
     asked = settings_from(SuggestSettings, locals())
     settings = SampleSettings(prime=prime, unknown=unknown, label=label)
-    model = load(checkpoint, pick_device(device))
+    model = load_model(checkpoint, device)
     with StopRequests():
         found = model.suggest(settings, asked)
     if as_json:

@@ -10,7 +10,6 @@ import json
 import signal
 import time
 import types
-from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -105,8 +104,8 @@ def _access_line(console: Console):
     return say
 
 
-def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) -> None:
-    """Serve `model` until SIGTERM or Ctrl-C; `checkpoint` is the file --watch polls."""
+def serve(model, settings: ServeSettings, console: Console) -> None:
+    """Serve `model` until SIGTERM or Ctrl-C; --watch polls the file it came from."""
     import uvicorn
 
     from charlstm.serve.access import AccessMiddleware
@@ -129,9 +128,9 @@ def serve(model, settings: ServeSettings, checkpoint: Path, console: Console) ->
     if settings.watch:
         from charlstm.serve.watch import Watcher
 
-        watcher = Watcher(checkpoint, served, engine, say, model.device)
+        watcher = Watcher(model.path, served, engine, say, model.device)
         watcher.start()
-        say(f"watching {checkpoint}")
+        say(f"watching {model.path}")
     root = f"http://{settings.host}:{settings.port}"
     say(f"serving {name} on {root}/v1, the playground at {root}/ (Ctrl-C or SIGTERM to stop)")
     try:
