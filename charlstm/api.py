@@ -198,16 +198,16 @@ class Model:
         (the model's own, temperature 1), most likely first; a document model's end is
         `.ends`. Options: `unknown`, `label` (as `sample`)."""
         settings = SampleSettings(prime=prime, **options)
-        SuggestSettings(chars=n, words=0)
-        return next_chars(self.net, self.vocab, settings, n)
+        asked = SuggestSettings(chars=n, words=0)
+        return next_chars(self.net, self.vocab, settings, asked.chars)
 
     def next_words(self, prime: str = "", n: int = 5, **options: Any) -> list[Suggestion]:
         """The n likeliest next words after `prime` (the rule: docs/pages/sampling.md),
         each with `.text` and `.prob`, most likely first; for a document model, the n
         likeliest completions of the document. Options as `next_chars`."""
         settings = SampleSettings(prime=prime, **options)
-        SuggestSettings(chars=0, words=n)
-        return next_words(self.net, self.vocab, settings, n)
+        asked = SuggestSettings(chars=0, words=n)
+        return next_words(self.net, self.vocab, settings, asked.words)
 
     def suggest(
         self, settings: SampleSettings, asked: SuggestSettings

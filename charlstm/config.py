@@ -22,7 +22,6 @@ import yaml
 from charlstm.errors import ConfigError
 from charlstm.options import (
     DEVICE_HELP,
-    DEVICE_NAME,
     DEVICE_NAMES,
     MAX_SEED,
     TASK_N_MAX,
@@ -31,6 +30,7 @@ from charlstm.options import (
     SampleSettings,
     ScoreSettings,
     default_of,
+    is_device_name,
     option,
 )
 
@@ -324,8 +324,7 @@ class TrainConfig:
         )
         _require(0 <= self.seed <= MAX_SEED, "train.seed", f"in 0..{MAX_SEED}", self.seed)
         _require(
-            DEVICE_NAME.fullmatch(self.device) is not None, "train.device", DEVICE_NAMES,
-            self.device,
+            is_device_name(self.device), "train.device", DEVICE_NAMES, self.device,
         )  # fmt: skip
         _require(bool(self.out_dir.strip()), "train.out_dir", "a non-empty path", self.out_dir)
 

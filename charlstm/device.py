@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from charlstm.errors import CharlstmError, ConfigError
-from charlstm.options import check_device
+from charlstm.options import check_device, seed32
 
 
 def pick_device(name: str, option: str = "--device") -> torch.device:
@@ -47,7 +47,7 @@ def training_precision(precision: str, device: torch.device) -> str:
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed32(seed))
     torch.manual_seed(seed)
 
 

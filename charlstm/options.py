@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from charlstm.errors import CharlstmError, SettingsError, check_types
@@ -31,10 +32,14 @@ DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
 TRAIN_DEVICE, RUN_DEVICE = "auto", "cpu"
 
 
+def is_device_name(name: str) -> bool:
+    return DEVICE_NAME.fullmatch(name) is not None
+
+
 def check_device(name: str, option: str) -> str:
     """A device name, checked before any work starts; `option` is how the user gave it
     (`--device`, `train.device`), for the message."""
-    if DEVICE_NAME.fullmatch(name) is None:
+    if not is_device_name(name):
         raise CharlstmError(f"{option} must be {DEVICE_NAMES} (got {name!r})")
     return name
 
@@ -52,6 +57,11 @@ def seed_checks(seed: int | None, option: str) -> tuple[bool, str]:
     )
 
 
+def seed32(seed: int) -> int:
+    """A seed for generators that take 32 bits (numpy's global one, Optuna's samplers)."""
+    return seed % 2**32
+
+
 def derived_seed(seed: int | None, index: int) -> int | None:
     """The seed of the index-th of several draws that share one seed."""
     return None if seed is None else (seed + index) % (MAX_SEED + 1)
@@ -65,11 +75,11 @@ def parse_duration(text: str, option: str) -> float:
     """Seconds in `90s`, `10m`, `1h`, `1h30m` or a plain number of seconds."""
     match = DURATION.fullmatch(text.strip().lower())
     if not text.strip() or match is None or not any(match.groups()):
-        raise CharlstmError(f"{option}: {text!r} is not a duration: write 90s, 10m, 1h or 1h30m")
+        raise SettingsError(f"{option}: {text!r} is not a duration: write 90s, 10m, 1h or 1h30m")
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     total = hours * 3600 + minutes * 60 + seconds
     if not 0 < total <= MAX_DURATION_S:
-        raise CharlstmError(f"{option} must be more than 0 s and at most a year (got {text!r})")
+        raise SettingsError(f"{option} must be more than 0 s and at most a year (got {text!r})")
     return total
 
 
@@ -99,6 +109,14 @@ def _check(checks: list[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise SettingsError(message)
+
+
+# What to do with a prime's (or a text's) characters outside the vocabulary.
+UNKNOWN_CHOICES = ("error", "skip")
+
+
+def unknown_checks(unknown: str) -> tuple[bool, str]:
+    return unknown in UNKNOWN_CHOICES, f"`unknown` must be error or skip (got {unknown!r})"
 
 
 # One sample's characters, and all of one call's: a run of days on a CPU, gigabytes of
@@ -218,10 +236,7 @@ class SampleSettings:
                     f"`top_p` must be in (0, 1] (got {self.top_p})",
                 ),
                 (self.num_samples >= 1, f"`num_samples` must be >= 1 (got {self.num_samples})"),
-                (
-                    self.unknown in ("error", "skip"),
-                    f"`unknown` must be error or skip (got {self.unknown!r})",
-                ),
+                unknown_checks(self.unknown),
                 (self.stop is None or self.stop != "", "`stop` must not be empty"),
                 (self.beam is None or self.beam >= 1, f"`beam` must be >= 1 (got {self.beam})"),
                 (
@@ -336,9 +351,95 @@ class InspectSettings:
         _check(
             [
                 (self.max_chars >= 1 and self.top >= 1, "`max_chars` and `top` must be >= 1"),
+                unknown_checks(self.unknown),
+            ]
+        )
+
+
+TUNE_PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """What `charlstm tune` runs: an Optuna study of time-budget trials around a base
+    config (charlstm.training.tune)."""
+
+    config: Path | None = option(None, "The base config (YAML).")
+    overrides: tuple[str, ...] = option((), "Override: section.key=value (repeatable).")
+    time: str = option("30m", "This process's time: 30m, 2h.")
+    trial_time: str = option("2m", "Each trial's training budget: 2m, 180s.")
+    space: Path | None = option(None, "YAML: key: [choices] or key: {low, high, log}.")
+    storage: str | None = option(
+        None,
+        "A database URL shared by many processes (postgresql://...); default: a journal "
+        "file in the study folder.",
+    )
+    study: str | None = option(None, "Its name (default: tune-CONFIG).")
+    out: Path | None = option(None, "The study folder.")
+    trials: int | None = option(None, "At most this many here.")
+    pruner: str = option("median", "median, hyperband or none.")
+    seed: int | None = option(None, "The sampler's seed.")
+
+    @property
+    def seconds(self) -> float:
+        """The whole study's time in this process."""
+        return parse_duration(self.time, "`time`")
+
+    @property
+    def trial_seconds(self) -> float:
+        return parse_duration(self.trial_time, "`trial_time`")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overrides", tuple(self.overrides or ()))  # a parser's list
+        check_types(self)
+        seconds, trial = self.seconds, self.trial_seconds
+        _check(
+            [
                 (
-                    self.unknown in ("error", "skip"),
-                    f"`unknown` must be error or skip (got {self.unknown!r})",
+                    trial <= seconds,
+                    f"`trial_time` ({trial:g} s) is longer than `time` ({seconds:g} s): no "
+                    "trial would fit",
+                ),
+                (
+                    self.trials is None or self.trials >= 1,
+                    f"`trials` must be >= 1 (got {self.trials})",
+                ),
+                (
+                    self.pruner in TUNE_PRUNERS,
+                    f"`pruner` must be median, hyperband or none (got {self.pruner!r})",
+                ),
+                seed_checks(self.seed, "`seed`"),
+            ]
+        )
+
+
+EXPORT_FORMATS = ("html", "onnx", "safetensors")
+PAGE_PRECISIONS = ("fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What `charlstm export` writes (charlstm.export)."""
+
+    format: str = option(
+        "html",
+        "html (a page that writes in the browser), onnx (a step model) or safetensors (a "
+        "folder: model.safetensors and config.json).",
+    )
+    precision: str = option("fp16", "fp16 (half the size) or fp32 (exactly sample's numbers).")
+    title: str = option("", "The page's title.")
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        _check(
+            [
+                (
+                    self.format in EXPORT_FORMATS,
+                    f"`format` must be html, onnx or safetensors (got {self.format!r})",
+                ),
+                (
+                    self.precision in PAGE_PRECISIONS,
+                    f"`precision` must be fp16 or fp32 (got {self.precision!r})",
                 ),
             ]
         )

@@ -103,7 +103,7 @@ def test_a_trial_behind_at_its_first_report_is_pruned_and_the_best_is_written(
     corpus_file, tmp_path
 ):
     settings = TuneSettings(
-        config=_base(tmp_path, corpus_file), overrides=[], seconds=60, trial_seconds=3,
+        config=_base(tmp_path, corpus_file), time="60s", trial_time="3s",
         space=_space(tmp_path, "train.lr: [0.01, 0.000001]"), out=tmp_path / "study",
         trials=2,
     )  # fmt: skip
@@ -129,7 +129,7 @@ def test_a_trial_that_cannot_run_fails_alone_and_best_yaml_follows_the_best(corp
     study goes on, and best.yaml is written when a trial finishes better, not only at the
     end (a study stopped later keeps it)."""
     settings = TuneSettings(
-        config=_base(tmp_path, corpus_file), overrides=[], seconds=60, trial_seconds=2,
+        config=_base(tmp_path, corpus_file), time="60s", trial_time="2s",
         space=_space(tmp_path, "model.hidden_size: [48, 100000000000]"),
         out=tmp_path / "study", trials=3, pruner="none",
     )  # fmt: skip

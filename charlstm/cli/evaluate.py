@@ -73,14 +73,11 @@ def evaluate(
     Or on the training corpus's validation split, on documents one by one, or (--task)
     its exact-match accuracy on fresh examples of a synthetic language."""
     from charlstm.data.tasks import check_task_options
-    from charlstm.evaluate import check_eval_options
 
     if documents is None and as_jsonl:
         raise CharlstmError("--jsonl scores documents: give --documents FILE")
     if task is not None:
         check_task_options(task, count, n_min, n_max)
-    elif documents is None:
-        check_eval_options(text, split, streams, window)
     model = load_model(checkpoint, device)
     silenced = model.ablated(ablate) if ablate is not None and documents is None else None
     with StopRequests():

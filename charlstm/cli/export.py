@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
-from charlstm.cli.common import CheckpointOpt, check_out_file, load_model, out
+from charlstm.cli.common import CheckpointOpt, check_out_file, load_model, option_of, out
 from charlstm.errors import CharlstmError
+from charlstm.options import ExportSettings
 
-FORMATS = ("html", "onnx", "safetensors")
+E = ExportSettings()
 
 
 def export(
@@ -20,31 +21,17 @@ def export(
         typer.Option("--out", help="What to write: the page (.html), the .onnx file, or a folder."),
     ],
     checkpoint: CheckpointOpt = None,
-    precision: Annotated[
-        str,
-        typer.Option(
-            "--precision", help="fp16 (half the size) or fp32 (exactly sample's numbers)."
-        ),
-    ] = "fp16",
-    title: Annotated[str, typer.Option("--title", help="The page's title.")] = "",
-    form: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="html (a page that writes in the browser), onnx (a step model) or "
-            "safetensors (a folder: model.safetensors and config.json).",
-        ),
-    ] = "html",
+    precision: Annotated[str, option_of(ExportSettings, "precision", "--precision")] = E.precision,
+    title: Annotated[str, option_of(ExportSettings, "title", "--title")] = E.title,
+    form: Annotated[str, option_of(ExportSettings, "format", "--format")] = E.format,
 ) -> None:
     """Write the model as a web page that writes in the browser, or as ONNX.
 
     The page is one self-contained file; --format onnx writes a step model for
     onnxruntime."""
-    from charlstm.export.page import check_precision, export_page
+    from charlstm.export.page import export_page
 
-    if form not in FORMATS:
-        raise CharlstmError(f"--format must be html, onnx or safetensors (got {form!r})")
-    check_precision(precision)
+    settings = ExportSettings(form, precision, title)  # each one checked before any work
     check_out_file(out_file, "--out")
     if form == "safetensors":
         from charlstm.checkpoint import read_checkpoint, resolve_checkpoint, write_safetensors
@@ -63,7 +50,7 @@ def export(
         size = export_onnx(load_model(checkpoint), out_file)
         out.print(f"wrote {out_file}: {size / 1e6:.2f} MB, an ONNX step model (opset 17)")
         return
-    exported = export_page(load_model(checkpoint), out_file, precision, title)
+    exported = export_page(load_model(checkpoint), out_file, settings.precision, settings.title)
     out.print(
         f"wrote {exported.path}: {exported.bytes / 1e6:.2f} MB, {exported.parameters:,} "
         f"parameters ({precision}); open it in a browser, or add "

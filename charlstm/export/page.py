@@ -15,6 +15,7 @@ from pathlib import Path
 from charlstm.checkpoint import Trained
 from charlstm.errors import CharlstmError
 from charlstm.export.pages import render_page
+from charlstm.options import ExportSettings
 
 PRECISIONS = {"fp16": "<f2", "fp32": "<f4"}
 
@@ -27,8 +28,7 @@ class Exported:
 
 
 def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise CharlstmError(f"--precision must be fp16 or fp32 (got {precision!r})")
+    ExportSettings(precision=precision)  # the rule is the settings' own
 
 
 def model_data(model: Trained, precision: str) -> dict:

@@ -59,13 +59,14 @@ def report_format(path: Path, fmt: str | None) -> str:
 
 def check_inspect_options(
     features: list[str], top: int, unknown: str, find: str | None, max_chars: int = 1
-) -> None:
-    """Every option, checked before any work."""
-    InspectSettings(max_chars=max_chars, top=top, unknown=unknown)
+) -> InspectSettings:
+    """Every option, checked before any work; the settings they make."""
+    look = InspectSettings(max_chars=max_chars, top=top, unknown=unknown)
     for spec in features:
         parse_feature(spec, "")  # a bad name=REGEX fails now, not after the run
     if find is not None and not find:
         raise CharlstmError("--find needs a text to look for")
+    return look
 
 
 def inspect_text(
@@ -93,17 +94,17 @@ def inspect_text(
     title: the report's name for the text.
     """
     features = list(features)
-    check_inspect_options(features, top, unknown, find)
+    look = check_inspect_options(features, top, unknown, find)
     check_language(language)
     acts = record(
-        model.net, model.vocab, text, unknown=unknown, show_progress=show_progress,
+        model.net, model.vocab, text, unknown=look.unknown, show_progress=show_progress,
         console=console,
     )  # fmt: skip
     shown = "".join(acts.chars)  # the text as the model read it (skips dropped)
     found_features = builtin_features(shown, language)
     found_features.update(parse_feature(spec, shown) for spec in features)
-    ranking = rank_units(acts, found_features, top)
-    ids = model.vocab.encode(text, unknown=unknown)
+    ranking = rank_units(acts, found_features, look.top)
+    ids = model.vocab.encode(text, unknown=look.unknown)
     tops = {name: (r[0].layer, r[0].unit) for name, r in ranking.items() if r}
     effects = unit_effects(model.net, ids, tops)
     found = find_like(acts, find) if find is not None else None

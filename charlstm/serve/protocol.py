@@ -12,7 +12,6 @@ code), as OpenAI's clients expect.
 from __future__ import annotations
 
 import json
-from typing import Literal
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -111,7 +110,7 @@ class SampleRequest(ConstraintFields):
     seed: int | None = None
     num_samples: int | None = Field(None, le=MAX_ROWS)
     stop: str | None = None
-    unknown: Literal["error", "skip"] | None = None
+    unknown: str | None = None
     beam: int | None = Field(None, le=MAX_ROWS)
     best_of: int | None = Field(None, le=MAX_BEST_OF)
     documents: int | None = Field(None, le=MAX_DOCUMENTS)
@@ -136,7 +135,7 @@ class SuggestRequest(Strict):
     prime: str | None = None
     chars: int | None = None
     words: int | None = None
-    unknown: Literal["error", "skip"] | None = None
+    unknown: str | None = None
     label: str | None = None
 
     def to_settings(self) -> tuple[SampleSettings, SuggestSettings]:

@@ -33,6 +33,7 @@ from charlstm.data.corpus import load_corpus
 from charlstm.device import pick_device
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.interrupt import Interrupted, check
+from charlstm.options import TuneSettings, seed32
 from charlstm.progress import bar, format_duration
 from charlstm.training.auto import Facts, facts_of, seconds_per_step
 
@@ -130,32 +131,6 @@ def _dimension(key: str, value: Any, where: str) -> Dimension:
 
 
 # -- the study ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TuneSettings:
-    config: Path | None
-    overrides: list[str]
-    seconds: float  # the whole study, this process
-    trial_seconds: float
-    space: Path | None = None
-    storage: str | None = None  # a database URL; None: the journal file in `out`
-    study: str | None = None
-    out: Path | None = None
-    trials: int | None = None  # at most this many trials by this process
-    pruner: str = "median"
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.trial_seconds > self.seconds:
-            raise ConfigError(
-                f"--trial-time ({self.trial_seconds:g} s) is longer than --time "
-                f"({self.seconds:g} s): no trial would fit"
-            )
-        if self.trials is not None and self.trials < 1:
-            raise ConfigError(f"--trials must be >= 1 (got {self.trials})")
-        if self.pruner not in ("median", "hyperband", "none"):
-            raise ConfigError(f"--pruner must be median, hyperband or none (got {self.pruner!r})")
-
-
 @dataclass
 class Study:
     """One process's part in a study."""
@@ -259,7 +234,7 @@ def open_study(settings: TuneSettings, folder: Path):
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=REPORTS),
         "none": lambda: optuna.pruners.NopPruner(),
     }[settings.pruner]()
-    seed = settings.seed % 2**32 if settings.seed is not None else None
+    seed = seed32(settings.seed) if settings.seed is not None else None
     for attempt in range(3):
         try:
             return optuna.create_study(
