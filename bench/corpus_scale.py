@@ -71,7 +71,7 @@ def timed_validation(*args):
     marks["validation"] = time.perf_counter() - t
 trainer.train_step, trainer._validate = first_step, timed_validation
 trainer.run()
-marks["eval_chars"] = len(trainer.val_ids) - 1
+marks["eval_chars"] = len(trainer.data.val_ids) - 1
 marks["peak_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps(marks))
 """

@@ -193,7 +193,7 @@ def test_a_cut_validation_is_never_best_against_full_ones(corpus_file, tmp_path,
     loss there does not replace best.pt, which a full validation picked."""
     from dataclasses import replace as changed
 
-    from charlstm.training import trainer as trainer_module
+    from charlstm.training import data as trainer_module
 
     real = trainer_module.evaluate_ids
 

@@ -224,7 +224,7 @@ def test_fresh_documents_start_each_row_from_zero_and_carry_within_a_document(tm
         return logits, new
 
     trainer.net.forward = watch
-    windows = [trainer.batches.window(k) for k in range(12)]
+    windows = [trainer.data.batches.window(k) for k in range(12)]
     for _ in range(12):
         trainer.train_step()
     carried = fresh = 0

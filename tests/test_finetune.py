@@ -47,7 +47,7 @@ def test_new_characters_grow_the_vocabulary_and_the_old_ids_keep_their_rows(trai
         assert torch.equal(weights[name][: len(old)], base["model"][name])
     assert torch.equal(weights["rnn.weight_hh_l0"], base["model"]["rnn.weight_hh_l0"])
     # the ids are the grown vocabulary's: "ö" is encoded with its new id
-    assert trainer.vocab.decode(trainer.batches.window(0).inputs[0].tolist())
+    assert trainer.vocab.decode(trainer.data.batches.window(0).inputs[0].tolist())
 
 
 def test_fine_tuning_beats_the_same_steps_from_scratch(trained_run, tmp_path):

@@ -29,7 +29,9 @@ LONG_MODULES = {
     # one declaration per config key, each with its default, help and a comment on why
     "config.py": 580,
     # a list of short _setup_* methods and the labelled phases of the loop
-    "training/trainer.py": 680,
+    "training/trainer.py": 630,
+    # every option of every command, each with its one default, help text and rule
+    "options.py": 560,
 }
 MAX_MODULE_LINES = 450
 MAX_TOP_LEVEL_MODULES = 16

@@ -281,7 +281,7 @@ def trained(corpus_file, tmp_path):
             ),
         ),  # fmt: skip
         ("train.max_steps=13", lambda t: t.step == 13),
-        ("train.eval_chars=20", lambda t: len(t.val_ids) == 21),
+        ("train.eval_chars=20", lambda t: len(t.data.val_ids) == 21),
     ],
 )
 def test_each_change_allowed_on_resume_takes_effect(corpus_file, tmp_path, change, effect):
@@ -447,4 +447,4 @@ def test_every_key_allowed_to_change_on_resume_is_listed_and_runs_with_its_new_v
     finally:
         torch.set_num_threads(threads)
     assert trainer.step == 12 and group["lr"] == pytest.approx(lr_at(11, trainer.cfg.train))
-    assert len(trainer.val_ids) == 51 and (tmp_path / "other-cache").is_dir()
+    assert len(trainer.data.val_ids) == 51 and (tmp_path / "other-cache").is_dir()

@@ -314,7 +314,7 @@ def test_a_corpus_without_newlines_trains_with_the_default_prime(tmp_path):
                        "train.eval_every=4", "log.sample_length=20")  # fmt: skip
     trainer = Trainer(cfg, console=quiet_console(tmp_path / "log"), quiet=True)
     trainer.run()
-    assert trainer.sample_prime == "a"  # the corpus's first character
+    assert trainer.data.sample_prime == "a"  # the corpus's first character
     strict = small_config(tmp_path / "one.txt", tmp_path / "run2", "log.sample_prime=\n")
     with pytest.raises(Exception, match="log.sample_prime has 1 character"):
         Trainer(strict, console=quiet_console(tmp_path / "log"), quiet=True)

@@ -28,6 +28,9 @@ class StopStrings:
     def __bool__(self) -> bool:
         return bool(self.stops)
 
+    def __iter__(self):
+        return iter(self.stops)
+
     def find(self, text: str) -> int:
         """Where the first stop string in `text` begins, or -1."""
         found = [at for at in (text.find(s) for s in self.stops) if at >= 0]

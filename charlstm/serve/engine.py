@@ -93,8 +93,7 @@ class Stream:
     matched: torch.Tensor | None = None  # the constraint's state, (1,)
 
     def __post_init__(self):
-        if not isinstance(self.stops, StopStrings):
-            self.stops = StopStrings(self.stops)
+        self.stops = StopStrings(self.stops)
 
 
 def _each(fn, *states):

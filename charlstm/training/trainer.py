@@ -15,7 +15,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -24,10 +23,8 @@ from charlstm import checkpoint as ckpt
 from charlstm.checkpoint import Checkpoint
 from charlstm.config import Config
 from charlstm.data.corpus import Corpus, in_vocab, load_corpus
-from charlstm.data.split import split_documents
 from charlstm.device import check_bf16_runs, pick_device, seed_everything, training_precision
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
-from charlstm.evaluate import evaluate_ids, score_split
 from charlstm.generate.run import generate
 from charlstm.interrupt import Interrupted, StopRequests, interrupted
 from charlstm.memory import amount, available_bytes, check_training_fits, parameter_count
@@ -45,11 +42,12 @@ from charlstm.rundir import BEST, LAST, RunDir
 from charlstm.training.auto import apply as apply_choice
 from charlstm.training.auto import check_auto, choose, facts_of, left_to_choose
 from charlstm.training.averaging import WeightAverage
-from charlstm.training.batches import IGNORED, DocumentBatches, TBPTTBatches
+from charlstm.training.batches import IGNORED
 from charlstm.training.budget import Budget, fits_budget, what_ended
+from charlstm.training.data import training_data
 from charlstm.training.distributed import Ranks
 from charlstm.training.finetune import Base, grown_weights, load_base, with_model_of
-from charlstm.training.monitor import RunWriter, TrainMeter, sample_prime
+from charlstm.training.monitor import RunWriter, TrainMeter
 from charlstm.training.optim import (
     decay_groups,
     fused_optimizer_state,
@@ -198,56 +196,12 @@ class Trainer:
         self.auto_note = f"auto: {choice.reason}"
 
     def _setup_data(self, corpus: Corpus) -> None:
-        """The training streams of this rank and the validation stretch."""
-        cfg, t = self.cfg, self.cfg.train
-        corpus = in_vocab(corpus, self.vocab, cfg.data)
+        """The training streams of this rank and what validation scores."""
+        corpus = in_vocab(corpus, self.vocab, self.cfg.data)
         self.vocab = corpus.vocab
-        streams = self.ranks.my_streams(t.batch_size)
+        streams = self.ranks.my_streams(self.cfg.train.batch_size)
         self.local_batch = streams.stop - streams.start
-        self.split = None
-        if self.vocab.documents:
-            self._setup_documents(corpus, streams)
-            return
-        train_ids, val_ids = corpus.split(cfg.data.val_fraction)
-        self.sample_prime = sample_prime(cfg.log.sample_prime, self.vocab, train_ids)
-        # The same stretch every time (see TrainConfig.eval_chars); +1: targets of the last.
-        self.val_ids = val_ids[: t.eval_chars + 1] if t.eval_chars else val_ids
-        self.val_chars = len(self.val_ids) - 1
-        self.batches = TBPTTBatches(train_ids, t.batch_size, t.bptt, self.device, streams)
-        self.corpus_note = (
-            f"{corpus.source}: {len(corpus.ids):,} chars in {corpus.num_files} file(s), "
-            f"vocab {self.vocab.size} ({self.vocab.mode}), {len(train_ids):,} train / "
-            f"{len(val_ids):,} val"
-        )
-
-    def _setup_documents(self, corpus: Corpus, streams: slice) -> None:
-        """Whole documents: read from their start (fresh) or as one stream (carried);
-        validation scores each held-out document from its start, as sampling begins."""
-        cfg, t = self.cfg, self.cfg.train
-        split = self.split = split_documents(corpus.ids, self.vocab, cfg.data)
-        self.sample_prime = ""
-        val = split.val
-        if t.eval_chars:  # the same documents every time, about eval_chars of them
-            within = np.cumsum(split.lengths[val] - 1) <= t.eval_chars
-            val = val[: max(1, int(within.sum()))]
-        self.val_docs = val
-        self.val_chars = int((split.lengths[val] - 1).sum())
-        labels = self.vocab.label_ids
-        if cfg.data.document_state == "fresh":
-            self.batches = DocumentBatches(
-                split, t.batch_size, t.bptt, self.device, streams, t.seed, labels
-            )
-        else:
-            self.batches = TBPTTBatches(
-                split.train_stream(), t.batch_size, t.bptt, self.device, streams, labels
-            )
-        self.corpus_note = (
-            f"{corpus.source}: {len(split.starts):,} documents ({cfg.data.documents}, "
-            f"{cfg.data.document_state} state) in {corpus.num_files} file(s), vocab "
-            f"{self.vocab.size} ({self.vocab.mode}"
-            + (f", {len(self.vocab.labels)} labels" if self.vocab.labels else "")
-            + f"), {len(split.train):,} train / {len(split.val):,} val documents"
-        )
+        self.data = training_data(corpus, self.cfg, self.device, streams)
 
     def _setup_model(self, base: Base | None) -> None:
         """The model on its device, what training steps call (DDP's wrapper under
@@ -314,8 +268,8 @@ class Trainer:
         recorded = resume.schedule_steps if resume is not None else None
         old = resume.config.train if resume is not None else t  # a new budget or cap: refit
         changed = (old.max_seconds, old.max_steps) != (t.max_seconds, t.max_steps)
-        chars_per_step = self.batches.chars_per_window * self.ranks.world
-        self.budget = Budget(t, self.val_chars, chars_per_step, recorded, refit=changed)
+        chars_per_step = self.data.batches.chars_per_window * self.ranks.world
+        self.budget = Budget(t, self.data.val_chars, chars_per_step, recorded, refit=changed)
 
     def _release_lock(self, abandoned: bool = False) -> None:
         if self.lock is not None:
@@ -389,7 +343,7 @@ class Trainer:
         reads `found_inf`, as under a GradScaler; the carried state keeps its old value),
         so no step waits for the device to finish. The host learns of a skip one step
         later, while the device works on the next window."""
-        window = self.batches.window(self.step)
+        window = self.data.batches.window(self.step)
         if window.starts_epoch or self.state is None:
             self.state = self.model.init_state(self.local_batch, self.device)
         if window.fresh_rows is not None:  # rows beginning a document start from zero
@@ -465,7 +419,7 @@ class Trainer:
         writer = RunWriter(self.out_dir, self.cfg, purge_step=purge, enabled=self.is_main)
         console = self.console if self.is_main else Console(quiet=True)
         progress = TrainingProgress(console, quiet=self.quiet)
-        progress.message(self.corpus_note)
+        progress.message(self.data.note)
         if self.auto_note is not None:
             progress.message(self.auto_note)
         if self.corpus_skipped:
@@ -544,7 +498,7 @@ class Trainer:
 
     def _log(self, live: _Live) -> None:
         self._count_skips()  # the log shows every skip so far
-        chars_per_step = self.batches.chars_per_window * self.ranks.world
+        chars_per_step = self.data.batches.chars_per_window * self.ranks.world
         read = live.meter.read(self.step, chars_per_step, self.ranks.mean)
         rolled_back = self.guard.check(
             self.step, read[0] if read is not None else None, self.skipped_updates
@@ -608,17 +562,10 @@ class Trainer:
     def _validate(self, live: _Live, time_up: Callable[[], bool] | None = None) -> None:
         log = self.cfg.log
         with self.average.applied() if self.average is not None else nullcontext():
-            if self.split is not None:
-                result, _ = score_split(
-                    self.model, self.vocab, self.split, self.val_docs, stop_when=time_up
-                )
-            else:
-                result = evaluate_ids(self.model, self.val_ids,
-                                      streams=self.cfg.train.eval_streams,
-                                      stop_when=time_up)  # fmt: skip
+            result = self.data.validate(self.model, time_up)
             if self.is_main:  # the one sample of the run's log
                 settings = SampleSettings(
-                    prime=self.sample_prime, length=log.sample_length,
+                    prime=self.data.sample_prime, length=log.sample_length,
                     temperature=log.sample_temperature, seed=self.step,
                 )  # fmt: skip
                 text = self._log_sample(settings)
