@@ -58,7 +58,8 @@ def test_validation_and_inference_use_the_average_and_training_its_own_weights(
     assert all(torch.equal(averaged[k], v) for k, v in model.state_dict().items())
     # the last validation scored the average, not the weights it averages
     streams = trainer.cfg.train.eval_streams
-    assert evaluate_ids(model, trainer.data.val_ids, streams=streams).loss == payload["last_val_loss"]
+    val_ids = trainer.data.val_ids
+    assert evaluate_ids(model, val_ids, streams=streams).loss == payload["last_val_loss"]
     with torch.no_grad():
         own = evaluate_ids(trainer.model.eval(), trainer.data.val_ids, streams=streams).loss
     assert own != payload["last_val_loss"]

@@ -256,22 +256,19 @@ def iter_samples(
     device = next(model.parameters()).device
     with evaluating(model):
         prime, context = prime_context(vocab, prime, settings.unknown)
-        sampler = Sampler(settings)
-        batch = settings.num_samples
-        stops = StopStrings(settings.stop)
+        sampler, batch, stops = Sampler(settings), settings.num_samples, StopStrings(settings.stop)
         samples = [_SampleText(vocab, stops) for _ in range(batch)]
         constraint = constraint_for(vocab, settings, device)
         if constraint is not None:
             states = constraint.start(vocab.encode(prime).tolist(), batch)
-            watched = True  # which rows have ended is known every step
         repetition = repetition_for(settings, vocab.encode(prime).tolist(), batch)
-        watched = watched or repetition is not None  # it reads each drawn id
-        if prime:
-            for i in range(batch):
-                yield i, prime
+        # a constraint knows which rows have ended every step; a repetition rule reads
+        # each drawn id; a stop string is looked for in each piece
+        watched = watched or constraint is not None or repetition is not None or bool(stops)
+        yield from ((i, prime) for i in range(batch) if prime)
         state = warm_state(model, context, batch)
         last = torch.full((batch, 1), context[-1], dtype=torch.long, device=device)
-        every = _read_back_every(device, watched=watched or bool(stops))
+        every = _read_back_every(device, watched)
         pending: list[torch.Tensor] = []
         for step in range(settings.length):
             interrupt.check("sampling")

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -159,17 +160,22 @@ class Choice:
     reason: str  # the log's one line
 
 
+def _window(facts: Facts) -> tuple[int, int]:
+    """(batch, bptt): as given, else what suits the corpus."""
+    if facts.documents is not None:  # one document per row and window (fresh state): the
+        bptt = int(min(256, max(16, math.ceil((facts.document_p95 + 1) / 8) * 8)))  # window
+        batch = 32  # fits most; short rows: more updates for the same work (RESULTS 10b)
+    else:
+        batch, bptt = 64, 64
+    return facts.given.get("train.batch_size", batch), facts.given.get("train.bptt", bptt)
+
+
 def choose(facts: Facts, timer=seconds_per_step) -> Choice:
     documents = facts.documents is not None
     given = facts.given
     cell = given.get("model.cell", "lstm" if documents else "gru")
     embedding = given.get("model.embedding_dim", 32 if documents else 64)
-    if documents:  # one document per row and window (fresh state): the window fits most
-        bptt = int(min(256, max(16, math.ceil((facts.document_p95 + 1) / 8) * 8)))
-        batch = 32  # short rows: more updates for the same work paid (RESULTS 10b)
-    else:
-        batch, bptt = 64, 64
-    batch, bptt = given.get("train.batch_size", batch), given.get("train.bptt", bptt)
+    batch, bptt = _window(facts)
     shapes = _shapes_left(given)
 
     def shape(layers: int, width: int) -> ModelConfig:
@@ -189,19 +195,9 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
                 pick = i
         return pick
 
-    # The smallest shape timed; a step's time proportional to parameters overestimates
-    # the larger ones (fixed costs), so the second shape timed is two beyond that guess
-    # (and cheap enough to time: its TIMED_STEPS + 1 steps within 2% of the budget).
-    small = timer(facts, shape(*shapes[0]), batch, bptt)
-    step_seconds = [small]
-    if len(shapes) > 1:
-        proportional = [small * p / params[0] for p in params]
-        second = min(len(shapes) - 1, max(3, largest_fitting(proportional) + 2))
-        while second > 1 and proportional[second] * (TIMED_STEPS + 1) > 0.02 * seconds:
-            second -= 1
-        large = timer(facts, shape(*shapes[second]), batch, bptt)
-        slope = max(0.0, (large - small) / max(1, params[second] - params[0]))
-        step_seconds = [small + slope * (p - params[0]) for p in params]
+    step_seconds = _step_seconds(
+        lambda i: timer(facts, shape(*shapes[i]), batch, bptt), params, largest_fitting, seconds
+    )
     pick = largest_fitting(step_seconds)
     layers, width = shapes[pick]
     steps = max(1, int(training / step_seconds[pick]))
@@ -221,31 +217,59 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
         "train.lr": lr,
         "train.warmup_steps": min(50, max(1, steps // 10)),
         "train.weight_decay": decay,
-        "train.ema": 0.995,
-        "train.precision": "auto",
-        "train.max_steps": None,
         "train.decay_steps": None if facts.seconds is not None else steps,
         "train.eval_every": max(10, steps // VALIDATIONS),
         "train.checkpoint_every": max(10, steps // VALIDATIONS),
         "train.eval_chars": int(min(100_000, max(10_000, eval_chars))),
-        "train.patience": PATIENCE,
+        **ALWAYS,
     }
+    steps_said = f"~{steps:,} steps of {step_seconds[pick] * 1000:.0f} ms, {passes:.1f} passes"
+    return Choice(settings, _reason(facts, seconds, settings, steps_said))
+
+
+def _step_seconds(
+    time_shape: Callable[[int], float], params: list[int], fits: Callable, seconds: float
+) -> list[float]:
+    """Each shape's seconds per step. The smallest shape is timed; a step's time
+    proportional to parameters overestimates the larger ones (fixed costs), so the second
+    shape timed is two beyond that guess (and cheap enough to time: its TIMED_STEPS + 1
+    steps within 2% of the budget); the others lie on the line through the two."""
+    small = time_shape(0)
+    if len(params) == 1:
+        return [small]
+    proportional = [small * p / params[0] for p in params]
+    second = min(len(params) - 1, max(3, fits(proportional) + 2))
+    while second > 1 and proportional[second] * (TIMED_STEPS + 1) > 0.02 * seconds:
+        second -= 1
+    large = time_shape(second)
+    slope = max(0.0, (large - small) / max(1, params[second] - params[0]))
+    return [small + slope * (p - params[0]) for p in params]
+
+
+# What every automatic run sets, whatever the corpus.
+ALWAYS = {"train.ema": 0.995, "train.precision": "auto", "train.max_steps": None,
+          "train.patience": PATIENCE}  # fmt: skip
+
+
+def _reason(facts: Facts, seconds: float, chosen: dict[str, Any], steps: str) -> str:
+    """The one line that says what was chosen, and from what."""
+    c = {key.split(".")[1]: value for key, value in chosen.items()}
     on = f"{facts.device.type.upper()}" + (
         f" ({facts.threads} threads)" if facts.device.type == "cpu" else ""
     )
-    what = f"{facts.documents:,} documents" if documents else _chars(facts.chars)
+    what = f"{facts.documents:,} documents" if facts.documents is not None else _chars(facts.chars)
     budget = (
         f"{seconds:.0f} s"
         if facts.seconds is not None
         else f"until it stops improving (planned {seconds:.0f} s)"
     )
-    reason = (
+    return (
         f"{what}, {facts.vocab} symbols, {budget} on {on}"
-        f"{' in bf16' if facts.precision == 'bf16' else ''}: {layers}x{width} {cell.upper()}, "
-        f"batch {batch}, bptt {bptt}, dropout {dropout:g}, weight decay {decay:g}, lr {lr:.2g} "
-        f"(~{steps:,} steps of {step_seconds[pick] * 1000:.0f} ms, {passes:.1f} passes)"
+        f"{' in bf16' if facts.precision == 'bf16' else ''}: {c['num_layers']}x"
+        f"{c['hidden_size']} {c['cell'].upper()}, batch {c['batch_size']}, bptt {c['bptt']}, "
+        f"dropout {c['dropout']:g}, weight decay {c['weight_decay']:g}, lr {c['lr']:.2g} "
+        f"({steps})"
     )
-    return Choice(settings, reason)
 
 
 def _shapes_left(given: dict[str, Any]) -> list[tuple[int, int]]:
