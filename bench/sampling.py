@@ -18,7 +18,7 @@ from bench.common import machine
 from charlstm.checkpoint import load_for_inference
 from charlstm.config import ModelConfig
 from charlstm.data.vocab import Vocab
-from charlstm.generate.sample import generate, one_char_steps
+from charlstm.generate.sample import draw_texts, one_char_steps
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings
 
@@ -42,9 +42,9 @@ def sample_seconds_per_step(model: CharRNN, vocab: Vocab, batch: int, length: in
     """As `charlstm sample` does it: one sample streams its text, a batch does not."""
     settings = SampleSettings(length=length, temperature=0.8, seed=0, num_samples=batch)
     stream = (lambda _i, _piece: None) if batch == 1 else None
-    generate(model, vocab, "ab", SampleSettings(length=20, seed=0, num_samples=batch))
+    draw_texts(model, vocab, "ab", SampleSettings(length=20, seed=0, num_samples=batch))
     start = time.perf_counter()
-    generate(model, vocab, "ab", settings, on_text=stream)
+    draw_texts(model, vocab, "ab", settings, on_text=stream)
     return (time.perf_counter() - start) / length
 
 

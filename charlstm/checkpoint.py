@@ -32,7 +32,7 @@ FORMAT = "charlstm-checkpoint"
 # 2: every field always present; `rng` (rank 0's random states) is rank_rngs[0] alone.
 # 1: the fields added during version 1 (averaged_model, rank_rngs, corpus_key,
 #    last_val_loss, schedule_steps) may be missing; `_from_version_1` says what they were.
-# 3: `history` (every validation), `lr_scale` and `rollbacks` (training/watch.py);
+# 3: `history` (every validation), `lr_scale` and `rollbacks` (training/guard.py);
 #    train.max_nonfinite gave way to train.max_rollbacks.
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)

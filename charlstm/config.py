@@ -259,7 +259,7 @@ class TrainConfig:
         "or `auto` (bf16 on a CPU that computes in it natively, else fp32)",
     )
     # A blow-up is rare but costly: going back to the last good weights at a lower rate
-    # saves the run, where skipping the update or stopping would not (training/watch.py).
+    # saves the run, where skipping the update or stopping would not (training/guard.py).
     spike_factor: float = option(
         2.0,
         "a logged training loss above this x the recent loss (and half a nat above it), or "

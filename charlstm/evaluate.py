@@ -349,7 +349,7 @@ def score_task(
     from a zero state, so each example is primed as it would appear in a corpus: after
     the CONTEXT_LINES correct lines before it (drawn with the test set, never scored)."""
     from charlstm.data.tasks import examples
-    from charlstm.generate.sample import generate
+    from charlstm.generate.sample import draw_texts
 
     drawn = examples(name, count + CONTEXT_LINES, seed, n_min, n_max)
     per_n: dict[int, list[int]] = {}
@@ -357,7 +357,7 @@ def score_task(
         context = "".join(e.line + "\n" for e in drawn[i : i + CONTEXT_LINES])
         prime = "\n" + context + example.given
         settings = SampleSettings(length=len(example.determined) + 2, greedy=True, stop="\n")
-        answer = generate(model, vocab, prime, settings)[0][len(prime) :]
+        answer = draw_texts(model, vocab, prime, settings)[0][len(prime) :]
         tally = per_n.setdefault(example.n, [0, 0])
         tally[0] += answer == example.determined
         tally[1] += 1

@@ -8,7 +8,7 @@ import torch
 
 from charlstm.checkpoint import load_checkpoint, load_for_inference
 from charlstm.evaluate import evaluate_text
-from charlstm.generate.sample import generate
+from charlstm.generate.sample import draw_texts
 from charlstm.options import SampleSettings
 from charlstm.training.trainer import Trainer
 from tests.conftest import make_text, quiet_console, small_config
@@ -50,7 +50,7 @@ def test_gpu_and_cpu_read_the_same_weights_alike(cuda_run):
     cpu, gpu = evaluate_text(on_cpu, vocab, text), evaluate_text(on_gpu, vocab, text)
     assert gpu.loss == pytest.approx(cpu.loss, rel=2e-3)  # cuDNN may use TF32
     settings = SampleSettings(length=200, seed=3, num_samples=4)
-    first, again = (generate(on_gpu, vocab, "the ", settings) for _ in range(2))
+    first, again = (draw_texts(on_gpu, vocab, "the ", settings) for _ in range(2))
     assert first == again and all(s.startswith("the ") and len(s) == 204 for s in first)
 
 

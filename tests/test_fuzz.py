@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from charlstm.checkpoint import load_for_inference
 from charlstm.config import Config, all_keys
 from charlstm.errors import CharlstmError
-from charlstm.generate.sample import generate
+from charlstm.generate.sample import draw_texts
 from charlstm.options import SampleSettings
 
 values = st.recursive(
@@ -91,7 +91,7 @@ def test_sample_options(
             length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
             seed=0, num_samples=num_samples, stop=stop, unknown=unknown,
         )  # fmt: skip
-        return generate(model, vocab, prime, s)
+        return draw_texts(model, vocab, prime, s)
 
     texts = accepted_or_config_error(run)
     if texts is not None:

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "charlstm"
 # layer may import its own, without a cycle. A new module joins the layer of what it
 # builds on.
 LAYERS = [
-    ["errors", "options", "config", "interrupt", "progress", "device", "memory"],
+    ["errors", "options", "config", "interrupt", "progress", "device", "memory", "templates"],
     ["data"],
     ["peephole", "model", "checkpoint", "rundir"],
     ["generate"],

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 import charlstm
 from charlstm.cli import app
-from charlstm.generate.sample import generate
+from charlstm.generate.sample import draw_texts
 from charlstm.generate.search import (
     BEAM_NO_REPEAT_NGRAM,
     beam_search,
@@ -77,7 +77,7 @@ def test_the_reported_log_probability_is_the_texts_own(model):
 def test_best_of_returns_the_likeliest_of_its_draws(model):
     settings = SampleSettings(length=50, seed=5, temperature=1.0, best_of=8)
     chosen = best_of(model.net, model.vocab, "the ", settings)
-    draws = generate(model.net, model.vocab, "the ", SampleSettings(length=50, seed=5,
+    draws = draw_texts(model.net, model.vocab, "the ", SampleSettings(length=50, seed=5,
                      temperature=1.0, num_samples=8))  # fmt: skip
     scores = continuation_log_probs(model.net, model.vocab, "the ", [d[4:] for d in draws])
     bpcs = [-lp / n for lp, n in scores]

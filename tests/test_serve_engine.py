@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from charlstm.api import load
-from charlstm.generate.sample import generate
+from charlstm.generate.sample import draw_texts
 from charlstm.options import MAX_LENGTH, SampleSettings
 from charlstm.serve.engine import Done, Engine, Full, Piece, Stream
 
@@ -99,7 +99,7 @@ def test_each_row_is_its_own_sample_beside_others_of_every_kind(model):
     assert text_of(crowd[12]) == text_of(alone[0]) and len(text_of(alone[0])) == 200
     assert crowd[12][1] == pytest.approx(alone[0][1], abs=1e-5)
     # and what `charlstm sample` writes with the same prime and settings
-    assert "the " + text_of(alone[0]) == generate(model.net, model.vocab, "the ", mine[1])[0]
+    assert "the " + text_of(alone[0]) == draw_texts(model.net, model.vocab, "the ", mine[1])[0]
     # each neighbour is the sample it would be alone too
     for i in (0, 1, 2, 4):
         prime, settings, stops = others[i]
@@ -107,7 +107,7 @@ def test_each_row_is_its_own_sample_beside_others_of_every_kind(model):
                                          [(prime, settings, stops)], model))  # fmt: skip
         assert text_of(crowd[i]) == text_of(single[0])
     greedy = crowd[2]
-    assert prime_free(generate(model.net, model.vocab, "the", others[2][1])[0], "the") == (
+    assert prime_free(draw_texts(model.net, model.vocab, "the", others[2][1])[0], "the") == (
         text_of(greedy)
     )
     stopped = crowd[4]
@@ -146,7 +146,7 @@ def test_arrivals_with_primes_of_one_length_are_read_together_and_write_as_alone
     assert (3, 4) in reads  # the first three primes (a line start and 4 characters, less
     # the first step's input) in one forward, their rows apart
     for (prime, settings), text in zip(requests, texts, strict=True):
-        assert prime + text == generate(model.net, model.vocab, prime, settings)[0]
+        assert prime + text == draw_texts(model.net, model.vocab, prime, settings)[0]
 
 
 def prime_free(text: str, prime: str) -> str:
@@ -294,7 +294,7 @@ def test_a_long_prime_is_read_in_turns_and_stalls_no_one(model):
     steps, text = asyncio.run(scenario())
     assert steps >= 2000 // Engine.WARM_CHARS - 1  # a step (at least) between two turns
     # read in turns, the prime leaves the state `charlstm sample` reaches in one pass
-    assert prime + text == generate(model.net, model.vocab, prime, settings)[0]
+    assert prime + text == draw_texts(model.net, model.vocab, prime, settings)[0]
 
 
 def test_a_failed_step_ends_its_streams_with_an_error_and_the_engine_goes_on(model):
@@ -335,5 +335,5 @@ def test_a_failed_step_ends_its_streams_with_an_error_and_the_engine_goes_on(mod
             await engine.close()
 
     text, settings = asyncio.run(scenario())
-    assert "the " + text == generate(model.net, model.vocab, "the ", settings)[0]
+    assert "the " + text == draw_texts(model.net, model.vocab, "the ", settings)[0]
     assert len(said) == 1 and "r-1" in said[0] and "the engine goes on" in said[0]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from charlstm.checkpoint import Trained
 from charlstm.errors import CharlstmError
-from charlstm.export.pages import render_page
 from charlstm.options import ExportSettings
+from charlstm.templates import render_page
 
 PRECISIONS = {"fp16": "<f2", "fp32": "<f4"}
 

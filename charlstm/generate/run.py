@@ -15,8 +15,7 @@ from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
 from charlstm.generate.documents import Known, make_documents, sample_documents
 from charlstm.generate.result import Generated, Generation, likeliest
-from charlstm.generate.sample import generate as draw_texts
-from charlstm.generate.sample import iter_samples
+from charlstm.generate.sample import draw_texts, iter_samples
 from charlstm.generate.search import beam_search, best_of
 from charlstm.model import CharRNN
 from charlstm.options import SampleSettings

@@ -229,7 +229,7 @@ def _read_back_every(device: torch.device, watched: bool) -> int:
     return 1 if device.type == "cpu" else 32
 
 
-def generate(
+def draw_texts(
     model: CharRNN,
     vocab: Vocab,
     prime: str,

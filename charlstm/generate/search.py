@@ -23,7 +23,7 @@ from charlstm.generate.constraints import constraint_for
 from charlstm.generate.context import prime_context, start_context, warm_state
 from charlstm.generate.repetition import Repetition, repetition_for
 from charlstm.generate.result import Generated, likeliest
-from charlstm.generate.sample import generate
+from charlstm.generate.sample import draw_texts
 from charlstm.generate.stops import StopStrings
 from charlstm.model import CharRNN, State, evaluating
 from charlstm.options import SampleSettings
@@ -219,7 +219,7 @@ def best_of(model: CharRNN, vocab: Vocab, prime: str, settings: SampleSettings) 
     temperature, top-k, top-p and seed), and the likeliest of them by bits per character
     (a document model's best-of is generate/run.py's)."""
     draws = replace(settings, num_samples=settings.best_of, best_of=None)
-    texts = generate(model, vocab, prime, draws)
+    texts = draw_texts(model, vocab, prime, draws)
     shown_prime, _ = prime_context(vocab, prime, settings.unknown)
     continuations = [t[len(shown_prime) :] for t in texts]
     scores = continuation_log_probs(model, vocab, prime, continuations, settings.unknown)

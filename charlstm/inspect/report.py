@@ -2,7 +2,7 @@
 
 The page needs no network: the activations travel inside it as base64 int8 (a colour
 needs no more), the script that colours the text is inline; the page is filled from web/inspect.html
-by charlstm.export.pages, escaped for each place a value lands. Each character is coloured
+by charlstm.templates, escaped for each place a value lands. Each character is coloured
 by the chosen unit's value after reading it, red for negative and blue for positive, as
 in the classic pictures; c is shown as tanh(c) so that it fits the same scale. The exact
 values are in `--format npz` / `json`.
@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from charlstm.errors import CharlstmError
-from charlstm.export.pages import render_page
 from charlstm.inspect.ablation import Ablation
 from charlstm.inspect.activations import QUANTITIES, Activations, Correlated
 from charlstm.inspect.match import Found
+from charlstm.templates import render_page
 
 
 def display_values(acts: Activations) -> np.ndarray:

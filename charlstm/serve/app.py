@@ -80,7 +80,7 @@ async def playground(request: Request):
 
 @functools.cache
 def _playground_page() -> str:
-    from charlstm.export.pages import render_page
+    from charlstm.templates import render_page
 
     return render_page("charlstm.serve", "playground.html", "playground.js")
 

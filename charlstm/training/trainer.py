@@ -47,6 +47,7 @@ from charlstm.training.budget import Budget, fits_budget, what_ended
 from charlstm.training.data import training_data
 from charlstm.training.distributed import Ranks
 from charlstm.training.finetune import Base, grown_weights, load_base, with_model_of
+from charlstm.training.guard import Guard, diagnose, keep_numbered, numbered_name, stop_for_patience
 from charlstm.training.monitor import RunWriter, TrainMeter
 from charlstm.training.optim import (
     decay_groups,
@@ -57,7 +58,6 @@ from charlstm.training.optim import (
 from charlstm.training.progress import TrainingProgress
 from charlstm.training.resume import check_resumable
 from charlstm.training.runlock import RunLock
-from charlstm.training.watch import Guard, diagnose, keep_numbered, numbered_name, stop_for_patience
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class TrainSummary:
     out_dir: Path
     seconds: float
     last_step_started: float  # seconds into training when the last step began
-    diagnosis: str = ""  # how the run went (training/watch.py)
+    diagnosis: str = ""  # how the run went (training/guard.py)
     stopped_early: bool = False  # ended before its limits (train.patience, a pruned trial)
     ended_by: str = ""  # what ended it, in words (the summary line says it)
 

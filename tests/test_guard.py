@@ -1,5 +1,5 @@
 """A run that watches itself: roll-backs, early stopping, numbered checkpoints and the
-end-of-run diagnosis (charlstm/training/watch.py)."""
+end-of-run diagnosis (charlstm/training/guard.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from conftest import quiet_console, small_config
 from charlstm.checkpoint import read_checkpoint
 from charlstm.config import Config
 from charlstm.errors import CharlstmError
+from charlstm.training.guard import diagnose, stale_validations
 from charlstm.training.trainer import Trainer
-from charlstm.training.watch import diagnose, stale_validations
 
 
 def _trainer(cfg, tmp_path):
