@@ -31,7 +31,7 @@ LONG_MODULES = {
     # one declaration per config key, each with its default, help and a comment on why
     "config.py": 580,
     # a list of short _setup_* methods and the labelled phases of the loop
-    "training/trainer.py": 630,
+    "training/trainer.py": 670,
     # every option of every command, each with its one default, help text and rule
     "options.py": 560,
 }

@@ -20,13 +20,16 @@ floor, with the last validation and save inside the budget:
   start when the budget or the step cap was changed (a run extended by `--resume
   --set train.max_seconds=...` or `train.max_steps=...` measures itself anew and goes
   on: the recorded count, met already, no longer ends it).
-`train.max_seconds` stays a hard stop in any case; `train.max_steps`, when set, caps
-the count.
+`train.max_seconds` stays a hard stop in any case, on the wall clock from the first
+step: no step starts that the last few steps say would end past it, every validation
+stops scoring at it, the log sample too, and a last validation runs only with time left
+for it; `train.max_steps`, when set, caps the count.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 
 from charlstm.config import TrainConfig
 
@@ -39,6 +42,22 @@ END_RESERVE = 0.02
 # Before the first validation is timed: validation reads characters about this many
 # times faster than training does (a forward pass only, many streams).
 EVAL_SPEEDUP = 3.0
+
+
+class StepTimes:
+    """The last few training steps' seconds: what the next one is expected to take (their
+    median: one slow step is noise, several are a busy machine). The first step counts
+    too: on a machine whose other work starves this one's threads, it is as slow as the
+    next (seconds where an idle machine takes milliseconds)."""
+
+    def __init__(self, kept: int = 3):
+        self.kept, self.seconds = kept, []
+
+    def add(self, seconds: float) -> None:
+        self.seconds = (self.seconds + [seconds])[-self.kept :]
+
+    def expected(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else 0.0
 
 
 def fits_budget(cfg: TrainConfig) -> bool:
@@ -111,16 +130,23 @@ class Budget:
 
 
 def what_ended(
-    cfg: TrainConfig, step: int, elapsed: float, budget: Budget | None, stop: str | None
+    cfg: TrainConfig,
+    step: int,
+    elapsed: float,
+    budget: Budget | None,
+    stop: str | None,
+    next_step: float = 0.0,
 ) -> str | None:
     """Which limit ends the run here, in words for its last line (the first that holds);
-    None while none does. The trainer asks it between steps."""
+    None while none does. The trainer asks it between steps; `next_step` is how long the
+    next step is expected to take (one that would end past train.max_seconds does not
+    start)."""
     if stop is not None:
         return stop
     if cfg.max_steps is not None and step >= cfg.max_steps:
         return f"train.max_steps={cfg.max_steps} reached"
     if budget is not None and budget.done(step):
         return f"the {budget.total:,} steps train.max_seconds={cfg.max_seconds:g} allows here"
-    if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
+    if cfg.max_seconds is not None and elapsed + next_step >= cfg.max_seconds:
         return f"train.max_seconds={cfg.max_seconds:g} spent"
     return None

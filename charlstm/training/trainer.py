@@ -9,6 +9,7 @@ resumed produces the same parameters as one that never stopped.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -26,7 +27,7 @@ from charlstm.data.corpus import Corpus, in_vocab, load_corpus
 from charlstm.device import check_bf16_runs, pick_device, seed_everything, training_precision
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.generate.run import generate
-from charlstm.interrupt import Interrupted, StopRequests, interrupted
+from charlstm.interrupt import Interrupted, StopRequests, cancelled_by, interrupted
 from charlstm.memory import amount, available_bytes, check_training_fits, parameter_count
 from charlstm.model import (
     CharRNN,
@@ -43,7 +44,7 @@ from charlstm.training.auto import apply as apply_choice
 from charlstm.training.auto import check_auto, choose, facts_of, left_to_choose
 from charlstm.training.averaging import WeightAverage
 from charlstm.training.batches import IGNORED
-from charlstm.training.budget import Budget, fits_budget, what_ended
+from charlstm.training.budget import Budget, StepTimes, fits_budget, what_ended
 from charlstm.training.data import training_data
 from charlstm.training.distributed import Ranks
 from charlstm.training.finetune import Base, grown_weights, load_base, with_model_of
@@ -76,13 +77,15 @@ class TrainSummary:
 @dataclass
 class _Live:
     """What one call of `run` holds open: TensorBoard, the progress display, the speed
-    meter, and the clock (training time includes the runs this one resumes)."""
+    meter, and the clock (training time includes the runs this one resumes) with
+    train.max_seconds as a deadline on it."""
 
     writer: RunWriter
     progress: TrainingProgress
     meter: TrainMeter
     elapsed_before: float
     clock: Callable[[], float] = time.perf_counter
+    max_seconds: float | None = None
     started: float = field(default=None)
 
     def __post_init__(self) -> None:
@@ -93,6 +96,16 @@ class _Live:
 
     def elapsed(self) -> float:
         return self.elapsed_before + self.this_run()
+
+    def seconds_left(self) -> float:
+        return math.inf if self.max_seconds is None else self.max_seconds - self.elapsed()
+
+    def time_up(self) -> bool:
+        return self.seconds_left() <= 0
+
+    def stop_when(self) -> Callable[[], bool] | None:
+        """What cuts work short at the deadline (None: there is none)."""
+        return None if self.max_seconds is None else self.time_up
 
 
 class Trainer:
@@ -253,6 +266,7 @@ class Trainer:
         self.last_train_loss = math.nan
         self.stop_reason: str | None = None  # why the run ends before its limits
         self.diagnosis = ""
+        self.step_times = StepTimes()  # what the next step is expected to take
         self.guard = Guard(self.cfg.train, self.model, self.optimizer, self.average,
                            kept=self.run_dir.checkpoint_files)  # fmt: skip
         self._unread_skip: tuple[int, torch.Tensor] | None = None
@@ -396,6 +410,7 @@ class Trainer:
                 while not self._should_stop(stop, live):  # 1. agreed by every rank
                     last_step_started = live.elapsed()
                     live.meter.add(*self.train_step())  # 2. one TBPTT window
+                    self.step_times.add(live.elapsed() - last_step_started)
                     self._after_step(live)  # 3. budget, log line, validation, last.pt
                 self._finish(live)  # 4. the last validation and last.pt
                 finished = True
@@ -435,7 +450,8 @@ class Trainer:
             progress.message(f"changed on resume: {change}")
         meter = TrainMeter(self.device, self.step)
         self.guard.start(self.step, self.skipped_updates)
-        return _Live(writer, progress, meter, self.elapsed_before, clock=self.clock)
+        return _Live(writer, progress, meter, self.elapsed_before, clock=self.clock,
+                     max_seconds=self.cfg.train.max_seconds)  # fmt: skip
 
     def _should_stop(self, stop: StopRequests, live: _Live) -> bool:
         """Between steps, and agreed by all ranks: time up (True), or asked to stop (then
@@ -473,13 +489,17 @@ class Trainer:
                 self._agree_on_budget()
 
     def _finish(self, live: _Live) -> None:
-        """The last validation (its scoring stops at train.max_seconds, having scored at
-        least one window: the deadline holds on a busy machine too) and last.pt."""
+        """The last validation, when there is time left for it, and last.pt. Like every
+        validation it stops scoring at train.max_seconds, having scored at least one
+        window, and its log sample stops there too: the deadline holds on a busy machine
+        (docs/pages/training.md says by how much)."""
         self._count_skips()
         if self.step % self.cfg.train.eval_every != 0:
-            deadline = self.cfg.train.max_seconds
-            time_up = (lambda: live.elapsed() >= deadline) if deadline is not None else None
-            self._validate_or_stop(live, time_up)
+            # its first window (always scored) costs about two training steps' forward passes
+            if live.seconds_left() < 2 * self.step_times.expected():
+                live.progress.message("no time left for a last validation (train.max_seconds)")
+            else:
+                self._validate_or_stop(live)
         self.diagnosis = diagnose(self.history, self.cfg)
         live.progress.message(self.diagnosis)
         live.writer.text("diagnosis", self.diagnosis, self.step)
@@ -520,7 +540,8 @@ class Trainer:
         live.progress.update(self.step, fraction, left, stats)
 
     def _ended_by(self, elapsed: float) -> str | None:
-        return what_ended(self.cfg.train, self.step, elapsed, self.budget, self.stop_reason)
+        return what_ended(self.cfg.train, self.step, elapsed, self.budget, self.stop_reason,
+                          self.step_times.expected())  # fmt: skip
 
     def _agree_on_budget(self) -> None:
         """Every rank decays over the main rank's count, or their weights would drift."""
@@ -545,12 +566,12 @@ class Trainer:
             lefts.append(t.max_seconds - elapsed)
         return (min(1.0, max(fractions)) if fractions else 0.0), (min(lefts) if lefts else None)
 
-    def _validate_or_stop(self, live: _Live, time_up: Callable[[], bool] | None = None) -> None:
-        """Validate (scoring until `time_up`, if given); a stop requested meanwhile ends it
-        early and the run stops as between steps (validation never touches the training
-        state, so last.pt is exact)."""
+    def _validate_or_stop(self, live: _Live) -> None:
+        """Validate (scoring until train.max_seconds, if set); a stop requested meanwhile
+        ends it early and the run stops as between steps (validation never touches the
+        training state, so last.pt is exact)."""
         try:
-            self._validate(live, time_up)
+            self._validate(live)
         except Interrupted:
             path = self.save(LAST, live.elapsed())
             self.checkpoints.wait()
@@ -559,16 +580,16 @@ class Trainer:
                 f"resume with: charlstm train --resume {self.out_dir}"
             ) from None
 
-    def _validate(self, live: _Live, time_up: Callable[[], bool] | None = None) -> None:
+    def _validate(self, live: _Live) -> None:
         log = self.cfg.log
         with self.average.applied() if self.average is not None else nullcontext():
-            result = self.data.validate(self.model, time_up)
+            result = self.data.validate(self.model, live.stop_when())
             if self.is_main:  # the one sample of the run's log
                 settings = SampleSettings(
                     prime=self.data.sample_prime, length=log.sample_length,
                     temperature=log.sample_temperature, seed=self.step,
                 )  # fmt: skip
-                text = self._log_sample(settings)
+                text = self._log_sample(settings, live)
         self.last_val_loss = result.loss
         if not result.cut:  # a stretch cut short is not comparable with the others
             self.history.append([self.step, self.last_train_loss, result.loss])
@@ -600,11 +621,29 @@ class Trainer:
         if self.is_main:
             keep_numbered(self.run_dir.checkpoints, name, self.cfg.train.keep_checkpoints)
 
-    def _log_sample(self, settings: SampleSettings) -> str:
-        """The run log's sample: one text, or eight short documents of a document model."""
+    def _log_sample(self, settings: SampleSettings, live: _Live) -> str:
+        """The run log's sample: one text, or eight short documents of a document model;
+        none when train.max_seconds comes first (a sample of one-character steps can take
+        seconds on a busy machine)."""
         count = 8 if self.vocab.documents else 1
-        made = generate(self.model, self.vocab, replace(settings, num_samples=count))
-        return "\n".join(made.texts)
+        left = live.seconds_left()
+        if left <= 0:
+            return ""
+        deadline = threading.Event()
+        timer = threading.Timer(left, deadline.set) if math.isfinite(left) else None
+        try:
+            if timer is not None:
+                timer.start()
+            with cancelled_by(deadline):
+                made = generate(self.model, self.vocab, replace(settings, num_samples=count))
+            return "\n".join(made.texts)
+        except Interrupted:
+            if not deadline.is_set():
+                raise  # a signal: the run stops
+            return ""
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _prepare_out_dir(self) -> None:
         try:
