@@ -4,7 +4,7 @@ import torch
 
 from charlstm.checkpoint import load_for_inference
 from charlstm.errors import CharlstmError, VocabError
-from charlstm.generate.sample import Sampler, draw_rows, generate
+from charlstm.generate.sample import Sampler, draw_rows, draw_texts
 from charlstm.options import SampleSettings
 from tests.conftest import quiet_console, small_config
 
@@ -19,15 +19,15 @@ def model_and_vocab(trained_run):
 def test_greedy_is_deterministic_and_starts_with_the_prime(model_and_vocab):
     model, vocab = model_and_vocab
     s = SampleSettings(length=80, greedy=True)
-    first = generate(model, vocab, "the cat", s)[0]
-    assert first == generate(model, vocab, "the cat", s)[0]
+    first = draw_texts(model, vocab, "the cat", s)[0]
+    assert first == draw_texts(model, vocab, "the cat", s)[0]
     assert first.startswith("the cat") and len(first) == len("the cat") + 80
 
 
 def test_seed_fixes_the_text(model_and_vocab):
     model, vocab = model_and_vocab
     a, b, c = (
-        generate(model, vocab, "a ", SampleSettings(length=100, temperature=1.0, seed=seed))[0]
+        draw_texts(model, vocab, "a ", SampleSettings(length=100, temperature=1.0, seed=seed))[0]
         for seed in (5, 5, 6)
     )
     assert a == b and a != c
@@ -35,16 +35,16 @@ def test_seed_fixes_the_text(model_and_vocab):
 
 def test_top_k_one_and_tiny_top_p_equal_greedy(model_and_vocab):
     model, vocab = model_and_vocab
-    greedy = generate(model, vocab, "the ", SampleSettings(length=60, greedy=True))[0]
-    assert generate(model, vocab, "the ", SampleSettings(length=60, top_k=1, seed=3))[0] == greedy
+    greedy = draw_texts(model, vocab, "the ", SampleSettings(length=60, greedy=True))[0]
+    assert draw_texts(model, vocab, "the ", SampleSettings(length=60, top_k=1, seed=3))[0] == greedy
     assert (
-        generate(model, vocab, "the ", SampleSettings(length=60, top_p=1e-6, seed=4))[0] == greedy
+        draw_texts(model, vocab, "the ", SampleSettings(length=60, top_p=1e-6, seed=4))[0] == greedy
     )
 
 
 def test_learned_text_looks_like_the_corpus(model_and_vocab):
     model, vocab = model_and_vocab
-    text = generate(model, vocab, "the ", SampleSettings(length=300, temperature=0.5, seed=0))[0]
+    text = draw_texts(model, vocab, "the ", SampleSettings(length=300, temperature=0.5, seed=0))[0]
     words = text.replace(".", " ").split()
     known = {
         "the",
@@ -70,15 +70,16 @@ def test_learned_text_looks_like_the_corpus(model_and_vocab):
 def test_unknown_prime_characters_error_or_skip(model_and_vocab):
     model, vocab = model_and_vocab
     with pytest.raises(VocabError, match=r"not in the model's vocabulary: 'Z', '€'"):
-        generate(model, vocab, "the Z€ cat", SampleSettings(length=5))
-    text = generate(model, vocab, "the Z€ cat", SampleSettings(length=5, unknown="skip", seed=1))[0]
+        draw_texts(model, vocab, "the Z€ cat", SampleSettings(length=5))
+    skipping = SampleSettings(length=5, unknown="skip", seed=1)
+    text = draw_texts(model, vocab, "the Z€ cat", skipping)[0]
     assert text.startswith("the  cat")
 
 
 def test_stop_string_ends_the_sample_and_streaming_matches(model_and_vocab):
     model, vocab = model_and_vocab
     pieces = []
-    text = generate(
+    text = draw_texts(
         model,
         vocab,
         "the",
@@ -91,7 +92,7 @@ def test_stop_string_ends_the_sample_and_streaming_matches(model_and_vocab):
 
 def test_no_prime_and_batches_of_samples(model_and_vocab):
     model, vocab = model_and_vocab
-    texts = generate(
+    texts = draw_texts(
         model, vocab, "", SampleSettings(length=50, num_samples=4, seed=9, temperature=1.0)
     )
     assert len(texts) == 4 and all(len(t) == 50 for t in texts)
@@ -186,7 +187,7 @@ def test_byte_model_prints_multibyte_characters_whole(tmp_path):
     model, saved = load_for_inference(tmp_path / "run")
     vocab = saved.vocab
     pieces = []
-    text = generate(
+    text = draw_texts(
         model,
         vocab,
         "é",
