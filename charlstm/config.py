@@ -352,11 +352,26 @@ class LogConfig:
         )
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    # Jinja, sandboxed, as Hugging Face chat templates are (serve/chat.py has the default)
+    chat_template: str | None = option(
+        None,
+        "template that writes chat messages as the model's text; null = the play format "
+        "(NAME:, the line, a blank line)",
+    )
+    chat_end: str = option("\n\n", "where an answer's turn ends: its reply stops there")
+
+    def __post_init__(self) -> None:
+        _require(self.chat_end != "", "serve.chat_end", "a non-empty string", self.chat_end)
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
     "log": LogConfig,
+    "serve": ServeConfig,
 }
 
 
@@ -366,6 +381,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     # The `section.key`s the file and the overrides gave, which train.auto leaves as they
     # are; not part of the config itself (to_dict leaves it out).
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -387,7 +403,8 @@ class Config:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(
-                "config: the top level must be a mapping of sections (data, model, train, log)"
+                "config: the top level must be a mapping of sections "
+                "(data, model, train, log, serve)"
             )
         merged: dict[str, dict[str, Any]] = {}
         for section, values in raw.items():

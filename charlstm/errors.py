@@ -50,6 +50,11 @@ class SettingsError(CharlstmError):
         return _FIELD.sub(lambda m: "--" + m[1].replace("_", "-"), self.marked)
 
 
+class UnknownCharacters(SettingsError, VocabError):
+    """Characters the vocabulary lacks, in a text the `unknown` setting says to refuse
+    (a settings error too: its message names that setting)."""
+
+
 # What a settings field's annotation admits (the Python API and the server hand values
 # over as they come: 2.5 characters, or "3" samples, must be one line, not a TypeError
 # further down).

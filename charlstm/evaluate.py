@@ -123,6 +123,38 @@ def evaluate_ids(
     return EvalResult(total.item() / max(scored_chars, 1), scored_chars, seconds, cut=cut)
 
 
+@dataclass(frozen=True)
+class EachLogProb:
+    """Per scored id: its log-probability given every id before it, and the `top`
+    likeliest ids at its place with theirs (empty lists when top is 0)."""
+
+    log_probs: list[float]
+    top: list[list[tuple[int, float]]]
+
+
+@torch.no_grad()
+def each_log_prob(
+    model: CharRNN, ids: list[int], top: int = 0, window: int = WINDOW
+) -> EachLogProb:
+    """log p(ids[i] | ids[:i]) for every i >= 1, read from the zero state as
+    evaluate_ids reads a text (so they sum to its total), `window` ids at a time."""
+    device = next(model.parameters()).device
+    log_probs: list[float] = []
+    tops: list[list[tuple[int, float]]] = []
+    state = None
+    with evaluating(model):
+        for start in range(0, len(ids) - 1, window):
+            part = torch.tensor([ids[start : start + window + 1]], device=device)
+            logits, state = model(part[:, :-1], state)
+            logp = F.log_softmax(logits[0].double(), dim=-1)
+            log_probs += logp.gather(1, part[0, 1:, None])[:, 0].tolist()
+            if top:
+                values, best = logp.topk(min(top, logp.shape[1]), dim=-1)
+                rows = zip(best.tolist(), values.tolist(), strict=True)
+                tops += [list(zip(i, v, strict=True)) for i, v in rows]
+    return EachLogProb(log_probs, tops)
+
+
 def evaluate_text(model: CharRNN, vocab: Vocab, text: str, **kwargs) -> EvalResult:
     """Score a text; characters outside the vocabulary are counted, then left out."""
     symbols = vocab.code_point_array(text)

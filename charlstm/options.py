@@ -115,6 +115,25 @@ def _check(checks: list[tuple[bool, str]]) -> None:
 UNKNOWN_CHOICES = ("error", "skip")
 
 
+def _bias_pairs(bias) -> tuple[tuple[int, float], ...]:
+    """A logit bias as (id, bias) pairs, from pairs, a mapping (a JSON object's keys are
+    strings of digits) or ID=BIAS strings (the command line's)."""
+    pairs = bias.items() if isinstance(bias, dict) else bias or ()
+    pairs = [pair.split("=", 1) if isinstance(pair, str) else pair for pair in pairs]  # ID=BIAS
+    try:
+        return tuple(sorted((int(k), float(v)) for k, v in pairs))
+    except (TypeError, ValueError):
+        raise SettingsError(
+            f"`logit_bias` maps character ids (whole numbers) to biases (got {bias!r:.80})"
+        ) from None
+
+
+def logit_bias_checks(bias: tuple[tuple[int, float], ...]) -> tuple[bool, str]:
+    """Ids >= 0 and biases in -100..100 (which ids a model has: generate/repetition.py)."""
+    bad = next((pair for pair in bias if pair[0] < 0 or not -100 <= pair[1] <= 100), None)
+    return bad is None, f"`logit_bias`: an id >= 0 and a bias in -100..100 each (got {bad})"
+
+
 def unknown_checks(unknown: str) -> tuple[bool, str]:
     return unknown in UNKNOWN_CHOICES, f"`unknown` must be error or skip (got {unknown!r})"
 
@@ -182,9 +201,22 @@ class SampleSettings:
         None,
         "No character n-gram twice in one sample (0 = off; a beam of 2 or more: 16 unless given).",
     )
+    # OpenAI's penalties: a character's logit is lowered by frequency_penalty for each
+    # time it was generated so far, and by presence_penalty once it was.
+    frequency_penalty: float = option(
+        0.0, "Lower a character's logit this much per time it was generated (-2..2)."
+    )
+    presence_penalty: float = option(
+        0.0, "Lower the logit of every character generated so far this much (-2..2)."
+    )
+    # (id, bias) pairs, OpenAI's logit_bias over the model's character ids
+    logit_bias: tuple[tuple[int, float], ...] = option(
+        (), "Add this to a character id's logit at every draw (-100..100; -100 bans it)."
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "contains", tuple(self.contains or ()))  # a parser's list
+        object.__setattr__(self, "logit_bias", _bias_pairs(self.logit_bias))
         check_types(self)
         _check(
             [
@@ -214,6 +246,15 @@ class SampleSettings:
                     self.no_repeat_ngram is None or 0 <= self.no_repeat_ngram <= 1000,
                     f"`no_repeat_ngram` must be in 0..1000 (got {self.no_repeat_ngram})",
                 ),
+                (
+                    -2.0 <= self.frequency_penalty <= 2.0,
+                    f"`frequency_penalty` must be in -2..2 (got {self.frequency_penalty})",
+                ),
+                (
+                    -2.0 <= self.presence_penalty <= 2.0,
+                    f"`presence_penalty` must be in -2..2 (got {self.presence_penalty})",
+                ),
+                logit_bias_checks(self.logit_bias),
                 (self.ends_with is None or self.ends_with != "", "`ends_with` must not be empty"),
                 (self.allow is None or self.allow != "", "`allow` must not be empty"),
                 seed_checks(self.seed, "`seed`"),
@@ -462,6 +503,12 @@ class ServeSettings:
         "Also answer requests naming this Host (repeatable; * for any). Loopback names and "
         "--host are always answered; any other name is refused (DNS rebinding).",
     )
+    model_name: tuple[str, ...] = option(
+        (),
+        "Also answer to this model name (repeatable): a client that sends its own model "
+        "name gets this model; any other name is 404, as OpenAI answers.",
+    )
+    show_prompt: bool = option(False, "Log the text each chat request's messages became.")
     # 256 rows of a 2x256 LSTM step in about 4 ms on a 2-core CPU; more waiting streams
     # would only make every reader slower, so the 257th is told to come back.
     max_streams: int = option(256, "Streams generated at once; more get 503.")
@@ -496,6 +543,7 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allow_host", tuple(self.allow_host or ()))  # a parser's list
+        object.__setattr__(self, "model_name", tuple(self.model_name or ()))
         _check(
             [
                 (

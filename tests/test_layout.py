@@ -29,7 +29,7 @@ LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 # Modules allowed past MAX_MODULE_LINES, and why.
 LONG_MODULES = {
     # one declaration per config key, each with its default, help and a comment on why
-    "config.py": 580,
+    "config.py": 600,
     # a list of short _setup_* methods and the labelled phases of the loop
     "training/trainer.py": 670,
     # every option of every command, each with its one default, help text and rule

@@ -60,6 +60,13 @@ PenaltyOpt = Annotated[
 ]
 WindowOpt = Annotated[int, option_of(SampleSettings, "repetition_window", "--repetition-window")]
 NgramOpt = Annotated[int | None, option_of(SampleSettings, "no_repeat_ngram", "--no-repeat-ngram")]
+FrequencyOpt = Annotated[
+    float, option_of(SampleSettings, "frequency_penalty", "--frequency-penalty")
+]
+PresenceOpt = Annotated[float, option_of(SampleSettings, "presence_penalty", "--presence-penalty")]
+BiasOpt = Annotated[
+    list[str] | None, option_of(SampleSettings, "logit_bias", "--logit-bias", metavar="ID=BIAS")
+]
 JsonlOpt = Annotated[
     bool,
     typer.Option("--jsonl", help="Documents: one JSON object each (text, log_prob, bpc, chars)."),
@@ -98,6 +105,9 @@ def sample(
     repetition_penalty: PenaltyOpt = S.repetition_penalty,
     repetition_window: WindowOpt = S.repetition_window,
     no_repeat_ngram: NgramOpt = S.no_repeat_ngram,
+    frequency_penalty: FrequencyOpt = S.frequency_penalty,
+    presence_penalty: PresenceOpt = S.presence_penalty,
+    logit_bias: BiasOpt = None,
     as_jsonl: JsonlOpt = False,
     output: OutputOpt = None,
     device: DeviceOpt = DEFAULT_DEVICE,

@@ -23,6 +23,12 @@ def serve(
     allow_host: Annotated[
         list[str] | None, option_of(ServeSettings, "allow_host", "--allow-host")
     ] = None,
+    model_name: Annotated[
+        list[str] | None, option_of(ServeSettings, "model_name", "--model-name")
+    ] = None,
+    show_prompt: Annotated[
+        bool, option_of(ServeSettings, "show_prompt", "--show-prompt")
+    ] = Serve.show_prompt,
     max_streams: Annotated[
         int, option_of(ServeSettings, "max_streams", "--max-streams")
     ] = Serve.max_streams,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from charlstm.errors import VocabError
+from charlstm.errors import UnknownCharacters, VocabError
 
 FORMAT = "charlstm-vocab/1"
 # Symbols past U+10FFFF: no text holds them.
@@ -175,9 +175,9 @@ class Vocab:
                 missing = sorted(set(chr(c) for c in symbols[~known].tolist()))
                 shown = ", ".join(repr(c) for c in missing[:10])
                 more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-                raise VocabError(
+                raise UnknownCharacters(
                     f"{len(missing)} character(s) not in the model's vocabulary: {shown}{more}"
-                    " (remove them, or pass --unknown skip to drop them)"
+                    " (remove them, or drop them with `unknown` skip)"
                 )
             symbols = symbols[known]
         return self.ids_of(symbols)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
 from charlstm.generate.documents import Known, make_documents, sample_documents
+from charlstm.generate.repetition import check_logit_bias
 from charlstm.generate.result import Generated, Generation, likeliest
 from charlstm.generate.sample import draw_texts, iter_samples
 from charlstm.generate.search import beam_search, best_of
@@ -40,6 +41,7 @@ def plan(vocab: Vocab, settings: SampleSettings) -> Plan:
         vocab.require_documents(DOCUMENT_OPTIONS)
     if settings.label is not None:
         vocab.label_id(settings.label)
+    check_logit_bias(settings, vocab.size)
     if settings.beam is not None or settings.best_of is not None:
         return Plan("search", streams=False)
     if vocab.documents:

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from charlstm.data.vocab import Vocab
 from charlstm.generate.constraints import Constraint
+from charlstm.generate.repetition import Repetition, repetition_for
 from charlstm.generate.sample import Sampler, draw_rows, one_char_steps
 from charlstm.generate.stops import StopStrings
 from charlstm.model import CharRNN
@@ -91,9 +92,17 @@ class Stream:
     warm_state: object = None  # the state after the prime read so far
     warmed: int = 0  # prime characters read
     matched: torch.Tensor | None = None  # the constraint's state, (1,)
+    # penalties and logit bias (generate/repetition.py), when the settings have any
+    repetition: Repetition | None = None
 
     def __post_init__(self):
         self.stops = StopStrings(self.stops)
+
+
+def shown_token(vocab: Vocab, token: int) -> str:
+    """A token as text: its character (a byte model's byte as it decodes alone), or
+    "<end>" for a document's end."""
+    return "<end>" if token == vocab.end_id else vocab.decode([token])
 
 
 def _each(fn, *states):
@@ -262,9 +271,10 @@ class Engine:
                 continue
             self.arrivals.popleft()
             stream.sampler = Sampler(stream.settings)
+            prime_ids = self.vocab.encode(stream.settings.prime, stream.settings.unknown).tolist()
             if stream.constraint is not None:
-                prime_ids = self.vocab.encode(stream.settings.prime, stream.settings.unknown)
-                stream.matched = stream.constraint.start(prime_ids.tolist(), 1)
+                stream.matched = stream.constraint.start(prime_ids, 1)
+            stream.repetition = repetition_for(stream.settings, prime_ids, 1)
             stream.decoder = self.vocab.stream_decoder()
             state = stream.warm_state
             if state is None:  # no prime before the first step's input
@@ -334,6 +344,7 @@ class Engine:
         # the model's own log-probabilities, before any mask, when a stream wants them
         wanted = any(s.log_probs for s in self.streams)
         own = F.log_softmax(logits[:, -1].double(), dim=-1) if wanted else None
+        self._penalise(logits)
         matched = self._constrain(logits)
         chosen = draw_rows(logits, [s.sampler for s in self.streams])  # (rows, 1)
         if own is None:
@@ -344,7 +355,7 @@ class Engine:
         if top:  # alternatives only when a stream asked for them: they cost a read
             values, ids = own.topk(min(top, own.shape[1]), dim=-1)
             alternatives = [
-                [(self._shown(i), v) for i, v in zip(row_ids, row_values, strict=True)]
+                [(shown_token(self.vocab, i), v) for i, v in zip(row_ids, row_values, strict=True)]
                 for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)
             ]  # fmt: skip
             rows = zip(self.streams, picked, alternatives, strict=True)
@@ -365,6 +376,12 @@ class Engine:
             else:
                 self._advance(stream, token, lp)
             self._hand_over(stream, now, interval)
+
+    def _penalise(self, logits: torch.Tensor) -> None:
+        """Each penalised row's logits adjusted in place (generate/repetition.py)."""
+        for row, stream in enumerate(self.streams):
+            if stream.repetition is not None and not stream.cancelled:
+                logits[row, 0] = stream.repetition.adjust(logits[row, 0][None])[0]
 
     def _constrain(self, logits: torch.Tensor) -> set[int]:
         """Mask each constrained row's logits in place (the others draw as they would);
@@ -397,12 +414,9 @@ class Engine:
         if ended:
             stream.events.put_nowait((stream.index, Done(stream.finish_reason, stream.produced)))
 
-    def _shown(self, token: int) -> str:
-        """An alternative as text: its character (a byte model's byte as it decodes
-        alone), or "<end>" for a document's end."""
-        return "<end>" if token == self.vocab.end_id else self.vocab.decode([token])
-
     def _advance(self, stream: Stream, token: int, log_prob) -> None:
+        if stream.repetition is not None:
+            stream.repetition.add([token])
         if stream.constraint is not None:
             chosen = torch.tensor([token], device=self.device)
             stream.matched = stream.constraint.advance(stream.matched, chosen)

@@ -120,6 +120,9 @@ class SampleRequest(ConstraintFields):
     repetition_penalty: float | None = None
     repetition_window: int | None = None
     no_repeat_ngram: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None  # character id -> bias
     # the text as it is drawn (text/plain, in pieces): one sample or one document
     stream: bool = False
 
@@ -152,33 +155,59 @@ class ScoreRequest(Strict):
     label: str | None = None
 
 
+class StreamOptions(Strict):
+    include_usage: bool = False  # a last event with the request's usage, no choices
+
+
 class CompletionRequest(ConstraintFields):
-    """OpenAI's completion request. Its defaults are the protocol's own (16 tokens,
-    temperature 1, the whole distribution), as every OpenAI client expects; max_tokens
-    counts characters."""
+    """OpenAI's completion request, every field of its specification. Its defaults are
+    the protocol's own (16 tokens, temperature 1, the whole distribution), as every
+    OpenAI client expects; a token is a character (a byte model's: a byte), and a
+    field sent as null takes its default, as OpenAI's API takes it."""
 
     model: str | None = None
-    prompt: str | list[str] = ""
-    max_tokens: int = Field(16, ge=0)
-    temperature: float = 1.0  # 0: greedy
-    top_p: float = 1.0
+    # text, texts, or token ids (charlstm's character ids: its exported tokenizer's)
+    prompt: str | list[str] | list[int] | list[list[int]] = ""
+    suffix: str | None = None  # only empty: these models write left to right
+    max_tokens: int | None = Field(None, ge=0)
+    temperature: float | None = None  # 0: greedy
+    top_p: float | None = None
     top_k: int | None = None
-    n: int = Field(1, ge=1, le=MAX_ROWS)
+    n: int | None = Field(None, ge=1, le=MAX_ROWS)
+    best_of: int | None = Field(None, ge=1, le=MAX_ROWS)
     stop: str | list[str] | None = None
     seed: int | None = None
-    stream: bool = False
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
-    echo: bool = False
-    user: str | None = None
+    echo: bool | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None  # character id -> bias
+    user: str | None = None  # taken and ignored, as a server without accounts does
     # and charlstm's own constraints (ConstraintFields)
 
     def stops(self) -> tuple[str, ...]:
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
 
+    @property
+    def choices(self) -> int:
+        """Choices returned per prompt."""
+        return self.n or 1
+
+    @property
+    def drawn(self) -> int:
+        """Completions drawn per prompt: best_of of them, the likeliest `n` returned."""
+        return max(self.best_of or 1, self.choices)
+
     def to_settings(self, prompt: str) -> SampleSettings:
         """How each choice is drawn (its seed moved on by its index), as SampleSettings."""
-        given = without_zero_temperature({"temperature": self.temperature})
+        given = {"temperature": 1.0 if self.temperature is None else self.temperature}
         return SampleSettings(
-            prime=prompt, length=self.max_tokens, seed=self.seed, top_k=self.top_k,
-            top_p=self.top_p if self.top_p != 1.0 else None, **given, **self.constraints(),
+            prime=prompt, length=16 if self.max_tokens is None else self.max_tokens,
+            seed=self.seed, top_k=self.top_k,
+            top_p=self.top_p if self.top_p not in (None, 1.0) else None,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            presence_penalty=self.presence_penalty or 0.0, logit_bias=self.logit_bias or (),
+            **without_zero_temperature(given), **self.constraints(),
         )  # fmt: skip

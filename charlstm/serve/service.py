@@ -29,6 +29,8 @@ class Service:
 
     def __init__(self, served, engine: Engine, name: str, settings: ServeSettings):
         self.served, self.engine, self.name, self.settings = served, engine, name, settings
+        # what a request's `model` may say: the name, and any --model-name
+        self.names = (name, *settings.model_name)
         self.started = int(time.time())
         self.max_chars = settings.max_chars
         self.max_text = settings.max_chars * TEXT_PER_MAX_CHARS
