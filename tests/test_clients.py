@@ -1,0 +1,146 @@
+"""What clients written for OpenAI's API send, and what they compute, against `charlstm
+serve`: the completions fields of OpenAI's specification, chat completions, the
+tokenizer the Hugging Face ecosystem loads, and the real clients (the official openai
+package, LangChain, EleutherAI's evaluation harness)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+import pytest
+
+import charlstm
+from tests.test_serve import Server
+
+NAME = "charlstm-lstm"
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    s = Server(trained_run, "--model-name", "gpt-3.5-turbo-instruct", "--show-prompt")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def model(trained_run):
+    return charlstm.load(trained_run)
+
+
+def complete(server, **body) -> dict:
+    answer = server.post("/v1/completions", body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+PROMPT = "the cat sat on the mat. "
+
+
+def test_echo_scores_every_prompt_character_as_eval_does(server, model):
+    made = complete(server, prompt=PROMPT, echo=True, logprobs=2, max_tokens=0, temperature=0)
+    (choice,) = made["choices"]
+    lp = choice["logprobs"]
+    assert choice["text"] == PROMPT and choice["finish_reason"] == "length"
+    assert lp["tokens"] == list(PROMPT) and lp["text_offset"] == list(range(len(PROMPT)))
+    # the first character has nothing before it: null, as OpenAI gives it
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    total = sum(lp["token_logprobs"][1:])
+    scored = model.score(PROMPT, streams=1)
+    assert scored.chars == len(PROMPT) - 1
+    assert total == pytest.approx(-scored.loss * scored.chars, rel=1e-6)
+    # each place's alternatives: the likeliest first, the character's own among them
+    # when it is the likeliest
+    for token, own, top in zip(lp["tokens"][1:], lp["token_logprobs"][1:], lp["top_logprobs"][1:]):
+        assert len(top) <= 2 and max(top.values()) >= own
+        assert (token in top) or own < min(top.values())
+    assert made["usage"] == {"prompt_tokens": len(PROMPT), "completion_tokens": 0,
+                             "total_tokens": len(PROMPT)}  # fmt: skip
+
+
+def test_echo_then_completion_offsets_run_on_through_both(server):
+    made = complete(server, prompt=PROMPT, echo=True, logprobs=1, max_tokens=5, seed=4)
+    (choice,) = made["choices"]
+    lp = choice["logprobs"]
+    assert len(lp["tokens"]) == len(PROMPT) + 5 == len(choice["text"])
+    assert lp["text_offset"] == list(range(len(choice["text"])))
+    assert "".join(lp["tokens"]) == choice["text"]
+    # without echo, the completion's offsets still count from the prompt's start
+    alone = complete(server, prompt=PROMPT, logprobs=0, max_tokens=5, seed=4)["choices"][0]
+    assert alone["text"] == choice["text"][len(PROMPT) :]
+    assert alone["logprobs"]["text_offset"] == list(range(len(PROMPT), len(PROMPT) + 5))
+    assert alone["logprobs"]["token_logprobs"] == lp["token_logprobs"][len(PROMPT) :]
+
+
+def test_a_list_of_prompts_gets_n_choices_each_indexed_as_openai_does(server, model):
+    made = complete(server, prompt=["the ", "a cat "], n=2, max_tokens=12, seed=9)
+    assert [c["index"] for c in made["choices"]] == [0, 1, 2, 3]
+    texts = [c["text"] for c in made["choices"]]
+    alone = complete(server, prompt="a cat ", n=2, max_tokens=12, seed=9)["choices"]
+    assert texts[2:] == [c["text"] for c in alone]  # a prompt's choices do not depend on others
+    # token ids are the model's character ids (its exported tokenizer's)
+    ids = model.vocab.encode("a cat ").tolist()
+    by_ids = complete(server, prompt=[ids], n=2, max_tokens=12, seed=9)["choices"]
+    assert [c["text"] for c in by_ids] == texts[2:]
+    assert made["usage"]["prompt_tokens"] == len("the ") + len("a cat ")
+
+
+def test_penalties_and_logit_bias_change_the_draw_as_in_the_python_api(server, model):
+    plain = complete(server, prompt="the ", max_tokens=80, temperature=0)["choices"][0]["text"]
+    zero = complete(server, prompt="the ", max_tokens=80, temperature=0, frequency_penalty=0,
+                    presence_penalty=0)["choices"][0]["text"]  # fmt: skip
+    assert zero == plain  # 0 is no change (LangChain always sends both)
+    for field in ("frequency_penalty", "presence_penalty"):
+        body = {"prompt": "the ", "max_tokens": 80, "temperature": 0, field: 1.5}
+        penalised = complete(server, **body)["choices"][0]["text"]
+        assert penalised != plain
+        # the engine's batch draws what Model.sample draws
+        assert penalised == model.sample("the ", length=80, greedy=True, **{field: 1.5})[4:]
+    e = model.vocab.id_of("e")
+    banned = complete(server, prompt="the ", max_tokens=200, seed=1, temperature=1,
+                      logit_bias={str(e): -100})["choices"][0]["text"]  # fmt: skip
+    assert "e" not in banned and len(banned) == 200
+    z = model.vocab.id_of("t")
+    forced = complete(server, prompt="the ", max_tokens=20, seed=1,
+                      logit_bias={str(z): 100})["choices"][0]["text"]  # fmt: skip
+    assert forced == "t" * 20
+
+
+def test_best_of_returns_the_likeliest_per_character(server):
+    drawn = complete(server, prompt="the ", n=4, max_tokens=30, seed=2, logprobs=0)["choices"]
+    mean = [sum(c["logprobs"]["token_logprobs"]) / 30 for c in drawn]
+    best = complete(server, prompt="the ", best_of=4, max_tokens=30, seed=2)["choices"]
+    assert len(best) == 1 and best[0]["text"] == drawn[mean.index(max(mean))]["text"]
+
+
+def test_stream_options_include_usage_ends_with_the_usage(server):
+    with httpx.stream("POST", server.url + "/v1/completions", timeout=30,
+                      json={"prompt": "the ", "max_tokens": 7, "stream": True,
+                            "stream_options": {"include_usage": True}}) as answer:  # fmt: skip
+        events = [line[6:] for line in answer.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    last = json.loads(events[-2])
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 7
+
+
+def test_the_model_field_names_the_served_model_or_an_alias(server):
+    assert complete(server, prompt="a", model=NAME, max_tokens=1)["model"] == NAME
+    assert complete(server, prompt="a", model="gpt-3.5-turbo-instruct", max_tokens=1)
+    other = server.post("/v1/completions", {"prompt": "a", "model": "davinci"})
+    assert other.status_code == 404
+    assert other.json()["error"]["code"] == "model_not_found"
+    assert other.json()["error"]["param"] == "model"
+
+
+def test_the_official_client_sees_400s_as_bad_requests(server):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="best_of must be >= n"):
+        client.completions.create(model=NAME, prompt="a", n=3, best_of=2)
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client.completions.create(model="nope", prompt="a")
+    made = client.completions.create(model=NAME, prompt="the ", max_tokens=0, echo=True,
+                                     logprobs=1, user="someone", suffix=None)  # fmt: skip
+    assert made.choices[0].text == "the " and made.choices[0].logprobs.token_logprobs[0] is None
+    assert not math.isnan(sum(made.choices[0].logprobs.token_logprobs[1:]))
