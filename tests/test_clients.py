@@ -144,3 +144,42 @@ def test_the_official_client_sees_400s_as_bad_requests(server):
                                      logprobs=1, user="someone", suffix=None)  # fmt: skip
     assert made.choices[0].text == "the " and made.choices[0].logprobs.token_logprobs[0] is None
     assert not math.isnan(sum(made.choices[0].logprobs.token_logprobs[1:]))
+
+
+# -- the tokenizer the Hugging Face ecosystem loads ----------------------------------------
+WORDS = "héllo wörld\n\tdef f(x):  return {'雪': 1}\r\n"
+
+
+@pytest.mark.parametrize("kind", ["char", "documents", "byte", "byte documents"])
+def test_the_exported_tokenizer_numbers_every_character_as_charlstm(tmp_path, kind):
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    from charlstm.data.vocab import Vocab
+    from charlstm.export.tokenizer import END_TOKEN, LABEL_TOKEN, write_tokenizer
+
+    vocab = Vocab.bytes() if kind.startswith("byte") else Vocab.from_code_points(map(ord, WORDS))
+    if "documents" in kind:
+        vocab = vocab.with_documents(["poem", "prose"])
+    write_tokenizer(tmp_path, vocab)
+    raw = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    chars = WORDS if vocab.mode == "char" else [chr(b) for b in range(128)] + list("é雪")
+    for char in chars:  # every character, alone: its own id(s), and back
+        ids = vocab.encode(char).tolist()
+        assert raw.encode(char).ids == ids and hf.encode(char, add_special_tokens=False) == ids
+        assert raw.decode(ids) == char and hf.decode(ids) == char
+    assert hf.encode(WORDS, add_special_tokens=False) == vocab.encode(WORDS).tolist()
+    assert len(hf) == vocab.size
+    # characters outside the vocabulary are dropped, as unknown: skip drops them
+    assert hf.encode("hZ😀o", add_special_tokens=False) == vocab.encode("hZ😀o", "skip").tolist()
+    if vocab.documents:
+        assert hf.eos_token == END_TOKEN and hf.eos_token_id == vocab.end_id
+        assert hf.convert_tokens_to_ids(LABEL_TOKEN.format("prose")) == vocab.label_id("prose")
+        # the markers' text in a text is text, not a marker
+        assert (
+            hf.encode(END_TOKEN, add_special_tokens=False)
+            == vocab.encode(END_TOKEN, "skip").tolist()
+        )
+        # and decoding leaves markers out, as charlstm's decoding does
+        ids = [vocab.end_id, *vocab.encode("hé").tolist(), vocab.end_id]
+        assert hf.decode(ids, skip_special_tokens=True) == vocab.decode(ids) == "hé"

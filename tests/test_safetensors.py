@@ -22,7 +22,10 @@ def invoke(*args):
 def exported(trained_run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("shared") / "model"
     result = invoke("export", "-c", trained_run, "--format", "safetensors", "--out", folder)
-    assert result.exit_code == 0 and "model.safetensors and config.json" in result.output
+    assert (
+        result.exit_code == 0
+        and "model.safetensors, config.json and the tokenizer" in result.output
+    )
     return folder
 
 

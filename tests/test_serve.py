@@ -576,7 +576,9 @@ def test_sigterm_finishes_or_ends_streams_cleanly_and_exits_0(trained_run):
     client = openai.OpenAI(base_url=s.url + "/v1", api_key="unused")
     endless = client.completions.create(model="charlstm-lstm", prompt="the ", max_tokens=10_000_000,
                                         stream=True)  # fmt: skip
-    short = client.completions.create(model="charlstm-lstm", prompt="the ", max_tokens=500, stream=True)
+    short = client.completions.create(
+        model="charlstm-lstm", prompt="the ", max_tokens=500, stream=True
+    )
     text = next(iter(endless)).choices[0].text
     next(iter(short))
     started = time.monotonic()

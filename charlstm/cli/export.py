@@ -36,13 +36,16 @@ def export(
     if form == "safetensors":
         from charlstm.checkpoint import read_checkpoint, resolve_checkpoint, write_safetensors
 
+        from charlstm.export.tokenizer import write_tokenizer
+
         saved = read_checkpoint(resolve_checkpoint(checkpoint))
         try:
-            size = write_safetensors(out_file, saved)
+            size = write_safetensors(out_file, saved) + write_tokenizer(out_file, saved.vocab)
         except OSError as error:
             raise CharlstmError(f"cannot write {out_file}: {error.strerror}") from None
-        out.print(f"wrote {out_file}/: {size / 1e6:.2f} MB, model.safetensors and "
-                  "config.json; every command opens it as --checkpoint")  # fmt: skip
+        out.print(f"wrote {out_file}/: {size / 1e6:.2f} MB, model.safetensors, config.json "
+                  "and the tokenizer (tokenizer.json, tokenizer_config.json); every command "
+                  "opens it as --checkpoint, transformers.AutoTokenizer as a folder")  # fmt: skip
         return
     if form == "onnx":
         from charlstm.export.onnx import export_onnx
