@@ -52,7 +52,8 @@ def test_echo_scores_every_prompt_character_as_eval_does(server, model):
     assert total == pytest.approx(-scored.loss * scored.chars, rel=1e-6)
     # each place's alternatives: the likeliest first, the character's own among them
     # when it is the likeliest
-    for token, own, top in zip(lp["tokens"][1:], lp["token_logprobs"][1:], lp["top_logprobs"][1:]):
+    places = zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"], strict=True)
+    for token, own, top in list(places)[1:]:
         assert len(top) <= 2 and max(top.values()) >= own
         assert (token in top) or own < min(top.values())
     assert made["usage"] == {"prompt_tokens": len(PROMPT), "completion_tokens": 0,

@@ -21,6 +21,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+SERVED = "charlstm-lstm"  # the model name the server answers to
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -98,7 +100,7 @@ def test_health_models_and_info(server):
 def test_the_openai_client_works_unchanged(server, trained_run):
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
-    made = client.completions.create(model="charlstm-lstm", prompt="the ", max_tokens=60, seed=3,
+    made = client.completions.create(model=SERVED, prompt="the ", max_tokens=60, seed=3,
                                      temperature=0.8, logprobs=1)  # fmt: skip
     text = made.choices[0].text
     assert len(text) == 60 and made.choices[0].finish_reason == "length"
@@ -106,7 +108,7 @@ def test_the_openai_client_works_unchanged(server, trained_run):
     assert len(made.choices[0].logprobs.token_logprobs) == 60
     # the text `charlstm sample` writes with the same prime, seed and temperature
     assert text == cli_sample(trained_run, "the ", 60, 3, 0.8)
-    streamed = client.completions.create(model="charlstm-lstm", prompt="the ", max_tokens=60, seed=3,
+    streamed = client.completions.create(model=SERVED, prompt="the ", max_tokens=60, seed=3,
                                          temperature=0.8, stream=True)  # fmt: skip
     assert "".join(chunk.choices[0].text for chunk in streamed) == text
 
@@ -119,7 +121,7 @@ def test_top_logprobs_are_the_likeliest_alternatives_whole_and_streamed(server, 
     import charlstm
 
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
-    made = client.completions.create(model="charlstm-lstm", prompt="the ", max_tokens=12, seed=3,
+    made = client.completions.create(model=SERVED, prompt="the ", max_tokens=12, seed=3,
                                      temperature=0.8, logprobs=3)  # fmt: skip
     lp = made.choices[0].logprobs
     assert len(lp.top_logprobs) == 12 and all(len(top) == 3 for top in lp.top_logprobs)
@@ -128,7 +130,7 @@ def test_top_logprobs_are_the_likeliest_alternatives_whole_and_streamed(server, 
     assert lp.top_logprobs[0] == pytest.approx(first, abs=1e-5)
     for char, chosen, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
         assert max(top.values()) >= chosen and (char not in top or top[char] == chosen)
-    streamed = client.completions.create(model="charlstm-lstm", prompt="the ", max_tokens=12, seed=3,
+    streamed = client.completions.create(model=SERVED, prompt="the ", max_tokens=12, seed=3,
                                          temperature=0.8, logprobs=3, stream=True)  # fmt: skip
     tops = [t for chunk in streamed if chunk.choices[0].logprobs
             for t in chunk.choices[0].logprobs.top_logprobs]  # fmt: skip
@@ -574,11 +576,9 @@ def test_sigterm_finishes_or_ends_streams_cleanly_and_exits_0(trained_run):
     openai = pytest.importorskip("openai")
     s = Server(trained_run, "--drain-s", "1.5", "--max-chars", "10000000")
     client = openai.OpenAI(base_url=s.url + "/v1", api_key="unused")
-    endless = client.completions.create(model="charlstm-lstm", prompt="the ", max_tokens=10_000_000,
+    endless = client.completions.create(model=SERVED, prompt="the ", max_tokens=10_000_000,
                                         stream=True)  # fmt: skip
-    short = client.completions.create(
-        model="charlstm-lstm", prompt="the ", max_tokens=500, stream=True
-    )
+    short = client.completions.create(model=SERVED, prompt="the ", max_tokens=500, stream=True)
     text = next(iter(endless)).choices[0].text
     next(iter(short))
     started = time.monotonic()

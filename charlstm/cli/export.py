@@ -35,7 +35,6 @@ def export(
     check_out_file(out_file, "--out")
     if form == "safetensors":
         from charlstm.checkpoint import read_checkpoint, resolve_checkpoint, write_safetensors
-
         from charlstm.export.tokenizer import write_tokenizer
 
         saved = read_checkpoint(resolve_checkpoint(checkpoint))
