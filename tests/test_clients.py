@@ -184,3 +184,141 @@ def test_the_exported_tokenizer_numbers_every_character_as_charlstm(tmp_path, ki
         # and decoding leaves markers out, as charlstm's decoding does
         ids = [vocab.end_id, *vocab.encode("hé").tolist(), vocab.end_id]
         assert hf.decode(ids, skip_special_tokens=True) == vocab.decode(ids) == "hé"
+
+
+# -- chat completions ------------------------------------------------------------------------
+def spoken(model, text: str) -> str:
+    """What a text becomes in the model's reading: characters it lacks dropped."""
+    return model.vocab.decode(model.vocab.encode(text, "skip").tolist())
+
+
+def test_chat_is_a_completion_of_the_messages_in_the_play_format(server, model):
+    parts = [{"type": "text", "text": "the "}, {"type": "text", "text": "cat"}]
+    messages = [{"role": "system", "content": "be brief"},
+                {"role": "user", "name": "anne", "content": parts}]  # fmt: skip
+    answer = server.post("/v1/chat/completions", {"messages": messages, "max_tokens": 60,
+                                                  "seed": 3, "n": 2})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    made = answer.json()
+    assert made["object"] == "chat.completion" and [c["index"] for c in made["choices"]] == [0, 1]
+    written = "SYSTEM:\nbe brief\n\nANNE:\nthe cat\n\nASSISTANT:\n"
+    plain = complete(server, prompt=spoken(model, written), max_tokens=60, seed=3, n=2,
+                     stop="\n\n")["choices"]  # fmt: skip
+    for chat, completion in zip(made["choices"], plain, strict=True):
+        assert chat["message"] == {"role": "assistant", "content": completion["text"]}
+        assert chat["finish_reason"] == completion["finish_reason"]
+        assert "\n\n" not in chat["message"]["content"]  # the turn ends at a blank line
+    # --show-prompt: the text the messages became, in the server's log
+    assert repr(spoken(model, written)) in "".join(server.lines)
+
+
+def test_the_official_client_chats_streamed_and_whole_with_logprobs(server):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    said = [{"role": "user", "content": "the "}]
+    whole = client.chat.completions.create(model=NAME, messages=said, max_tokens=30, seed=5,
+                                           logprobs=True, top_logprobs=2)  # fmt: skip
+    content = whole.choices[0].message.content
+    entries = whole.choices[0].logprobs.content
+    assert "".join(e.token for e in entries) == content and content
+    for e in entries:
+        assert e.bytes == list(e.token.encode()) and len(e.top_logprobs) == 2
+        assert max(t.logprob for t in e.top_logprobs) >= e.logprob
+    chunks = list(client.chat.completions.create(
+        model=NAME, messages=said, max_tokens=30, seed=5, stream=True,
+        stream_options={"include_usage": True}))  # fmt: skip
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
+    assert chunks[-1].usage.completion_tokens == len(content)
+    with pytest.raises(openai.BadRequestError, match="tools: Extra inputs"):
+        client.chat.completions.create(model=NAME, messages=said, tools=[
+            {"type": "function", "function": {"name": "f", "parameters": {}}}])  # fmt: skip
+
+
+def test_a_chat_template_runs_sandboxed_and_its_mistakes_are_one_line():
+    from charlstm.errors import SettingsError
+    from charlstm.serve.chat import DEFAULT_TEMPLATE, Message, render
+
+    said = [Message(role="user", content="hi"), Message(role="assistant", content="hello")]
+    assert render(DEFAULT_TEMPLATE, said, 1000) == "USER:\nhi\n\nASSISTANT:\nhello\n\nASSISTANT:\n"
+    own = "{% for m in messages %}<{{ m.role }}> {{ m.content }}\n{% endfor %}<bot> "
+    assert render(own, said, 1000) == "<user> hi\n<assistant> hello\n<bot> "
+    with pytest.raises(SettingsError, match="unsafe|not safely"):
+        render("{{ messages.__class__.__mro__ }}", said, 1000)
+    with pytest.raises(SettingsError, match="serve.chat_template line 1"):
+        render("{% for %}", said, 1000)
+    with pytest.raises(SettingsError, match="at most 10 characters"):
+        render(DEFAULT_TEMPLATE, said, 10)
+    with pytest.raises(SettingsError, match="text parts only"):
+        render(DEFAULT_TEMPLATE, [Message(role="user", content=[{"type": "image_url"}])], 1000)
+
+
+# -- third-party clients -----------------------------------------------------------------------
+def test_langchain_invokes_streams_and_batches(server):
+    langchain_openai = pytest.importorskip("langchain_openai")
+    # LangChain's default model name, answered through --model-name; it always sends
+    # frequency_penalty and presence_penalty 0
+    llm = langchain_openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_tokens=20,
+                                  temperature=0, max_retries=0)  # fmt: skip
+    said = llm.invoke("the ")
+    assert len(said) == 20
+    assert "".join(llm.stream("the ")) == said
+    both = llm.batch(["the ", "a cat "])
+    assert both[0] == said and both[1] == llm.invoke("a cat ")
+    chat = langchain_openai.ChatOpenAI(base_url=server.url + "/v1", api_key="unused", model=NAME,
+                                       max_tokens=20, temperature=0, max_retries=0)  # fmt: skip
+    answer = chat.invoke("the ").content
+    assert answer and "".join(c.content for c in chat.stream("the ")) == answer
+
+
+@pytest.mark.slow
+def test_the_evaluation_harness_scores_what_eval_scores(server, model, trained_run, tmp_path,
+                                                        monkeypatch):  # fmt: skip
+    pytest.importorskip("lm_eval")
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    exported = tmp_path / "exported"
+    done = CliRunner().invoke(app, ["export", "-c", str(trained_run), "--format", "safetensors",
+                                    "--out", str(exported)])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    # (the harness moves a context's trailing space to its continuation: none here)
+    pairs = [("the cat sat on", " the mat"), ("a dog", " ran far"), ("it was", " the end.")]
+    rows = tmp_path / "pairs.jsonl"
+    rows.write_text("".join(json.dumps({"context": c, "continuation": t}) + "\n"
+                            for c, t in pairs))  # fmt: skip
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "pairs.yaml").write_text(
+        "task: charlstm_pairs\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {rows}\n"
+        "test_split: test\noutput_type: loglikelihood\ntarget_delimiter: ''\n"
+        "doc_to_text: '{{context}}'\ndoc_to_target: '{{continuation}}'\n"
+        "metric_list:\n  - metric: perplexity\n"
+    )  # fmt: skip
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    results = lm_eval.simple_evaluate(
+        model="local-completions",
+        model_args={"model": NAME, "base_url": server.url + "/v1/completions",
+                    "tokenizer": str(exported), "tokenizer_backend": "huggingface",
+                    "max_retries": 1},  # fmt: skip
+        tasks=["charlstm_pairs"], task_manager=TaskManager(include_path=str(tmp_path / "tasks")),
+        log_samples=True,
+    )  # fmt: skip
+
+    def total(text: str) -> float:
+        scored = model.score(text, streams=1)
+        return -scored.loss * scored.chars
+
+    got = {
+        s["doc"]["context"]: s["filtered_resps"][0][0] for s in results["samples"]["charlstm_pairs"]
+    }
+    for context, continuation in pairs:
+        assert got[context] == pytest.approx(
+            total(context + continuation) - total(context), rel=1e-6
+        )

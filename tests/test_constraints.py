@@ -124,6 +124,12 @@ def test_allow_and_ban_rule_what_is_generated_not_the_prime():
         (["--seed", str(2**64)], "--seed must be a whole number in 0.."),
         (["--repetition-penalty", "0.5"], "--repetition-penalty must be in 1..100"),
         (["--no-repeat-ngram", "-1"], "--no-repeat-ngram must be in 0..1000"),
+        (["--frequency-penalty", "2.5"], "--frequency-penalty must be in -2..2"),
+        (["--presence-penalty", "-3"], "--presence-penalty must be in -2..2"),
+        (["--logit-bias", "e=5"], "--logit-bias maps character ids (whole numbers)"),
+        (["--logit-bias", "3"], "--logit-bias maps character ids"),
+        (["--logit-bias", "3=101"], "--logit-bias: an id >= 0 and a bias in -100..100"),
+        (["--logit-bias", "99999=1"], "--logit-bias: 99999 is no character id of this model"),
     ],
 )
 def test_a_setting_that_cannot_hold_is_one_line(trained_run, args, message):

@@ -356,6 +356,26 @@ def test_stream_joined_is_sample_for_every_kind_of_model_and_entry_point(
         charlstm.load(names_run).stream(documents=3)
 
 
+def test_a_document_model_answers_a_chat_with_one_document(names_run):
+    """Chat and completions on a document model: an answer is one document (it ends at
+    the document's end, not at a blank line), and an echoed prompt is scored from the
+    document start (its first character too)."""
+    server = Server(names_run)
+    try:
+        for seed in (1, 2, 3):
+            asked = {"messages": [{"role": "user", "content": "ma"}], "seed": seed,
+                     "max_tokens": 200}  # fmt: skip
+            made = server.post("/v1/chat/completions", asked).json()["choices"][0]
+            assert made["finish_reason"] == "stop" and "\n" not in made["message"]["content"]
+        name = charlstm.load(names_run).sample(seed=1, length=4)
+        echoed = server.post("/v1/completions", {"prompt": name, "echo": True, "logprobs": 1,
+                                                 "max_tokens": 0}).json()  # fmt: skip
+        lps = echoed["choices"][0]["logprobs"]["token_logprobs"]
+        assert len(lps) == len(name) and all(lp is not None and lp <= 0 for lp in lps), echoed
+    finally:
+        server.stop()
+
+
 def test_a_label_steers_what_is_generated(labels_run):
     model = charlstm.load(labels_run)
     upper = "".join(m.text for m in model.sample_documents(50, seed=0, label="up"))

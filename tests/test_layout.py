@@ -33,7 +33,9 @@ LONG_MODULES = {
     # a list of short _setup_* methods and the labelled phases of the loop
     "training/trainer.py": 670,
     # every option of every command, each with its one default, help text and rule
-    "options.py": 560,
+    "options.py": 610,
+    # a batch's whole life in one class: admit, warm, penalise, constrain, step, hand over
+    "serve/engine.py": 470,
 }
 MAX_MODULE_LINES = 450
 MAX_TOP_LEVEL_MODULES = 16

@@ -1,11 +1,11 @@
 """The HTTP side of `charlstm serve`: FastAPI (Typer's sibling: typed request models)
 on uvicorn; the request models, the caps and the error shape are serve/protocol.py's.
 
-Endpoints: POST /v1/completions in OpenAI's shape (serve/completions.py), GET
-/v1/models, and charlstm's own POST /sample (every option of `charlstm sample`), POST
-/suggest (`charlstm suggest`), POST /score, GET /info and GET /health. Each request
-model converts to the one settings object (`to_settings`). Requests never name files on
-the server.
+Endpoints: POST /v1/completions and /v1/chat/completions in OpenAI's shape
+(serve/completions.py, serve/chat.py), GET /v1/models, and charlstm's own POST
+/sample (every option of `charlstm sample`), POST /suggest (`charlstm suggest`), POST
+/score, GET /info and GET /health. Each request model converts to the one settings
+object (`to_settings`). Requests never name files on the server.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from charlstm.errors import CharlstmError
 from charlstm.options import ServeSettings
+from charlstm.serve.chat import chat_completions
 from charlstm.serve.completions import completions
 from charlstm.serve.engine import Engine
 from charlstm.serve.protocol import (
@@ -57,7 +58,9 @@ def create_app(served, engine: Engine, name: str, settings: ServeSettings) -> Fa
     app.add_exception_handler(RequestValidationError, invalid_body)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Busy, busy)
-    for path, endpoint, method in ROUTES + [("/v1/completions", completions, "POST")]:
+    openai = [("/v1/completions", completions, "POST"),
+              ("/v1/chat/completions", chat_completions, "POST")]  # fmt: skip
+    for path, endpoint, method in ROUTES + openai:
         app.add_api_route(path, endpoint, methods=[method])
     return app
 

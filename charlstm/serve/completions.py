@@ -40,6 +40,7 @@ class Ask:
     settings: SampleSettings
     context: list[int]
     constraint: Constraint | None
+    read: str = ""  # the prompt as the model reads it (characters it lacks skipped, if so)
     echoed: dict | None = None  # the prompt's own logprobs (echo with logprobs)
 
 
@@ -111,7 +112,7 @@ async def completions(body: CompletionRequest, request: Request):
     try:
         prompts = prompt_texts(body.prompt, model.vocab)
         check_request(body, s, prompts)
-        asks = [await _ask(body, model, prompt) for prompt in prompts]
+        asks = [await ask_for(body, model, prompt) for prompt in prompts]
         if body.echo and body.logprobs is not None:
             for ask in asks:
                 ask.echoed = await s.in_worker(request, echo_log_probs, model, ask.prompt,
@@ -120,14 +121,14 @@ async def completions(body: CompletionRequest, request: Request):
         return refused(err)
     events: asyncio.Queue = asyncio.Queue()  # every choice's pieces, by index
     rid = request_id(request.scope)
-    streams = _submit(s, body, asks, events, rid)
+    streams = submit(s, body, asks, events, rid, body.stops())
     head = {"id": f"cmpl-{rid}", "object": "text_completion",
             "created": int(time.time()), "model": body.model or s.name}  # fmt: skip
     if body.stream:
         return StreamingResponse(_sse(head, streams, events, body, asks, request.scope),
                                  media_type="text/event-stream")  # fmt: skip
     try:
-        results = await _collect(events, len(streams)) if streams else []
+        results = await collect(events, len(streams)) if streams else []
     finally:
         for stream in streams:
             stream.cancelled = True
@@ -138,13 +139,14 @@ async def completions(body: CompletionRequest, request: Request):
     return _whole(head, results, body, asks, request.scope)
 
 
-async def _ask(body: CompletionRequest, model, prompt: str) -> Ask:
-    settings = body.to_settings(prompt)
+async def ask_for(body: CompletionRequest, model, prompt: str, unknown: str = "error") -> Ask:
+    """A prompt's settings, start and constraint, each checked (a 400 when not)."""
+    settings = replace(body.to_settings(prompt), unknown=unknown)
     check_logit_bias(settings, model.vocab.size)
-    context = start_context(model.vocab, prompt, settings)[1]
+    read, context = start_context(model.vocab, prompt, settings)
     # its automaton is built off the event loop (seconds at most: generate/automaton.py)
     constraint = await asyncio.to_thread(_constraint_of, model, settings, prompt)
-    return Ask(prompt, settings, context, constraint)
+    return Ask(prompt, settings, context, constraint, read)
 
 
 def echo_log_probs(model, prompt: str, label: str | None, top: int) -> dict:
@@ -172,7 +174,8 @@ def echo_log_probs(model, prompt: str, label: str | None, top: int) -> dict:
             "text_offset": offsets}  # fmt: skip
 
 
-def _submit(s: Service, body, asks: list[Ask], events, request: str) -> list[Stream]:
+def submit(s: Service, body, asks: list[Ask], events, request: str,
+           stops: tuple[str, ...]) -> list[Stream]:  # fmt: skip
     """`drawn` streams per prompt, each with its own seed (the request's, plus its index
     among its prompt's); all or none: a full engine refuses the request. max_tokens 0
     draws nothing."""
@@ -184,7 +187,7 @@ def _submit(s: Service, body, asks: list[Ask], events, request: str) -> list[Str
         for p, ask in enumerate(asks):
             for j in range(body.drawn):
                 stream = Stream(ask.context, replace(ask.settings, seed=derived_seed(body.seed, j)),
-                                body.stops(), events, index=p * body.drawn + j,
+                                stops, events, index=p * body.drawn + j,
                                 top=body.logprobs or 0,
                                 log_probs=body.logprobs is not None or ranked,
                                 constraint=ask.constraint, request=request)  # fmt: skip
@@ -235,7 +238,7 @@ def _usage(asks: list[Ask], generated: int) -> dict:
             "total_tokens": prompt + generated}  # fmt: skip
 
 
-async def _collect(events: asyncio.Queue, count: int) -> list[tuple[Piece, Done]]:
+async def collect(events: asyncio.Queue, count: int) -> list[tuple[Piece, Done]]:
     """(all its text as one Piece, Done) of each of `count` choices, in index order."""
     pieces: list[list[Piece]] = [[] for _ in range(count)]
     done: list[Done | None] = [None] * count
