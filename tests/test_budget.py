@@ -141,10 +141,11 @@ def test_the_deadline_holds_for_the_steps_and_the_last_validation(
     reading 1 ms), so no verdict depends on how busy the machine is: the last step ends
     before the deadline and the next would not have (no step starts that the steps
     before say would end past it), and with less time left than a validation's first
-    window takes, the last validation is left out rather than run past the deadline."""
+    window takes, the last validation is left out rather than run past the deadline (a
+    run that has validated before: one that has not validates anyway, below)."""
     on_the_tests_clock(monkeypatch, step_s=0.05)
     cfg = small_config(long_corpus, tmp_path / "run", "train.max_steps=null",
-                       "train.max_seconds=1", "train.decay_steps=100", "train.eval_every=1000",
+                       "train.max_seconds=1", "train.decay_steps=100", "train.eval_every=3",
                        "train.eval_streams=1", "train.eval_chars=null")  # fmt: skip
     log = tmp_path / "log"
     summary = Trainer(cfg, console=quiet_console(log), quiet=True).run()
@@ -154,6 +155,19 @@ def test_the_deadline_holds_for_the_steps_and_the_last_validation(
     assert summary.steps >= 8  # each pass of the loop: a step and about 50 readings
     assert summary.seconds <= 1.0 + readings  # the end of the run, the last save included
     assert "no time left for a last validation" in log.read_text(encoding="utf-8")
+
+
+def test_a_run_that_never_validated_ends_with_a_best_checkpoint(long_corpus, tmp_path,
+                                                                monkeypatch):  # fmt: skip
+    """However the machine's load stretched its steps, a run ends with a best.pt: its
+    last validation runs even with no time left when it would be its first."""
+    on_the_tests_clock(monkeypatch, step_s=0.05)
+    cfg = small_config(long_corpus, tmp_path / "run", "train.max_steps=null",
+                       "train.max_seconds=1", "train.decay_steps=100", "train.eval_every=1000",
+                       "train.eval_streams=1", "train.eval_chars=null")  # fmt: skip
+    summary = Trainer(cfg, console=quiet_console(tmp_path / "log"), quiet=True).run()
+    assert math.isfinite(summary.best_val_loss)
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
 
 
 @pytest.mark.parametrize(

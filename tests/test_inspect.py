@@ -18,7 +18,7 @@ from charlstm.cli import app
 from charlstm.config import ModelConfig
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
-from charlstm.inspect.activations import Activations, rank_units, record
+from charlstm.inspect.activations import CELL_QUANTITIES, Activations, rank_units, record
 from charlstm.inspect.features import builtin_features, regex_feature, strings_and_comments
 from charlstm.model import CharRNN
 from tests.conftest import HOSTILE
@@ -26,8 +26,8 @@ from tests.conftest import HOSTILE
 CODE = "def f(x):\n    s = \"a(b\"  # it's\n    if (x[0]):\n        return 'q\\''\n"
 
 
-@pytest.mark.parametrize("cell", ["lstm", "peephole"])
-def test_recorded_h_and_c_match_the_network(cell):
+@pytest.mark.parametrize("cell", ["lstm", "peephole", "gru", "rnn"])
+def test_recorded_values_match_the_network_for_every_cell(cell):
     torch.manual_seed(0)
     vocab = Vocab.from_code_points(map(ord, sorted(set(CODE))))
     model = CharRNN(
@@ -39,15 +39,19 @@ def test_recorded_h_and_c_match_the_network(cell):
     acts = record(model, vocab, CODE)
     ids = torch.as_tensor(vocab.encode(CODE).astype(np.int64))[None]
     with torch.no_grad():
-        out, (h_n, c_n) = model.rnn(model.embedding(ids))
+        out, state = model.rnn(model.embedding(ids))
     assert acts.shape == (len(CODE), 3, 12)
+    assert tuple(acts.values) == CELL_QUANTITIES[cell]
+    h_n = state[0] if isinstance(state, tuple) else state
     np.testing.assert_allclose(acts.values["h"][:, -1], out[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(acts.values["h"][-1], h_n[:, 0].numpy(), atol=1e-5)
-    np.testing.assert_allclose(acts.values["c"][-1], c_n[:, 0].numpy(), atol=1e-5)
-    for gate in ("input", "forget", "output"):
-        assert 0 <= acts.values[gate].min() and acts.values[gate].max() <= 1
-    assert np.abs(acts.values["c"]).max() > 1  # c is not squashed; h is
     assert np.abs(acts.values["h"]).max() <= 1
+    for gate in ("input", "forget", "output", "reset", "update"):
+        if gate in acts.values:
+            assert 0 <= acts.values[gate].min() and acts.values[gate].max() <= 1
+    if "c" in acts.values:
+        np.testing.assert_allclose(acts.values["c"][-1], state[1][:, 0].numpy(), atol=1e-5)
+        assert np.abs(acts.values["c"]).max() > 1  # c is not squashed; h is
 
 
 def test_text_features():
@@ -147,13 +151,22 @@ def test_inspect_mistakes_are_one_line(trained_run, tmp_path, args, message):
     assert message in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def test_inspect_refuses_cells_without_gates(tmp_path):
-    vocab = Vocab.from_code_points(map(ord, "ab"))
-    model = CharRNN(
-        vocab.size, ModelConfig(cell="gru", embedding_dim=4, hidden_size=4, num_layers=1)
-    )
-    with pytest.raises(Exception, match="model.cell is gru"):
-        record(model, vocab, "ab")
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_inspect_reads_every_cell_and_its_report_offers_what_the_cell_has(cell, tmp_path):
+    """The autopilot picks a GRU on most corpora: its run can be looked inside."""
+    from conftest import make_text, quiet_console, small_config
+
+    from charlstm.training.trainer import Trainer
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(60), encoding="utf-8")
+    cfg = small_config(corpus, tmp_path / "run", "train.max_steps=5", f"model.cell={cell}")
+    Trainer(cfg, console=quiet_console(tmp_path / "log.txt"), quiet=True).run()
+    page = html_report(tmp_path / "run", tmp_path, "the cat sat on the mat\n" * 4,
+                       "--find", "sat")  # fmt: skip
+    shown = page.read_text(encoding="utf-8")
+    wanted = list(CELL_QUANTITIES[cell])
+    assert json.dumps(wanted, separators=(",", ":")) in shown or json.dumps(wanted) in shown
 
 
 # The page in a real browser ------------------------------------------------------------

@@ -415,6 +415,8 @@ CHANGED_ON_RESUME = {
     "log.sample_length": 7,
     "log.sample_temperature": 0.5,
     "log.sample_prime": "the",
+    "serve.chat_template": "{{ messages }}",
+    "serve.chat_end": "END",
 }
 
 

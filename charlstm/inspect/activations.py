@@ -1,15 +1,21 @@
-"""What every LSTM unit does on a text: h, c and the four gates, per character.
+"""What every unit of a recurrent cell does on a text, per character: its output h and
+the cell's own quantities (an LSTM's c and four gates, a GRU's two gates and candidate).
 
-nn.LSTM returns only the last layer's outputs and the final state, so the recording
-runs the checkpoint's own weights through nn.LSTM's equations one layer and one step
-at a time (the peephole cell adds its peephole terms):
+PyTorch's recurrent modules return only the last layer's outputs and the final state,
+so the recording runs the checkpoint's own weights through the module's equations one
+layer and one step at a time:
 
-    gates = W_ih x + b_ih + W_hh h + b_hh, split into i, f, g, o (PyTorch's order)
-    i, f, o = sigmoid(.), g = tanh(.), c = f * c + i * g, h = o * tanh(c)
+    LSTM (PyTorch's order i, f, g, o; the peephole cell adds its peephole terms):
+        i, f, o = sigmoid(W_i x + b_i + U_i h), g = tanh(...), c = f c + i g, h = o tanh(c)
+    GRU (order r, z, n):
+        r, z = sigmoid(W x + b + U h + b'), n = tanh(W_n x + b_n + r (U_n h + b'_n)),
+        h = (1 - z) n + z h
+    RNN: h = tanh(W x + b + U h + b')
 
-A test checks the recomputed h and c against nn.LSTM's own outputs. Features of the
-text (inside a string literal, bracket depth, indentation, ...) are then correlated with
-every unit, which is how the classic experiments found their "quote" and "indent" cells.
+A test holds the recomputed h (and c) of every cell to the framework's own outputs.
+Features of the text (inside a string literal, bracket depth, indentation, ...) are then
+correlated with every unit, which is how the classic experiments found their "quote"
+and "indent" cells.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from charlstm.model import CharRNN
 from charlstm.peephole import peephole_cell
 from charlstm.progress import Work
 
-QUANTITIES = ("h", "c", "input", "forget", "output", "candidate")
+# What each cell computes per unit, in the order the report offers them.
+CELL_QUANTITIES = {
+    "lstm": ("h", "c", "input", "forget", "output", "candidate"),
+    "peephole": ("h", "c", "input", "forget", "output", "candidate"),
+    "gru": ("h", "reset", "update", "candidate"),
+    "rnn": ("h",),
+}
+QUANTITIES = CELL_QUANTITIES["lstm"]
 
 
 TOP = 5  # likeliest next characters kept per position
@@ -58,10 +71,6 @@ def record(
 ) -> Activations:
     """Run `text` through the model from a zero state and keep every unit's values."""
     cell = model.cfg.cell
-    if cell not in ("lstm", "peephole"):
-        raise CharlstmError(
-            f"inspect reads LSTM gates and cell states; this checkpoint's model.cell is {cell}"
-        )
     ids = vocab.encode(text, unknown=unknown)
     if len(ids) == 0:
         raise CharlstmError("nothing to inspect: the text is empty")
@@ -73,10 +82,13 @@ def record(
         with Work(
             f"inspecting layer {layer}", len(ids), "chars", console, visible=show_progress
         ) as work:
-            trace = _layer_trace(layer_input, _weights(model.rnn, layer, cell), work)
+            trace = TRACES[cell](layer_input, _weights(model.rnn, layer, cell), work)
         per_layer.append(trace)
         layer_input = trace["h"]
-    values = {q: torch.stack([t[q] for t in per_layer], dim=1).cpu().numpy() for q in QUANTITIES}
+    values = {
+        q: torch.stack([t[q] for t in per_layer], dim=1).cpu().numpy()
+        for q in CELL_QUANTITIES[cell]
+    }  # fmt: skip
     surprisal, top = _predictions(model, vocab, per_layer[-1]["h"], ids)
     shown = [vocab.decode([i]) or "\ufffd" for i in ids.tolist()]
     return Activations(shown, values, cell, surprisal, top)
@@ -109,23 +121,55 @@ def _weights(rnn: torch.nn.Module, layer: int, cell: str) -> dict[str, torch.Ten
     return {name: getattr(rnn, f"{name}_l{layer}") for name in names}
 
 
-def _layer_trace(
-    x: torch.Tensor, w: dict[str, torch.Tensor], work: Work
-) -> dict[str, torch.Tensor]:
-    """One layer over a (time, features) input from a zero state: (time, units) each.
-    The step is the peephole cell's own (zero peepholes for a plain LSTM)."""
+def _lstm_trace(x: torch.Tensor, w: dict[str, torch.Tensor], work: Work) -> dict[str, torch.Tensor]:
+    """One LSTM layer over a (time, features) input from a zero state: (time, units)
+    each. The step is the peephole cell's own (zero peepholes for a plain LSTM)."""
     hidden = w["weight_hh"].shape[1]
     zero = torch.zeros(1, hidden, device=x.device)
     peep = [w.get(f"peephole_{gate}", zero[0]) for gate in "ifo"]
     x_gates = x @ w["weight_ih"].T + w["bias_ih"] + w["bias_hh"]
     h, c = zero, zero
-    trace: dict[str, list[torch.Tensor]] = {q: [] for q in QUANTITIES}
+    trace: dict[str, list[torch.Tensor]] = {q: [] for q in CELL_QUANTITIES["lstm"]}
     for t in range(x.shape[0]):
         work.advance(1)  # and stops here when asked
         i, f, g, o, c, h = peephole_cell(x_gates[t : t + 1], h, c, w["weight_hh"], *peep)
-        for name, value in zip(QUANTITIES, (h, c, i, f, o, g), strict=True):
+        for name, value in zip(CELL_QUANTITIES["lstm"], (h, c, i, f, o, g), strict=True):
             trace[name].append(value[0])
     return {name: torch.stack(values) for name, values in trace.items()}
+
+
+def _gru_trace(x: torch.Tensor, w: dict[str, torch.Tensor], work: Work) -> dict[str, torch.Tensor]:
+    """One GRU layer, as nn.GRU computes it: the reset gate applies to the recurrent
+    term with its bias (PyTorch's form, not the original paper's)."""
+    hidden = w["weight_hh"].shape[1]
+    x_gates = (x @ w["weight_ih"].T + w["bias_ih"]).split(hidden, dim=1)
+    h = torch.zeros(1, hidden, device=x.device)
+    trace: dict[str, list[torch.Tensor]] = {q: [] for q in CELL_QUANTITIES["gru"]}
+    for t in range(x.shape[0]):
+        work.advance(1)
+        h_r, h_z, h_n = (h @ w["weight_hh"].T + w["bias_hh"]).split(hidden, dim=1)
+        r = torch.sigmoid(x_gates[0][t] + h_r)
+        z = torch.sigmoid(x_gates[1][t] + h_z)
+        n = torch.tanh(x_gates[2][t] + r * h_n)
+        h = (1 - z) * n + z * h
+        for name, value in zip(CELL_QUANTITIES["gru"], (h, r, z, n), strict=True):
+            trace[name].append(value[0])
+    return {name: torch.stack(values) for name, values in trace.items()}
+
+
+def _rnn_trace(x: torch.Tensor, w: dict[str, torch.Tensor], work: Work) -> dict[str, torch.Tensor]:
+    """One Elman layer (nn.RNN's tanh)."""
+    x_in = x @ w["weight_ih"].T + w["bias_ih"] + w["bias_hh"]
+    h = torch.zeros(1, w["weight_hh"].shape[1], device=x.device)
+    trace = []
+    for t in range(x.shape[0]):
+        work.advance(1)
+        h = torch.tanh(x_in[t : t + 1] + h @ w["weight_hh"].T)
+        trace.append(h[0])
+    return {"h": torch.stack(trace)}
+
+
+TRACES = {"lstm": _lstm_trace, "peephole": _lstm_trace, "gru": _gru_trace, "rnn": _rnn_trace}
 
 
 # Features of the text, one value per character ---------------------------------------

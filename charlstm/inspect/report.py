@@ -18,7 +18,7 @@ import numpy as np
 
 from charlstm.errors import CharlstmError
 from charlstm.inspect.ablation import Ablation
-from charlstm.inspect.activations import QUANTITIES, Activations, Correlated
+from charlstm.inspect.activations import Activations, Correlated
 from charlstm.inspect.match import Found
 from charlstm.templates import render_page
 
@@ -27,8 +27,7 @@ def display_values(acts: Activations) -> np.ndarray:
     """int8 in [-127, 127], laid out (quantity, layer, unit, time) so that one unit's
     series is contiguous for the page's script."""
     shown = []
-    for quantity in QUANTITIES:
-        values = acts.values[quantity]
+    for quantity, values in acts.values.items():
         if quantity == "c":
             values = np.tanh(values)
         shown.append(np.clip(values, -1.0, 1.0).transpose(1, 2, 0))
@@ -106,7 +105,7 @@ def html_page(
         "layers": layers,
         "units": units,
         "time": time,
-        "quantities": list(QUANTITIES),
+        "quantities": list(acts.values),
         "values": base64.b64encode(display_values(acts).tobytes()).decode("ascii"),
         "surprisal": [round(float(s), 3) for s in acts.surprisal],
         "top": acts.top,

@@ -126,9 +126,7 @@ def render(template: str, messages: list[Message], limit: int) -> str:
     try:
         text = compiled(template).render(messages=given, add_generation_prompt=True)
     except jinja2.TemplateError as err:
-        raise SettingsError(
-            f"serve.chat_template could not write these messages: {err}"
-        ) from None
+        raise SettingsError(f"serve.chat_template could not write the messages: {err}") from None
     if len(text) > limit:
         raise SettingsError(f"`messages`: written out, at most {limit:,} characters")
     return text

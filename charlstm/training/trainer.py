@@ -495,8 +495,11 @@ class Trainer:
         (docs/pages/training.md says by how much)."""
         self._count_skips()
         if self.step % self.cfg.train.eval_every != 0:
-            # its first window (always scored) costs about two training steps' forward passes
-            if live.seconds_left() < 2 * self.step_times.expected():
+            # its first window (always scored) costs about two training steps' forward
+            # passes; a run that has not validated yet validates anyway: it ends with a
+            # best checkpoint, whatever the machine's load did to its steps
+            validated = math.isfinite(self.best_val_loss)
+            if validated and live.seconds_left() < 2 * self.step_times.expected():
                 live.progress.message("no time left for a last validation (train.max_seconds)")
             else:
                 self._validate_or_stop(live)
