@@ -269,6 +269,23 @@ class Model:
         )  # fmt: skip
         return score_split(self.net, self.vocab, split, split.val)
 
+    def compare_ngram(self, order: int, text_file: Path | None = None, console=None):
+        """An n-gram baseline of `order` (interpolated Kneser-Ney) counted on the training
+        split, beside this model on the validation split (or a file): both losses and
+        where they differ (charlstm/inspect/ngram.py)."""
+        from charlstm.data.corpus import training_corpus
+        from charlstm.inspect.ngram import compare
+
+        if self.vocab.documents:
+            raise CharlstmError("--baseline compares a model of one long text; this is a "
+                                "document model")  # fmt: skip
+        corpus = training_corpus(self.config.data, self.vocab, self._corpus_key,
+                                 "count its training split", console)  # fmt: skip
+        train, val = corpus.split(self.config.data.val_fraction)
+        if text_file is not None:
+            val = self.vocab.encode(read_text_file(Path(text_file)), unknown="skip")
+        return compare(self.net, self.vocab, train, val, order)
+
     def evaluate(
         self,
         text_file: Path | None = None,

@@ -46,6 +46,14 @@ DocumentsOpt = Annotated[
 JsonlOpt = Annotated[
     bool, typer.Option("--jsonl", help="With --documents: one JSON object per document.")
 ]
+BaselineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--baseline",
+        help="ngram:N: a character N-gram (interpolated Kneser-Ney) counted on the training "
+        "split, scored beside the network, with where they differ.",
+    ),
+]
 TaskOpt = Annotated[
     str | None, typer.Option("--task", help="Exact-match score on a synthetic task instead.")
 ]
@@ -67,6 +75,7 @@ def evaluate(
     count: Annotated[int, option_of(TaskExamples, "count", "--count")] = Task.count,
     seed: Annotated[int, option_of(TaskExamples, "seed", "--seed")] = Task.seed,
     ablate: AblateOpt = None,
+    baseline: BaselineOpt = None,
 ) -> None:
     """Loss, bits per character and perplexity of a checkpoint on a text.
 
@@ -79,6 +88,13 @@ def evaluate(
     if task is not None:
         check_task_options(task, count, n_min, n_max)
     model = load_model(checkpoint, device)
+    order = None
+    if baseline is not None:
+        from charlstm.inspect.ngram import parse_baseline
+
+        if documents is not None or task is not None:
+            raise CharlstmError("--baseline compares on a text: give --split val or --text FILE")
+        order = parse_baseline(baseline, model.vocab.size)
     silenced = model.ablated(ablate) if ablate is not None and documents is None else None
     with StopRequests():
         if documents is not None:
@@ -86,10 +102,12 @@ def evaluate(
         elif task is not None:
             _score_task(model, silenced, task, count, seed, n_min, n_max, as_json, ablate)
         else:
-            _score_text(model, silenced, text, split, streams, window, as_json, ablate)
+            compared = model.compare_ngram(order, text, err) if order is not None else None
+            _score_text(model, silenced, text, split, streams, window, as_json, ablate, compared)
 
 
-def _score_text(model, silenced, text, split, streams, window, as_json, ablate) -> None:
+def _score_text(model, silenced, text, split, streams, window, as_json, ablate,
+                compared=None) -> None:  # fmt: skip
     result = model.evaluate(text, split, streams, window, show_progress=True, console=err)
     numbers = {"loss": result.loss, "bpc": result.bpc, "perplexity": result.perplexity,
                "chars": result.chars, "chars_per_sec": result.chars_per_sec}  # fmt: skip
@@ -99,6 +117,8 @@ def _score_text(model, silenced, text, split, streams, window, as_json, ablate) 
     per_label = model.evaluate_documents()[1] if split is not None and model.vocab.labels else {}
     if per_label:
         numbers["loss_per_label"] = per_label
+    if compared is not None:
+        numbers["baseline"] = compared.to_dict()
     if as_json:
         sys.stdout.write(json.dumps(numbers) + "\n")
         return
@@ -115,6 +135,27 @@ def _score_text(model, silenced, text, split, streams, window, as_json, ablate) 
         out.print(f"{result.unknown:,} characters outside the vocabulary were left out")
     for name, loss in per_label.items():
         out.print(f"  label {name}: loss {loss:.4f} nats/char", markup=False)
+    if compared is not None:
+        _show_comparison(compared)
+
+
+def _show_comparison(c) -> None:
+    lower = c.ngram_loss - c.network_loss
+    verdict = f"{abs(lower):.4f} {'lower' if lower >= 0 else 'higher'}"
+    out.print(
+        f"\nbaseline: a {c.order}-gram, interpolated Kneser-Ney, counted on "
+        f"{c.train_chars:,} training characters ({c.table_bytes / 1e6:.1f} MB of counts; "
+        f"{c.seconds:.1f} s with the comparison)\n"
+        f"on {c.chars:,} characters: n-gram {c.ngram_loss:.4f} nats/char, network "
+        f"{c.network_loss:.4f} (one pass from the start): the network is {verdict}",
+        markup=False,
+    )
+    for title, rows in c.where.items():
+        out.print(f"{title:<24}{'chars':>10}{'network':>9}{'n-gram':>9}  network lower on",
+                  markup=False)  # fmt: skip
+        for r in rows:
+            out.print(f"  {r['group']:<22}{r['chars']:>10,}{r['network']:>9.3f}{r['ngram']:>9.3f}"
+                      f"  {r['network_lower']:.0%}", markup=False)  # fmt: skip
 
 
 def _score_task(model, silenced, task, count, seed, n_min, n_max, as_json, ablate) -> None:
