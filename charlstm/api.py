@@ -42,6 +42,7 @@ from charlstm.evaluate import (
     score_texts,
 )
 from charlstm.evaluate import evaluate_text as _evaluate_text
+from charlstm.generate.clamp import steered
 from charlstm.generate.documents import Known, known_documents
 from charlstm.generate.result import Generated, Generation, Tally
 from charlstm.generate.run import generate, plan, stream
@@ -101,9 +102,15 @@ class Model:
         """This model with the given units' h and c held at 0 at every step ("0:5,1:12",
         or [(layer, unit), ...], counted from 0): see ablation.py."""
         chosen = parse_units(units) if isinstance(units, str) else list(units)
+        return self._with_net(ablated(self.net, chosen))
+
+    def _with_net(self, net: CharRNN) -> Model:
+        """This model with another network of its shape (ablated, or clamped)."""
+        if net is self.net:
+            return self
         other = Model.__new__(Model)
         other.__dict__.update(self.__dict__)
-        other.net = ablated(self.net, chosen)
+        other.net = net
         return other
 
     # -- generation --------------------------------------------------------------------
@@ -216,10 +223,15 @@ class Model:
         [...]} after settings.prime (read with its unknown and label), as many of each as
         `asked` says (0: none). A label on a text model is one line before any work."""
         plan(self.vocab, settings)
+        model = self._with_net(steered(self.net, settings))  # --clamp
         options = {"unknown": settings.unknown, "label": settings.label}
         return {
-            "chars": self.next_chars(settings.prime, asked.chars, **options) if asked.chars else [],
-            "words": self.next_words(settings.prime, asked.words, **options) if asked.words else [],
+            "chars": model.next_chars(settings.prime, asked.chars, **options)
+            if asked.chars
+            else [],
+            "words": model.next_words(settings.prime, asked.words, **options)
+            if asked.words
+            else [],
         }
 
     # -- looking inside ----------------------------------------------------------------

@@ -128,6 +128,27 @@ def _bias_pairs(bias) -> tuple[tuple[int, float], ...]:
         ) from None
 
 
+def _clamp_triples(clamps) -> tuple[tuple[int, int, float], ...]:
+    """Clamps as (layer, unit, value) triples, from triples or L:U=VALUE strings (the
+    command line's), each checked: whole layer and unit >= 0, a value in -100..100."""
+    triples = []
+    for clamp in clamps or ():
+        found = (
+            re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*=\s*(\S+)\s*", clamp)
+            if isinstance(clamp, str)
+            else None
+        )
+        try:
+            layer, unit, value = found.groups() if found else clamp
+            triple = (int(layer), int(unit), float(value))
+        except (TypeError, ValueError):
+            raise SettingsError(f"`clamp` takes LAYER:UNIT=VALUE (got {clamp!r:.80})") from None
+        if triple[0] < 0 or triple[1] < 0 or not -100 <= triple[2] <= 100:
+            raise SettingsError(f"`clamp` {clamp!r:.80}: layer and unit >= 0, a value in -100..100")
+        triples.append(triple)
+    return tuple(triples)
+
+
 def logit_bias_checks(bias: tuple[tuple[int, float], ...]) -> tuple[bool, str]:
     """Ids >= 0 and biases in -100..100 (which ids a model has: generate/repetition.py)."""
     bad = next((pair for pair in bias if pair[0] < 0 or not -100 <= pair[1] <= 100), None)
@@ -209,6 +230,10 @@ class SampleSettings:
     presence_penalty: float = option(
         0.0, "Lower the logit of every character generated so far this much (-2..2)."
     )
+    # (layer, unit, value) triples (generate/clamp.py)
+    clamp: tuple[tuple[int, int, float], ...] = option(
+        (), "L:U=VALUE: hold unit U of layer L at VALUE at every step (repeatable; its h)."
+    )
     # (id, bias) pairs, OpenAI's logit_bias over the model's character ids
     logit_bias: tuple[tuple[int, float], ...] = option(
         (), "Add this to a character id's logit at every draw (-100..100; -100 bans it)."
@@ -217,6 +242,7 @@ class SampleSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "contains", tuple(self.contains or ()))  # a parser's list
         object.__setattr__(self, "logit_bias", _bias_pairs(self.logit_bias))
+        object.__setattr__(self, "clamp", _clamp_triples(self.clamp))
         check_types(self)
         _check(
             [

@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 import charlstm
+from charlstm.generate.clamp import clamped
+from charlstm.options import SampleSettings
 from tests.test_serve import Server
 
 NAME = "charlstm-lstm"
@@ -322,3 +324,17 @@ def test_the_evaluation_harness_scores_what_eval_scores(server, model, trained_r
         assert got[context] == pytest.approx(
             total(context + continuation) - total(context), rel=1e-6
         )
+
+
+def test_the_server_steers_as_the_python_api_does(server, model):
+    held = ["1:3=1", "0:5=-0.5"]
+    made = server.post("/sample", {"prime": "the ", "length": 80, "seed": 2, "clamp": held})
+    assert made.status_code == 200, made.text
+    assert made.json()["texts"][0] == model.sample("the ", length=80, seed=2, clamp=held)
+    odds = server.post("/suggest", {"prime": "the ", "chars": 3, "words": 0, "clamp": held})
+    here = model._with_net(clamped(model.net, SampleSettings(clamp=held).clamp))
+    expected = here.next_chars("the ", 3)
+    assert [c["text"] for c in odds.json()["chars"]] == [c.text for c in expected]
+    assert [c["prob"] for c in odds.json()["chars"]] == pytest.approx([c.prob for c in expected])
+    refused = server.post("/sample", {"clamp": ["7:0=1"]})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "clamp"

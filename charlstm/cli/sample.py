@@ -64,6 +64,9 @@ FrequencyOpt = Annotated[
     float, option_of(SampleSettings, "frequency_penalty", "--frequency-penalty")
 ]
 PresenceOpt = Annotated[float, option_of(SampleSettings, "presence_penalty", "--presence-penalty")]
+ClampOpt = Annotated[
+    list[str] | None, option_of(SampleSettings, "clamp", "--clamp", metavar="L:U=VALUE")
+]
 BiasOpt = Annotated[
     list[str] | None, option_of(SampleSettings, "logit_bias", "--logit-bias", metavar="ID=BIAS")
 ]
@@ -108,6 +111,7 @@ def sample(
     frequency_penalty: FrequencyOpt = S.frequency_penalty,
     presence_penalty: PresenceOpt = S.presence_penalty,
     logit_bias: BiasOpt = None,
+    clamp: ClampOpt = None,
     as_jsonl: JsonlOpt = False,
     output: OutputOpt = None,
     device: DeviceOpt = DEFAULT_DEVICE,

@@ -20,7 +20,7 @@ from charlstm.cli.common import (
     settings_from,
     write_out,
 )
-from charlstm.cli.sample import LabelOpt, PrimeOpt, UnknownOpt
+from charlstm.cli.sample import ClampOpt, LabelOpt, PrimeOpt, UnknownOpt
 from charlstm.interrupt import StopRequests
 from charlstm.options import SampleSettings, SuggestSettings
 
@@ -39,13 +39,14 @@ def suggest(
     words: WordsOpt = Ask.words,
     unknown: UnknownOpt = S.unknown,
     label: LabelOpt = S.label,
+    clamp: ClampOpt = None,
     as_json: JsonOpt = False,
     device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """The likeliest next characters and words after a prime, with their odds."""
     prime = read_prime(prime, prime_file)
     asked = settings_from(SuggestSettings, locals())
-    settings = SampleSettings(prime=prime, unknown=unknown, label=label)
+    settings = SampleSettings(prime=prime, unknown=unknown, label=label, clamp=clamp)
     model = load_model(checkpoint, device)
     with StopRequests():
         found = model.suggest(settings, asked)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
+from charlstm.generate.clamp import steered
 from charlstm.generate.documents import Known, make_documents, sample_documents
 from charlstm.generate.repetition import check_logit_bias
 from charlstm.generate.result import Generated, Generation, likeliest
@@ -60,6 +61,7 @@ def generate(
     documents (to tell new ones, and for --novel) only when documents are drawn;
     `on_text(sample, piece)` receives plain samples' text as it becomes final."""
     mode = plan(vocab, settings).mode
+    net = steered(net, settings)
     prime = settings.prime
     if mode == "search":
         return Generation(mode, [_search(net, vocab, settings)], asked=1)
@@ -92,6 +94,7 @@ def stream(
     which is whole when its end is drawn) comes as one piece; more than one text is
     refused before any work."""
     where = plan(vocab, settings)
+    net = steered(net, settings)
     if settings.num_samples != 1 or (settings.documents or 1) != 1:
         raise CharlstmError("stream writes one text: ask for one sample or one document")
     if not where.streams:

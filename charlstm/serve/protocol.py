@@ -29,6 +29,7 @@ MAX_BEST_OF = 256
 MAX_DOCUMENTS = 10_000
 MAX_STOPS = 4  # as OpenAI's API allows
 MAX_TOP_LOGPROBS = 5  # as OpenAI's completions allow
+MAX_CLAMPS = 64  # units held in one request (each copies a column of weights)
 # A prompt, a text to score or a /sample's whole output: what MAX_ROWS streams of
 # --max-chars characters would make.
 TEXT_PER_MAX_CHARS = MAX_ROWS
@@ -123,6 +124,7 @@ class SampleRequest(ConstraintFields):
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logit_bias: dict[str, float] | None = None  # character id -> bias
+    clamp: list[str] | None = Field(None, max_length=MAX_CLAMPS)  # "L:U=VALUE"
     # the text as it is drawn (text/plain, in pieces): one sample or one document
     stream: bool = False
 
@@ -140,6 +142,7 @@ class SuggestRequest(Strict):
     words: int | None = None
     unknown: str | None = None
     label: str | None = None
+    clamp: list[str] | None = Field(None, max_length=MAX_CLAMPS)  # "L:U=VALUE"
 
     def to_settings(self) -> tuple[SampleSettings, SuggestSettings]:
         given = self.model_dump(exclude_none=True)
