@@ -423,6 +423,32 @@ class InspectSettings:
         )
 
 
+@dataclass(frozen=True)
+class ProbeSettings:
+    """What `charlstm probe` reads and fits (charlstm/inspect/probe.py)."""
+
+    # 40,000 characters: 30,000 to fit (8,000 of them read by the fit), 10,000 held out;
+    # a 2x256 LSTM's states for them are 160 MB
+    max_chars: int = option(40_000, "Read at most this many characters (the first ones).")
+    top: int = option(8, "Units listed per feature.")
+    seed: int = option(0, "Seed of the fit's sampling and of the shuffled control.")
+    unknown: str = option("skip", "Characters outside the vocabulary: error or skip.")
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        _check(
+            [
+                (
+                    100 <= self.max_chars <= 10_000_000,
+                    f"`max_chars` must be in 100..10000000 (got {self.max_chars})",
+                ),
+                (1 <= self.top <= 1000, f"`top` must be in 1..1000 (got {self.top})"),
+                seed_checks(self.seed, "`seed`"),
+                unknown_checks(self.unknown),
+            ]
+        )
+
+
 TUNE_PRUNERS = ("median", "hyperband", "none")
 
 

@@ -33,6 +33,7 @@ PAGE_OF = {
     "suggest": "sampling.md",
     "eval": "evaluation.md",
     "inspect": "inspect.md",
+    "probe": "inspect.md",
     "tasks generate": "inspect.md",
     "export": "export.md",
     "serve": "serve.md",

@@ -18,6 +18,7 @@ from charlstm.cli import (
     export,
     info,
     inspect,
+    probe,
     sample,
     serve,
     suggest,
@@ -33,7 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts are plain: "key: [choices]" is not a markup tag
     help="Character-level LSTM language models: train, tune, sample, suggest, eval, "
-    "inspect, export, serve, info and tasks.",
+    "inspect, probe, export, serve, info and tasks.",
 )
 
 # name -> the command; the first line of each docstring is its summary in --help.
@@ -44,6 +45,7 @@ COMMANDS = {
     "suggest": suggest.suggest,
     "eval": evaluate.evaluate,
     "inspect": inspect.inspect,
+    "probe": probe.probe,
     "export": export.export,
     "serve": serve.serve,
     "info": info.info,

@@ -82,7 +82,7 @@ def record(
         with Work(
             f"inspecting layer {layer}", len(ids), "chars", console, visible=show_progress
         ) as work:
-            trace = TRACES[cell](layer_input, _weights(model.rnn, layer, cell), work)
+            trace = TRACES[cell](layer_input, layer_weights(model.rnn, layer, cell), work)
         per_layer.append(trace)
         layer_input = trace["h"]
     values = {
@@ -114,7 +114,7 @@ def _predictions(
     return surprisal.cpu().numpy(), top
 
 
-def _weights(rnn: torch.nn.Module, layer: int, cell: str) -> dict[str, torch.Tensor]:
+def layer_weights(rnn: torch.nn.Module, layer: int, cell: str) -> dict[str, torch.Tensor]:
     names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
     if cell == "peephole":
         names += ["peephole_i", "peephole_f", "peephole_o"]

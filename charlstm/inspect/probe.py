@@ -1,0 +1,193 @@
+"""Probes: which units carry a property of the text. A sparse (L1-penalised) logistic
+regression from every layer's h (and an LSTM's c) after each character to a property of
+that character, as the sentiment-neuron work found its one unit; the penalty chosen by
+cross-validation over a grid; scikit-learn does the fitting.
+
+The text is cut in two: the probe fits on the first three quarters and is scored on the
+last quarter, which it never saw (contiguous, so no character's neighbours leak across).
+Two controls say what the number means: the same probe on the input embedding alone
+(what the current character tells without the network's memory) and on shuffled labels
+(what chance gives).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from charlstm.errors import CharlstmError
+from charlstm.inspect.activations import TRACES, layer_weights
+from charlstm.model import CharRNN, has_cell_state
+from charlstm.progress import Work
+
+HELD_OUT = 0.25  # the last quarter of the text scores the probe
+FIT_ROWS = 8000  # characters the fit reads, at most (sampled from the first part)
+PENALTIES = np.logspace(-3, 0, 5)  # the grid of inverse L1 strengths (C)
+FOLDS = 3
+
+
+def _layer_states(x: torch.Tensor, w: dict[str, torch.Tensor], cell: str) -> dict:
+    """One layer's h over a (time, features) input from a zero state, by the framework's
+    own one-layer module (at its speed, not a step of Python per character); an LSTM's
+    c from its gates, which h before each step gives all at once, and the elementwise
+    recurrence c = f c + i g."""
+    hidden = w["weight_hh"].shape[1]
+    layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell](
+        x.shape[1], hidden, batch_first=True
+    ).to(x.device)
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        getattr(layer, f"{name}_l0").data = w[name].data
+    h = layer(x[None])[0][0]
+    if cell != "lstm":
+        return {"h": h}
+    before = torch.cat([torch.zeros_like(h[:1]), h[:-1]])
+    gates = x @ w["weight_ih"].T + w["bias_ih"] + before @ w["weight_hh"].T + w["bias_hh"]
+    i, f, g, _ = gates.split(hidden, dim=1)
+    i, f, g = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g)
+    c = torch.empty_like(h)
+    state = torch.zeros(hidden, device=x.device)
+    for t in range(len(h)):
+        state = f[t] * state + i[t] * g[t]
+        c[t] = state
+    return {"h": h, "c": c}
+
+
+@torch.no_grad()
+def unit_states(
+    net: CharRNN, ids: np.ndarray, show_progress: bool = False, console: Console | None = None
+) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+    """(characters, units) float32: each layer's h after each character, and an LSTM's
+    c, from a zero state; and the (quantity, layer, unit) of each column."""
+    cell = net.cfg.cell
+    quantities = ("h", "c") if has_cell_state(cell) else ("h",)
+    net = net.float().eval()
+    device = next(net.parameters()).device
+    layer_input = net.embedding(torch.as_tensor(ids.astype(np.int64), device=device))
+    columns, names = [], []
+    for layer in range(net.cfg.num_layers):
+        weights = layer_weights(net.rnn, layer, cell)
+        with Work(f"probe: reading layer {layer}", len(ids), "chars", console,
+                  visible=show_progress) as work:  # fmt: skip
+            if cell == "peephole":  # its gates read c: a step at a time
+                trace = TRACES[cell](layer_input, weights, work)
+            else:
+                trace = _layer_states(layer_input, weights, cell)
+        for q in quantities:
+            columns.append(trace[q].cpu().numpy())
+            names += [(q, layer, u) for u in range(net.cfg.hidden_size)]
+        layer_input = trace["h"]
+        del trace
+    return np.concatenate(columns, axis=1), names
+
+
+def _auc(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ROC AUC of each column of scores (rows: characters) for the binary labels y,
+    by ranks (Mann-Whitney); ties share their rank."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores, axis=0)
+    positive = y.astype(bool)
+    n1, n0 = positive.sum(), (~positive).sum()
+    return (ranks[positive].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+@dataclass
+class Fitted:
+    auc: float
+    accuracy: float
+    units: int  # non-zero weights
+    weights: np.ndarray  # one per column (standardised features)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[object, Fitted]:
+    """The L1 probe on the first part, scored on the held-out last part."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    cut = int(len(y) * (1 - HELD_OUT))
+    rows = np.random.default_rng(seed).permutation(cut)[:FIT_ROWS]
+    scaler = StandardScaler().fit(x[:cut])
+    probe = LogisticRegressionCV(Cs=PENALTIES, l1_ratios=(1.0,), solver="saga", cv=FOLDS,
+                                 scoring="roc_auc", max_iter=300, tol=1e-3,
+                                 random_state=seed)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence at tol 1e-3, attribute renames
+        probe.fit(scaler.transform(x[rows]), y[rows])
+    test = scaler.transform(x[cut:])
+    chance = probe.predict_proba(test)[:, 1]
+    weights = probe.coef_[0]
+    fitted = Fitted(float(roc_auc_score(y[cut:], chance)),
+                    float(accuracy_score(y[cut:], chance > 0.5)),
+                    int((weights != 0).sum()), weights)  # fmt: skip
+    return scaler, fitted
+
+
+@dataclass
+class ProbeResult:
+    feature: str
+    chars: int
+    positives: float  # share of characters with the property
+    probe: Fitted
+    top: list[dict]  # the units with the largest weights
+    best_unit: dict  # the one unit that alone separates best, on the held-out part
+    embedding: Fitted  # control: the input embedding alone
+    shuffled: Fitted  # control: labels shuffled
+
+    def to_dict(self) -> dict:
+        def fitted(f: Fitted) -> dict:
+            return {"auc": f.auc, "accuracy": f.accuracy, "units": f.units}
+
+        return {"feature": self.feature, "chars": self.chars, "positives": self.positives,
+                "probe": fitted(self.probe), "top_units": self.top, "best_unit": self.best_unit,
+                "controls": {"embedding": fitted(self.embedding),
+                             "shuffled labels": fitted(self.shuffled)}}  # fmt: skip
+
+
+def probe_features(net: CharRNN, ids: np.ndarray, features: dict[str, np.ndarray],
+                   seed: int = 0, top: int = 8, show_progress: bool = False,
+                   console: Console | None = None) -> list[ProbeResult]:  # fmt: skip
+    """Fit and score a probe of each binary property (labels, one per id): the states
+    are read once for all."""
+    cut = int(len(ids) * (1 - HELD_OUT))
+    wanted = {}
+    for name, labels in features.items():
+        y = (np.asarray(labels) > 0).astype(np.int64)
+        for part, where in ((y[:cut], "the fitted part"), (y[cut:], "the held-out last quarter")):
+            if part.min() == part.max():
+                kind = "every" if part.min() else "no"
+                raise CharlstmError(
+                    f"--feature {name}: {kind} character of {where} has it; a probe "
+                    "needs both (a longer text, or another feature)"
+                )
+        wanted[name] = y
+    x, names = unit_states(net, ids, show_progress, console)
+    device = next(net.parameters()).device
+    with torch.no_grad():
+        embedded = net.embedding(torch.as_tensor(ids.astype(np.int64), device=device))
+    embedded = embedded.float().cpu().numpy()
+    return [_probe(x, names, embedded, name, y, cut, seed, top) for name, y in wanted.items()]
+
+
+def _unit(names, i: int, **more) -> dict:
+    return {"quantity": names[i][0], "layer": names[i][1], "unit": names[i][2], **more}
+
+
+def _probe(x, names, embedded, name: str, y: np.ndarray, cut: int, seed: int,
+           top: int) -> ProbeResult:  # fmt: skip
+    _, fitted = _fit(x, y, seed)
+    order = np.argsort(-np.abs(fitted.weights))[:top]
+    chosen = [_unit(names, i, weight=float(fitted.weights[i]))
+              for i in order if fitted.weights[i] != 0]  # fmt: skip
+    single = _auc(x[cut:], y[cut:])
+    best = int(np.argmax(np.maximum(single, 1 - single)))
+    best_unit = _unit(names, best, auc=float(max(single[best], 1 - single[best])),
+                      sign=1 if single[best] >= 0.5 else -1)  # fmt: skip
+    shuffled = y.copy()
+    np.random.default_rng(seed).shuffle(shuffled[:cut])
+    return ProbeResult(name, len(y), float(y.mean()), fitted, chosen, best_unit,
+                       _fit(embedded, y, seed)[1], _fit(x, shuffled, seed)[1])  # fmt: skip

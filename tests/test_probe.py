@@ -1,0 +1,103 @@
+"""Probes: the units that carry a property, found by a sparse logistic regression."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from charlstm.cli import app
+from charlstm.config import ModelConfig
+from charlstm.data.vocab import Vocab
+from charlstm.errors import CharlstmError
+from charlstm.inspect.activations import record
+from charlstm.inspect.probe import probe_features, unit_states
+from charlstm.model import CharRNN
+
+pytest.importorskip("sklearn")
+
+TEXT = "".join(np.random.default_rng(0).choice(list("ab(c) 'd'\n"), 3000))
+
+
+def network(cell: str) -> tuple[CharRNN, Vocab]:
+    torch.manual_seed(1)
+    vocab = Vocab.from_code_points(map(ord, sorted(set(TEXT))))
+    net = CharRNN(vocab.size, ModelConfig(cell=cell, embedding_dim=6, hidden_size=16,
+                                          num_layers=2)).eval()  # fmt: skip
+    with torch.no_grad():
+        for weight in net.rnn.parameters():
+            weight.mul_(2)
+    return net, vocab
+
+
+@pytest.mark.parametrize("cell", ["lstm", "peephole", "gru", "rnn"])
+def test_the_states_a_probe_reads_are_the_recorded_ones(cell):
+    net, vocab = network(cell)
+    ids = vocab.encode(TEXT[:500])
+    states, names = unit_states(net, ids)
+    acts = record(net, vocab, TEXT[:500])
+    for column, (quantity, layer, unit) in enumerate(names):
+        np.testing.assert_allclose(states[:, column], acts.values[quantity][:, layer, unit],
+                                   atol=1e-4)  # fmt: skip
+    assert {q for q, _, _ in names} == ({"h", "c"} if cell in ("lstm", "peephole") else {"h"})
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_probe_finds_the_unit_that_carries_a_property_by_construction(cell):
+    net, vocab = network(cell)
+    ids = vocab.encode(TEXT)
+    carrier = record(net, vocab, TEXT).values["h"][:, 1, 5]  # layer 1, unit 5
+    labels = carrier > np.median(carrier)
+    (found,) = probe_features(net, ids, {"by construction": labels})
+    best = found.best_unit
+    assert (best["quantity"], best["layer"], best["unit"]) == ("h", 1, 5)
+    assert best["auc"] == pytest.approx(1.0)
+    assert found.probe.auc > 0.99 and found.probe.accuracy > 0.95
+    assert (found.top[0]["layer"], found.top[0]["unit"]) == (1, 5)
+    assert abs(found.shuffled.auc - 0.5) < 0.15  # chance
+    assert found.embedding.auc < found.probe.auc
+
+
+def test_probe_from_the_command_line(trained_run, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat.\nthe dog ran to the log.\n" * 60)
+    said = CliRunner().invoke(app, ["probe", "-c", str(trained_run), "--text", str(text),
+                                    "--feature", "after newline", "--feature", "the=the",
+                                    "--json"])  # fmt: skip
+    assert said.exit_code == 0, said.output
+    found = {r["feature"]: r for r in json.loads(said.stdout)}
+    assert set(found) == {"after newline", "the"}
+    for r in found.values():
+        assert r["probe"]["auc"] > 0.9 and r["controls"]["shuffled labels"]["auc"] < 0.8
+        assert r["top_units"] and r["best_unit"]["auc"] > 0.5
+    shown = CliRunner().invoke(app, ["probe", "-c", str(trained_run), "--text", str(text),
+                                     "--feature", "the=the"])  # fmt: skip
+    assert "control: embedding" in shown.stdout and "best single unit" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--feature", "nothing"], "--feature 'nothing': give NAME=REGEX or one of: string"),
+        (["--feature", "z=zebra"], "--feature z: no character of the fitted part has it"),
+        (["--feature", "x=(a"], "is not a regular expression"),
+        (["--feature", "x=a", "--max-chars", "5"], "--max-chars must be in 100..10000000"),
+        (["--feature", "x=a", "--text", "missing.txt"], "--text missing.txt: no such file"),
+    ],
+)
+def test_bad_probes_are_one_line(trained_run, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.txt").write_text("a cat sat.\n" * 50)
+    base = ["probe", "-c", str(trained_run), "--text", "text.txt"]
+    said = CliRunner().invoke(app, base + args)
+    assert said.exit_code == 1 and message in said.stderr, said.output
+    assert len(said.stderr.strip().splitlines()) == 1
+
+
+def test_a_feature_on_every_character_is_refused():
+    net, vocab = network("rnn")
+    with pytest.raises(CharlstmError, match="every character of the fitted part"):
+        probe_features(net, vocab.encode(TEXT[:400]), {"all": np.ones(400)})
