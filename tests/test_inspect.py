@@ -18,7 +18,13 @@ from charlstm.cli import app
 from charlstm.config import ModelConfig
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharlstmError
-from charlstm.inspect.activations import CELL_QUANTITIES, Activations, rank_units, record
+from charlstm.inspect.activations import (
+    CELL_QUANTITIES,
+    Activations,
+    rank_units,
+    record,
+    saturation,
+)
 from charlstm.inspect.features import builtin_features, regex_feature, strings_and_comments
 from charlstm.model import CharRNN
 from tests.conftest import HOSTILE
@@ -52,6 +58,15 @@ def test_recorded_values_match_the_network_for_every_cell(cell):
     if "c" in acts.values:
         np.testing.assert_allclose(acts.values["c"][-1], state[1][:, 0].numpy(), atol=1e-5)
         assert np.abs(acts.values["c"]).max() > 1  # c is not squashed; h is
+    # each gate's saturation: the fraction of steps below 0.1 and above 0.9, per unit
+    gates = saturation(acts)
+    assert set(gates) == {q for q in acts.values if q in ("input", "forget", "output", "reset",
+                                                           "update")}  # fmt: skip
+    for gate, fractions in gates.items():
+        values = acts.values[gate]
+        assert fractions["left"][1][3] == pytest.approx((values[:, 1, 3] < 0.1).mean(), abs=1e-4)
+        assert fractions["right"][2][7] == pytest.approx((values[:, 2, 7] > 0.9).mean(), abs=1e-4)
+    assert cell == "rnn" or any(max(max(f["right"])) > 0 for f in gates.values())
 
 
 def test_text_features():
@@ -167,6 +182,10 @@ def test_inspect_reads_every_cell_and_its_report_offers_what_the_cell_has(cell, 
     shown = page.read_text(encoding="utf-8")
     wanted = list(CELL_QUANTITIES[cell])
     assert json.dumps(wanted, separators=(",", ":")) in shown or json.dumps(wanted) in shown
+    # the gates' saturation scatters: one per gate the cell has
+    assert ("<figcaption>reset gate</figcaption>" in shown) == (cell == "gru")
+    assert ("<figcaption>update gate</figcaption>" in shown) == (cell == "gru")
+    assert "Gate saturation" not in shown or cell == "gru"
 
 
 # The page in a real browser ------------------------------------------------------------

@@ -172,6 +172,26 @@ def _rnn_trace(x: torch.Tensor, w: dict[str, torch.Tensor], work: Work) -> dict[
 TRACES = {"lstm": _lstm_trace, "peephole": _lstm_trace, "gru": _gru_trace, "rnn": _rnn_trace}
 
 
+GATES = ("input", "forget", "output", "reset", "update")
+SATURATED = 0.1  # a gate below this is left-saturated, above 1 - this right-saturated
+
+
+def saturation(acts: Activations) -> dict[str, dict[str, list[list[float]]]]:
+    """Per gate the cell has: each unit's fraction of steps left-saturated (< 0.1) and
+    right-saturated (> 0.9), per layer (as Karpathy, Johnson and Fei-Fei 2015 plot them:
+    a forget gate right-saturated for a unit is a memory; an input gate's is a unit
+    that writes whenever it can)."""
+    found = {}
+    for gate in GATES:
+        if gate in acts.values:
+            values = acts.values[gate]  # (time, layers, units)
+            found[gate] = {
+                "left": np.round((values < SATURATED).mean(axis=0), 4).tolist(),
+                "right": np.round((values > 1 - SATURATED).mean(axis=0), 4).tolist(),
+            }
+    return found
+
+
 # Features of the text, one value per character ---------------------------------------
 
 

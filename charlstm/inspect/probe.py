@@ -28,6 +28,7 @@ HELD_OUT = 0.25  # the last quarter of the text scores the probe
 FIT_ROWS = 8000  # characters the fit reads, at most (sampled from the first part)
 PENALTIES = np.logspace(-3, 0, 5)  # the grid of inverse L1 strengths (C)
 FOLDS = 3
+SPARSE_SLACK = 0.005  # cross-validated AUC given up for the sparsest probe
 
 
 def _layer_states(x: torch.Tensor, w: dict[str, torch.Tensor], cell: str) -> dict:
@@ -104,20 +105,27 @@ class Fitted:
 
 
 def _fit(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[object, Fitted]:
-    """The L1 probe on the first part, scored on the held-out last part."""
-    from sklearn.linear_model import LogisticRegressionCV
+    """The L1 probe on the first part, scored on the held-out last part. The penalty:
+    the strongest on the grid whose cross-validated AUC is within SPARSE_SLACK of the
+    best (fewer units for as good a probe: the one-standard-error rule's spirit)."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.metrics import accuracy_score, roc_auc_score
     from sklearn.preprocessing import StandardScaler
 
     cut = int(len(y) * (1 - HELD_OUT))
     rows = np.random.default_rng(seed).permutation(cut)[:FIT_ROWS]
     scaler = StandardScaler().fit(x[:cut])
-    probe = LogisticRegressionCV(Cs=PENALTIES, l1_ratios=(1.0,), solver="saga", cv=FOLDS,
-                                 scoring="roc_auc", max_iter=300, tol=1e-3,
-                                 random_state=seed)  # fmt: skip
+    fit_x, fit_y = scaler.transform(x[rows]), y[rows]
+    # liblinear: six times faster than saga on correlated states
+    common = {"solver": "liblinear", "tol": 1e-3, "random_state": seed}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence at tol 1e-3, attribute renames
-        probe.fit(scaler.transform(x[rows]), y[rows])
+        search = LogisticRegressionCV(Cs=PENALTIES, l1_ratios=(1.0,), cv=FOLDS,
+                                      scoring="roc_auc", **common)  # fmt: skip
+        search.fit(fit_x, fit_y)
+        scores = np.asarray(next(iter(search.scores_.values()))).reshape(FOLDS, -1).mean(axis=0)
+        chosen = PENALTIES[int(np.argmax(scores >= scores.max() - SPARSE_SLACK))]
+        probe = LogisticRegression(C=chosen, l1_ratio=1.0, **common).fit(fit_x, fit_y)
     test = scaler.transform(x[cut:])
     chance = probe.predict_proba(test)[:, 1]
     weights = probe.coef_[0]

@@ -18,7 +18,7 @@ import numpy as np
 
 from charlstm.errors import CharlstmError
 from charlstm.inspect.ablation import Ablation
-from charlstm.inspect.activations import Activations, Correlated
+from charlstm.inspect.activations import Activations, Correlated, saturation
 from charlstm.inspect.match import Found
 from charlstm.templates import render_page
 
@@ -88,6 +88,7 @@ def _plain(acts, features, ranking, ablation, found) -> dict:
         "ranking": {name: [c.__dict__ for c in found] for name, found in ranking.items()},
         "ablation": {name: a.to_dict() for name, a in ablation.items()},
         "find": found.to_dict() if found is not None else None,
+        "saturation": saturation(acts),
     }
 
 
@@ -127,8 +128,27 @@ def html_page(
     ]
     return render_page(
         "charlstm.inspect", "inspect.html", "inspect.js", title=title, rows=rows,
-        found=_find_section(found), data=data,
+        found=_find_section(found), data=data, gates=_gate_scatters(acts),
     )  # fmt: skip
+
+
+SCATTER = 180  # pixels per side of a gate's scatter
+
+
+def _gate_scatters(acts: Activations) -> list[dict]:
+    """Per gate, one point per unit (a colour per layer): x its left-saturated fraction,
+    y its right-saturated fraction, drawn as SVG by the template."""
+    found = []
+    for gate, fractions in saturation(acts).items():
+        points = [
+            {"x": round(left * SCATTER, 1), "y": round((1 - right) * SCATTER, 1), "layer": layer,
+             "unit": unit}
+            for layer, (lefts, rights) in enumerate(zip(fractions["left"], fractions["right"],
+                                                        strict=True))
+            for unit, (left, right) in enumerate(zip(lefts, rights, strict=True))
+        ]  # fmt: skip
+        found.append({"gate": gate, "points": points})
+    return found
 
 
 def _change(effect: Ablation | None) -> str:
