@@ -408,3 +408,36 @@ def test_hostile_file_names_features_and_text_stay_inert_in_the_page(hostile_run
     data = json.loads(page.split("const DATA = ", 1)[1].split(";\n", 1)[0])
     assert "".join(data["chars"]) == HOSTILE + "\nthe cat sat.\n"
     assert page.count(data["values"]) == 1  # the payload once, not spliced into the title
+
+
+def test_reach_says_how_far_back_the_model_remembers(trained_run, tmp_path):
+    from conftest import make_text
+
+    text = make_text(60)
+    report = tmp_path / "reach.json"
+    source = tmp_path / "text.txt"
+    source.write_text(text)
+    said = CliRunner().invoke(app, ["inspect", "-c", str(trained_run), "--text", str(source),
+                                    "--out", str(report), "--reach"])  # fmt: skip
+    assert said.exit_code == 0, said.output
+    assert "reach at" in said.stdout and "with the whole state" in said.stdout
+    reach = json.loads(report.read_text())["reach"]
+    assert reach["distances"] == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    loss, full = reach["loss"], reach["full_loss"]
+    assert loss[0] > loss[-1] + 0.3  # one character of context is far worse than 256
+    assert abs(loss[-1] - full) < 0.1  # a long window is about as good as the whole state
+    gradient = reach["gradient"]
+    assert len(gradient) == 256 and gradient[0] > 10 * gradient[-1] >= 0
+    page = html_report(trained_run, tmp_path, text, "--reach")
+    assert "How far back it remembers" in page.read_text(encoding="utf-8")
+
+
+def test_reach_on_a_text_shorter_than_its_window_is_one_line(trained_run, tmp_path):
+    source = tmp_path / "short.txt"
+    source.write_text("the cat sat on the mat\n")
+    said = CliRunner().invoke(app, ["inspect", "-c", str(trained_run), "--text", str(source),
+                                    "--out", str(tmp_path / "r.html"), "--reach"])  # fmt: skip
+    assert said.exit_code == 1 and "--reach needs a text longer than its longest window" in (
+        said.stderr
+    )
+    assert len(said.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.html").exists()

@@ -56,11 +56,20 @@ def inspect(
     unknown: UnknownOpt = Look.unknown,
     language: LanguageOpt = None,
     find: FindOpt = None,
+    reach: Annotated[
+        bool,
+        typer.Option(
+            "--reach",
+            help="Also measure how far back the model remembers (loss "
+            "against context length, gradient against distance).",
+        ),
+    ] = False,
 ) -> None:
     """Look inside: which units follow which features of a text, in a report.
 
-    Records h, c and the gates of every LSTM unit on the text, ranks the units that
-    follow its features (strings, brackets, indentation, ...) and writes the report."""
+    Records every unit's output and its cell's own quantities (an LSTM's c and gates, a
+    GRU's gates) on the text, ranks the units that follow its features (strings,
+    brackets, indentation, ...) and writes the report."""
     from charlstm.data.corpus import read_text_file
     from charlstm.inspect.features import language_of
     from charlstm.inspect.pipeline import check_inspect_options, report_format
@@ -76,7 +85,7 @@ def inspect(
     with StopRequests():
         seen = model.inspect(
             text, features=feature or [], language=lang, top=top, unknown=unknown,
-            find=find, title=text_file.name if text_file else "prime",
+            find=find, title=text_file.name if text_file else "prime", reach=reach,
             show_progress=True, console=err,
         )  # fmt: skip
     seen.write(out_file, chosen)
@@ -99,6 +108,11 @@ def _summary(out_file: Path, seen, find: str | None) -> None:
                 f"  {name}: {c.quantity} layer {c.layer} unit {c.unit} (r = {c.r:+.2f}{change})",
                 markup=False,
             )
+    if seen.reach is not None:
+        r = seen.reach
+        losses = "  ".join(f"{k}: {v:.3f}" for k, v in zip(r.distances, r.loss, strict=True))
+        out.print(f"reach at {r.positions} positions, loss reading the last k characters: "
+                  f"{losses}; with the whole state: {r.full_loss:.3f}", markup=False)  # fmt: skip
     if seen.found is not None:
         units = ", ".join(f"{layer}:{unit}" for layer, unit in seen.found.units)
         out.print(f"more like {find!r} (units {units}):", markup=False)

@@ -23,6 +23,8 @@ from charlstm.inspect.ablation import Ablation, unit_effects
 from charlstm.inspect.activations import Activations, Correlated, rank_units, record
 from charlstm.inspect.features import builtin_features, check_language, parse_feature
 from charlstm.inspect.match import Found, find_like
+from charlstm.inspect.reach import Reach
+from charlstm.inspect.reach import reach as measure_reach
 from charlstm.inspect.report import REPORT_FORMATS, write_report
 from charlstm.options import InspectSettings, default_of
 
@@ -39,6 +41,7 @@ class Inspection:
     effects: dict[str, Ablation]
     found: Found | None
     title: str
+    reach: Reach | None = None  # with reach=True: how far back the model remembers
 
     def write(self, path: str | Path, fmt: str | None = None) -> None:
         """The report as html, npz or json (default: from the file's suffix)."""
@@ -46,7 +49,7 @@ class Inspection:
         chosen = report_format(path, fmt)
         write_report(
             path, self.acts, self.features, self.ranking, chosen, self.title, self.effects,
-            self.found,
+            self.found, self.reach,
         )  # fmt: skip
 
 
@@ -79,6 +82,7 @@ def inspect_text(
     unknown: str = default_of(InspectSettings, "unknown"),
     find: str | None = None,
     title: str = "text",
+    reach: bool = False,
     show_progress: bool = False,
     console: Console | None = None,
 ) -> Inspection:
@@ -92,6 +96,7 @@ def inspect_text(
     unknown: characters outside the vocabulary: "error" or "skip".
     find: list the spans where the units on across this text are on.
     title: the report's name for the text.
+    reach: measure how far back the model remembers (inspect/reach.py).
     """
     features = list(features)
     look = check_inspect_options(features, top, unknown, find)
@@ -110,4 +115,5 @@ def inspect_text(
     found = find_like(acts, find) if find is not None else None
     m = model.config.model
     full_title = f"{title}, {m.num_layers}x{m.hidden_size} {m.cell}"
-    return Inspection(acts, found_features, ranking, effects, found, full_title)
+    remembered = measure_reach(model.net, ids) if reach else None
+    return Inspection(acts, found_features, ranking, effects, found, full_title, remembered)

@@ -20,6 +20,7 @@ from charlstm.errors import CharlstmError
 from charlstm.inspect.ablation import Ablation
 from charlstm.inspect.activations import Activations, Correlated, saturation
 from charlstm.inspect.match import Found
+from charlstm.inspect.reach import Reach
 from charlstm.templates import render_page
 
 
@@ -46,12 +47,15 @@ def write_report(
     title: str,
     ablation: dict[str, Ablation] | None = None,
     found: Found | None = None,
+    reach: Reach | None = None,
 ) -> None:
     ablation = ablation or {}
     if fmt == "html":
-        content = html_page(acts, ranking, title, ablation, found).encode("utf-8")
+        content = html_page(acts, ranking, title, ablation, found, reach).encode("utf-8")
     elif fmt == "json":
-        content = json.dumps(_plain(acts, features, ranking, ablation, found)).encode("utf-8")
+        plain = _plain(acts, features, ranking, ablation, found)
+        plain["reach"] = reach.to_dict() if reach is not None else None
+        content = json.dumps(plain).encode("utf-8")
     elif fmt == "npz":
         content = None
     else:
@@ -98,6 +102,7 @@ def html_page(
     title: str,
     ablation: dict[str, Ablation] | None = None,
     found: Found | None = None,
+    reach: Reach | None = None,
 ) -> str:
     time, layers, units = acts.shape
     ablation = ablation or {}
@@ -129,6 +134,7 @@ def html_page(
     return render_page(
         "charlstm.inspect", "inspect.html", "inspect.js", title=title, rows=rows,
         found=_find_section(found), data=data, gates=_gate_scatters(acts),
+        reach=_reach_plots(reach),
     )  # fmt: skip
 
 
@@ -173,3 +179,33 @@ def _find_section(found: Found | None) -> dict | None:
             for m in found.matches
         ],
     }
+
+
+PLOT_W, PLOT_H = 360, 160
+
+
+def _polyline(xs: list[float], ys: list[float], top: float) -> str:
+    """SVG points of a curve: x on a log2 scale over the plot's width, y from 0 to top."""
+    span = max(np.log2(xs[-1]), 1.0)
+    return " ".join(
+        f"{np.log2(x) / span * PLOT_W:.1f},{PLOT_H - y / top * PLOT_H:.1f}"
+        for x, y in zip(xs, ys, strict=True)
+    )
+
+
+def _reach_plots(reach: Reach | None) -> dict | None:
+    """The two reach curves as SVG polylines (the loss also as a dashed full-state line)."""
+    if reach is None:
+        return None
+    top_loss = max(max(reach.loss), reach.full_loss) * 1.05
+    grads = reach.gradient
+    ks = list(range(1, len(grads) + 1))
+    full_y = PLOT_H - reach.full_loss / top_loss * PLOT_H
+    return {
+        "loss": _polyline(reach.distances, reach.loss, top_loss), "full_y": f"{full_y:.1f}",
+        "gradient": _polyline(ks, grads, max(grads) * 1.05 or 1.0),
+        "rows": [{"k": k, "loss": f"{v:.4f}"} for k, v in zip(reach.distances, reach.loss,
+                                                              strict=True)],
+        "full": f"{reach.full_loss:.4f}", "positions": reach.positions, "bound": len(grads),
+        "width": PLOT_W, "height": PLOT_H,
+    }  # fmt: skip
