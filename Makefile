@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint docs tensorboard bench get-data clean
+.PHONY: install demo test test-fast lint docs tensorboard bench get-data clean explore
 
 install: $(STAMP)
 
@@ -31,6 +31,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/charlstm train --config configs/python-code.yaml --overwrite
 	$(BIN)/charlstm sample --checkpoint runs/python-code --prime "def " --length 600 --temperature 0.8
+
+# docs/pages/exploring.md, every number and report made again: the counter task and a
+# code model trained (a few minutes on a CPU), then probed, steered, their reach and
+# gates recorded and set beside an n-gram; the reports under runs/exploring/.
+explore: $(STAMP)
+	mkdir -p runs/exploring
+	$(BIN)/charlstm train --config configs/counter.yaml --overwrite
+	$(BIN)/charlstm tasks generate counter --out runs/exploring/counter.txt --count 400 --seed 1
+	$(BIN)/charlstm probe -c runs/counter --text runs/exploring/counter.txt --feature 'past five=(?<=a{5})a+' --feature 'b run=b+'
+	$(BIN)/charlstm inspect -c runs/counter --text runs/exploring/counter.txt --max-chars 4000 --reach --out runs/exploring/counter.html
+	$(BIN)/charlstm train --config configs/python-code.yaml --overwrite
+	$(BIN)/charlstm probe -c runs/python-code --text charlstm/model.py --feature "string literal" --feature indentation
+	$(BIN)/charlstm inspect -c runs/python-code --text charlstm/model.py --reach --out runs/exploring/code.html
+	$(BIN)/charlstm eval -c runs/python-code --split val --baseline ngram:6
+	$(BIN)/python -m bench.steering --checkpoint runs/python-code --text charlstm/model.py
 
 # The whole suite, slow tests included (what CI runs).
 test: $(STAMP)

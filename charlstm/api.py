@@ -288,15 +288,18 @@ class Model:
         from charlstm.data.corpus import training_corpus
         from charlstm.inspect.ngram import compare
 
-        if self.vocab.documents:
-            raise CharlstmError("--baseline compares a model of one long text; this is a "
-                                "document model")  # fmt: skip
-        corpus = training_corpus(self.config.data, self.vocab, self._corpus_key,
-                                 "count its training split", console)  # fmt: skip
-        train, val = corpus.split(self.config.data.val_fraction)
+        if self.vocab.documents:  # the documents as streams, each end id between two
+            split = load_split(self.config.data, self.vocab, self._corpus_key,
+                               "count its training documents", console)  # fmt: skip
+            train, scored = split.train_stream(), [split.span(int(d)) for d in split.val]
+        else:
+            corpus = training_corpus(self.config.data, self.vocab, self._corpus_key,
+                                     "count its training split", console)  # fmt: skip
+            train, val = corpus.split(self.config.data.val_fraction)
+            scored = [val]
         if text_file is not None:
-            val = self.vocab.encode(read_text_file(Path(text_file)), unknown="skip")
-        return compare(self.net, self.vocab, train, val, order)
+            scored = [self.vocab.encode(read_text_file(Path(text_file)), unknown="skip")]
+        return compare(self.net, self.vocab, train, scored, order)
 
     def evaluate(
         self,

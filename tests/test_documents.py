@@ -538,3 +538,12 @@ def test_scoring_many_documents_shows_progress(names_run, tmp_path, monkeypatch)
     proc = cli("eval", "--checkpoint", str(names_run), "--documents", str(listed))
     assert proc.returncode == 0 and "600 documents: loss" in proc.stdout
     assert "scoring documents: 512 documents of 600 documents" in proc.stderr
+
+
+def test_a_document_model_is_compared_with_an_ngram_on_its_held_out_documents(names_run):
+    proc = cli("eval", "--checkpoint", str(names_run), "--split", "val", "--baseline", "ngram:4",
+               "--json")  # fmt: skip
+    base = json.loads(proc.stdout)["baseline"]
+    assert base["order"] == 4 and 0 < base["ngram_loss"] < 3 and 0 < base["network_loss"] < 3
+    # the names' grammar is in reach of a 4-gram and of the network alike
+    assert abs(base["ngram_loss"] - base["network_loss"]) < 1.0

@@ -78,3 +78,23 @@ def test_the_page_asks_for_the_key_and_then_uses_it(trained_run, page):
         page.wait_for_function("document.getElementById('model').textContent.includes('lstm')")
     finally:
         s.stop()
+
+
+@needs_chromium
+def test_sliding_a_held_unit_regenerates_the_text_steered(server, trained_run, page):
+    import charlstm
+
+    page.goto(server.url + "/")
+    page.wait_for_function("document.getElementById('model').textContent.includes('lstm')")
+    page.fill("#prompt", "the ")
+    page.fill("#seed", "5")
+    page.fill("#length", "60")
+    page.fill("#steer-units", "1:3, 0:7")
+    page.click("#generate")
+    at_zero = generated(page, 1)
+    model = charlstm.load(trained_run)
+    assert at_zero == model.sample("the ", length=60, seed=5, clamp=["1:3=0", "0:7=0"])
+    page.locator("#steer-value").fill("0.9")  # a slide: the text comes again, steered
+    steered = generated(page, 2)
+    assert steered == model.sample("the ", length=60, seed=5, clamp=["1:3=0.9", "0:7=0.9"])
+    assert steered != at_zero and "steered (1:3=0.9, 0:7=0.9)" in page.inner_text("#status")

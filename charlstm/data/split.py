@@ -43,9 +43,13 @@ class DocumentSplit:
     def train_stream(self) -> np.ndarray:
         """The training documents as one stream, each end id shared by the two documents
         it separates (the state carried across: data.document_state=carried)."""
+        return self.stream(self.train)
+
+    def stream(self, docs: np.ndarray) -> np.ndarray:
+        """These documents as one stream, each end id shared by the two it separates."""
         keep = np.zeros(len(self.ids), dtype=bool)
         keep[0] = True
-        for doc in self.train:
+        for doc in docs:
             start = int(self.starts[doc])
             keep[start + 1 : start + int(self.lengths[doc])] = True
         return self.ids[keep]

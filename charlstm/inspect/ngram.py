@@ -214,23 +214,34 @@ class Comparison:
         return dict(vars(self))
 
 
-def compare(net, vocab, train_ids: np.ndarray, scored_ids: np.ndarray, order: int) -> Comparison:
-    """The n-gram of `order` counted on train_ids beside the network, both scoring
-    scored_ids (each character given those before it, the network from a zero state)."""
+def compare(net, vocab, train_ids: np.ndarray, scored: list[np.ndarray], order: int) -> Comparison:
+    """The n-gram of `order` counted on train_ids beside the network, both scoring each
+    of the `scored` texts (each character given those before it in its text; the
+    network from a zero state: a document from its start), up to MAX_COMPARED_CHARS."""
     import time
 
     from charlstm.inspect.ablation import per_char_loss
 
     started = time.perf_counter()
     train_ids = np.asarray(train_ids[:MAX_TRAIN_CHARS], dtype=np.int64)
-    scored_ids = np.asarray(scored_ids[:MAX_COMPARED_CHARS], dtype=np.int64)
-    if len(scored_ids) < 2 or len(train_ids) < order:
-        raise CharlstmError("--baseline: the texts are too short to count and score n-grams")
+    if len(train_ids) < order:
+        raise CharlstmError("--baseline: the training text is too short to count n-grams")
     ngram = KneserNey(train_ids, order, vocab.size)
-    ngram_loss = -ngram.log_probs(scored_ids)
-    network_loss = per_char_loss(net, scored_ids)
-    chars = [vocab.decode([i]) or "\ufffd" for i in scored_ids.tolist()]
-    return Comparison(order, len(train_ids), ngram.bytes, len(scored_ids) - 1,
-                      float(network_loss.mean()), float(ngram_loss.mean()),
-                      breakdown(chars, network_loss, ngram_loss),
+    network_loss, ngram_loss, chars, budget = [], [], [], MAX_COMPARED_CHARS
+    for text in scored:
+        text = np.asarray(text[:budget], dtype=np.int64)
+        if len(text) < 2:
+            continue
+        budget -= len(text)
+        ngram_loss.append(-ngram.log_probs(text))
+        network_loss.append(per_char_loss(net, text))
+        chars += [vocab.decode([i]) or "\ufffd" for i in text.tolist()][int(bool(chars)) :]
+        if budget < 2:
+            break
+    if not network_loss:
+        raise CharlstmError("--baseline: nothing to score (texts of one character or none)")
+    net_all, ngram_all = np.concatenate(network_loss), np.concatenate(ngram_loss)
+    return Comparison(order, len(train_ids), ngram.bytes, len(net_all),
+                      float(net_all.mean()), float(ngram_all.mean()),
+                      breakdown(chars[: len(net_all) + 1], net_all, ngram_all),
                       time.perf_counter() - started)  # fmt: skip

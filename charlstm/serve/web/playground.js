@@ -1,6 +1,7 @@
 // The playground of `charlstm serve`: the server's own API, from the browser. Text
-// streams from POST /v1/completions (logprobs: 5), next words from POST /suggest,
-// documents from POST /sample. Every request carries the API key when one is given.
+// streams from POST /v1/completions (logprobs: 5), or with units held (steering) from
+// POST /sample (stream: true, clamp), next words from POST /suggest, documents from
+// POST /sample. Every request carries the API key when one is given.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -68,6 +69,7 @@
                    top_k: number("top_k"), top_p: number("top_p"), seed: number("seed"),
                    stream: true, logprobs: 5, ...constraints() };
     let finish = "";
+    if (clamps().length) return steered(body, controller);
     try {
       const response = await fetch("/v1/completions", { method: "POST", headers: headers(),
         body: JSON.stringify(body), signal: controller.signal });
@@ -98,6 +100,44 @@
       show(`${state.chars.length} characters (${finish})`);
       document.body.dataset.generated = String(Number(document.body.dataset.generated || 0) + 1);
       await suggestWords();
+    } catch (error) {
+      if (error.name !== "AbortError") show(error.message);
+    }
+  }
+
+  // The units to hold, as the API takes them: "layer:unit=value" each.
+  function clamps() {
+    const units = text("steer-units");
+    if (units === undefined) return [];
+    const value = $("steer-value").value;
+    return units.split(",").map((u) => u.trim()).filter(Boolean).map((u) => `${u}=${value}`);
+  }
+
+  // A steered text: POST /sample streams it as plain text (no odds to tint it by).
+  async function steered(body, controller) {
+    const asked = { prime: body.prompt, length: body.max_tokens, temperature: body.temperature,
+                    top_k: body.top_k, top_p: body.top_p !== 1 ? body.top_p : undefined,
+                    seed: body.seed, clamp: clamps(), stream: true, ...constraints() };
+    try {
+      const response = await fetch("/sample", { method: "POST", headers: headers(),
+        body: JSON.stringify(asked), signal: controller.signal });
+      if (!response.ok) {
+        const answer = await response.json();
+        throw new Error(answer.error ? answer.error.message : response.statusText);
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let skip = [...body.prompt].length;  // the text begins with the prime
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const char of decoder.decode(value, { stream: true })) {
+          if (skip > 0) { skip -= 1; continue; }
+          addChar(char, 0, {});
+        }
+      }
+      show(`${state.chars.length} characters, steered (${clamps().join(", ")})`);
+      document.body.dataset.generated = String(Number(document.body.dataset.generated || 0) + 1);
     } catch (error) {
       if (error.name !== "AbortError") show(error.message);
     }
@@ -169,6 +209,10 @@
   }
 
   $("generate").addEventListener("click", () => { state.done = generate($("prompt").value); });
+  $("steer-value").addEventListener("input", () => { $("steer-shown").value = $("steer-value").value; });
+  $("steer-value").addEventListener("change", () => {
+    if (clamps().length) state.done = generate($("prompt").value);
+  });
   $("stop").addEventListener("click", () => { if (state.controller) state.controller.abort(); show("stopped"); });
   $("make").addEventListener("click", make);
   $("key-ok").addEventListener("click", () => {
