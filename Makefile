@@ -41,11 +41,13 @@ explore: $(STAMP)
 	$(BIN)/charlstm tasks generate counter --out runs/exploring/counter.txt --count 400 --seed 1
 	$(BIN)/charlstm probe -c runs/counter --text runs/exploring/counter.txt --feature 'past five=(?<=a{5})a+' --feature 'b run=b+'
 	$(BIN)/charlstm inspect -c runs/counter --text runs/exploring/counter.txt --max-chars 4000 --reach --out runs/exploring/counter.html
-	$(BIN)/charlstm train --config configs/python-code.yaml --overwrite
-	$(BIN)/charlstm probe -c runs/python-code --text charlstm/model.py --feature "string literal" --feature indentation
-	$(BIN)/charlstm inspect -c runs/python-code --text charlstm/model.py --reach --out runs/exploring/code.html
+	$(BIN)/python -c 'import charlstm; m = charlstm.load("runs/counter"); print({v: m.sample("aaaaaX", length=20, greedy=True, clamp=[f"0:9={v}"] if v is not None else []).split(chr(10))[0].count("b") for v in (None, -1, -0.5, 0, 0.5, 1)})'
+	$(BIN)/charlstm train --config configs/python-code.yaml --set train.max_seconds=240 --overwrite
+	code=$$($(BIN)/python -c 'import typer.main as m; print(m.__file__)'); \
+	$(BIN)/charlstm probe -c runs/python-code --text $$code --feature "string literal" --feature indentation && \
+	$(BIN)/charlstm inspect -c runs/python-code --text $$code --reach --out runs/exploring/code.html && \
+	$(BIN)/python -m bench.steering --checkpoint runs/python-code --text $$code
 	$(BIN)/charlstm eval -c runs/python-code --split val --baseline ngram:6
-	$(BIN)/python -m bench.steering --checkpoint runs/python-code --text charlstm/model.py
 
 # The whole suite, slow tests included (what CI runs).
 test: $(STAMP)
