@@ -423,6 +423,11 @@ class InspectSettings:
         )
 
 
+# The states of every character read are held: 200,000 characters of a 2x256 LSTM (h
+# and c) are 800 MB.
+MAX_PROBE_CHARS = 200_000
+
+
 @dataclass(frozen=True)
 class ProbeSettings:
     """What `charlstm probe` reads and fits (charlstm/inspect/probe.py)."""
@@ -439,8 +444,8 @@ class ProbeSettings:
         _check(
             [
                 (
-                    100 <= self.max_chars <= 10_000_000,
-                    f"`max_chars` must be in 100..10000000 (got {self.max_chars})",
+                    100 <= self.max_chars <= MAX_PROBE_CHARS,
+                    f"`max_chars` must be in 100..{MAX_PROBE_CHARS} (got {self.max_chars})",
                 ),
                 (1 <= self.top <= 1000, f"`top` must be in 1..1000 (got {self.top})"),
                 seed_checks(self.seed, "`seed`"),

@@ -73,9 +73,23 @@ def test_probe_from_the_command_line(trained_run, tmp_path):
     for r in found.values():
         assert r["probe"]["auc"] > 0.9 and r["controls"]["shuffled labels"]["auc"] < 0.8
         assert r["top_units"] and r["best_unit"]["auc"] > 0.5
+    page = tmp_path / "probe.html"
     shown = CliRunner().invoke(app, ["probe", "-c", str(trained_run), "--text", str(text),
-                                     "--feature", "the=the"])  # fmt: skip
+                                     "--feature", "the=the", "--out", str(page)])  # fmt: skip
     assert "control: embedding" in shown.stdout and "best single unit" in shown.stdout
+    report = page.read_text(encoding="utf-8")
+    data = json.loads(
+        report[
+            report.index("const DATA = ") + 13 : report.index(";\n", report.index("const DATA = "))
+        ]
+    )
+    (feature,) = data["features"]
+    held_out = len(data["chars"])
+    assert feature["name"] == "the" and len(feature["probe"]) == len(feature["unit"]) == held_out
+    assert held_out == len(text.read_text()) - int(len(text.read_text()) * 0.75)
+    # the label marks the held-out "the"s
+    marked = "".join(c for c, on in zip(data["chars"], feature["label"], strict=True) if on)
+    assert marked and set(marked) <= set("the")
 
 
 @pytest.mark.parametrize(
@@ -84,7 +98,7 @@ def test_probe_from_the_command_line(trained_run, tmp_path):
         (["--feature", "nothing"], "--feature 'nothing': give NAME=REGEX or one of: string"),
         (["--feature", "z=zebra"], "--feature z: no character of the fitted part has it"),
         (["--feature", "x=(a"], "is not a regular expression"),
-        (["--feature", "x=a", "--max-chars", "5"], "--max-chars must be in 100..10000000"),
+        (["--feature", "x=a", "--max-chars", "5"], "--max-chars must be in 100..200000"),
         (["--feature", "x=a", "--text", "missing.txt"], "--text missing.txt: no such file"),
     ],
 )

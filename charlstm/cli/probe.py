@@ -13,6 +13,7 @@ from charlstm.cli.common import (
     DEFAULT_DEVICE,
     CheckpointOpt,
     DeviceOpt,
+    check_out_file,
     err,
     load_model,
     option_of,
@@ -47,6 +48,14 @@ def probe(
         str | None, typer.Option("--language", help="Its language (default: from the suffix).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Also write a report (.html): the held-out text coloured "
+            "by each probe and by its best unit.",
+        ),
+    ] = None,
     device: DeviceOpt = DEFAULT_DEVICE,
 ) -> None:
     """Find the units that carry a property of the text: a sparse probe per feature.
@@ -58,6 +67,8 @@ def probe(
     from charlstm.inspect.probe import probe_features
 
     settings = settings_from(ProbeSettings, locals())
+    if out_file is not None:
+        check_out_file(out_file, "--out")
     try:
         import sklearn  # noqa: F401
     except ImportError:
@@ -86,6 +97,15 @@ def probe(
     with StopRequests():
         found = probe_features(model.net, ids, features, settings.seed, settings.top,
                                show_progress=True, console=err)  # fmt: skip
+    if out_file is not None:
+        from charlstm.inspect.probe import probe_page
+
+        page = probe_page(list(shown), found, text_file.name)
+        try:
+            out_file.write_text(page, encoding="utf-8")
+        except OSError as error:
+            raise CharlstmError(f"cannot write {out_file}: {error.strerror}") from None
+        err.print(f"wrote {out_file}", markup=False)
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in found]) + "\n")
         return

@@ -104,7 +104,7 @@ class Fitted:
     weights: np.ndarray  # one per column (standardised features)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[object, Fitted]:
+def _fit(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, Fitted]:
     """The L1 probe on the first part, scored on the held-out last part. The penalty:
     the strongest on the grid whose cross-validated AUC is within SPARSE_SLACK of the
     best (fewer units for as good a probe: the one-standard-error rule's spirit)."""
@@ -132,7 +132,7 @@ def _fit(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[object, Fitted]:
     fitted = Fitted(float(roc_auc_score(y[cut:], chance)),
                     float(accuracy_score(y[cut:], chance > 0.5)),
                     int((weights != 0).sum()), weights)  # fmt: skip
-    return scaler, fitted
+    return chance, fitted
 
 
 @dataclass
@@ -145,6 +145,9 @@ class ProbeResult:
     best_unit: dict  # the one unit that alone separates best, on the held-out part
     embedding: Fitted  # control: the input embedding alone
     shuffled: Fitted  # control: labels shuffled
+    # on the held-out part, per character: the probe's probability, the best unit's
+    # value, the label (for the report's colouring)
+    held_out: dict[str, np.ndarray] | None = None
 
     def to_dict(self) -> dict:
         def fitted(f: Fitted) -> dict:
@@ -187,7 +190,7 @@ def _unit(names, i: int, **more) -> dict:
 
 def _probe(x, names, embedded, name: str, y: np.ndarray, cut: int, seed: int,
            top: int) -> ProbeResult:  # fmt: skip
-    _, fitted = _fit(x, y, seed)
+    chance, fitted = _fit(x, y, seed)
     order = np.argsort(-np.abs(fitted.weights))[:top]
     chosen = [_unit(names, i, weight=float(fitted.weights[i]))
               for i in order if fitted.weights[i] != 0]  # fmt: skip
@@ -197,5 +200,32 @@ def _probe(x, names, embedded, name: str, y: np.ndarray, cut: int, seed: int,
                       sign=1 if single[best] >= 0.5 else -1)  # fmt: skip
     shuffled = y.copy()
     np.random.default_rng(seed).shuffle(shuffled[:cut])
+    held_out = {"probe": chance, "unit": x[cut:, best], "label": y[cut:]}
     return ProbeResult(name, len(y), float(y.mean()), fitted, chosen, best_unit,
-                       _fit(embedded, y, seed)[1], _fit(x, shuffled, seed)[1])  # fmt: skip
+                       _fit(embedded, y, seed)[1], _fit(x, shuffled, seed)[1],
+                       held_out)  # fmt: skip
+
+
+SHOWN_CHARS = 6000  # held-out characters the report colours, at most
+
+
+def probe_page(chars: list[str], results: list[ProbeResult], title: str) -> str:
+    """The report: per feature, the held-out text coloured by the probe's probability or
+    by its best unit, the numbers beside it."""
+    from charlstm.templates import render_page
+
+    start = len(chars) - len(results[0].held_out["label"])
+    shown = chars[start : start + SHOWN_CHARS]
+    features = []
+    for r in results:
+        unit = r.held_out["unit"][:SHOWN_CHARS]
+        scale = float(np.abs(unit).max()) or 1.0
+        features.append({
+            "name": r.feature, "numbers": r.to_dict(),
+            "probe": np.round(r.held_out["probe"][:SHOWN_CHARS], 3).tolist(),
+            "unit": np.round(unit / scale, 3).tolist(),
+            "label": r.held_out["label"][:SHOWN_CHARS].tolist(),
+        })  # fmt: skip
+    data = {"chars": shown, "features": features}
+    return render_page("charlstm.inspect", "probe.html", "probe.js", title=title, data=data,
+                       results=[r.to_dict() for r in results])  # fmt: skip
