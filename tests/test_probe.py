@@ -115,3 +115,34 @@ def test_a_feature_on_every_character_is_refused():
     net, vocab = network("rnn")
     with pytest.raises(CharlstmError, match="every character of the fitted part"):
         probe_features(net, vocab.encode(TEXT[:400]), {"all": np.ones(400)})
+
+
+def test_a_label_per_document_is_found_in_the_states_at_its_end(trained_run, tmp_path):
+    """Documents of two kinds, told apart by a word early in the text: the states at
+    each document's end must still carry it (the embedding's mean barely does)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(240):
+        kind = ["cat", "dog"][i % 2]
+        filler = " ".join(rng.choice(["the", "a", "sat", "on", "mat", "ran", "log"], 4))
+        rows.append({"text": f"the {kind} {filler}", "kind": kind})
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    said = CliRunner().invoke(app, ["probe", "-c", str(trained_run), "--documents", str(path),
+                                    "--label-column", "kind", "--json"])  # fmt: skip
+    assert said.exit_code == 0, said.output
+    (found,) = json.loads(said.stdout)
+    assert found["feature"] == "label=dog" and found["chars"] == 240
+    assert found["probe"]["auc"] > 0.9
+    assert found["controls"]["shuffled labels"]["auc"] < 0.75
+    csv_file = tmp_path / "docs.csv"
+    csv_file.write_text("text,kind\n" + "".join(f"{r['text']},{r['kind']}\n" for r in rows))
+    again = CliRunner().invoke(app, ["probe", "-c", str(trained_run), "--documents",
+                                     str(csv_file), "--label-column", "kind"])  # fmt: skip
+    assert again.exit_code == 0 and "label=dog" in again.stdout and "documents" in again.stdout
+    missing = CliRunner().invoke(app, ["probe", "-c", str(trained_run), "--documents",
+                                       str(path), "--label-column", "colour"])  # fmt: skip
+    assert missing.exit_code == 1 and "no column 'colour'" in missing.stderr
+    both = CliRunner().invoke(app, ["probe", "-c", str(trained_run), "--documents", str(path),
+                                    "--feature", "x=a"])  # fmt: skip
+    assert both.exit_code == 1 and "leave out --feature" in both.stderr

@@ -27,7 +27,7 @@ from charlstm.options import ProbeSettings
 P = ProbeSettings()
 
 FeatureOpt = Annotated[
-    list[str],
+    list[str] | None,
     typer.Option(
         "--feature",
         help="A built-in feature of inspect (string literal, comment, bracket depth, "
@@ -37,8 +37,19 @@ FeatureOpt = Annotated[
 
 
 def probe(
-    feature: FeatureOpt,
-    text_file: Annotated[Path, typer.Option("--text", help="A file to read.")],
+    feature: FeatureOpt = None,
+    text_file: Annotated[Path | None, typer.Option("--text", help="A file to read.")] = None,
+    documents: Annotated[
+        Path | None,
+        typer.Option(
+            "--documents",
+            help="Or a .jsonl or .csv file of documents (a text "
+            "column and a label column): a probe per label, read at each end.",
+        ),
+    ] = None,
+    label_column: Annotated[
+        str, typer.Option("--label-column", help="The documents' label column.")
+    ] = "label",
     checkpoint: CheckpointOpt = None,
     max_chars: Annotated[int, option_of(ProbeSettings, "max_chars", "--max-chars")] = P.max_chars,
     top: Annotated[int, option_of(ProbeSettings, "top", "--top")] = P.top,
@@ -61,12 +72,20 @@ def probe(
     """Find the units that carry a property of the text: a sparse probe per feature.
 
     Fits an L1 logistic regression from every layer's states to the feature on the
-    first three quarters of the text, scores it on the last, beside two controls."""
+    first three quarters of the text, scores it on the last, beside two controls; or,
+    with --documents, from the states at each document's end to its label."""
     from charlstm.data.corpus import read_text_file
     from charlstm.inspect.features import builtin_features, language_of, parse_feature
     from charlstm.inspect.probe import probe_features
 
     settings = settings_from(ProbeSettings, locals())
+    if (text_file is None) == (documents is None):
+        raise CharlstmError("probe needs exactly one of --text FILE (with --feature) and "
+                            "--documents FILE")  # fmt: skip
+    if documents is not None and (feature or out_file is not None):
+        raise CharlstmError("--documents probes each label: leave out --feature and --out")
+    if text_file is not None and not feature:
+        raise CharlstmError("--text needs at least one --feature")
     if out_file is not None:
         check_out_file(out_file, "--out")
     try:
@@ -75,6 +94,9 @@ def probe(
         raise CharlstmError(
             "charlstm probe needs its extra: pip install 'charlstm[inspect]'"
         ) from None
+    if documents is not None:
+        _probe_documents(checkpoint, device, documents, label_column, settings, as_json)
+        return
     if not text_file.is_file():
         raise CharlstmError(f"--text {text_file}: no such file")
     model = load_model(checkpoint, device)
@@ -113,10 +135,25 @@ def probe(
         _show(r)
 
 
-def _show(r) -> None:
+def _probe_documents(checkpoint, device, path: Path, column: str, settings, as_json) -> None:
+    from charlstm.inspect.probe import probe_documents, read_labelled
+
+    found = read_labelled(path, column, settings.max_chars)
+    model = load_model(checkpoint, device)
+    with StopRequests():
+        results = probe_documents(model.net, model.vocab, found, settings.unknown,
+                                  settings.seed, settings.top)  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in results]) + "\n")
+        return
+    for r in results:
+        _show(r, "documents")
+
+
+def _show(r, of: str = "characters") -> None:
     b = r.best_unit
     out.print(
-        f"{r.feature}: {r.positives:.1%} of {r.chars:,} characters; held out the last quarter\n"
+        f"{r.feature}: {r.positives:.1%} of {r.chars:,} {of}; held out the last quarter\n"
         f"  probe               AUC {r.probe.auc:.3f}  accuracy {r.probe.accuracy:.3f}  "
         f"{r.probe.units} units\n"
         f"  best single unit    AUC {b['auc']:.3f}  ({b['quantity']} layer {b['layer']} unit "

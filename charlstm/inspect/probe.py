@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -229,3 +230,95 @@ def probe_page(chars: list[str], results: list[ProbeResult], title: str) -> str:
     data = {"chars": shown, "features": features}
     return render_page("charlstm.inspect", "probe.html", "probe.js", title=title, data=data,
                        results=[r.to_dict() for r in results])  # fmt: skip
+
+
+# Documents: a property per document, read at its end --------------------------------------
+MAX_DOCUMENTS = 100_000
+
+
+def read_labelled(path: Path, column: str, max_chars: int) -> list[tuple[str, str]]:
+    """(text, label) of each record of a .jsonl or .csv file with a `text` column and
+    `column`, in order, until max_chars characters of text are read."""
+    import csv
+    import json
+
+    from charlstm.data.corpus import read_text_file
+
+    if not path.is_file():
+        raise CharlstmError(f"--documents {path}: no such file")
+    content = read_text_file(path)
+    if path.suffix == ".csv":
+        rows = csv.DictReader(content.splitlines())
+        if (
+            rows.fieldnames is None
+            or "text" not in rows.fieldnames
+            or column not in rows.fieldnames
+        ):
+            raise CharlstmError(f"--documents {path}: needs the columns text and {column} "
+                                f"(it has {', '.join(rows.fieldnames or ['none'])})")  # fmt: skip
+        records = ((n, row) for n, row in enumerate(rows, 2))
+    elif path.suffix == ".jsonl":
+        records = ((n, json.loads(line)) for n, line in enumerate(content.splitlines(), 1)
+                   if line.strip())  # fmt: skip
+    else:
+        raise CharlstmError(f"--documents {path}: a .jsonl or .csv file (text and {column})")
+    found, chars = [], 0
+    try:
+        for number, record in records:
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise CharlstmError(f"--documents {path} line {number}: no text")
+            if record.get(column) in (None, ""):
+                raise CharlstmError(f"--documents {path} line {number}: no column {column!r}")
+            found.append((record["text"], str(record[column])))
+            chars += len(record["text"])
+            if chars >= max_chars or len(found) >= MAX_DOCUMENTS:
+                break
+    except json.JSONDecodeError as err:
+        raise CharlstmError(f"--documents {path}: a line is not JSON ({err.msg})") from None
+    return found
+
+
+@torch.no_grad()
+def end_states(
+    net: CharRNN, vocab, texts: list[str], unknown: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's states at its end (as unit_states orders them) and its mean input
+    embedding (the control), read from its start: a document model's document start, a
+    text model's line start."""
+    from charlstm.generate.context import line_start_id
+
+    device = next(net.parameters()).device
+    start = [vocab.end_id] if vocab.documents else [line_start_id(vocab)]
+    rows, embedded = [], []
+    for text in texts:
+        ids = torch.tensor([start + vocab.encode(text, unknown=unknown).tolist()], device=device)
+        _, state = net(ids, None)
+        parts = state if isinstance(state, tuple) else (state,)
+        rows.append(torch.cat([p[layer, 0] for layer in range(net.cfg.num_layers) for p in parts]))
+        embedded.append(net.embedding(ids[0]).float().mean(dim=0))
+    return torch.stack(rows).float().cpu().numpy(), torch.stack(embedded).cpu().numpy()
+
+
+def probe_documents(net: CharRNN, vocab, documents: list[tuple[str, str]], unknown: str,
+                    seed: int = 0, top: int = 8) -> list[ProbeResult]:  # fmt: skip
+    """One probe per label (that label against the rest), from the states at each
+    document's end; the last quarter of the documents held out."""
+    texts = [text for text, _ in documents]
+    labels = np.array([label for _, label in documents])
+    x, embedded = end_states(net, vocab, texts, unknown)
+    quantities = ("h", "c") if has_cell_state(net.cfg.cell) else ("h",)
+    names = [(q, layer, u) for layer in range(net.cfg.num_layers) for q in quantities
+             for u in range(net.cfg.hidden_size)]  # fmt: skip
+    kinds = sorted(set(labels.tolist()))
+    if len(kinds) < 2:
+        raise CharlstmError(f"--documents: every document has the label {kinds[0]!r}; a "
+                            "probe needs two kinds or more")  # fmt: skip
+    cut = int(len(labels) * (1 - HELD_OUT))
+    results = []
+    for kind in kinds[1:] if len(kinds) == 2 else kinds:
+        y = (labels == kind).astype(np.int64)
+        if y[:cut].min() == y[:cut].max() or y[cut:].min() == y[cut:].max():
+            raise CharlstmError(f"--documents: label {kind!r} needs documents with and without "
+                                "it in both the first three quarters and the last")  # fmt: skip
+        results.append(_probe(x, names, embedded, f"label={kind}", y, cut, seed, top))
+    return results
