@@ -74,11 +74,28 @@ def probe(
     Fits an L1 logistic regression from every layer's states to the feature on the
     first three quarters of the text, scores it on the last, beside two controls; or,
     with --documents, from the states at each document's end to its label."""
-    from charlstm.data.corpus import read_text_file
-    from charlstm.inspect.features import builtin_features, language_of, parse_feature
+    settings = settings_from(ProbeSettings, locals())
+    _check_options(text_file, documents, feature, out_file)
+    if documents is not None:
+        _probe_documents(checkpoint, device, documents, label_column, settings, as_json)
+        return
     from charlstm.inspect.probe import probe_features
 
-    settings = settings_from(ProbeSettings, locals())
+    model = load_model(checkpoint, device)
+    ids, shown, features = _read_text(model, text_file, feature, language, settings)
+    with StopRequests():
+        found = probe_features(model.net, ids, features, settings.seed, settings.top,
+                               show_progress=True, console=err)  # fmt: skip
+    if out_file is not None:
+        _write_page(out_file, shown, found, text_file.name)
+    if as_json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in found]) + "\n")
+        return
+    for r in found:
+        _show(r)
+
+
+def _check_options(text_file, documents, feature, out_file) -> None:
     if (text_file is None) == (documents is None):
         raise CharlstmError("probe needs exactly one of --text FILE (with --feature) and "
                             "--documents FILE")  # fmt: skip
@@ -86,6 +103,8 @@ def probe(
         raise CharlstmError("--documents probes each label: leave out --feature and --out")
     if text_file is not None and not feature:
         raise CharlstmError("--text needs at least one --feature")
+    if text_file is not None and not text_file.is_file():
+        raise CharlstmError(f"--text {text_file}: no such file")
     if out_file is not None:
         check_out_file(out_file, "--out")
     try:
@@ -94,12 +113,13 @@ def probe(
         raise CharlstmError(
             "charlstm probe needs its extra: pip install 'charlstm[inspect]'"
         ) from None
-    if documents is not None:
-        _probe_documents(checkpoint, device, documents, label_column, settings, as_json)
-        return
-    if not text_file.is_file():
-        raise CharlstmError(f"--text {text_file}: no such file")
-    model = load_model(checkpoint, device)
+
+
+def _read_text(model, text_file: Path, feature: list[str], language, settings):
+    """The ids the model reads, that text, and each feature's value per character."""
+    from charlstm.data.corpus import read_text_file
+    from charlstm.inspect.features import builtin_features, language_of, parse_feature
+
     text = read_text_file(text_file)[: settings.max_chars]
     ids = model.vocab.encode(text, unknown=settings.unknown)
     shown = model.vocab.decode(ids.tolist())  # what the model reads, a feature per id
@@ -116,23 +136,17 @@ def probe(
         else:
             known = ", ".join(builtin)
             raise CharlstmError(f"--feature {spec!r}: give NAME=REGEX or one of: {known}")
-    with StopRequests():
-        found = probe_features(model.net, ids, features, settings.seed, settings.top,
-                               show_progress=True, console=err)  # fmt: skip
-    if out_file is not None:
-        from charlstm.inspect.probe import probe_page
+    return ids, shown, features
 
-        page = probe_page(list(shown), found, text_file.name)
-        try:
-            out_file.write_text(page, encoding="utf-8")
-        except OSError as error:
-            raise CharlstmError(f"cannot write {out_file}: {error.strerror}") from None
-        err.print(f"wrote {out_file}", markup=False)
-    if as_json:
-        sys.stdout.write(json.dumps([r.to_dict() for r in found]) + "\n")
-        return
-    for r in found:
-        _show(r)
+
+def _write_page(out_file: Path, shown: str, found, title: str) -> None:
+    from charlstm.inspect.probe import probe_page
+
+    try:
+        out_file.write_text(probe_page(list(shown), found, title), encoding="utf-8")
+    except OSError as error:
+        raise CharlstmError(f"cannot write {out_file}: {error.strerror}") from None
+    err.print(f"wrote {out_file}", markup=False)
 
 
 def _probe_documents(checkpoint, device, path: Path, column: str, settings, as_json) -> None:
