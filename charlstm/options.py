@@ -424,7 +424,7 @@ class InspectSettings:
 
 
 # The states of every character read are held: 200,000 characters of a 2x256 LSTM (h
-# and c) are 800 MB.
+# and c) are 819 MB, 2.1 GB at the peak of a probe (bench/RESULTS.md 12).
 MAX_PROBE_CHARS = 200_000
 
 

@@ -30,6 +30,7 @@ FIT_ROWS = 8000  # characters the fit reads, at most (sampled from the first par
 PENALTIES = np.logspace(-3, 0, 5)  # the grid of inverse L1 strengths (C)
 FOLDS = 3
 SPARSE_SLACK = 0.005  # cross-validated AUC given up for the sparsest probe
+GATE_CHUNK = 8192  # characters whose LSTM gates are held at once
 
 
 def _layer_states(x: torch.Tensor, w: dict[str, torch.Tensor], cell: str) -> dict:
@@ -43,18 +44,23 @@ def _layer_states(x: torch.Tensor, w: dict[str, torch.Tensor], cell: str) -> dic
     ).to(x.device)
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
         getattr(layer, f"{name}_l0").data = w[name].data
-    h = layer(x[None])[0][0]
+    h, state = torch.empty(len(x), hidden, device=x.device), None
+    for start in range(0, len(x), GATE_CHUNK):  # the framework's workspace: a chunk's
+        out, state = layer(x[None, start : start + GATE_CHUNK], state)
+        h[start : start + GATE_CHUNK] = out[0]
     if cell != "lstm":
         return {"h": h}
     before = torch.cat([torch.zeros_like(h[:1]), h[:-1]])
-    gates = x @ w["weight_ih"].T + w["bias_ih"] + before @ w["weight_hh"].T + w["bias_hh"]
-    i, f, g, _ = gates.split(hidden, dim=1)
-    i, f, g = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g)
     c = torch.empty_like(h)
     state = torch.zeros(hidden, device=x.device)
-    for t in range(len(h)):
-        state = f[t] * state + i[t] * g[t]
-        c[t] = state
+    for start in range(0, len(h), GATE_CHUNK):  # the gates of a chunk at a time: bounded
+        at = slice(start, start + GATE_CHUNK)
+        gates = x[at] @ w["weight_ih"].T + w["bias_ih"] + before[at] @ w["weight_hh"].T
+        i, f, g, _ = (gates + w["bias_hh"]).split(hidden, dim=1)
+        i, f, g = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g)
+        for t in range(len(i)):
+            state = f[t] * state + i[t] * g[t]
+            c[start + t] = state
     return {"h": h, "c": c}
 
 
@@ -69,7 +75,9 @@ def unit_states(
     net = net.float().eval()
     device = next(net.parameters()).device
     layer_input = net.embedding(torch.as_tensor(ids.astype(np.int64), device=device))
-    columns, names = [], []
+    hidden = net.cfg.hidden_size
+    states = np.empty((len(ids), net.cfg.num_layers * len(quantities) * hidden), np.float32)
+    names = []
     for layer in range(net.cfg.num_layers):
         weights = layer_weights(net.rnn, layer, cell)
         with Work(f"probe: reading layer {layer}", len(ids), "chars", console,
@@ -78,12 +86,12 @@ def unit_states(
                 trace = TRACES[cell](layer_input, weights, work)
             else:
                 trace = _layer_states(layer_input, weights, cell)
-        for q in quantities:
-            columns.append(trace[q].cpu().numpy())
-            names += [(q, layer, u) for u in range(net.cfg.hidden_size)]
+        for q in quantities:  # filled in place: the states are held once
+            states[:, len(names) : len(names) + hidden] = trace[q].cpu().numpy()
+            names += [(q, layer, u) for u in range(hidden)]
         layer_input = trace["h"]
         del trace
-    return np.concatenate(columns, axis=1), names
+    return states, names
 
 
 def _auc(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -91,10 +99,13 @@ def _auc(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     by ranks (Mann-Whitney); ties share their rank."""
     from scipy.stats import rankdata
 
-    ranks = rankdata(scores, axis=0)
     positive = y.astype(bool)
     n1, n0 = positive.sum(), (~positive).sum()
-    return (ranks[positive].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    found = np.empty(scores.shape[1])
+    for start in range(0, scores.shape[1], 64):  # 64 columns' ranks at a time: bounded
+        ranks = rankdata(scores[:, start : start + 64], axis=0)
+        found[start : start + 64] = (ranks[positive].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return found
 
 
 @dataclass
@@ -115,7 +126,7 @@ def _fit(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, Fitted]:
 
     cut = int(len(y) * (1 - HELD_OUT))
     rows = np.random.default_rng(seed).permutation(cut)[:FIT_ROWS]
-    scaler = StandardScaler().fit(x[:cut])
+    scaler = StandardScaler().fit(x[rows])  # the rows fitted: no float64 copy of them all
     fit_x, fit_y = scaler.transform(x[rows]), y[rows]
     # liblinear: six times faster than saga on correlated states
     common = {"solver": "liblinear", "tol": 1e-3, "random_state": seed}
@@ -127,7 +138,7 @@ def _fit(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, Fitted]:
         scores = np.asarray(next(iter(search.scores_.values()))).reshape(FOLDS, -1).mean(axis=0)
         chosen = PENALTIES[int(np.argmax(scores >= scores.max() - SPARSE_SLACK))]
         probe = LogisticRegression(C=chosen, l1_ratio=1.0, **common).fit(fit_x, fit_y)
-    test = scaler.transform(x[cut:])
+    test = (x[cut:] - scaler.mean_.astype(np.float32)) / scaler.scale_.astype(np.float32)
     chance = probe.predict_proba(test)[:, 1]
     weights = probe.coef_[0]
     fitted = Fitted(float(roc_auc_score(y[cut:], chance)),
@@ -200,7 +211,7 @@ def _probe(x, names, embedded, name: str, y: np.ndarray, cut: int, seed: int,
     best_unit = _unit(names, best, auc=float(max(single[best], 1 - single[best])),
                       sign=1 if single[best] >= 0.5 else -1)  # fmt: skip
     shuffled = y.copy()
-    np.random.default_rng(seed).shuffle(shuffled[:cut])
+    np.random.default_rng([seed, 1]).shuffle(shuffled[:cut])  # not the rows' permutation
     held_out = {"probe": chance, "unit": x[cut:, best], "label": y[cut:]}
     return ProbeResult(name, len(y), float(y.mean()), fitted, chosen, best_unit,
                        _fit(embedded, y, seed)[1], _fit(x, shuffled, seed)[1],
