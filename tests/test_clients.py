@@ -251,6 +251,9 @@ def test_a_chat_template_runs_sandboxed_and_its_mistakes_are_one_line():
         render("{% for %}", said, 1000)
     with pytest.raises(SettingsError, match="at most 10 characters"):
         render(DEFAULT_TEMPLATE, said, 10)
+    endless = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+    with pytest.raises(SettingsError, match="at most 1,000 characters"):
+        render(endless, said, 1000)  # stopped as it writes, not after 10^10 characters
     with pytest.raises(SettingsError, match="text parts only"):
         render(DEFAULT_TEMPLATE, [Message(role="user", content=[{"type": "image_url"}])], 1000)
 
@@ -338,3 +341,33 @@ def test_the_server_steers_as_the_python_api_does(server, model):
     assert [c["prob"] for c in odds.json()["chars"]] == pytest.approx([c.prob for c in expected])
     refused = server.post("/sample", {"clamp": ["7:0=1"]})
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "clamp"
+
+
+def test_a_byte_model_scores_and_chats_byte_by_byte(tmp_path_factory):
+    from conftest import make_text, quiet_console, small_config
+
+    from charlstm.training.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("bytes")
+    corpus = root / "corpus.txt"
+    corpus.write_text(make_text(200) + "café naïve ☃\n" * 20, encoding="utf-8")
+    cfg = small_config(corpus, root / "run", "train.max_steps=30", "data.vocab=byte",
+                       f"data.cache_dir={root / 'cache'}")  # fmt: skip
+    Trainer(cfg, console=quiet_console(root / "log.txt"), quiet=True).run()
+    model = charlstm.load(root / "run")
+    byte_server = Server(root / "run")
+    try:
+        prompt = "the café ☃"
+        asked = {"prompt": prompt, "echo": True, "logprobs": 1, "max_tokens": 0}
+        made = byte_server.post("/v1/completions", asked).json()
+        lp = made["choices"][0]["logprobs"]
+        assert len(lp["tokens"]) == len(prompt.encode("utf-8"))  # a token per byte
+        assert lp["tokens"][7:9] == ["bytes:\\xc3", "bytes:\\xa9"]  # é, as OpenAI writes it
+        scored = model.score(prompt, streams=1)
+        assert sum(lp["token_logprobs"][1:]) == pytest.approx(-scored.loss * scored.chars,
+                                                               rel=1e-6)  # fmt: skip
+        chat = byte_server.post("/v1/chat/completions", {"messages": [
+            {"role": "user", "content": "café"}], "max_tokens": 20, "seed": 1})  # fmt: skip
+        assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"]
+    finally:
+        byte_server.stop()

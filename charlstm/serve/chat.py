@@ -123,8 +123,14 @@ def render(template: str, messages: list[Message], limit: int) -> str:
     """The messages as the model's text; at most `limit` characters."""
     given = [{"role": m.role, "content": m.text(i), "name": m.name}
              for i, m in enumerate(messages)]  # fmt: skip
-    try:
-        text = compiled(template).render(messages=given, add_generation_prompt=True)
+    try:  # written piece by piece, and stopped past the limit: a loop cannot fill memory
+        pieces, written = [], 0
+        for piece in compiled(template).generate(messages=given, add_generation_prompt=True):
+            pieces.append(piece)
+            written += len(piece)
+            if written > limit:
+                break
+        text = "".join(pieces)
     except jinja2.TemplateError as err:
         raise SettingsError(f"serve.chat_template could not write the messages: {err}") from None
     if len(text) > limit:

@@ -100,9 +100,13 @@ class Stream:
 
 
 def shown_token(vocab: Vocab, token: int) -> str:
-    """A token as text: its character (a byte model's byte as it decodes alone), or
-    "<end>" for a document's end."""
-    return "<end>" if token == vocab.end_id else vocab.decode([token])
+    """A token as text: its character, "<end>" for a document's end, and a byte model's
+    byte that is no character alone as OpenAI writes such tokens ("bytes:\\xc3")."""
+    if token == vocab.end_id:
+        return "<end>"
+    if vocab.mode == "byte" and vocab.code_points[token] >= 0x80:
+        return f"bytes:\\x{vocab.code_points[token]:02x}"
+    return vocab.decode([token])
 
 
 def _each(fn, *states):
