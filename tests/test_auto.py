@@ -100,6 +100,7 @@ def test_a_small_corpus_is_read_many_times_regularised_and_documents_get_their_w
     assert endless["train.decay_steps"] > 0 and endless["train.patience"] == auto.PATIENCE
 
 
+@pytest.mark.slow  # seconds of training, a server or a browser: in `make test`
 def test_auto_records_its_choice_and_every_explicit_key_wins(corpus_file, tmp_path):
     cfg = small_config(
         corpus_file, tmp_path / "run", "train.auto=true", "train.max_seconds=4",
@@ -148,6 +149,7 @@ def test_an_auto_run_resumes_exactly(corpus_file, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # seconds of training, a server or a browser: in `make test`
 def test_train_path_time_is_the_newcomers_form(corpus_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["train", str(corpus_file), "--time", "4s", "-q",

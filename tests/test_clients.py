@@ -16,6 +16,9 @@ from charlstm.generate.clamp import clamped
 from charlstm.options import SampleSettings
 from tests.test_serve import Server
 
+# Servers and third-party clients: seconds apiece, in `make test` (CI), not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 NAME = "charlstm-lstm"
 
 

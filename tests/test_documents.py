@@ -324,6 +324,7 @@ def test_scores_per_document_equal_eval_text_on_each_alone(names_run, tmp_path):
     assert rows[2]["loss"] > rows[0]["loss"]  # "bakobakobako" breaks the grammar's length
 
 
+@pytest.mark.slow  # seconds of training, a server or a browser: in `make test`
 def test_stream_joined_is_sample_for_every_kind_of_model_and_entry_point(
     trained_run, names_run, labels_run
 ):
@@ -356,6 +357,7 @@ def test_stream_joined_is_sample_for_every_kind_of_model_and_entry_point(
         charlstm.load(names_run).stream(documents=3)
 
 
+@pytest.mark.slow  # seconds of training, a server or a browser: in `make test`
 def test_a_document_model_answers_a_chat_with_one_document(names_run):
     """Chat and completions on a document model: an answer is one document (it ends at
     the document's end, not at a blank line), and an echoed prompt is scored from the
@@ -547,3 +549,16 @@ def test_a_document_model_is_compared_with_an_ngram_on_its_held_out_documents(na
     assert base["order"] == 4 and 0 < base["ngram_loss"] < 3 and 0 < base["network_loss"] < 3
     # the names' grammar is in reach of a 4-gram and of the network alike
     assert abs(base["ngram_loss"] - base["network_loss"]) < 1.0
+
+
+def test_a_clamp_and_the_penalties_steer_documents_too(names_run):
+    model = charlstm.load(names_run)
+    free = model.sample(documents=8, seed=1)
+    held = model.sample(documents=8, seed=1, clamp=["0:0=1", "0:1=-1", "0:2=1"])
+    assert held != free and all("\n" not in name for name in held)
+    penalised = model.sample(documents=8, seed=1, presence_penalty=2.0, length=40)
+    assert penalised != free
+    # a character banned by its bias never appears in any document
+    e = model.vocab.id_of("a")
+    assert all("a" not in name for name in model.sample(documents=8, seed=1,
+                                                        logit_bias={e: -100}))  # fmt: skip

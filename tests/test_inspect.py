@@ -166,6 +166,7 @@ def test_inspect_mistakes_are_one_line(trained_run, tmp_path, args, message):
     assert message in result.output and len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # seconds of training, a server or a browser: in `make test`
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 def test_inspect_reads_every_cell_and_its_report_offers_what_the_cell_has(cell, tmp_path):
     """The autopilot picks a GRU on most corpora: its run can be looked inside."""
@@ -272,6 +273,7 @@ def html_report(run: Path, tmp_path: Path, text: str, *extra: str) -> Path:
     return page
 
 
+@pytest.mark.slow  # seconds of training, a server or a browser: in `make test`
 @needs_chromium
 def test_page_renders_coloured_text_in_chromium(trained_run, tmp_path):
     text = "the big cat sat on the red mat.\nthen the dog ran under a log.\n" * 6
@@ -371,6 +373,7 @@ def test_the_page_lists_the_matches_as_clickable_rows():
     assert page.count("</script>") == 1
 
 
+@pytest.mark.slow  # seconds of training, a server or a browser: in `make test`
 @needs_chromium
 def test_surprisal_view_colours_the_text_in_chromium(trained_run, tmp_path):
     text = "the big cat sat on the red mat.\nzzz the dog ran under a log.\n" * 6
@@ -410,6 +413,7 @@ def test_hostile_file_names_features_and_text_stay_inert_in_the_page(hostile_run
     assert page.count(data["values"]) == 1  # the payload once, not spliced into the title
 
 
+@pytest.mark.slow  # seconds of training, a server or a browser: in `make test`
 def test_reach_says_how_far_back_the_model_remembers(trained_run, tmp_path):
     from conftest import make_text
 

@@ -99,6 +99,7 @@ def test_bad_tune_options_are_one_line_before_any_trial(corpus_file, tmp_path, a
     assert not list((tmp_path / "study").glob("trial-*"))
 
 
+@pytest.mark.slow  # seconds of training, a server or a browser: in `make test`
 def test_a_trial_behind_at_its_first_report_is_pruned_and_the_best_is_written(
     corpus_file, tmp_path
 ):
@@ -124,6 +125,7 @@ def test_a_trial_behind_at_its_first_report_is_pruned_and_the_best_is_written(
     assert (trial_run / "checkpoints" / "best.pt").is_file()
 
 
+@pytest.mark.slow  # seconds of training, a server or a browser: in `make test`
 def test_a_trial_that_cannot_run_fails_alone_and_best_yaml_follows_the_best(corpus_file, tmp_path):
     """A shape that cannot be allocated fails its trial (marked failed, one line), the
     study goes on, and best.yaml is written when a trial finishes better, not only at the
