@@ -393,6 +393,7 @@ def test_a_stop_string_ends_a_completion(server):
         ({"prompt": "the\u2603"}, 400, "1 character(s) not in the model's vocabulary: '\u2603'"),
         ({"prompt": ["a"] * 9, "n": 8}, 400, "9 prompts x 8 completions each is 72; at most 64"),
         ({"prompt": [[1, 2, 100_000]]}, 400, "token 100000 is no id of this model"),
+        ({"prompt": [[1]] * 100_000}, 400, "prompt: at most 64 prompts in one request"),
         ({"prompt": "x", "logit_bias": {"100000": 5}}, 400, "100000 is no character id"),
         ({"prompt": "x", "logit_bias": {"a": 5}}, 400, "logit_bias maps character ids"),
         ({"prompt": "x", "frequency_penalty": 3}, 400, "frequency_penalty must be in -2..2"),

@@ -59,6 +59,8 @@ def prompt_texts(prompt, vocab) -> list[str]:
         return [prompt]
     if prompt and isinstance(prompt[0], int):
         prompt = [prompt]
+    if len(prompt) > MAX_ROWS:  # before any is read
+        raise SettingsError(f"`prompt`: at most {MAX_ROWS} prompts in one request")
     texts = []
     for item in prompt:
         if isinstance(item, list):
