@@ -220,6 +220,11 @@ class TrainConfig:
     weight_decay: float = option(
         0.01, "AdamW weight decay, on the weight matrices only (not biases or peepholes)"
     )
+    optimizer: Literal["adamw", "muon"] = option(
+        "adamw",
+        "`adamw` on every parameter; `muon`: Muon (orthogonalised momentum) on the "
+        "recurrent and input-to-hidden matrices, AdamW on the rest, at the same rate",
+    )
     # Clipping keeps exploding gradients in check.
     grad_clip: float = option(1.0, "gradient-norm clipping threshold; 0 = no clipping")
     # 0.995 averages over about the last 1 / (1 - 0.995) = 200 steps (fewer early on,

@@ -66,3 +66,56 @@ def regrouped_optimizer_state(
             at += 1
         param_groups.append({**old_group, "weight_decay": group["weight_decay"], "params": indices})
     return {"state": state, "param_groups": param_groups}
+
+
+class MuonAndAdamW:
+    """Muon on the recurrent and input-to-hidden matrices of the recurrent layers, AdamW
+    (fused, weight decay on matrices only) on the embedding, decoder, biases and
+    peepholes, as one optimizer to the loop: one set of groups for the schedule, one
+    state dict (checkpoints, roll-backs), one step. Muon's update is scaled to AdamW's
+    RMS ("match_rms_adamw"), so the same rate and weight decay serve both (Moonshot's
+    recipe for Muon at scale). A step the loop flags as non-finite is skipped by both:
+    AdamW on the device, Muon by reading the flag."""
+
+    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float):
+        rnn = {id(p) for name, p in model.named_parameters()
+               if name.startswith("rnn.weight_") and p.dim() == 2}  # fmt: skip
+        matrices = [p for p in model.parameters() if id(p) in rnn]
+        rest = [p for p in model.parameters() if id(p) not in rnn]
+        self.adamw = torch.optim.AdamW(
+            [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay},
+             {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}],
+            lr=lr, fused=True,
+        )  # fmt: skip
+        self.muon = torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay,
+                                     adjust_lr_fn="match_rms_adamw")  # fmt: skip
+        self.found_inf: torch.Tensor | None = None
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.adamw.param_groups + self.muon.param_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.adamw.zero_grad(set_to_none=set_to_none)
+        self.muon.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.adamw.found_inf = self.found_inf
+        self.adamw.step()
+        if self.found_inf is None or not bool(self.found_inf):  # waits for the device
+            self.muon.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"adamw": self.adamw.state_dict(), "muon": self.muon.state_dict()}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.adamw.load_state_dict(fused_optimizer_state(saved["adamw"]))
+        self.muon.load_state_dict(saved["muon"])
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, groups: list[dict[str, Any]]):
+    """The run's optimizer (train.optimizer)."""
+    if cfg.optimizer == "muon":
+        return MuonAndAdamW(model, cfg.lr, cfg.weight_decay)
+    # fused: one kernel for all parameters, and it can skip an update on the device
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)

@@ -47,6 +47,8 @@ FIXED_KEYS = (
     "train.init_from",
     # The choice was made when the run began; config.yaml holds it.
     "train.auto",
+    # The moments saved are the optimizer's own: another could not take them.
+    "train.optimizer",
 )
 
 

@@ -51,9 +51,11 @@ from charlstm.training.finetune import Base, grown_weights, load_base, with_mode
 from charlstm.training.guard import Guard, diagnose, keep_numbered, numbered_name, stop_for_patience
 from charlstm.training.monitor import RunWriter, TrainMeter
 from charlstm.training.optim import (
+    MuonAndAdamW,
     decay_groups,
     fused_optimizer_state,
     lr_at,
+    make_optimizer,
     regrouped_optimizer_state,
 )
 from charlstm.training.progress import TrainingProgress
@@ -250,8 +252,7 @@ class Trainer:
     def _setup_optimizer(self) -> None:
         t = self.cfg.train
         self.param_groups = decay_groups(self.model, t.weight_decay)
-        # fused: one kernel for all parameters, and it can skip an update on the device
-        self.optimizer = torch.optim.AdamW(self.param_groups, lr=t.lr, fused=True)
+        self.optimizer = make_optimizer(self.model, t, self.param_groups)
         self.checkpoints = ckpt.CheckpointWriter()
 
     def _setup_counters(self) -> None:
@@ -295,10 +296,13 @@ class Trainer:
         self.model.load_state_dict(saved.model)
         if self.average is not None:  # a run that kept none starts its average here
             self.average.load_state_dict(saved.inference_weights)
-        layout = regrouped_optimizer_state(saved.optimizer, self.model, self.param_groups)
-        self.optimizer.load_state_dict(fused_optimizer_state(layout))
-        for group, mine in zip(self.optimizer.param_groups, self.param_groups, strict=True):
-            group["weight_decay"] = mine["weight_decay"]  # loading restored the saved value
+        if isinstance(self.optimizer, MuonAndAdamW):
+            self.optimizer.load_state_dict(saved.optimizer)
+        else:
+            layout = regrouped_optimizer_state(saved.optimizer, self.model, self.param_groups)
+            self.optimizer.load_state_dict(fused_optimizer_state(layout))
+            for group, mine in zip(self.optimizer.param_groups, self.param_groups, strict=True):
+                group["weight_decay"] = mine["weight_decay"]  # loading restored the saved value
         self.step = saved.step
         cell = self.cfg.model.cell
         if saved.state:  # saved for all streams; this rank carries its own
