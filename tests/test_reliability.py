@@ -450,3 +450,28 @@ def test_every_key_allowed_to_change_on_resume_is_listed_and_runs_with_its_new_v
         torch.set_num_threads(threads)
     assert trainer.step == 12 and group["lr"] == pytest.approx(lr_at(11, trainer.cfg.train))
     assert len(trainer.data.val_ids) == 51 and (tmp_path / "other-cache").is_dir()
+
+
+def test_a_failed_tensorboard_write_stops_the_events_not_the_run(tmp_path):
+    """TensorBoard's writing thread dies first on a full disk and raises at the next
+    call, wherever that is: the events stop, training goes on (its next checkpoint says
+    in one line whether the disk can take it)."""
+    from charlstm.config import Config
+    from charlstm.training.monitor import RunWriter
+
+    writer = RunWriter(tmp_path, Config())
+
+    class Full:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise OSError(28, "No space left on device")
+
+            return fail
+
+    writer.writer.close()
+    writer.writer = Full()
+    writer.train_scalars(1, 2.0, 1.0, 1e-3, 100.0, 0, 0)  # no exception
+    assert not writer.enabled
+    writer.validation(2, 1.5, "text")
+    writer.text("diagnosis", "fine", 2)
+    writer.close()

@@ -19,7 +19,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from charlstm.config import Config
 from charlstm.data.vocab import Vocab
-from charlstm.errors import CheckpointError, ConfigError
+from charlstm.errors import ConfigError
 from charlstm.model import bits_per_char
 
 
@@ -77,43 +77,50 @@ class RunWriter:
     ) -> None:
         if not self.enabled:
             return
-        w = self.writer
-        w.add_scalar("train/loss", loss, step)
-        w.add_scalar("train/bpc", bits_per_char(loss), step)
-        w.add_scalar("train/grad_norm", grad_norm, step)
-        w.add_scalar("train/lr", lr, step)
-        w.add_scalar("train/chars_per_sec", chars_per_sec, step)
-        w.add_scalar("train/skipped_updates", skipped_updates, step)
-        w.add_scalar("train/rollbacks", rollbacks, step)
+        scalars = {"train/loss": loss, "train/bpc": bits_per_char(loss),
+                   "train/grad_norm": grad_norm, "train/lr": lr,
+                   "train/chars_per_sec": chars_per_sec,
+                   "train/skipped_updates": skipped_updates,
+                   "train/rollbacks": rollbacks}  # fmt: skip
+        self._writing(lambda w: [w.add_scalar(k, v, step) for k, v in scalars.items()])
 
-    def validation(self, step: int, loss: float, sample: str) -> None:
+    def _writing(self, write) -> None:
+        """Hand `write` the SummaryWriter. TensorBoard writes from a thread of its own and
+        raises that thread's OSError (a full disk) at the next call: the events stop
+        there, and training goes on, its next checkpoint saying in one line whether the
+        disk can take it (the events are the run's least part)."""
         if not self.enabled:
             return
-        self.writer.add_scalar("val/loss", loss, step)
-        self.writer.add_scalar("val/bpc", bits_per_char(loss), step)
-        # TensorBoard renders text as Markdown: indent to keep it verbatim.
-        self.writer.add_text(
-            "samples", "\n".join("    " + line for line in sample.split("\n")), step
-        )
         try:
-            self.writer.flush()
-        except OSError as err:  # raised here from TensorBoard's own writing thread
-            raise CheckpointError(
-                f"could not write the TensorBoard events: {err.strerror or err}; the "
-                "checkpoints saved so far are intact"
-            ) from None
+            write(self.writer)
+        except OSError:
+            self.enabled = False
+            self.close_quietly()
+
+    def validation(self, step: int, loss: float, sample: str) -> None:
+        # TensorBoard renders text as Markdown: indent to keep it verbatim.
+        shown = "\n".join("    " + line for line in sample.split("\n"))
+
+        def write(w: SummaryWriter) -> None:
+            w.add_scalar("val/loss", loss, step)
+            w.add_scalar("val/bpc", bits_per_char(loss), step)
+            w.add_text("samples", shown, step)
+            w.flush()
+
+        self._writing(write)
 
     def text(self, tag: str, text: str, step: int) -> None:
         """A note on TensorBoard's text tab (the end-of-run diagnosis)."""
-        if self.enabled:
-            self.writer.add_text(tag, text, step)
+        self._writing(lambda w: w.add_text(tag, text, step))
 
     def close(self) -> None:
-        if not self.enabled:
-            return
+        if self.enabled:
+            self.close_quietly()
+
+    def close_quietly(self) -> None:
         try:
             self.writer.close()
-        except OSError:  # a full disk: the run has said so in its own line already
+        except OSError:  # a full disk: the run says so in its own line
             pass
 
 
