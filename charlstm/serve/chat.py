@@ -34,7 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from charlstm.errors import CharlstmError, SettingsError
 from charlstm.serve.access import note_chars, note_first_text, request_id
-from charlstm.serve.completions import Ask, ask_for, check_request, collect, submit, unknown_model
+from charlstm.serve.completions import (
+    Ask,
+    ask_for,
+    check_request,
+    gathered,
+    submit,
+    unknown_model,
+)
 from charlstm.serve.engine import Done, Piece, Stream
 from charlstm.serve.protocol import (
     MAX_ROWS,
@@ -42,7 +49,6 @@ from charlstm.serve.protocol import (
     CompletionRequest,
     ConstraintFields,
     StreamOptions,
-    error,
     refused,
 )
 from charlstm.serve.service import service_of
@@ -164,15 +170,9 @@ async def chat_completions(body: ChatRequest, request: Request):
     if body.stream:
         return StreamingResponse(_sse(head, streams, events, asked, ask, request.scope),
                                  media_type="text/event-stream")  # fmt: skip
-    try:
-        results = await collect(events, len(streams)) if streams else []
-    finally:
-        for stream in streams:
-            stream.cancelled = True
-    failed = next((done.error for _, done in results if done.error), None)
-    if failed is not None:
-        return error(500, f"generating failed ({failed}); other requests were not affected",
-                     "server_error")  # fmt: skip
+    results, failure = await gathered(events, streams)
+    if failure is not None:
+        return failure
     return _whole(head, results, asked, ask, request.scope)
 
 

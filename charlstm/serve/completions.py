@@ -129,15 +129,9 @@ async def completions(body: CompletionRequest, request: Request):
     if body.stream:
         return StreamingResponse(_sse(head, streams, events, body, asks, request.scope),
                                  media_type="text/event-stream")  # fmt: skip
-    try:
-        results = await collect(events, len(streams)) if streams else []
-    finally:
-        for stream in streams:
-            stream.cancelled = True
-    failed = next((done.error for _, done in results if done.error), None)
-    if failed is not None:
-        return error(500, f"generating failed ({failed}); other requests were not affected",
-                     "server_error")  # fmt: skip
+    results, failure = await gathered(events, streams)
+    if failure is not None:
+        return failure
     return _whole(head, results, body, asks, request.scope)
 
 
@@ -238,6 +232,21 @@ def _usage(asks: list[Ask], generated: int) -> dict:
     prompt = sum(len(ask.prompt) for ask in asks)
     return {"prompt_tokens": prompt, "completion_tokens": generated,
             "total_tokens": prompt + generated}  # fmt: skip
+
+
+async def gathered(events: asyncio.Queue, streams: list[Stream]):
+    """Every choice's (Piece, Done) in index order, the streams ended after (a client
+    gone too); and, when a step failed, the 500 to answer instead (None when none)."""
+    try:
+        results = await collect(events, len(streams)) if streams else []
+    finally:
+        for stream in streams:
+            stream.cancelled = True
+    failed = next((done.error for _, done in results if done.error), None)
+    if failed is None:
+        return results, None
+    return results, error(500, f"generating failed ({failed}); other requests were not "
+                               "affected", "server_error")  # fmt: skip
 
 
 async def collect(events: asyncio.Queue, count: int) -> list[tuple[Piece, Done]]:
