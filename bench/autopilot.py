@@ -44,6 +44,7 @@ from charlstm.evaluate import evaluate_ids, score_split
 from charlstm.rundir import RunDir
 from charlstm.training.trainer import Trainer
 
+TEXT_RECIPE = ROOT / "configs/shakespeare-cpu.yaml"
 VAL_CHARS = 200_000  # scored of each validation split: all of the small ones
 # Seconds per corpus: the hand-tuned recipes' own budgets where they exist.
 SECONDS = {"shakespeare": 180.0, "names": 240.0, "code": 120.0, "tiny": 60.0, "big": 120.0}
@@ -112,7 +113,9 @@ def corpora(tmp: Path, big_mb: int) -> dict[str, Callable[[], Corpus]]:
             ],
             ROOT / "configs/names.yaml",
         ),  # fmt: skip
-        "code": lambda: Corpus("Python standard library (code folder)", [], None),
+        "code": lambda: Corpus(
+            "Python standard library (code folder)", ["data.path=python-stdlib"], None
+        ),
         "tiny": lambda: Corpus(
             "50 KB of prose", [f"data.path={tiny_text(tmp)}", "data.val_fraction=0.1"], None
         ),
@@ -176,8 +179,9 @@ def compare(args, tmp: Path) -> None:
             ("default", None, [*corpus.overrides, *budget, "train.max_steps=null"]),
             ("auto", None, [*corpus.overrides, *budget, "train.auto=true"]),
         ]
-        if corpus.recipe is not None:
-            runs.append((corpus.recipe.name, corpus.recipe, [*corpus.overrides, *budget]))
+        recipe = corpus.recipe or (TEXT_RECIPE if args.text_recipe else None)
+        if recipe is not None:
+            runs.append((recipe.name, recipe, [*corpus.overrides, *budget]))
         if args.configs:
             runs = [run for run in runs if run[0] in args.configs]
         default_loss = math.nan
@@ -246,6 +250,8 @@ def main() -> None:
     parser.add_argument("--configs", action="append", help="only these: default, auto, ...")
     parser.add_argument("--set", action="append", default=[], dest="extra",
                         help="an override for every run (to try a change)")  # fmt: skip
+    parser.add_argument("--text-recipe", action="store_true",
+                        help="the Shakespeare recipe on corpora without one of their own")  # fmt: skip
     parser.add_argument("--grid", action="store_true")
     parser.add_argument("--shapes", action="append", help="--grid: only these (2x256 ...)")
     args = parser.parse_args()

@@ -477,6 +477,11 @@ class TuneSettings:
     trials: int | None = option(None, "At most this many here.")
     pruner: str = option("median", "median, hyperband or none.")
     seed: int | None = option(None, "The sampler's seed.")
+    start: str = option(
+        "auto",
+        "auto: the first trial is what train.auto chooses for a trial's budget (for the keys "
+        "the config leaves open), the default space around it; base: the config as it is.",
+    )
 
     @property
     def seconds(self) -> float:
@@ -505,6 +510,10 @@ class TuneSettings:
                 (
                     self.pruner in TUNE_PRUNERS,
                     f"`pruner` must be median, hyperband or none (got {self.pruner!r})",
+                ),
+                (
+                    self.start in ("auto", "base"),
+                    f"`start` must be auto or base (got {self.start!r})",
                 ),
                 seed_checks(self.seed, "`seed`"),
             ]

@@ -20,9 +20,12 @@ def _facts(chars, seconds, documents=None, p95=None, vocab=65):
     return auto.Facts(chars, vocab, documents, p95, torch.device("cpu"), 2, "fp32", seconds)
 
 
-def _timer(facts, model, batch, bptt):
-    """A device whose step costs 20 ms plus 1 ms per 10,000 parameters."""
-    return 0.02 + parameter_count(facts.vocab, model) / 1e7
+def _timer(facts, model, batch, bptt, optimizer="adamw", muon_cost=1.0):
+    """A device whose step costs 20 ms plus 1 ms per 10,000 parameters, and a Muon step
+    `muon_cost` times that."""
+    return (0.02 + parameter_count(facts.vocab, model) / 1e7) * (
+        muon_cost if optimizer == "muon" else 1.0
+    )
 
 
 def _seen_per_parameter(choice, facts, layers, width):
@@ -44,7 +47,7 @@ def test_the_largest_model_the_budget_can_feed_is_chosen():
     assert _seen_per_parameter(choice, facts, *auto.SHAPES[pick]) >= auto.CHARS_PER_PARAMETER
     bigger = auto.SHAPES[pick + 1]
     assert _seen_per_parameter(choice, facts, *bigger) < auto.CHARS_PER_PARAMETER
-    assert s["model.cell"] == "gru" and s["train.max_steps"] is None
+    assert s["model.cell"] == "lstm" and s["train.max_steps"] is None
     # more time: a larger model; one text of many passes: regularised
     longer = auto.choose(_facts(1_000_000, 3600.0), timer=_timer).settings
 
@@ -60,18 +63,19 @@ def test_the_largest_model_the_budget_can_feed_is_chosen():
 def test_the_choice_is_made_around_the_shape_the_user_fixed():
     timed = []
 
-    def timer(facts, model, batch, bptt):
-        timed.append((model.num_layers, model.hidden_size, model.cell, batch))
-        return _timer(facts, model, batch, bptt)
+    def timer(facts, model, batch, bptt, optimizer="adamw"):
+        timed.append((model.num_layers, model.hidden_size, model.cell, batch, optimizer))
+        return _timer(facts, model, batch, bptt, optimizer)
 
     fixed = {"model.num_layers": 1, "model.hidden_size": 32, "model.cell": "lstm",
              "train.batch_size": 8}  # fmt: skip
     facts = auto.Facts(1_000_000, 65, None, None, torch.device("cpu"), 2, "fp32", 180.0,
                        given=fixed)  # fmt: skip
     s = auto.choose(facts, timer=timer).settings
-    assert timed == [(1, 32, "lstm", 8)]  # what will be trained is what is timed, once
+    # what will be trained is what is timed, once with each optimizer
+    assert timed == [(1, 32, "lstm", 8, "adamw"), (1, 32, "lstm", 8, "muon")]
     steps = int(180.0 * (1 - auto.VALIDATION_SHARE - 0.03) / _timer(facts, auto.ModelConfig(
-        cell="lstm", embedding_dim=64, hidden_size=32, num_layers=1), 8, 64))  # fmt: skip
+        cell="lstm", embedding_dim=64, hidden_size=32, num_layers=1), 8, 64, "muon"))  # fmt: skip
     assert s["train.eval_every"] == max(10, steps // auto.VALIDATIONS)
     # one dimension fixed: the ladder runs along the other
     timed.clear()
@@ -81,8 +85,25 @@ def test_the_choice_is_made_around_the_shape_the_user_fixed():
     assert {layers for layers, *_ in timed} == {3}
 
 
+def test_muon_is_chosen_where_its_step_is_cheap_enough_and_a_given_optimizer_wins():
+    def costing(muon_cost):
+        return lambda *args: _timer(*args, muon_cost=muon_cost)
+
+    facts = _facts(1_000_000, 180.0)
+    cheap = auto.choose(facts, timer=costing(1.1))
+    dear = auto.choose(facts, timer=costing(auto.MUON_MAX_COST + 0.1))
+    assert cheap.settings["train.optimizer"] == "muon"
+    assert "Muon: its step costs 1.10x AdamW's here" in cheap.reason
+    assert dear.settings["train.optimizer"] == "adamw"
+    assert f"AdamW: a Muon step costs {auto.MUON_MAX_COST + 0.1:.2f}x here" in dear.reason
+    given = auto.Facts(1_000_000, 65, None, None, torch.device("cpu"), 2, "fp32", 180.0,
+                       given={"train.optimizer": "adamw"})  # fmt: skip
+    kept = auto.choose(given, timer=costing(1.0))
+    assert kept.settings["train.optimizer"] == "adamw" and "adamw as given" in kept.reason
+
+
 def test_a_small_corpus_is_read_many_times_regularised_and_documents_get_their_window():
-    tiny = auto.choose(_facts(45_000, 120.0), timer=_timer).settings
+    tiny = auto.choose(_facts(30_000, 120.0), timer=_timer).settings
     large = auto.choose(_facts(10**9, 120.0), timer=_timer).settings
 
     def size(settings):
@@ -111,10 +132,11 @@ def test_auto_records_its_choice_and_every_explicit_key_wins(corpus_file, tmp_pa
     summary = trainer.run()
     written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert written["model"]["hidden_size"] == 48  # given
-    assert written["model"]["cell"] == "gru" and written["train"]["patience"] == 3  # chosen
+    assert written["model"]["cell"] == "lstm" and written["train"]["patience"] == 3  # chosen
     assert written["train"]["max_steps"] is None and written["train"]["max_seconds"] == 4
-    log = (tmp_path / "log.txt").read_text()
-    assert "auto: " in log and " on CPU (" in log and "passes)" in log
+    log = " ".join((tmp_path / "log.txt").read_text().split())  # as one line, unwrapped
+    assert "auto: " in log and " on CPU (" in log and " passes; " in log
+    assert " probes in " in log and "; corpus read in " in log  # its own time, stated
     assert summary.seconds < 6
 
 

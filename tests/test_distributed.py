@@ -97,6 +97,23 @@ def test_two_ranks_equal_one_process(corpus_file, tmp_path, one_process):
         assert a.shape == b.shape == (2, 8, 32) and torch.allclose(a, b, atol=1e-5)
 
 
+def test_muon_under_two_ranks_equals_one_process(corpus_file, tmp_path):
+    """Each rank steps Muon on the averaged gradients: the ranks stay one model, the
+    single process's."""
+    steps = ("train.max_steps=10", "train.optimizer=muon")
+    run(train_cmd(1, corpus_file, tmp_path / "one", *steps))
+    run(train_cmd(2, corpus_file, tmp_path / "two", *steps))
+    one_l, two_l = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert [s for s, _ in one_l] == [s for s, _ in two_l] == list(range(1, 11))
+    for (_, a), (_, b) in zip(one_l, two_l, strict=True):
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-5)
+    p1 = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
+    p2 = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")
+    assert set(p2["optimizer"]) == {"adamw", "muon"}
+    for name, tensor in p1["model"].items():
+        assert torch.allclose(tensor, p2["model"][name], atol=1e-4), name
+
+
 STRAIGHT = ("train.max_steps=40", "model.dropout=0.1")
 
 

@@ -16,7 +16,7 @@ from conftest import quiet_console
 from typer.testing import CliRunner
 
 from charlstm.cli import app
-from charlstm.config import load_config
+from charlstm.config import Config, load_config
 from charlstm.errors import ConfigError
 
 optuna = pytest.importorskip("optuna", reason="charlstm tune needs Optuna (the tune extra)")
@@ -72,9 +72,17 @@ def test_a_bad_space_is_one_line_naming_the_key(tmp_path, text, message):
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_the_default_space_is_valid():
-    keys = [d.key for d in read_space(None)]
-    assert "train.lr" in keys and "model.hidden_size" in keys
+def test_the_default_space_lies_around_the_start():
+    start = Config.from_dict({}, ["model.hidden_size=256", "model.num_layers=2",
+                                  "train.lr=0.01", "train.batch_size=64"])  # fmt: skip
+    space = {d.key: d for d in read_space(None, start)}
+    assert space["model.hidden_size"].choices == (192, 256, 320, 384)
+    assert space["model.num_layers"].choices == (1, 2, 3)
+    assert space["train.batch_size"].choices == (32, 64, 128)
+    assert space["train.optimizer"].choices == ("adamw", "muon")
+    lr = space["train.lr"]
+    assert lr.log and lr.low == pytest.approx(0.01 / 3) and lr.high == pytest.approx(0.03)
+    assert tune_module.base_params(start, list(space.values()))["model.hidden_size"] == 256
 
 
 @pytest.mark.parametrize(
@@ -84,6 +92,7 @@ def test_the_default_space_is_valid():
         (["--time", "soon"], "--time: 'soon' is not a duration"),
         (["--pruner", "coin"], "--pruner must be median, hyperband or none"),
         (["--trials", "0"], "--trials must be >= 1"),
+        (["--start", "best"], "--start must be auto or base (got 'best')"),
         (["--seed", "-1"], "--seed must be a whole number"),
         (["--storage", "nosuch://x"], "--storage: cannot open the study there"),
         (["--space", "missing.yaml"], "cannot read it"),
@@ -253,3 +262,23 @@ def test_a_study_starts_from_the_base_config(corpus_file, tmp_path):
         )
     )
     assert base_params(base, space) == {"model.hidden_size": 48, "train.lr": 0.002}
+
+
+def test_a_study_starts_from_the_autopilots_choice_for_the_keys_the_base_leaves_open(
+    corpus_file, tmp_path
+):
+    base = _base(tmp_path, corpus_file)
+    log = tmp_path / "log.txt"
+    settings = TuneSettings(config=base, trial_time="30s", out=tmp_path / "a")
+    prepared = tune_module.prepare(settings, quiet_console(log))
+    chosen = dict(item.split("=", 1) for item in prepared.start)
+    # what the base gives stays; what it leaves open comes from train.auto, for 30 s
+    assert "model.hidden_size" not in chosen and "train.batch_size" not in chosen
+    assert {"model.cell", "train.lr", "train.optimizer", "train.ema"} <= set(chosen)
+    assert prepared.base.model.hidden_size == 48 and prepared.base.train.ema == 0.995
+    assert "tune: trials start from train.auto's choice: " in log.read_text()
+    as_given = tune_module.prepare(
+        TuneSettings(config=base, trial_time="30s", out=tmp_path / "b", start="base"),
+        quiet_console(log),
+    )
+    assert as_given.start == [] and as_given.base.train.ema is None

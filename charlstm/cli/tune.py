@@ -26,6 +26,7 @@ def tune(
     trials: Annotated[int | None, option_of(TuneSettings, "trials", "--trials")] = T.trials,
     pruner: Annotated[str, option_of(TuneSettings, "pruner", "--pruner")] = T.pruner,
     seed: Annotated[int | None, option_of(TuneSettings, "seed", "--seed")] = T.seed,
+    start: Annotated[str, option_of(TuneSettings, "start", "--start")] = T.start,
 ) -> None:
     """Search for a better config: an Optuna study whose trials are time-budget runs."""
     from charlstm.training.tune import optuna_module, run_study, trials_table
@@ -34,7 +35,7 @@ def tune(
     settings = TuneSettings(
         config=config, overrides=overrides or (), time=time, trial_time=trial_time,
         space=space, storage=storage, study=study, out=out_dir, trials=trials,
-        pruner=pruner, seed=seed,
+        pruner=pruner, seed=seed, start=start,
     )  # fmt: skip
     with StopRequests():  # Ctrl-C: the trial in hand saves and stops, then the study
         found, best = run_study(settings, out)

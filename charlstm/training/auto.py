@@ -21,13 +21,17 @@ in bench/RESULTS.md section 10):
   (0.2 was better at ~15 passes over Shakespeare in 600 s, 0 better at ~22 passes of
   50 KB in 60 s with early stopping) and past 50 passes 0.3 (the names recipe);
   documents only past 50 passes (at ~12 passes over a list of words it cost 0.118).
-- The rest from the hand-tuned recipes: a GRU for one long text (it beat every LSTM
-  tried in 180 s), an LSTM for documents (the names recipe); batch 64 x bptt 64 for
+- The rest from the hand-tuned recipes: an LSTM (under Muon it beat the GRU on
+  Shakespeare, code and documents, by 0.03 to 0.13 nats at equal seconds: RESULTS 14;
+  under AdamW the GRU had won on Shakespeare); batch 64 x bptt 64 for
   text; for documents a window as long as nearly every document and batch 32 (a row
   holds one document: short documents make short rows, and 32 of them give four times
   the updates 128 do for the same work, which paid in 240 s); the rate
   1e-2 at width 256, smaller as width grows (sqrt), 3e-3 for documents; 50 warm-up
   steps; the weight average (ema 0.995); bf16 where the CPU computes in it.
+- The optimizer: Muon on the recurrent matrices where its step costs at most
+  MUON_MAX_COST AdamW steps on this device (both timed at the chosen shape): it won at
+  equal seconds on every corpus and cell measured, at costs from 1.10x to 1.98x.
 - Watching: about VALIDATIONS validations over the run, each scoring a stretch that
   takes about VALIDATION_SHARE of the budget in all, and `train.patience` 3.
 Every key the config or --set gives wins over the choice.
@@ -46,11 +50,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charlstm.config import Config, ModelConfig
+from charlstm.config import Config, ModelConfig, TrainConfig
 from charlstm.device import training_precision
 from charlstm.errors import ConfigError
 from charlstm.memory import parameter_count
 from charlstm.model import CharRNN
+from charlstm.training.optim import decay_groups, make_optimizer
 
 # (layers, width), smallest first
 SHAPES = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512), (3, 768),
@@ -64,6 +69,7 @@ VALIDATION_SHARE = 0.05
 EVAL_SPEEDUP = 3.0  # validation reads about this much faster than training (budget.py)
 PATIENCE = 3
 TIMED_STEPS = 5
+MUON_MAX_COST = 2.0  # Muon's step over AdamW's: it won up to 1.98x (RESULTS 14)
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ class Facts:
     precision: str  # fp32 or bf16, as training will run
     seconds: float | None  # the budget
     document_mean: float | None = None  # documents: their mean length
-    # what the user fixed of the shape and the batch ("model.hidden_size": 32, ...): the
+    # what the user fixed of the shape, batch and optimizer ("model.hidden_size": 32, ...): the
     # choice is made around it, and what is timed is what will be trained
     given: dict[str, Any] = field(default_factory=dict)
 
@@ -114,16 +120,20 @@ def facts_of(ids: np.ndarray, vocab, cfg: Config, device: torch.device) -> Facts
 
 
 SHAPE_KEYS = ("model.cell", "model.num_layers", "model.hidden_size", "model.embedding_dim",
-              "train.batch_size", "train.bptt")  # fmt: skip
+              "train.batch_size", "train.bptt", "train.optimizer")  # fmt: skip
 
 
-def seconds_per_step(facts: Facts, model: ModelConfig, batch: int, bptt: int) -> float:
-    """One training step of this shape on this device, timed (the random state is left
-    as it was: the real model's initialisation does not depend on the probe)."""
+def seconds_per_step(
+    facts: Facts, model: ModelConfig, batch: int, bptt: int, optimizer: str = "adamw"
+) -> float:
+    """One training step of this shape and optimizer on this device, timed (the random
+    state is left as it was: the real model's initialisation does not depend on the
+    probe)."""
     device = facts.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         net = CharRNN(facts.vocab, model).to(device)
-        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
+        settings = TrainConfig(optimizer=optimizer, lr=1e-3)
+        updates = make_optimizer(net, settings, decay_groups(net, settings.weight_decay))
         ids = torch.randint(facts.vocab, (batch, bptt + 1), device=device)
         autocast = torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=facts.precision == "bf16"
@@ -133,9 +143,9 @@ def seconds_per_step(facts: Facts, model: ModelConfig, batch: int, bptt: int) ->
             with autocast:
                 logits, _ = net(ids[:, :-1], net.init_state(batch, device))
             loss = F.cross_entropy(logits.float().reshape(-1, facts.vocab), ids[:, 1:].reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
+            updates.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            updates.step()
 
         step()  # kernels chosen, memory allocated
         _sync(device)
@@ -173,7 +183,7 @@ def _window(facts: Facts) -> tuple[int, int]:
 def choose(facts: Facts, timer=seconds_per_step) -> Choice:
     documents = facts.documents is not None
     given = facts.given
-    cell = given.get("model.cell", "lstm" if documents else "gru")
+    cell = given.get("model.cell", "lstm")
     embedding = given.get("model.embedding_dim", 32 if documents else 64)
     batch, bptt = _window(facts)
     shapes = _shapes_left(given)
@@ -195,11 +205,20 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
                 pick = i
         return pick
 
-    step_seconds = _step_seconds(
-        lambda i: timer(facts, shape(*shapes[i]), batch, bptt), params, largest_fitting, seconds
-    )
+    timed: dict[tuple[int, str], float] = {}  # (shape, optimizer): each timed once
+
+    def time_shape(i: int, optimizer: str = "adamw") -> float:
+        if (i, optimizer) not in timed:
+            timed[i, optimizer] = timer(facts, shape(*shapes[i]), batch, bptt, optimizer)
+        return timed[i, optimizer]
+
+    started = time.perf_counter()
+    step_seconds = _step_seconds(time_shape, params, largest_fitting, seconds)
     pick = largest_fitting(step_seconds)
     layers, width = shapes[pick]
+    optimizer, said = _optimizer(facts.given.get("train.optimizer"), lambda o: time_shape(pick, o))
+    if optimizer == "muon":  # its steps are dearer: fewer of them in the budget
+        step_seconds[pick] *= time_shape(pick, "muon") / time_shape(pick, "adamw")
     steps = max(1, int(training / step_seconds[pick]))
     passes = steps * chars_per_step / max(1, facts.chars)
     dropout, decay = _regularisation(passes, documents)
@@ -221,14 +240,39 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
         "train.eval_every": max(10, steps // VALIDATIONS),
         "train.checkpoint_every": max(10, steps // VALIDATIONS),
         "train.eval_chars": int(min(100_000, max(10_000, eval_chars))),
+        "train.optimizer": optimizer,
         **ALWAYS,
     }
-    steps_said = f"~{steps:,} steps of {step_seconds[pick] * 1000:.0f} ms, {passes:.1f} passes"
+    steps_said = (
+        f"{_why_shape(shapes, passes)}: ~{steps:,} steps of {step_seconds[pick] * 1000:.0f} ms, "
+        f"{passes:.1f} passes; {said}; {len(timed)} probes in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     return Choice(settings, _reason(facts, seconds, settings, steps_said))
 
 
+def _why_shape(shapes: list[tuple[int, int]], passes: float) -> str:
+    if len(shapes) == 1:
+        return "the shape given"
+    need = SMALL_CORPUS_CHARS if passes > MANY_PASSES else CHARS_PER_PARAMETER
+    return f"the largest shape the budget feeds {need:g} chars per parameter"
+
+
+def _optimizer(given: str | None, time_pick: Callable[[str], float]) -> tuple[str, str]:
+    """(the optimizer, why in words). Muon takes more work per step (its Newton-Schulz
+    iterations), and what that costs depends on the shape and the device: it is chosen
+    where its step costs at most MUON_MAX_COST of AdamW's here, the cost at which it
+    still won at equal seconds (bench/RESULTS.md 13)."""
+    if given is not None:
+        return given, f"{given} as given"
+    cost = time_pick("muon") / time_pick("adamw")
+    if cost <= MUON_MAX_COST:
+        return "muon", f"Muon: its step costs {cost:.2f}x AdamW's here"
+    return "adamw", f"AdamW: a Muon step costs {cost:.2f}x here"
+
+
 def _step_seconds(
-    time_shape: Callable[[int], float], params: list[int], fits: Callable, seconds: float
+    time_shape: Callable[..., float], params: list[int], fits: Callable, seconds: float
 ) -> list[float]:
     """Each shape's seconds per step. The smallest shape is timed; a step's time
     proportional to parameters overestimates the larger ones (fixed costs), so the second
@@ -314,7 +358,7 @@ CHOSEN_KEYS = (
     "model.dropout", "train.batch_size", "train.bptt", "train.lr", "train.warmup_steps",
     "train.weight_decay", "train.ema", "train.precision", "train.max_steps",
     "train.decay_steps", "train.eval_every", "train.checkpoint_every", "train.eval_chars",
-    "train.patience",
+    "train.patience", "train.optimizer",
 )  # fmt: skip
 
 

@@ -176,7 +176,9 @@ class Trainer:
 
     def _setup_corpus(self) -> Corpus:
         shown = self.console if self.is_main else Console(quiet=True)
+        started = time.perf_counter()
         corpus = self.ranks.main_first(lambda: load_corpus(self.cfg.data, shown, self.quiet))
+        self.corpus_seconds = time.perf_counter() - started
         self.corpus_key = corpus.key
         self.corpus_skipped = corpus.skipped
         return corpus
@@ -208,7 +210,7 @@ class Trainer:
             return
         choice = choose(facts_of(corpus.ids, self.vocab, self.cfg, self.device))
         self.cfg = apply_choice(self.cfg, choice)
-        self.auto_note = f"auto: {choice.reason}"
+        self.auto_note = f"auto: {choice.reason}; corpus read in {self.corpus_seconds:.1f} s"
 
     def _setup_data(self, corpus: Corpus) -> None:
         """The training streams of this rank and what validation scores."""

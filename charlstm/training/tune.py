@@ -35,23 +35,18 @@ from charlstm.errors import CharlstmError, ConfigError
 from charlstm.interrupt import Interrupted, check
 from charlstm.options import TuneSettings, seed32
 from charlstm.progress import bar, format_duration
-from charlstm.training.auto import Facts, facts_of, seconds_per_step
+from charlstm.training.auto import Facts, choose, facts_of, left_to_choose, seconds_per_step
 
 REPORTS = 4  # validations per trial: the points the pruner compares trials at
 JOURNAL = "journal.log"
 BEST = "best.yaml"
 
 # What a study draws when no --space is given: the levers that mattered in the searches
-# of bench/RESULTS.md (cell, width, depth, rate, weight decay, dropout, batch).
-DEFAULT_SPACE: dict[str, Any] = {
-    "model.cell": ["lstm", "gru"],
-    "model.num_layers": [1, 2, 3],
-    "model.hidden_size": [128, 192, 256, 320, 384],
-    "model.dropout": {"low": 0.0, "high": 0.4},
-    "train.lr": {"low": 1e-3, "high": 3e-2, "log": True},
-    "train.weight_decay": {"low": 1e-3, "high": 1.0, "log": True},
-    "train.batch_size": [32, 64, 128],
-}
+# of bench/RESULTS.md (cell, width, depth, rate, weight decay, dropout, batch, optimizer),
+# each around the study's start (space_around): a wide space drawn at random rarely lands
+# near a tuned point in the ten or so trials half an hour holds (RESULTS 10c).
+WIDTHS = (0.75, 1.0, 1.25, 1.5)  # of the start's width
+RATES = 3.0  # the rate drawn within start / RATES .. start * RATES
 # Keys a trial may not draw: what fixes the corpus, where runs go, the budget itself.
 NOT_TUNABLE = ("data.", "train.out_dir", "train.max_seconds", "train.device", "train.auto",
                "train.init_from", "train.threads")  # fmt: skip
@@ -85,10 +80,29 @@ class Dimension:
         return trial.suggest_float(self.key, self.low, self.high, log=self.log)
 
 
-def read_space(path: Path | None) -> list[Dimension]:
+def space_around(start: Config) -> dict[str, Any]:
+    """The default space: the start's cell and the other two gated cells, its depth and
+    one layer either side, widths from 3/4 to 3/2 of its own, batches half and twice its
+    own, its rate within a factor of RATES, weight decay and dropout over the ranges the
+    recipes used, and both optimizers."""
+    m, t = start.model, start.train
+    return {
+        "model.cell": sorted({"gru", "lstm", m.cell}),
+        "model.num_layers": sorted({max(1, m.num_layers - 1), m.num_layers, m.num_layers + 1}),
+        "model.hidden_size": sorted({max(32, round(m.hidden_size * f / 32) * 32) for f in WIDTHS}),
+        "model.dropout": {"low": 0.0, "high": 0.3},
+        "train.lr": {"low": t.lr / RATES, "high": t.lr * RATES, "log": True},
+        "train.weight_decay": {"low": 1e-3, "high": 1.0, "log": True},
+        "train.batch_size": sorted({max(8, t.batch_size // 2), t.batch_size, t.batch_size * 2}),
+        "train.optimizer": ["adamw", "muon"],
+    }
+
+
+def read_space(path: Path | None, start: Config | None = None) -> list[Dimension]:
     """The space of a YAML file (`key: [choices]` or `key: {low, high, log}`), or the
-    default; every mistake is one line naming the key."""
-    raw: Any = DEFAULT_SPACE
+    default around `start` (the default config's, without one); every mistake is one line
+    naming the key."""
+    raw: Any = space_around(start or Config())
     where = "the default space"
     if path is not None:
         where = f"space {path}"
@@ -136,7 +150,8 @@ class Study:
     """One process's part in a study."""
 
     settings: TuneSettings
-    base: Config
+    base: Config  # the base config with what the study starts from
+    start: list[str]  # overrides: the autopilot's choice for the keys the base leaves open
     space: list[Dimension]
     folder: Path
     facts: Facts
@@ -146,7 +161,7 @@ class Study:
         drawn = [f"{d.key}={_yaml_value(d.draw(trial))}" for d in self.space]
         out = self.folder / f"trial-{trial.number:04d}"
         budget = f"train.max_seconds={self.settings.trial_seconds}"
-        return [*self.settings.overrides, *drawn, budget, "train.max_steps=null",
+        return [*self.start, *self.settings.overrides, *drawn, budget, "train.max_steps=null",
                 f"train.out_dir={out}"]  # fmt: skip
 
     def objective(self, trial) -> float:
@@ -258,15 +273,31 @@ def open_study(settings: TuneSettings, folder: Path):
 
 def prepare(settings: TuneSettings, console: Console) -> Study:
     """Everything checked before the first trial: the base config, the space, the
-    corpus (read once: every trial trains on it) and the device."""
+    corpus (read once: every trial trains on it) and the device; then where the study
+    starts."""
     base = load_config(settings.config, settings.overrides)
-    space = read_space(settings.space)
+    if settings.space is not None:
+        read_space(settings.space)  # a mistake in it: one line before anything is timed
     folder = settings.out or Path("runs") / f"tune-{settings.study or _name(settings.config)}"
     corpus = load_corpus(base.data, console, quiet=True)  # a missing corpus leaves no folder
     device = pick_device(base.train.device, "train.device")
-    folder.mkdir(parents=True, exist_ok=True)
     facts = facts_of(corpus.ids, corpus.vocab, base, device)  # what timing a step needs
-    return Study(settings, base, space, folder, facts, console)
+    start = _start(settings, base, facts, console)
+    base = load_config(settings.config, [*start, *settings.overrides])
+    folder.mkdir(parents=True, exist_ok=True)
+    return Study(settings, base, start, read_space(settings.space, base), folder, facts, console)
+
+
+def _start(settings: TuneSettings, base: Config, facts: Facts, console: Console) -> list[str]:
+    """`--start auto`: what train.auto chooses for one trial's budget, for every key the
+    base config and --set leave open (the first trial trains it, the default space lies
+    around it); `--start base`: the base as it is."""
+    if settings.start == "base" or base.train.init_from or not left_to_choose(base):
+        return []
+    choice = choose(replace(facts, seconds=settings.trial_seconds))
+    console.print(f"tune: trials start from train.auto's choice: {choice.reason}", markup=False)
+    return [f"{key}={_yaml_value(value)}" for key, value in choice.settings.items()
+            if key not in base.explicit]  # fmt: skip
 
 
 def _name(config: Path | None) -> str:
