@@ -205,14 +205,8 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
                 pick = i
         return pick
 
-    timed: dict[tuple[int, str], float] = {}  # (shape, optimizer): each timed once
-
-    def time_shape(i: int, optimizer: str = "adamw") -> float:
-        if (i, optimizer) not in timed:
-            timed[i, optimizer] = timer(facts, shape(*shapes[i]), batch, bptt, optimizer)
-        return timed[i, optimizer]
-
-    started = time.perf_counter()
+    time_shape = _Probes(lambda i, optimizer: timer(facts, shape(*shapes[i]), batch, bptt,
+                                                    optimizer))  # fmt: skip
     step_seconds = _step_seconds(time_shape, params, largest_fitting, seconds)
     pick = largest_fitting(step_seconds)
     layers, width = shapes[pick]
@@ -223,8 +217,6 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
     passes = steps * chars_per_step / max(1, facts.chars)
     dropout, decay = _regularisation(passes, documents)
     lr = 3e-3 if documents else 1e-2 * min(1.0, math.sqrt(256 / width))
-    train_chars_per_second = chars_per_step / step_seconds[pick]
-    eval_chars = VALIDATION_SHARE / VALIDATIONS * seconds * EVAL_SPEEDUP * train_chars_per_second
     settings = {
         "model.cell": cell,
         "model.num_layers": layers,
@@ -234,21 +226,44 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
         "train.batch_size": batch,
         "train.bptt": bptt,
         "train.lr": lr,
-        "train.warmup_steps": min(50, max(1, steps // 10)),
         "train.weight_decay": decay,
-        "train.decay_steps": None if facts.seconds is not None else steps,
-        "train.eval_every": max(10, steps // VALIDATIONS),
-        "train.checkpoint_every": max(10, steps // VALIDATIONS),
-        "train.eval_chars": int(min(100_000, max(10_000, eval_chars))),
         "train.optimizer": optimizer,
+        **_watching(facts, seconds, steps, chars_per_step / step_seconds[pick]),
         **ALWAYS,
     }
     steps_said = (
         f"{_why_shape(shapes, passes)}: ~{steps:,} steps of {step_seconds[pick] * 1000:.0f} ms, "
-        f"{passes:.1f} passes; {said}; {len(timed)} probes in "
-        f"{time.perf_counter() - started:.1f} s"
+        f"{passes:.1f} passes; {said}; {time_shape.said()}"
     )
     return Choice(settings, _reason(facts, seconds, settings, steps_said))
+
+
+class _Probes:
+    """Each (shape, optimizer) timed once, and what the timing took, for the log."""
+
+    def __init__(self, time_one: Callable[[int, str], float]):
+        self.time_one, self.timed = time_one, {}
+        self.started = time.perf_counter()
+
+    def __call__(self, i: int, optimizer: str = "adamw") -> float:
+        if (i, optimizer) not in self.timed:
+            self.timed[i, optimizer] = self.time_one(i, optimizer)
+        return self.timed[i, optimizer]
+
+    def said(self) -> str:
+        return f"{len(self.timed)} probes in {time.perf_counter() - self.started:.1f} s"
+
+
+def _watching(facts: Facts, seconds: float, steps: int, chars_per_second: float) -> dict:
+    """The schedule's and the validations' settings for a run of this many steps."""
+    eval_chars = VALIDATION_SHARE / VALIDATIONS * seconds * EVAL_SPEEDUP * chars_per_second
+    return {
+        "train.warmup_steps": min(50, max(1, steps // 10)),
+        "train.decay_steps": None if facts.seconds is not None else steps,
+        "train.eval_every": max(10, steps // VALIDATIONS),
+        "train.checkpoint_every": max(10, steps // VALIDATIONS),
+        "train.eval_chars": int(min(100_000, max(10_000, eval_chars))),
+    }
 
 
 def _why_shape(shapes: list[tuple[int, int]], passes: float) -> str:
