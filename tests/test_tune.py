@@ -221,6 +221,11 @@ def test_two_workers_share_one_study(corpus_file, tmp_path, storage):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = min(complete, key=lambda t: t.value)
     assert load_config(written[0]).train.lr == pytest.approx(best.params["train.lr"])
+    # one start for both (the first worker's, recorded in the study), whatever each timed
+    start = dict(item.split("=", 1) for item in study.user_attrs["start"])
+    configs = [t.user_attrs["config"] for t in study.trials]
+    assert [c["train"]["optimizer"] for c in configs] == [start["train.optimizer"]] * 2
+    assert [c["train"]["eval_chars"] for c in configs] == [int(start["train.eval_chars"])] * 2
 
 
 @pytest.mark.slow

@@ -300,6 +300,23 @@ def _start(settings: TuneSettings, base: Config, facts: Facts, console: Console)
             if key not in base.explicit]  # fmt: skip
 
 
+def agreed_start(study, prepared: Study) -> Study:
+    """One start, and so one space, for every process of a study: the first records its
+    start in the study, the others take it from there (each timing its own machine
+    could give another shape, and a key drawn from two spaces is an error to Optuna)."""
+    recorded = study.user_attrs.get("start")
+    if recorded is None:
+        study.set_user_attr("start", prepared.start)
+        return prepared
+    if recorded == prepared.start:
+        return prepared
+    settings = prepared.settings
+    base = load_config(settings.config, [*recorded, *settings.overrides])
+    prepared.console.print("tune: trials start where the study's first process started")
+    return replace(prepared, start=list(recorded), base=base,
+                   space=read_space(settings.space, base))  # fmt: skip
+
+
 def _name(config: Path | None) -> str:
     return config.stem if config is not None else "default"
 
@@ -310,6 +327,7 @@ def run_study(settings: TuneSettings, console: Console, study=None) -> tuple[Any
     optuna = optuna_module()
     prepared = prepare(settings, console)
     study = study or open_study(settings, prepared.folder)
+    prepared = agreed_start(study, prepared)
     if not study.trials:  # the base itself first: a study starts from what it was given
         study.enqueue_trial(base_params(prepared.base, prepared.space), skip_if_exists=True)
     started = time.monotonic()
