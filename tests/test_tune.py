@@ -225,7 +225,7 @@ def test_two_workers_share_one_study(corpus_file, tmp_path, storage):
     start = dict(item.split("=", 1) for item in study.user_attrs["start"])
     configs = [t.user_attrs["config"] for t in study.trials]
     assert [c["train"]["optimizer"] for c in configs] == [start["train.optimizer"]] * 2
-    assert [c["train"]["eval_chars"] for c in configs] == [int(start["train.eval_chars"])] * 2
+    assert [c["model"]["cell"] for c in configs] == [start["model.cell"]] * 2
 
 
 @pytest.mark.slow
