@@ -151,9 +151,13 @@ def train_and_score(config: Path | None, overrides: list[str], out: Path) -> Out
     else:
         val = np.asarray(corpus.split(saved.config.data.val_fraction)[1][: VAL_CHARS + 1])
         loss = evaluate_ids(model, val, streams=16).loss
-    chosen = next((line for line in log.getvalue().splitlines() if "auto:" in line), "")
     return Outcome(
-        summary.steps, loss, seconds, summary.stopped_early, summary.diagnosis, chosen.strip()
+        summary.steps,
+        loss,
+        seconds,
+        summary.stopped_early,
+        summary.diagnosis,
+        trainer.auto_note or "",
     )
 
 
@@ -185,6 +189,7 @@ def compare(args, tmp: Path) -> None:
         if args.configs:
             runs = [run for run in runs if run[0] in args.configs]
         default_loss = math.nan
+        said = []
         for label, config, overrides in runs:
             out = tmp / f"{key}-{label}"
             result = train_and_score(config, [*overrides, *args.extra], out)
@@ -196,6 +201,8 @@ def compare(args, tmp: Path) -> None:
                 f"{'yes' if result.stopped_early else 'no'} | {result.diagnosis} |",
                 flush=True,
             )
+            said += [f"{corpus.name}, {seconds:.0f} s: {result.chosen}"] if result.chosen else []
+        print("".join(f"\n    {line}" for line in said), flush=True)
 
 
 # (corpus, seconds, layers x width, dropout): the runs the sizing rule was fitted on.

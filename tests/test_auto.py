@@ -97,9 +97,10 @@ def test_muon_is_chosen_where_its_step_is_cheap_enough_and_a_given_optimizer_win
     assert dear.settings["train.optimizer"] == "adamw"
     assert f"AdamW: a Muon step costs {auto.MUON_MAX_COST + 0.1:.2f}x here" in dear.reason
     given = auto.Facts(1_000_000, 65, None, None, torch.device("cpu"), 2, "fp32", 180.0,
-                       given={"train.optimizer": "adamw"})  # fmt: skip
+                       given={"train.optimizer": "adamw", "model.dropout": 0.25})  # fmt: skip
     kept = auto.choose(given, timer=costing(1.0))
     assert kept.settings["train.optimizer"] == "adamw" and "adamw as given" in kept.reason
+    assert "dropout 0.25," in kept.reason  # the line says what will be trained
 
 
 def test_a_small_corpus_is_read_many_times_regularised_and_documents_get_their_window():

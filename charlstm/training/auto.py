@@ -85,8 +85,8 @@ class Facts:
     precision: str  # fp32 or bf16, as training will run
     seconds: float | None  # the budget
     document_mean: float | None = None  # documents: their mean length
-    # what the user fixed of the shape, batch and optimizer ("model.hidden_size": 32, ...): the
-    # choice is made around it, and what is timed is what will be trained
+    # what the user fixed of what a choice sets ("model.hidden_size": 32, ...): the choice is
+    # made around it, what is timed is what will be trained, and the line says what will be
     given: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,7 +114,7 @@ def facts_of(ids: np.ndarray, vocab, cfg: Config, device: torch.device) -> Facts
         given={
             key: value
             for key, value in cfg.flat().items()
-            if key in SHAPE_KEYS and key in cfg.explicit
+            if key in (*SHAPE_KEYS, *CHOSEN_KEYS) and key in cfg.explicit
         },  # fmt: skip
     )
 
@@ -235,7 +235,8 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
         f"{_why_shape(shapes, passes)}: ~{steps:,} steps of {step_seconds[pick] * 1000:.0f} ms, "
         f"{passes:.1f} passes; {said}; {time_shape.said()}"
     )
-    return Choice(settings, _reason(facts, seconds, settings, steps_said))
+    trained = {**settings, **{key: given[key] for key in settings if key in given}}
+    return Choice(settings, _reason(facts, seconds, trained, steps_said))
 
 
 class _Probes:
