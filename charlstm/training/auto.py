@@ -117,13 +117,9 @@ def facts_of(ids: np.ndarray, vocab, cfg: Config, device: torch.device) -> Facts
         given={
             key: value
             for key, value in cfg.flat().items()
-            if key in (*SHAPE_KEYS, *CHOSEN_KEYS) and key in cfg.explicit
+            if key in CHOSEN_KEYS and key in cfg.explicit
         },  # fmt: skip
     )
-
-
-SHAPE_KEYS = ("model.cell", "model.num_layers", "model.hidden_size", "model.embedding_dim",
-              "train.batch_size", "train.bptt", "train.optimizer")  # fmt: skip
 
 
 def seconds_per_step(
@@ -238,7 +234,7 @@ def choose(facts: Facts, timer=seconds_per_step) -> Choice:
         f"{_why_shape(shapes, passes)}: ~{steps:,} steps of {step_seconds[pick] * 1000:.0f} ms, "
         f"{passes:.1f} passes; {said}; {time_shape.said()}"
     )
-    trained = {**settings, **{key: given[key] for key in settings if key in given}}
+    trained = {key: given.get(key, value) for key, value in settings.items()}
     return Choice(settings, _reason(facts, seconds, trained, steps_said))
 
 
